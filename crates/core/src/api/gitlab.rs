@@ -1,0 +1,169 @@
+//! GitLab's API: remote (push) mirrors, plus the project and user look-ups clients make first.
+
+use serde_json::json;
+
+use super::{ApiError, ApiResponse, Call, Result, Service, decode_segment};
+use crate::identity::Level;
+use crate::mirrors::{MirrorParams, MirrorRequestError, RemoteMirror, RemoteMirrorDto};
+use crate::paging::GitLabPage;
+use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
+use crate::registry::Repository;
+use crate::store::{Crypto, Store};
+
+fn project_not_found() -> ApiError {
+    ApiError::not_found("Project", "Project not found")
+}
+
+fn mirror_not_found() -> ApiError {
+    ApiError::not_found("Remote Mirror", "Remote mirror not found")
+}
+
+impl From<MirrorRequestError> for ApiError {
+    fn from(e: MirrorRequestError) -> Self {
+        match e {
+            MirrorRequestError::Param(p) => Self::BadRequest(p.to_string()),
+            MirrorRequestError::Url(u) => Self::Field { field: "url".into(), message: u.to_string() },
+            MirrorRequestError::Filter(f) => {
+                Self::Field { field: "mirror_branch_regex".into(), message: f.to_string() }
+            }
+            e @ MirrorRequestError::AuthMethod(_) => Self::Field { field: e.field().into(), message: e.to_string() },
+        }
+    }
+}
+
+impl<S: Store, C: Crypto> Service<'_, S, C> {
+    /// The repository a GitLab `:id` names: a numeric id or `KEY/slug` (URL-encoded).
+    async fn gitlab_repository(&self, raw: &str) -> Result<Option<Repository>> {
+        let Some(id) = decode_segment(raw) else { return Ok(None) };
+        if let Ok(n) = id.parse::<i64>() {
+            return Ok(self.store.repository_by_id(n).await?);
+        }
+        let Some((key, slug)) = id.rsplit_once('/') else { return Ok(None) };
+        let Some(project) = self.store.project_by_key(key).await? else { return Ok(None) };
+        Ok(self.store.repository_by_slug(project.id, &slug.to_ascii_lowercase()).await?)
+    }
+
+    /// The repository of a mirror route, checked for the maintainer-level access GitLab requires.
+    async fn mirror_repository(&self, call: &Call<'_>) -> Result<Repository> {
+        let who = Some(call.principal()?);
+        let repo = self.gitlab_repository(call.params.raw("id")).await?.ok_or_else(project_not_found)?;
+        let level = self.repository_level(who, &repo).await?;
+        Self::require(who, level, Level::Admin, project_not_found)?;
+        Ok(repo)
+    }
+
+    async fn mirror_of(&self, call: &Call<'_>, repo: &Repository) -> Result<RemoteMirror> {
+        let id: i64 = call.params.raw("mirror_id").parse().map_err(|_| mirror_not_found())?;
+        self.store.remote_mirror(repo.id, id).await?.ok_or_else(mirror_not_found)
+    }
+
+    pub(super) async fn gitlab_current_user(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let p = call.principal()?;
+        Ok(ApiResponse::json(
+            200,
+            &json!({
+                "id": p.user.id, "username": p.user.slug, "name": p.user.display_name,
+                "state": "active", "email": p.user.email, "is_admin": p.is_admin(),
+            }),
+        ))
+    }
+
+    pub(super) async fn gitlab_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.gitlab_repository(call.params.raw("id")).await?.ok_or_else(project_not_found)?;
+        let level = self.repository_level(call.who.as_ref(), &repo).await?;
+        Self::require(call.who.as_ref(), level, Level::Read, project_not_found)?;
+        let path = format!("{}/{}", repo.project.key, repo.slug);
+        Ok(ApiResponse::json(
+            200,
+            &json!({
+                "id": repo.id,
+                "description": repo.description,
+                "name": repo.name,
+                "name_with_namespace": format!("{} / {}", repo.project.name, repo.name),
+                "path": repo.slug,
+                "path_with_namespace": path,
+                "created_at": repo.created_at,
+                "default_branch": repo.default_branch,
+                "visibility": if repo.public || repo.project.public { "public" } else { "private" },
+                "web_url": format!("{}/projects/{}/repos/{}", call.req.origin, repo.project.key, repo.slug),
+                "namespace": {
+                    "id": repo.project.id, "name": repo.project.name, "path": repo.project.key,
+                    "kind": "group", "full_path": repo.project.key,
+                },
+                "mirror": repo.upstream.is_some(),
+            }),
+        ))
+    }
+
+    pub(super) async fn list_remote_mirrors(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        let page = GitLabPage::from_query(&call.query);
+        let (mirrors, total) = self.store.list_remote_mirrors(repo.id, page.offset(), u64::from(page.per_page)).await?;
+        let body: Vec<RemoteMirrorDto> = mirrors.iter().map(RemoteMirrorDto::from).collect();
+        Ok(ApiResponse::json(200, &body).with_headers(page.headers(&call.url(), &call.query, total)))
+    }
+
+    pub(super) async fn get_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        let mirror = self.mirror_of(call, &repo).await?;
+        Ok(ApiResponse::json(200, &RemoteMirrorDto::from(&mirror)))
+    }
+
+    pub(super) async fn create_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        let change = MirrorParams::from_fields(&call.fields()?)?.check_create(&self.config.allowed_hosts)?;
+        let url = change.new_url.clone().ok_or(ApiError::Internal("create without url".into()))?;
+        let stored = self.stored_url(&url, None).await?;
+        let mirror = change.into_new_mirror(repo.id, stored, self.now);
+        let job = job_for_mirror_change(repo.id, 0, false, mirror.enabled, true, self.now);
+        let created = self.store.insert_remote_mirror(&mirror, job.as_ref()).await?;
+        Ok(ApiResponse::json(201, &RemoteMirrorDto::from(&created)))
+    }
+
+    pub(super) async fn update_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        let current = self.mirror_of(call, &repo).await?;
+        let change = MirrorParams::from_fields(&call.fields()?)?.check_update(&current, &self.config.allowed_hosts)?;
+        let url = match &change.new_url {
+            Some(url) => Some(self.stored_url(url, change.keep_credentials.then_some(&current.url)).await?),
+            None => None,
+        };
+        let url_changed = url.is_some();
+        let next = change.apply_to(&current, url, self.now);
+        let job = job_for_mirror_change(repo.id, current.id, current.enabled, next.enabled, url_changed, self.now);
+        self.store.update_remote_mirror(&next, job.as_ref()).await?;
+        Ok(ApiResponse::json(200, &RemoteMirrorDto::from(&next)))
+    }
+
+    pub(super) async fn delete_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        let mirror = self.mirror_of(call, &repo).await?;
+        self.store.delete_remote_mirror(repo.id, mirror.id).await?;
+        Ok(ApiResponse::empty(204))
+    }
+
+    /// Records a sync request; a farm node carries it out. A disabled mirror can't be synced.
+    pub(super) async fn sync_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        let mirror = self.mirror_of(call, &repo).await?;
+        if !mirror.enabled {
+            return Err(ApiError::BadRequest("Remote mirror is disabled".into()));
+        }
+        let job = NewJob {
+            kind: JobKind::PushMirror,
+            repository_id: repo.id,
+            remote_mirror_id: Some(mirror.id),
+            reason: JobReason::Manual,
+            enqueued_at: self.now,
+        };
+        self.store.enqueue(&job).await?;
+        Ok(ApiResponse::empty(204))
+    }
+
+    /// Only mirrors authenticated by SSH key have a public key; none here do yet.
+    pub(super) async fn remote_mirror_public_key(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        self.mirror_of(call, &repo).await?;
+        Err(ApiError::not_found("Public key", "This mirror does not use SSH key authentication"))
+    }
+}

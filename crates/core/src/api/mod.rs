@@ -1,0 +1,212 @@
+//! The API service: one pure function from a request (plus `now` and the ports) to a response.
+//!
+//! The shells turn their HTTP requests into [`ApiRequest`] and send back [`ApiResponse`]; every
+//! check, decision and wire shape is made here. Handlers are grouped by resource.
+
+mod gitlab;
+mod identity;
+mod queue;
+mod registry;
+mod request;
+mod response;
+mod routes;
+
+pub use request::{ApiRequest, BodyError, FieldError, Fields, MAX_BODY_BYTES, Method, Query, decode_segment, encode};
+pub use response::{ApiError, ApiResponse, Dialect};
+pub use routes::{Handler, Params, Resolution, resolve};
+
+use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level, constant_time_eq, token_lookup_key};
+use crate::registry::{Project, Repository};
+use crate::store::{Crypto, Store};
+use crate::time::Timestamp;
+use crate::urls::{GitUrl, HostAllowlist, StoredUrl};
+
+/// Deployment settings the service needs.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Internal hosts mirrors may nevertheless reach (`MIRRORFARM_ALLOWED_HOSTS`).
+    pub allowed_hosts: HostAllowlist,
+}
+
+/// The API over a store and a crypto provider, at one instant.
+pub struct Service<'a, S, C> {
+    store: &'a S,
+    crypto: &'a C,
+    config: &'a Config,
+    now: Timestamp,
+}
+
+/// What every handler gets: the caller, the decoded query, path parameters and the request.
+struct Call<'r> {
+    who: Option<Principal>,
+    query: Query,
+    params: Params,
+    req: &'r ApiRequest,
+}
+
+impl Call<'_> {
+    fn principal(&self) -> Result<&Principal, ApiError> {
+        self.who.as_ref().ok_or(ApiError::Unauthorized)
+    }
+
+    fn param(&self, name: &str) -> Result<String, ApiError> {
+        decode_segment(self.params.raw(name)).ok_or_else(|| ApiError::BadRequest(format!("{name} is not valid UTF-8")))
+    }
+
+    fn fields(&self) -> Result<Fields, ApiError> {
+        Ok(Fields::parse(self.req.content_type.as_deref(), &self.req.body, &self.query)?)
+    }
+
+    /// The request URL without its query, for links.
+    fn url(&self) -> String {
+        format!("{}{}", self.req.origin, self.req.path)
+    }
+}
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
+    /// A service for one request made at `now`.
+    pub fn new(store: &'a S, crypto: &'a C, config: &'a Config, now: Timestamp) -> Self {
+        Self { store, crypto, config, now }
+    }
+
+    /// Answers a request.
+    pub async fn handle(&self, req: &ApiRequest) -> ApiResponse {
+        let (handler, params, dialect) = match resolve(req.method, &req.path) {
+            Resolution::Found(h, p, d) => (h, p, d),
+            Resolution::WrongMethod(d) => return ApiError::MethodNotAllowed.into_response(d),
+            Resolution::Missing(d) => return ApiError::not_found("", "No such resource").into_response(d),
+        };
+        let query = Query::parse(&req.query);
+        let result = match self.authenticate(req).await {
+            Ok(who) => self.dispatch(handler, Call { who, query, params, req }).await,
+            Err(e) => Err(e),
+        };
+        result.unwrap_or_else(|e| e.into_response(dialect))
+    }
+
+    async fn dispatch(&self, handler: Handler, call: Call<'_>) -> Result<ApiResponse> {
+        use Handler as H;
+        match handler {
+            H::GitLabCurrentUser => self.gitlab_current_user(&call).await,
+            H::GitLabProject => self.gitlab_project(&call).await,
+            H::ListRemoteMirrors => self.list_remote_mirrors(&call).await,
+            H::CreateRemoteMirror => self.create_remote_mirror(&call).await,
+            H::GetRemoteMirror => self.get_remote_mirror(&call).await,
+            H::UpdateRemoteMirror => self.update_remote_mirror(&call).await,
+            H::DeleteRemoteMirror => self.delete_remote_mirror(&call).await,
+            H::SyncRemoteMirror => self.sync_remote_mirror(&call).await,
+            H::RemoteMirrorPublicKey => self.remote_mirror_public_key(&call).await,
+            H::ListProjects => self.list_projects(&call).await,
+            H::CreateProject => self.create_project(&call).await,
+            H::GetProject => self.get_project(&call).await,
+            H::DeleteProject => self.delete_project(&call).await,
+            H::ListProjectRepositories => self.list_repositories(&call, true).await,
+            H::ListRepositories => self.list_repositories(&call, false).await,
+            H::CreateRepository => self.create_repository(&call).await,
+            H::GetRepository => self.get_repository(&call).await,
+            H::DeleteRepository => self.delete_repository(&call).await,
+            H::GrantProject => self.set_project_grant(&call, true).await,
+            H::RevokeProject => self.set_project_grant(&call, false).await,
+            H::GrantRepository => self.set_repository_grant(&call, true).await,
+            H::RevokeRepository => self.set_repository_grant(&call, false).await,
+            H::GrantGlobal => self.set_global_role(&call, true).await,
+            H::RevokeGlobal => self.set_global_role(&call, false).await,
+            H::CreateUser => self.create_user(&call).await,
+            H::DeleteUser => self.delete_user(&call).await,
+            H::ListUsers => self.list_users(&call).await,
+            H::GetUser => self.get_user(&call).await,
+            H::CreateToken => self.create_token(&call).await,
+            H::ListTokens => self.list_tokens(&call).await,
+            H::DeleteToken => self.delete_token(&call).await,
+            H::ListJobs => self.list_jobs(&call).await,
+            H::Health => Ok(ApiResponse::json(200, &serde_json::json!({ "status": "ok" }))),
+        }
+    }
+
+    /// Resolves the caller. Credentials that are sent but wrong are a 401 even where anonymous
+    /// access would do, so a typo is never silently downgraded.
+    async fn authenticate(&self, req: &ApiRequest) -> Result<Option<Principal>> {
+        let credentials = Credentials::from_headers(req.private_token.as_deref(), req.authorization.as_deref())
+            .map_err(|_| ApiError::Unauthorized)?;
+        let Some(credentials) = credentials else { return Ok(None) };
+        let token = credentials.token();
+        let hash = self.crypto.sha256_hex(token.as_bytes()).await?;
+        let candidates = self.store.tokens_by_lookup(&token_lookup_key(token)).await?;
+        let found = candidates.into_iter().find(|t| constant_time_eq(t.hash.as_bytes(), hash.as_bytes()));
+        let token = found.ok_or(ApiError::Unauthorized)?;
+        if token.expires_at.is_some_and(|at| at <= self.now) {
+            return Err(ApiError::Unauthorized);
+        }
+        let user = self.store.user_by_id(token.user_id).await?.ok_or(ApiError::Unauthorized)?;
+        if let Credentials::UserToken { user: name, .. } = &credentials
+            && !name.eq_ignore_ascii_case(&user.name)
+            && !name.eq_ignore_ascii_case(&user.slug)
+        {
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(Some(Principal { user, scope: TokenScope::from_permissions(token.permissions.as_deref()) }))
+    }
+
+    /// The caller's level on a repository (public repositories and projects give read).
+    async fn repository_level(&self, who: Option<&Principal>, repo: &Repository) -> Result<Option<Level>> {
+        let public = repo.public || repo.project.public;
+        Ok(match who {
+            None => anonymous_level(public),
+            Some(p) => {
+                let grants = self.store.grants_for(p.user.id).await?;
+                p.repo_level(
+                    grants.projects.get(&repo.project.id).copied(),
+                    grants.repositories.get(&repo.id).copied(),
+                    public,
+                )
+            }
+        })
+    }
+
+    /// The caller's level on a project itself.
+    async fn project_level(&self, who: Option<&Principal>, project: &Project) -> Result<Option<Level>> {
+        Ok(match who {
+            None => anonymous_level(project.public),
+            Some(p) => {
+                let grants = self.store.grants_for(p.user.id).await?;
+                p.project_level(grants.projects.get(&project.id).copied(), project.public)
+            }
+        })
+    }
+
+    /// Checks the caller's level: anonymous callers get 401, callers who can't see the
+    /// resource get `hidden` (a 404), callers who see it but lack `need` get 403.
+    fn require(
+        who: Option<&Principal>,
+        have: Option<Level>,
+        need: Level,
+        hidden: impl FnOnce() -> ApiError,
+    ) -> Result<()> {
+        match (who, have) {
+            (_, Some(level)) if level >= need => Ok(()),
+            (None, _) => Err(ApiError::Unauthorized),
+            (Some(_), None) => Err(hidden()),
+            (Some(_), Some(_)) => Err(ApiError::Forbidden),
+        }
+    }
+
+    /// Seals a URL's credentials for storage, or reuses `kept`'s when asked to.
+    async fn stored_url(&self, url: &GitUrl, kept: Option<&StoredUrl>) -> Result<StoredUrl> {
+        let sealed_userinfo = match (kept, url.userinfo()) {
+            (Some(kept), _) => kept.sealed_userinfo.clone(),
+            (None, Some(info)) => Some(self.crypto.seal(&info).await?),
+            (None, None) => None,
+        };
+        Ok(StoredUrl { plain: url.without_credentials(), masked: url.masked(), sealed_userinfo })
+    }
+
+    /// Random bytes as lower-case hex.
+    fn random_hex(&self, bytes: usize) -> Result<String> {
+        Ok(self.crypto.random_bytes(bytes)?.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

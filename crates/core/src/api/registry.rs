@@ -1,0 +1,171 @@
+//! Bitbucket's project and repository resources.
+
+use super::{ApiError, ApiResponse, Call, Result, Service};
+use crate::identity::Level;
+use crate::paging::BitbucketPage;
+use crate::registry::{self, NewProject, NewRepository, Project, ProjectDto, RegistryError, Repository, RepositoryDto};
+use crate::store::{Crypto, Store};
+use crate::urls::GitUrl;
+
+fn field(name: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::Field { field: name.into(), message: e.to_string() }
+}
+
+fn no_project(key: &str) -> ApiError {
+    ApiError::not_found("Project", format!("Project {key} does not exist."))
+}
+
+fn no_repository(key: &str, slug: &str) -> ApiError {
+    ApiError::not_found("Project", format!("Repository {key}/{slug} does not exist."))
+}
+
+impl<S: Store, C: Crypto> Service<'_, S, C> {
+    /// The project named by `{projectKey}`, if the caller may see it at `need`.
+    pub(super) async fn project_for(&self, call: &Call<'_>, need: Level) -> Result<Project> {
+        let key = call.param("projectKey")?;
+        let project = self.store.project_by_key(&key).await?.ok_or_else(|| no_project(&key))?;
+        let mut level = self.project_level(call.who.as_ref(), &project).await?;
+        if level.is_none() && need == Level::Read && self.sees_any_repository(call, &project).await? {
+            level = Some(Level::Read);
+        }
+        Self::require(call.who.as_ref(), level, need, || no_project(&key))?;
+        Ok(project)
+    }
+
+    /// A caller with a grant on any repository of a project sees the project in lists.
+    async fn sees_any_repository(&self, call: &Call<'_>, project: &Project) -> Result<bool> {
+        for repo in self.store.list_repositories(Some(project.id)).await? {
+            if self.repository_level(call.who.as_ref(), &repo).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The repository named by `{projectKey}/{repositorySlug}`, checked for `need`.
+    pub(super) async fn repository_for(&self, call: &Call<'_>, need: Level) -> Result<Repository> {
+        let key = call.param("projectKey")?;
+        let slug = call.param("repositorySlug")?.to_ascii_lowercase();
+        let project = self.store.project_by_key(&key).await?.ok_or_else(|| no_project(&key))?;
+        let repo = self.store.repository_by_slug(project.id, &slug).await?.ok_or_else(|| no_repository(&key, &slug))?;
+        let level = self.repository_level(call.who.as_ref(), &repo).await?;
+        Self::require(call.who.as_ref(), level, need, || no_repository(&key, &slug))?;
+        Ok(repo)
+    }
+
+    pub(super) async fn list_projects(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let mut visible = Vec::new();
+        for project in self.store.list_projects().await? {
+            if self.project_level(call.who.as_ref(), &project).await?.is_some()
+                || self.sees_any_repository(call, &project).await?
+            {
+                visible.push(ProjectDto::new(&project, &call.req.origin));
+            }
+        }
+        let page = BitbucketPage::from_query(&call.query).slice(&visible);
+        Ok(ApiResponse::json(200, &page))
+    }
+
+    pub(super) async fn create_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let who = call.principal()?;
+        if !who.is_admin() {
+            return Err(ApiError::Forbidden);
+        }
+        let fields = call.fields()?;
+        let key = fields.string("key")?.ok_or_else(|| field("key", "A project key is required."))?;
+        let key = registry::validate_project_key(&key).map_err(|e| field("key", e))?;
+        let name = fields.string("name")?.ok_or_else(|| field("name", "A project name is required."))?;
+        let name = registry::validate_name(&name).map_err(|e| field("name", e))?;
+        let new = NewProject {
+            key,
+            name,
+            description: fields.string("description")?.filter(|d| !d.is_empty()),
+            public: fields.boolean("public")?.unwrap_or(false),
+            created_at: self.now,
+        };
+        let project = self.store.insert_project(&new).await?;
+        Ok(ApiResponse::json(201, &ProjectDto::new(&project, &call.req.origin)))
+    }
+
+    pub(super) async fn get_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let project = self.project_for(call, Level::Read).await?;
+        Ok(ApiResponse::json(200, &ProjectDto::new(&project, &call.req.origin)))
+    }
+
+    pub(super) async fn delete_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let project = self.project_for(call, Level::Admin).await?;
+        if !self.store.list_repositories(Some(project.id)).await?.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "The project \"{}\" cannot be deleted because it has repositories.",
+                project.key
+            )));
+        }
+        self.store.delete_project(project.id).await?;
+        Ok(ApiResponse::empty(204))
+    }
+
+    pub(super) async fn list_repositories(&self, call: &Call<'_>, in_project: bool) -> Result<ApiResponse> {
+        let project_id = if in_project { Some(self.project_for(call, Level::Read).await?.id) } else { None };
+        let key_filter = call.query.get("projectkey").map(str::to_ascii_uppercase);
+        let name_filter = call.query.get("name").map(str::to_ascii_lowercase);
+        let mut visible = Vec::new();
+        for repo in self.store.list_repositories(project_id).await? {
+            let matches = key_filter.as_deref().is_none_or(|k| repo.project.key == k)
+                && name_filter.as_deref().is_none_or(|n| repo.name.to_ascii_lowercase().contains(n));
+            if matches && self.repository_level(call.who.as_ref(), &repo).await?.is_some() {
+                visible.push(RepositoryDto::new(&repo, &call.req.origin));
+            }
+        }
+        Ok(ApiResponse::json(200, &BitbucketPage::from_query(&call.query).slice(&visible)))
+    }
+
+    pub(super) async fn create_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let project = self.project_for(call, Level::Admin).await?;
+        let fields = call.fields()?;
+        let name = fields.string("name")?.ok_or_else(|| field("name", RegistryError::NameLength))?;
+        let slug = registry::repository_slug(&name).map_err(|e| field("name", e))?;
+        if let Some(scm) = fields.string("scmId")?
+            && scm != "git"
+        {
+            return Err(field("scmId", format!("{scm:?} is not a supported SCM; only \"git\" is.")));
+        }
+        let default_branch = match fields.string("defaultBranch")? {
+            Some(b) => registry::validate_branch_name(&b).map_err(|e| field("defaultBranch", e))?,
+            None => "main".to_owned(),
+        };
+        let upstream = match fields.string("upstreamUrl")?.filter(|u| !u.trim().is_empty()) {
+            None => None,
+            Some(text) => {
+                let url = GitUrl::parse(text.trim()).map_err(|e| field("upstreamUrl", e))?;
+                url.check_outbound(&self.config.allowed_hosts).map_err(|e| field("upstreamUrl", e))?;
+                Some(self.stored_url(&url, None).await?)
+            }
+        };
+        let new = NewRepository {
+            project_id: project.id,
+            name: registry::validate_name(&name).map_err(|e| field("name", e))?,
+            slug,
+            description: fields.string("description")?.filter(|d| !d.is_empty()),
+            default_branch,
+            public: fields.boolean("public")?.unwrap_or(false),
+            forkable: fields.boolean("forkable")?.unwrap_or(true),
+            upstream,
+            hierarchy_id: self.random_hex(10)?,
+            created_at: self.now,
+        };
+        let repo = self.store.insert_repository(&new).await?;
+        Ok(ApiResponse::json(201, &RepositoryDto::new(&repo, &call.req.origin)))
+    }
+
+    pub(super) async fn get_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.repository_for(call, Level::Read).await?;
+        Ok(ApiResponse::json(200, &RepositoryDto::new(&repo, &call.req.origin)))
+    }
+
+    /// Bitbucket answers 202: deletion is accepted (here it is also done).
+    pub(super) async fn delete_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.repository_for(call, Level::Admin).await?;
+        self.store.delete_repository(repo.id).await?;
+        Ok(ApiResponse::empty(202))
+    }
+}

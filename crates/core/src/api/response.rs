@@ -1,0 +1,235 @@
+//! Responses, and the one mapping from [`ApiError`] to HTTP status and each API's error shape.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::request::BodyError;
+use crate::store::{CryptoError, StoreError};
+
+/// A response for the shell to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers besides `Content-Type`.
+    pub headers: Vec<(String, String)>,
+    /// JSON body, if any.
+    pub body: Option<String>,
+    /// A server-side diagnostic for the shell to log (already free of secrets); never sent.
+    pub diagnostic: Option<String>,
+}
+
+impl ApiResponse {
+    /// A JSON response.
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Self {
+        // Serializing our own DTOs cannot fail: they hold no maps with non-string keys.
+        let body = serde_json::to_string(value).expect("DTOs serialize to JSON");
+        Self { status, headers: Vec::new(), body: Some(body), diagnostic: None }
+    }
+
+    /// A response with no body.
+    pub fn empty(status: u16) -> Self {
+        Self { status, headers: Vec::new(), body: None, diagnostic: None }
+    }
+
+    /// Adds headers.
+    pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+}
+
+/// Which API's conventions a route follows (error shape, not-found wording).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// GitLab: `{"message": …}`.
+    GitLab,
+    /// Bitbucket (and our own API): `{"errors": [{"context", "message", "exceptionName"}]}`.
+    Bitbucket,
+}
+
+/// Every way a request can fail. [`ApiError::status`] is the one mapping to HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// One field is wrong.
+    #[error("{field} {message}")]
+    Field {
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No or bad credentials.
+    #[error("Authentication failed. Please check your credentials and try again.")]
+    Unauthorized,
+    /// Authenticated, but not allowed.
+    #[error("You are not permitted to access this resource")]
+    Forbidden,
+    /// The resource does not exist or is hidden from the caller.
+    #[error("{message}")]
+    NotFound {
+        /// GitLab's noun ("Project", "Remote Mirror").
+        what: &'static str,
+        /// Bitbucket's sentence.
+        message: String,
+    },
+    /// No such route for this method.
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    /// The request clashes with current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is too large.
+    #[error("Request body too large")]
+    PayloadTooLarge,
+    /// The body's content type is not JSON or form.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A fault of ours; the detail is logged, not sent.
+    #[error("An internal error occurred")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status of each error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) | Self::Field { .. } => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::NotFound { .. } => 404,
+            Self::MethodNotAllowed => 405,
+            Self::Conflict(_) => 409,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType(_) => 415,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    /// A not-found error naming the resource.
+    pub fn not_found(what: &'static str, message: impl Into<String>) -> Self {
+        Self::NotFound { what, message: message.into() }
+    }
+
+    /// Renders the error in the dialect's shape.
+    pub fn into_response(self, dialect: Dialect) -> ApiResponse {
+        let status = self.status();
+        let diagnostic = match &self {
+            Self::Internal(detail) => Some(detail.clone()),
+            _ => None,
+        };
+        let body = match dialect {
+            Dialect::GitLab => match &self {
+                Self::Field { field, message } => json!({ "message": { field: [message] } }),
+                Self::BadRequest(m) => json!({ "message": format!("400 Bad request - {m}") }),
+                Self::NotFound { what: "", .. } => json!({ "message": "404 Not Found" }),
+                Self::NotFound { what, .. } => json!({ "message": format!("404 {what} Not Found") }),
+                Self::Unauthorized => json!({ "message": "401 Unauthorized" }),
+                Self::Forbidden => json!({ "message": "403 Forbidden" }),
+                Self::MethodNotAllowed => json!({ "message": "405 Method Not Allowed" }),
+                Self::Conflict(m) => json!({ "message": format!("409 Conflict - {m}") }),
+                Self::PayloadTooLarge => json!({ "message": "413 Request Entity Too Large" }),
+                Self::UnsupportedMediaType(m) => json!({ "message": format!("415 Unsupported Media Type - {m}") }),
+                Self::Internal(_) => json!({ "message": "500 Internal Server Error" }),
+            },
+            Dialect::Bitbucket => {
+                let context = match &self {
+                    Self::Field { field, .. } => json!(field),
+                    _ => json!(null),
+                };
+                let message = match &self {
+                    Self::Field { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                json!({ "errors": [{ "context": context, "message": message, "exceptionName": exception_name(&self) }] })
+            }
+        };
+        let mut response = ApiResponse::json(status, &body);
+        response.diagnostic = diagnostic;
+        if status == 401 && dialect == Dialect::Bitbucket {
+            response.headers.push(("WWW-Authenticate".into(), "Basic realm=\"mirrorfarm\"".into()));
+        }
+        response
+    }
+}
+
+/// Bitbucket's exception class for an error (clients sometimes branch on it).
+fn exception_name(e: &ApiError) -> Option<&'static str> {
+    Some(match e {
+        ApiError::Field { .. } | ApiError::BadRequest(_) => {
+            "com.atlassian.bitbucket.validation.ArgumentValidationException"
+        }
+        ApiError::Unauthorized => "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException",
+        ApiError::Forbidden => "com.atlassian.bitbucket.AuthorisationException",
+        ApiError::NotFound { .. } => "com.atlassian.bitbucket.NoSuchEntityException",
+        ApiError::Conflict(_) => "com.atlassian.bitbucket.IntegrityException",
+        _ => return None,
+    })
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => Self::Conflict(m),
+            StoreError::Backend(m) => Self::Internal(m),
+        }
+    }
+}
+
+impl From<CryptoError> for ApiError {
+    fn from(e: CryptoError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// A parameter of the wrong type: Bitbucket names it as context, GitLab says "x is invalid".
+impl From<super::request::FieldError> for ApiError {
+    fn from(e: super::request::FieldError) -> Self {
+        Self::Field { field: e.field().to_owned(), message: e.to_string() }
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge => Self::PayloadTooLarge,
+            BodyError::Malformed(m) => Self::BadRequest(format!("malformed request body: {m}")),
+            BodyError::UnsupportedType(t) => Self::UnsupportedMediaType(format!("content type {t:?} is not supported")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn body(r: &ApiResponse) -> serde_json::Value {
+        serde_json::from_str(r.body.as_deref().expect("body")).expect("json")
+    }
+
+    #[test]
+    fn gitlab_shapes() {
+        let r = ApiError::not_found("Project", "x").into_response(Dialect::GitLab);
+        assert_eq!((r.status, body(&r)), (404, json!({"message": "404 Project Not Found"})));
+        let r = ApiError::Field { field: "url".into(), message: "is blocked".into() }.into_response(Dialect::GitLab);
+        assert_eq!((r.status, body(&r)), (400, json!({"message": {"url": ["is blocked"]}})));
+    }
+
+    #[test]
+    fn bitbucket_shapes_and_internal_detail_stays_inside() {
+        let r = ApiError::Field { field: "key".into(), message: "bad".into() }.into_response(Dialect::Bitbucket);
+        assert_eq!(body(&r)["errors"][0]["context"], "key");
+        let r = ApiError::Internal("D1 said: table x".into()).into_response(Dialect::Bitbucket);
+        assert_eq!(r.status, 500);
+        assert!(!r.body.as_deref().expect("body").contains("D1 said"));
+        assert_eq!(r.diagnostic.as_deref(), Some("D1 said: table x"));
+        let r = ApiError::Unauthorized.into_response(Dialect::Bitbucket);
+        assert_eq!(body(&r)["errors"][0]["context"], serde_json::Value::Null);
+    }
+}

@@ -1,0 +1,400 @@
+//! Service-level tests over the in-memory store: every route, its errors, and atomicity.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::identity::{AccessToken, GlobalRole, NewUser, token_lookup_key};
+use crate::memory_store::{FakeCrypto, MemoryStore, block_on};
+
+const ADMIN_TOKEN: &str = "mfp_admin_token_0123456789";
+
+struct World {
+    store: MemoryStore,
+    crypto: FakeCrypto,
+    config: Config,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Value,
+    raw: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl World {
+    fn new() -> Self {
+        let world = Self { store: MemoryStore::default(), crypto: FakeCrypto::default(), config: Config::default() };
+        world.add_user("admin", GlobalRole::SysAdmin, ADMIN_TOKEN);
+        world
+    }
+
+    fn add_user(&self, name: &str, role: GlobalRole, token: &str) {
+        block_on(async {
+            let user = self
+                .store
+                .insert_user(&NewUser {
+                    name: name.into(),
+                    slug: name.into(),
+                    display_name: name.into(),
+                    email: None,
+                    role,
+                    created_at: Timestamp(0),
+                })
+                .await
+                .expect("insert user");
+            let hash = self.crypto.sha256_hex(token.as_bytes()).await.expect("hash");
+            self.store
+                .insert_token(&AccessToken {
+                    id: format!("{}", user.id),
+                    user_id: user.id,
+                    name: "t".into(),
+                    lookup: token_lookup_key(token),
+                    hash,
+                    permissions: None,
+                    created_at: Timestamp(0),
+                    expires_at: None,
+                })
+                .await
+                .expect("insert token");
+        });
+    }
+
+    fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: Option<(&str, &str)>) -> Reply {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let header =
+            |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| (*v).to_owned());
+        let req = ApiRequest {
+            method: Method::parse(method),
+            origin: "http://mf.test".into(),
+            path: path.into(),
+            query: query.into(),
+            content_type: body.map(|(t, _)| t.to_owned()),
+            authorization: header("authorization"),
+            private_token: header("private-token"),
+            body: body.map(|(_, b)| b.as_bytes().to_vec()).unwrap_or_default(),
+        };
+        let service = Service::new(&self.store, &self.crypto, &self.config, Timestamp(1_578_331_922_823));
+        let r = block_on(service.handle(&req));
+        let raw = r.body.clone().unwrap_or_default();
+        Reply { status: r.status, headers: r.headers, body: serde_json::from_str(&raw).unwrap_or(Value::Null), raw }
+    }
+
+    fn as_admin(&self, method: &str, target: &str, json_body: Option<Value>) -> Reply {
+        let body = json_body.map(|b| b.to_string());
+        self.send(method, target, &[("PRIVATE-TOKEN", ADMIN_TOKEN)], body.as_deref().map(|b| ("application/json", b)))
+    }
+
+    fn as_token(&self, token: &str, method: &str, target: &str, json_body: Option<Value>) -> Reply {
+        let body = json_body.map(|b| b.to_string());
+        self.send(
+            method,
+            target,
+            &[("Authorization", &format!("Bearer {token}"))],
+            body.as_deref().map(|b| ("application/json", b)),
+        )
+    }
+
+    /// Project MF with repository `repo` (id returned).
+    fn seed_repo(&self) -> i64 {
+        assert_eq!(
+            self.as_admin("POST", "/rest/api/latest/projects", Some(json!({"key": "mf", "name": "Mirror Farm"})))
+                .status,
+            201
+        );
+        let r = self.as_admin(
+            "POST",
+            "/rest/api/latest/projects/MF/repos",
+            Some(json!({"name": "Repo", "defaultBranch": "main"})),
+        );
+        assert_eq!(r.status, 201, "{}", r.raw);
+        r.body["id"].as_i64().expect("id")
+    }
+}
+
+#[test]
+fn health_needs_no_token_and_unknown_paths_are_404_in_each_dialect() {
+    let w = World::new();
+    assert_eq!(w.send("GET", "/rest/mirrorfarm/1.0/health", &[], None).status, 200);
+    let r = w.send("GET", "/api/v4/nothing", &[], None);
+    assert_eq!((r.status, r.body.clone()), (404, json!({"message": "404 Not Found"})));
+    let r = w.send("GET", "/rest/api/latest/nothing", &[], None);
+    assert_eq!(r.status, 404);
+    assert!(r.body["errors"][0]["message"].is_string());
+    assert_eq!(w.send("PATCH", "/rest/api/latest/projects", &[], None).status, 405);
+}
+
+#[test]
+fn all_three_credential_forms_authenticate() {
+    let w = World::new();
+    let basic = "Basic YWRtaW46bWZwX2FkbWluX3Rva2VuXzAxMjM0NTY3ODk="; // admin:mfp_admin_token_0123456789
+    for headers in [
+        vec![("PRIVATE-TOKEN", ADMIN_TOKEN)],
+        vec![("Authorization", "Bearer mfp_admin_token_0123456789")],
+        vec![("Authorization", basic)],
+    ] {
+        let r = w.send("GET", "/api/v4/user", &headers, None);
+        assert_eq!((r.status, r.body["username"].as_str()), (200, Some("admin")), "{headers:?}");
+    }
+    // The right token under another user's name is refused.
+    let wrong_user = "Basic Ym9iOm1mcF9hZG1pbl90b2tlbl8wMTIzNDU2Nzg5"; // bob:mfp_admin_token_0123456789
+    assert_eq!(w.send("GET", "/api/v4/user", &[("Authorization", wrong_user)], None).status, 401);
+    assert_eq!(w.send("GET", "/api/v4/user", &[("PRIVATE-TOKEN", "mfp_admin_token_0123456788")], None).status, 401);
+    assert_eq!(w.send("GET", "/api/v4/user", &[("Authorization", "Digest x")], None).status, 401);
+    assert_eq!(w.send("GET", "/api/v4/user", &[], None).status, 401);
+}
+
+#[test]
+fn projects_and_repositories_in_bitbucket_shapes() {
+    let w = World::new();
+    let id = w.seed_repo();
+    let r = w.as_admin("GET", "/rest/api/1.0/projects/mf/repos/repo/", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["id"].as_i64(), Some(id));
+    assert_eq!(r.body["project"]["key"], "MF");
+    assert_eq!(r.body["defaultBranch"], "main");
+    assert_eq!(r.body["upstreamUrl"], Value::Null);
+    let r = w.as_admin("GET", "/rest/api/latest/projects?limit=1", None);
+    assert_eq!((r.body["size"].as_u64(), r.body["isLastPage"].as_bool()), (Some(1), Some(true)));
+    let r = w.as_admin("GET", "/rest/api/latest/repos?projectkey=mf", None);
+    assert_eq!(r.body["values"][0]["slug"], "repo");
+    // Duplicates conflict, bad keys and names are 400 naming the field.
+    assert_eq!(
+        w.as_admin("POST", "/rest/api/latest/projects", Some(json!({"key": "MF", "name": "Again"}))).status,
+        409
+    );
+    let r = w.as_admin("POST", "/rest/api/latest/projects", Some(json!({"key": "1bad", "name": "x"})));
+    assert_eq!((r.status, r.body["errors"][0]["context"].as_str()), (400, Some("key")));
+    let r = w.as_admin("POST", "/rest/api/latest/projects/MF/repos", Some(json!({"name": "Repo"})));
+    assert_eq!(r.status, 409);
+    let r = w.as_admin(
+        "POST",
+        "/rest/api/latest/projects/MF/repos",
+        Some(json!({"name": "x", "upstreamUrl": "http://10.0.0.1/x"})),
+    );
+    assert_eq!((r.status, r.body["errors"][0]["context"].as_str()), (400, Some("upstreamUrl")));
+    // A project with repositories can't be deleted; an empty one can.
+    assert_eq!(w.as_admin("DELETE", "/rest/api/latest/projects/MF", None).status, 409);
+    assert_eq!(w.as_admin("DELETE", "/rest/api/latest/projects/MF/repos/repo", None).status, 202);
+    assert_eq!(w.as_admin("GET", "/rest/api/latest/projects/MF/repos/repo", None).status, 404);
+    assert_eq!(w.as_admin("DELETE", "/rest/api/latest/projects/MF", None).status, 204);
+}
+
+#[test]
+fn upstream_credentials_are_sealed_and_masked() {
+    let w = World::new();
+    w.seed_repo();
+    let r = w.as_admin(
+        "POST",
+        "/rest/api/latest/projects/MF/repos",
+        Some(json!({"name": "up", "upstreamUrl": "https://bob:hunter2@example.com/up.git"})),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["upstreamUrl"], "https://*****:*****@example.com/up.git");
+    assert!(!r.raw.contains("hunter2"));
+}
+
+fn mirrors_path(id: i64) -> String {
+    format!("/api/v4/projects/{id}/remote_mirrors")
+}
+
+#[test]
+fn remote_mirror_lifecycle() {
+    let w = World::new();
+    let id = w.seed_repo();
+    let list = mirrors_path(id);
+    // Create with JSON: disabled by default, URL masked, secret not stored in the clear.
+    let r = w.as_admin("POST", &list, Some(json!({"url": "https://user:s3cret@example.com/m.git"})));
+    assert_eq!(r.status, 201, "{}", r.raw);
+    assert_eq!(r.body["url"], "https://*****:*****@example.com/m.git");
+    assert_eq!((r.body["enabled"].as_bool(), r.body["update_status"].as_str()), (Some(false), Some("none")));
+    assert_eq!(r.body["last_error"], Value::Null);
+    assert!(!r.raw.contains("s3cret") && !w.store.mirror_dump().contains("s3cret"));
+    let first = r.body["id"].as_i64().expect("id");
+    assert_eq!(w.store.job_count(), 0, "a disabled mirror queues nothing");
+    // Create with a form body, enabled: a job is queued.
+    let r = w.send(
+        "POST",
+        "/api/v4/projects/MF%2Frepo/remote_mirrors",
+        &[("PRIVATE-TOKEN", ADMIN_TOKEN)],
+        Some((
+            "application/x-www-form-urlencoded",
+            "url=https%3A%2F%2Fexample.org%2Fx.git&enabled=true&keep_divergent_refs=true",
+        )),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    assert_eq!((r.body["enabled"].as_bool(), r.body["keep_divergent_refs"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(w.store.job_count(), 1);
+    // List with GitLab paging.
+    let r = w.as_admin("GET", &format!("{list}?per_page=1"), None);
+    assert_eq!((r.status, r.body.as_array().map(Vec::len)), (200, Some(1)));
+    assert_eq!(
+        (r.header("X-Total"), r.header("X-Next-Page"), r.header("X-Per-Page")),
+        (Some("2"), Some("2"), Some("1"))
+    );
+    assert!(r.header("Link").is_some_and(|l| l.contains("rel=\"next\"")));
+    // Get, update, sync, delete.
+    let one = format!("{list}/{first}");
+    assert_eq!(w.as_admin("GET", &one, None).body["id"].as_i64(), Some(first));
+    assert_eq!(w.as_admin("POST", &format!("{one}/sync"), None).status, 400, "disabled mirrors can't sync");
+    let r = w.as_admin("PUT", &one, Some(json!({"enabled": true, "mirror_branch_regex": "^release/"})));
+    assert_eq!((r.status, r.body["mirror_branch_regex"].as_str()), (200, Some("^release/")));
+    assert_eq!(w.store.job_count(), 2, "enabling queues a sync");
+    assert_eq!(w.as_admin("POST", &format!("{one}/sync"), None).status, 204);
+    assert_eq!(w.store.job_count(), 2, "a waiting job absorbs the manual sync");
+    assert_eq!(w.as_admin("GET", &format!("/rest/mirrorfarm/latest/repos/{id}/jobs"), None).body["size"], 2);
+    assert_eq!(w.as_admin("GET", &format!("{one}/public_key"), None).status, 404);
+    assert_eq!(w.as_admin("DELETE", &one, None).status, 204);
+    assert_eq!(w.as_admin("GET", &one, None).body, json!({"message": "404 Remote Mirror Not Found"}));
+}
+
+#[test]
+fn remote_mirror_bad_input_is_refused_and_writes_nothing() {
+    let w = World::new();
+    let id = w.seed_repo();
+    let list = mirrors_path(id);
+    let cases = [
+        (json!({}), 400),
+        (json!({"url": "https://e.com/x", "only_protected_branches": true, "mirror_branch_regex": "x"}), 400),
+        (json!({"url": "https://e.com/x", "mirror_branch_regex": "a".repeat(256)}), 400),
+        (json!({"url": "https://e.com/x", "mirror_branch_regex": "(("}), 400),
+        (json!({"url": "file:///etc/passwd"}), 400),
+        (json!({"url": "http://127.0.0.1/x"}), 400),
+        (json!({"url": "http://169.254.169.254/x"}), 400),
+        (json!({"url": "https://e.com/x", "enabled": "perhaps"}), 400),
+    ];
+    for (body, status) in cases {
+        let r = w.as_admin("POST", &list, Some(body.clone()));
+        assert_eq!(r.status, status, "{body}: {}", r.raw);
+        assert!(r.body["message"].is_string() || r.body["message"].is_object(), "{}", r.raw);
+    }
+    let r = w.send("POST", &list, &[("PRIVATE-TOKEN", ADMIN_TOKEN)], Some(("application/json", "{not json")));
+    assert_eq!(r.status, 400);
+    let big = format!("{{\"url\":\"https://e.com/{}\"}}", "a".repeat(MAX_BODY_BYTES));
+    assert_eq!(w.send("POST", &list, &[("PRIVATE-TOKEN", ADMIN_TOKEN)], Some(("application/json", &big))).status, 413);
+    assert_eq!(w.send("POST", &list, &[("PRIVATE-TOKEN", ADMIN_TOKEN)], Some(("text/plain", "url=x"))).status, 415);
+    assert_eq!(w.as_admin("GET", &list, None).header("X-Total"), Some("0"), "nothing was written");
+    // Unknown project and mirror, no token.
+    assert_eq!(
+        w.as_admin("GET", "/api/v4/projects/999/remote_mirrors", None).body,
+        json!({"message": "404 Project Not Found"})
+    );
+    assert_eq!(w.as_admin("GET", "/api/v4/projects/NOPE%2Fx/remote_mirrors", None).status, 404);
+    assert_eq!(w.as_admin("GET", &format!("{list}/12345"), None).status, 404);
+    assert_eq!(w.as_admin("PUT", &format!("{list}/abc"), Some(json!({}))).status, 404);
+    assert_eq!(w.send("GET", &list, &[], None).body, json!({"message": "401 Unauthorized"}));
+}
+
+#[test]
+fn allowlisted_internal_hosts_are_accepted() {
+    let mut w = World::new();
+    w.config.allowed_hosts = crate::urls::HostAllowlist::parse("127.0.0.1").expect("valid");
+    let id = w.seed_repo();
+    assert_eq!(w.as_admin("POST", &mirrors_path(id), Some(json!({"url": "git://127.0.0.1/x.git"}))).status, 201);
+    assert_eq!(w.as_admin("POST", &mirrors_path(id), Some(json!({"url": "git://127.0.0.2/x.git"}))).status, 400);
+}
+
+#[test]
+fn a_failed_store_write_leaves_nothing_behind() {
+    let w = World::new();
+    let id = w.seed_repo();
+    w.store.fail_writes.set(true);
+    let r = w.as_admin("POST", &mirrors_path(id), Some(json!({"url": "https://e.com/x", "enabled": true})));
+    assert_eq!(r.status, 500);
+    assert!(!r.raw.contains("injected"), "internal detail is not sent");
+    w.store.fail_writes.set(false);
+    assert_eq!(w.as_admin("GET", &mirrors_path(id), None).header("X-Total"), Some("0"));
+    assert_eq!(w.store.job_count(), 0);
+}
+
+#[test]
+fn users_tokens_and_permissions() {
+    let w = World::new();
+    let id = w.seed_repo();
+    // Admin creates alice (query parameters, as Bitbucket) and a token for her.
+    let r =
+        w.as_admin("POST", "/rest/api/latest/admin/users?name=alice&displayName=Alice&emailAddress=a%40x.org", None);
+    assert_eq!(r.status, 204, "{}", r.raw);
+    assert_eq!(w.as_admin("POST", "/rest/api/latest/admin/users?name=alice", None).status, 409);
+    assert_eq!(w.as_admin("POST", "/rest/api/latest/admin/users?name=bob&password=x", None).status, 400);
+    let r = w.as_admin("PUT", "/rest/access-tokens/latest/users/alice", Some(json!({"name": "ci"})));
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let alice = r.body["token"].as_str().expect("token shown once").to_owned();
+    assert!(alice.starts_with("mfp_"));
+    let listed = w.as_admin("GET", "/rest/access-tokens/latest/users/alice", None);
+    assert!(!listed.raw.contains(&alice) && listed.body["size"] == 1);
+    // Alice can't see the private repository, then reads it, then administers it.
+    let mirrors = mirrors_path(id);
+    assert_eq!(w.as_token(&alice, "GET", &mirrors, None).status, 404);
+    assert_eq!(
+        w.as_admin(
+            "PUT",
+            "/rest/api/latest/projects/MF/repos/repo/permissions/users?name=alice&permission=REPO_READ",
+            None
+        )
+        .status,
+        204
+    );
+    assert_eq!(w.as_token(&alice, "GET", &mirrors, None).body, json!({"message": "403 Forbidden"}));
+    assert_eq!(w.as_token(&alice, "GET", "/api/v4/projects/MF%2Frepo", None).status, 200);
+    assert_eq!(
+        w.as_admin("PUT", "/rest/api/latest/projects/MF/permissions/users?name=alice&permission=PROJECT_ADMIN", None)
+            .status,
+        204
+    );
+    assert_eq!(w.as_token(&alice, "GET", &mirrors, None).status, 200);
+    // A read-only token of the same user stays read-only.
+    let r = w.as_token(
+        &alice,
+        "PUT",
+        "/rest/access-tokens/latest/users/alice",
+        Some(json!({"name": "ro", "permissions": ["REPO_READ"]})),
+    );
+    let read_only = r.body["token"].as_str().expect("token").to_owned();
+    assert_eq!(w.as_token(&read_only, "GET", &mirrors, None).status, 403);
+    assert_eq!(w.as_token(&read_only, "GET", "/rest/api/latest/projects/MF/repos/repo", None).status, 200);
+    // Alice can't make herself admin or create users; wrong permission names are 400.
+    assert_eq!(
+        w.as_token(&alice, "PUT", "/rest/api/latest/admin/permissions/users?name=alice&permission=ADMIN", None).status,
+        403
+    );
+    assert_eq!(w.as_token(&alice, "POST", "/rest/api/latest/admin/users?name=eve", None).status, 403);
+    assert_eq!(
+        w.as_admin("PUT", "/rest/api/latest/projects/MF/permissions/users?name=alice&permission=REPO_READ", None)
+            .status,
+        400
+    );
+    assert_eq!(
+        w.as_admin("PUT", "/rest/api/latest/admin/permissions/users?name=alice&permission=ADMIN", None).status,
+        204
+    );
+    assert_eq!(w.as_token(&alice, "POST", "/rest/api/latest/admin/users?name=eve", None).status, 204);
+    // Revoking and deleting.
+    let token_id = listed.body["values"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(w.as_admin("DELETE", &format!("/rest/access-tokens/latest/users/alice/{token_id}"), None).status, 204);
+    assert_eq!(w.as_token(&alice, "GET", "/api/v4/user", None).status, 401);
+    assert_eq!(w.as_admin("DELETE", "/rest/api/latest/admin/users?name=admin", None).status, 400);
+    assert_eq!(w.as_admin("DELETE", "/rest/api/latest/admin/users?name=alice", None).status, 200);
+    assert_eq!(w.as_token(&read_only, "GET", "/api/v4/user", None).status, 401);
+}
+
+#[test]
+fn public_repositories_are_readable_anonymously_but_mirrors_are_not() {
+    let w = World::new();
+    w.seed_repo();
+    let r = w.as_admin("POST", "/rest/api/latest/projects/MF/repos", Some(json!({"name": "open", "public": true})));
+    let id = r.body["id"].as_i64().expect("id");
+    assert_eq!(w.send("GET", "/rest/api/latest/projects/MF/repos/open", &[], None).status, 200);
+    assert_eq!(w.send("GET", "/rest/api/latest/projects/MF/repos/repo", &[], None).status, 401);
+    assert_eq!(w.send("GET", &mirrors_path(id), &[], None).status, 401);
+    let listed = w.send("GET", "/rest/api/latest/repos", &[], None);
+    assert_eq!(listed.body["size"], 1);
+}

@@ -1,0 +1,234 @@
+//! Roles and permissions, Bitbucket's model: global roles, then project and repository grants.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::User;
+
+/// A global role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GlobalRole {
+    /// An ordinary user (`LICENSED_USER`): sees public and granted resources.
+    User,
+    /// Administers projects, repositories, users and permissions (`ADMIN`).
+    Admin,
+    /// Administers everything, including the system (`SYS_ADMIN`).
+    SysAdmin,
+}
+
+impl GlobalRole {
+    /// The Bitbucket name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "LICENSED_USER",
+            Self::Admin => "ADMIN",
+            Self::SysAdmin => "SYS_ADMIN",
+        }
+    }
+
+    /// Reads a stored or Bitbucket role name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "LICENSED_USER" | "USER" => Some(Self::User),
+            "ADMIN" => Some(Self::Admin),
+            "SYS_ADMIN" => Some(Self::SysAdmin),
+            _ => None,
+        }
+    }
+}
+
+/// Read < write < admin, on a project or a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Read (and clone).
+    Read,
+    /// Write (push, trigger syncs).
+    Write,
+    /// Administer (settings, mirrors, permissions).
+    Admin,
+}
+
+/// A permission as Bitbucket names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// A project-level grant.
+    Project(Level),
+    /// A repository-level grant.
+    Repo(Level),
+    /// A global role.
+    Global(GlobalRole),
+}
+
+/// An unknown permission name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a valid permission")]
+pub struct PermissionParseError(pub String);
+
+impl FromStr for Permission {
+    type Err = PermissionParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "PROJECT_READ" => Self::Project(Level::Read),
+            "PROJECT_WRITE" => Self::Project(Level::Write),
+            "PROJECT_ADMIN" => Self::Project(Level::Admin),
+            "REPO_READ" => Self::Repo(Level::Read),
+            "REPO_WRITE" => Self::Repo(Level::Write),
+            "REPO_ADMIN" => Self::Repo(Level::Admin),
+            other => Self::Global(GlobalRole::parse(other).ok_or_else(|| PermissionParseError(s.to_owned()))?),
+        })
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = |l: Level| match l {
+            Level::Read => "READ",
+            Level::Write => "WRITE",
+            Level::Admin => "ADMIN",
+        };
+        match self {
+            Self::Project(l) => write!(f, "PROJECT_{}", level(*l)),
+            Self::Repo(l) => write!(f, "REPO_{}", level(*l)),
+            Self::Global(r) => f.write_str(r.as_str()),
+        }
+    }
+}
+
+impl serde::Serialize for Permission {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What the token used limits its holder to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenScope {
+    /// Highest level on projects and repositories; `None` means the user's full rights.
+    pub cap: Option<Level>,
+}
+
+impl TokenScope {
+    /// The scope of a token with the given permission list (`None`: unrestricted).
+    pub fn from_permissions(perms: Option<&[Permission]>) -> Self {
+        let cap = perms.map(|ps| {
+            ps.iter()
+                .filter_map(|p| match p {
+                    Permission::Project(l) | Permission::Repo(l) => Some(*l),
+                    Permission::Global(_) => None,
+                })
+                .max()
+                .unwrap_or(Level::Read)
+        });
+        Self { cap }
+    }
+}
+
+/// An authenticated caller: a user acting through one token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user.
+    pub user: User,
+    /// The token's limits.
+    pub scope: TokenScope,
+}
+
+impl Principal {
+    /// Whether the caller may act as a global administrator (`ADMIN` or above, token not limited below admin).
+    pub fn is_admin(&self) -> bool {
+        self.user.role >= GlobalRole::Admin && self.scope.cap.is_none_or(|c| c == Level::Admin)
+    }
+
+    /// Whether the caller may act as a system administrator.
+    pub fn is_sys_admin(&self) -> bool {
+        self.user.role == GlobalRole::SysAdmin && self.scope.cap.is_none_or(|c| c == Level::Admin)
+    }
+
+    fn cap(&self, level: Level) -> Level {
+        self.scope.cap.map_or(level, |c| c.min(level))
+    }
+
+    /// The caller's level on a repository, from the grants that apply to it.
+    pub fn repo_level(&self, project_grant: Option<Level>, repo_grant: Option<Level>, public: bool) -> Option<Level> {
+        let granted =
+            if self.user.role >= GlobalRole::Admin { Some(Level::Admin) } else { project_grant.max(repo_grant) };
+        let capped = granted.map(|l| self.cap(l));
+        if public { capped.max(Some(Level::Read)) } else { capped }
+    }
+
+    /// The caller's level on a project itself (not counting repository grants inside it).
+    pub fn project_level(&self, project_grant: Option<Level>, public: bool) -> Option<Level> {
+        self.repo_level(project_grant, None, public)
+    }
+}
+
+/// The level an anonymous caller has: read on public resources, nothing else.
+pub fn anonymous_level(public: bool) -> Option<Level> {
+    public.then_some(Level::Read)
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn principal(role: GlobalRole, perms: Option<&[Permission]>) -> Principal {
+        Principal {
+            user: User {
+                id: 1,
+                name: "u".into(),
+                slug: "u".into(),
+                display_name: "U".into(),
+                email: None,
+                role,
+                created_at: Timestamp(0),
+            },
+            scope: TokenScope::from_permissions(perms),
+        }
+    }
+
+    #[test]
+    fn permission_names_round_trip() {
+        for name in [
+            "PROJECT_READ",
+            "PROJECT_WRITE",
+            "PROJECT_ADMIN",
+            "REPO_READ",
+            "REPO_WRITE",
+            "REPO_ADMIN",
+            "ADMIN",
+            "SYS_ADMIN",
+            "LICENSED_USER",
+        ] {
+            assert_eq!(name.parse::<Permission>().expect(name).to_string(), name);
+        }
+        assert!("REPO_OWNER".parse::<Permission>().is_err());
+    }
+
+    #[test]
+    fn grants_combine_and_public_gives_read() {
+        let p = principal(GlobalRole::User, None);
+        assert_eq!(p.repo_level(None, None, false), None);
+        assert_eq!(p.repo_level(None, None, true), Some(Level::Read));
+        assert_eq!(p.repo_level(Some(Level::Write), Some(Level::Read), false), Some(Level::Write));
+        assert_eq!(p.repo_level(Some(Level::Read), Some(Level::Admin), true), Some(Level::Admin));
+        assert_eq!(principal(GlobalRole::Admin, None).repo_level(None, None, false), Some(Level::Admin));
+        assert_eq!(anonymous_level(true), Some(Level::Read));
+        assert_eq!(anonymous_level(false), None);
+    }
+
+    #[test]
+    fn token_scope_caps_rights() {
+        let read_only = principal(GlobalRole::SysAdmin, Some(&[Permission::Repo(Level::Read)]));
+        assert_eq!(read_only.repo_level(None, None, false), Some(Level::Read));
+        assert!(!read_only.is_admin());
+        assert!(!read_only.is_sys_admin());
+        let full = principal(GlobalRole::SysAdmin, None);
+        assert!(full.is_admin() && full.is_sys_admin());
+        let admin_token = principal(GlobalRole::Admin, Some(&[Permission::Project(Level::Admin)]));
+        assert!(admin_token.is_admin());
+        assert!(!admin_token.is_sys_admin());
+    }
+}

@@ -1,0 +1,29 @@
+//! # mirrorfarm-core
+//!
+//! Keeping git repositories mirrored means hundreds of small decisions — is this URL safe to
+//! reach, may this caller change that mirror, which refs move and how, what status does a mirror
+//! show after a failure. This crate makes all of them, once, without doing any I/O: it takes
+//! inputs and the current time and returns decisions (a response, a new state, a plan). The
+//! Cloudflare Worker, the browser widget and the farm-node runner are thin shells around it.
+//!
+//! - [`api`]: the REST service (GitLab remote mirrors, Bitbucket projects/repos/users/tokens),
+//!   over the ports in [`store`].
+//! - [`mirrors`], [`registry`], [`identity`], [`queue`]: the domain and its rules.
+//! - [`urls`], [`filters`], [`paging`], [`time`]: the small exact rules the APIs share.
+
+pub mod api;
+pub mod filters;
+pub mod identity;
+pub mod mirrors;
+pub mod paging;
+pub mod queue;
+pub mod registry;
+pub mod store;
+pub mod time;
+pub mod urls;
+
+#[cfg(test)]
+pub mod memory_store;
+
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

@@ -1,0 +1,194 @@
+//! GitLab remote (push) mirrors: the stored record, its wire shape, and the rules for creating
+//! and changing one.
+
+mod params;
+
+pub use params::{MirrorChange, MirrorParams, MirrorRequestError};
+
+use serde::Serialize;
+
+use crate::time::Timestamp;
+use crate::urls::StoredUrl;
+
+/// Where a mirror's last update stands (GitLab's `update_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateStatus {
+    /// Never run.
+    None,
+    /// A node is pushing.
+    Started,
+    /// The last update succeeded.
+    Finished,
+    /// The last update failed for good (or skipped diverged refs).
+    Failed,
+    /// The last update failed and will be retried.
+    ToRetry,
+}
+
+impl UpdateStatus {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Started => "started",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+            Self::ToRetry => "to_retry",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::None, Self::Started, Self::Finished, Self::Failed, Self::ToRetry]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// How the node authenticates to the mirror. Only `password` (credentials in the URL) is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// User name and password or token in the URL.
+    Password,
+}
+
+/// A push mirror of a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteMirror {
+    /// Id.
+    pub id: i64,
+    /// The repository pushed from.
+    pub repository_id: i64,
+    /// Where it pushes to.
+    pub url: StoredUrl,
+    /// Whether pushes happen.
+    pub enabled: bool,
+    /// Only protected branches are pushed.
+    pub only_protected_branches: bool,
+    /// Diverged target refs are skipped instead of overwritten.
+    pub keep_divergent_refs: bool,
+    /// Only branches matching this are pushed.
+    pub mirror_branch_regex: Option<String>,
+    /// Authentication method.
+    pub auth_method: AuthMethod,
+    /// Status of the last update.
+    pub update_status: UpdateStatus,
+    /// When the last update ended.
+    pub last_update_at: Option<Timestamp>,
+    /// When the last update started.
+    pub last_update_started_at: Option<Timestamp>,
+    /// When the last successful update ended.
+    pub last_successful_update_at: Option<Timestamp>,
+    /// Scrubbed error of the last failed update.
+    pub last_error: Option<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change time.
+    pub updated_at: Timestamp,
+}
+
+/// GitLab's `RemoteMirror` entity, every field as GitLab sends it (nulls included).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RemoteMirrorDto {
+    /// Enabled.
+    pub enabled: bool,
+    /// Id.
+    pub id: i64,
+    /// Scrubbed last error.
+    pub last_error: Option<String>,
+    /// Last success.
+    pub last_successful_update_at: Option<Timestamp>,
+    /// Last end.
+    pub last_update_at: Option<Timestamp>,
+    /// Last start.
+    pub last_update_started_at: Option<Timestamp>,
+    /// Protected only.
+    pub only_protected_branches: bool,
+    /// Keep divergent refs.
+    pub keep_divergent_refs: bool,
+    /// Status.
+    pub update_status: UpdateStatus,
+    /// URL, credentials masked.
+    pub url: String,
+    /// Branch regex.
+    pub mirror_branch_regex: Option<String>,
+    /// Authentication method.
+    pub auth_method: AuthMethod,
+    /// SSH host keys (none: SSH key authentication is not served).
+    pub host_keys: Vec<serde_json::Value>,
+}
+
+impl From<&RemoteMirror> for RemoteMirrorDto {
+    fn from(m: &RemoteMirror) -> Self {
+        Self {
+            enabled: m.enabled,
+            id: m.id,
+            last_error: m.last_error.clone(),
+            last_successful_update_at: m.last_successful_update_at,
+            last_update_at: m.last_update_at,
+            last_update_started_at: m.last_update_started_at,
+            only_protected_branches: m.only_protected_branches,
+            keep_divergent_refs: m.keep_divergent_refs,
+            update_status: m.update_status,
+            url: m.url.masked.clone(),
+            mirror_branch_regex: m.mirror_branch_regex.clone(),
+            auth_method: m.auth_method,
+            host_keys: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn wire_shape_matches_gitlab() {
+        let m = RemoteMirror {
+            id: 101_486,
+            repository_id: 1,
+            url: StoredUrl {
+                plain: "https://example.com/gitlab/example.git".into(),
+                masked: "https://*****:*****@example.com/gitlab/example.git".into(),
+                sealed_userinfo: Some("sealed".into()),
+            },
+            enabled: false,
+            only_protected_branches: false,
+            keep_divergent_refs: false,
+            mirror_branch_regex: None,
+            auth_method: AuthMethod::Password,
+            update_status: UpdateStatus::None,
+            last_update_at: None,
+            last_update_started_at: None,
+            last_successful_update_at: None,
+            last_error: None,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        };
+        let json = serde_json::to_value(RemoteMirrorDto::from(&m)).expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "enabled": false, "id": 101_486, "last_error": null, "last_successful_update_at": null,
+                "last_update_at": null, "last_update_started_at": null, "only_protected_branches": false,
+                "keep_divergent_refs": false, "update_status": "none",
+                "url": "https://*****:*****@example.com/gitlab/example.git",
+                "mirror_branch_regex": null, "auth_method": "password", "host_keys": []
+            })
+        );
+        assert!(!json.to_string().contains("sealed"));
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in ["none", "started", "finished", "failed", "to_retry"] {
+            assert_eq!(UpdateStatus::parse(s).map(UpdateStatus::as_str), Some(s));
+        }
+        assert_eq!(UpdateStatus::parse("scheduled"), None);
+    }
+}

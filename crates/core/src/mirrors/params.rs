@@ -1,0 +1,321 @@
+//! Reading and checking the parameters of a create or update request.
+
+use super::{AuthMethod, RemoteMirror, UpdateStatus};
+use crate::api::{FieldError, Fields};
+use crate::filters::{self, FilterError};
+use crate::time::Timestamp;
+use crate::urls::{GitUrl, HostAllowlist, StoredUrl, UrlError};
+
+/// Why a create or update request was refused (all are 400s).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MirrorRequestError {
+    /// A parameter has the wrong type, or a required one is missing.
+    #[error(transparent)]
+    Param(#[from] FieldError),
+    /// The URL is malformed or points somewhere mirrors may not go.
+    #[error("url {0}")]
+    Url(#[from] UrlError),
+    /// The branch regex is too long, invalid, or combined with protected-only.
+    #[error("mirror_branch_regex {0}")]
+    Filter(#[from] FilterError),
+    /// An authentication method this service does not offer.
+    #[error("auth_method {0:?} is not supported (only \"password\")")]
+    AuthMethod(String),
+}
+
+impl MirrorRequestError {
+    /// The field GitLab would name in its `{"message": {field: [...]}}` error.
+    pub fn field(&self) -> &str {
+        match self {
+            Self::Param(e) => e.field(),
+            Self::Url(_) => "url",
+            Self::Filter(_) => "mirror_branch_regex",
+            Self::AuthMethod(_) => "auth_method",
+        }
+    }
+}
+
+/// The parameters of `POST`/`PUT …/remote_mirrors`, each optional as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorParams {
+    /// `url`.
+    pub url: Option<String>,
+    /// `enabled`.
+    pub enabled: Option<bool>,
+    /// `only_protected_branches`.
+    pub only_protected_branches: Option<bool>,
+    /// `keep_divergent_refs`.
+    pub keep_divergent_refs: Option<bool>,
+    /// `mirror_branch_regex`: `Some(None)` clears it (sent empty or null).
+    pub mirror_branch_regex: Option<Option<String>>,
+    /// `auth_method`.
+    pub auth_method: Option<String>,
+}
+
+/// A checked request: what the mirror becomes, before credentials are sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorChange {
+    /// A new URL to store, if one was sent and it differs (credentials still to be sealed).
+    pub new_url: Option<GitUrl>,
+    /// The new URL reuses the stored credentials (the client sent back the mask).
+    pub keep_credentials: bool,
+    /// Enabled after the change.
+    pub enabled: bool,
+    /// Protected only after the change.
+    pub only_protected_branches: bool,
+    /// Keep divergent refs after the change.
+    pub keep_divergent_refs: bool,
+    /// Branch regex after the change.
+    pub mirror_branch_regex: Option<String>,
+}
+
+impl MirrorParams {
+    /// Reads the parameters from a JSON or form body.
+    pub fn from_fields(fields: &Fields) -> Result<Self, MirrorRequestError> {
+        Ok(Self {
+            url: fields.string("url")?,
+            enabled: fields.boolean("enabled")?,
+            only_protected_branches: fields.boolean("only_protected_branches")?,
+            keep_divergent_refs: fields.boolean("keep_divergent_refs")?,
+            mirror_branch_regex: fields.nullable_string("mirror_branch_regex")?,
+            auth_method: fields.string("auth_method")?,
+        })
+    }
+
+    /// Checks a create request: `url` is required; the mirror starts disabled unless `enabled`.
+    pub fn check_create(self, allow: &HostAllowlist) -> Result<MirrorChange, MirrorRequestError> {
+        let url = self.url.clone().ok_or(FieldError::Missing("url"))?;
+        let url = check_url(&url, allow)?;
+        if url.has_masked_credentials() {
+            return Err(UrlError::Malformed.into());
+        }
+        self.finish(Some(url), false, false, false, false, None)
+    }
+
+    /// Checks an update of `current`; unspecified parameters keep their values.
+    pub fn check_update(
+        self,
+        current: &RemoteMirror,
+        allow: &HostAllowlist,
+    ) -> Result<MirrorChange, MirrorRequestError> {
+        let (new_url, keep_credentials) = match &self.url {
+            None => (None, false),
+            Some(text) => {
+                let url = check_url(text, allow)?;
+                let keep = url.has_masked_credentials();
+                if keep && current.url.sealed_userinfo.is_none() {
+                    return Err(UrlError::Malformed.into());
+                }
+                let same = url.without_credentials() == current.url.plain
+                    && (keep || !url.has_credentials() && current.url.sealed_userinfo.is_none());
+                if same { (None, false) } else { (Some(url), keep) }
+            }
+        };
+        self.finish(
+            new_url,
+            keep_credentials,
+            current.enabled,
+            current.only_protected_branches,
+            current.keep_divergent_refs,
+            current.mirror_branch_regex.clone(),
+        )
+    }
+
+    fn finish(
+        self,
+        new_url: Option<GitUrl>,
+        keep_credentials: bool,
+        enabled: bool,
+        only_protected: bool,
+        keep_divergent: bool,
+        regex: Option<String>,
+    ) -> Result<MirrorChange, MirrorRequestError> {
+        if let Some(method) = self.auth_method.filter(|m| m != "password") {
+            return Err(MirrorRequestError::AuthMethod(method));
+        }
+        let only_protected_branches = self.only_protected_branches.unwrap_or(only_protected);
+        let mirror_branch_regex = match self.mirror_branch_regex {
+            Some(new) => new.filter(|r| !r.is_empty()),
+            None => regex,
+        };
+        if let Some(pattern) = &mirror_branch_regex {
+            filters::compile(pattern)?;
+        }
+        if only_protected_branches && mirror_branch_regex.is_some() {
+            return Err(FilterError::Exclusive.into());
+        }
+        Ok(MirrorChange {
+            new_url,
+            keep_credentials,
+            enabled: self.enabled.unwrap_or(enabled),
+            only_protected_branches,
+            keep_divergent_refs: self.keep_divergent_refs.unwrap_or(keep_divergent),
+            mirror_branch_regex,
+        })
+    }
+}
+
+fn check_url(text: &str, allow: &HostAllowlist) -> Result<GitUrl, UrlError> {
+    let url = GitUrl::parse(text.trim())?;
+    url.check_outbound(allow)?;
+    Ok(url)
+}
+
+impl MirrorChange {
+    /// The mirror a create request makes; the store assigns its id.
+    pub fn into_new_mirror(self, repository_id: i64, url: StoredUrl, now: Timestamp) -> RemoteMirror {
+        RemoteMirror {
+            id: 0,
+            repository_id,
+            url,
+            enabled: self.enabled,
+            only_protected_branches: self.only_protected_branches,
+            keep_divergent_refs: self.keep_divergent_refs,
+            mirror_branch_regex: self.mirror_branch_regex,
+            auth_method: AuthMethod::Password,
+            update_status: UpdateStatus::None,
+            last_update_at: None,
+            last_update_started_at: None,
+            last_successful_update_at: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Applies an update to `current`. A new URL resets the status, its timestamps and the last error.
+    pub fn apply_to(self, current: &RemoteMirror, url: Option<StoredUrl>, now: Timestamp) -> RemoteMirror {
+        let mut next = current.clone();
+        if let Some(url) = url {
+            next.url = url;
+            next.update_status = UpdateStatus::None;
+            next.last_error = None;
+            next.last_update_at = None;
+            next.last_update_started_at = None;
+            next.last_successful_update_at = None;
+        }
+        next.enabled = self.enabled;
+        next.only_protected_branches = self.only_protected_branches;
+        next.keep_divergent_refs = self.keep_divergent_refs;
+        next.mirror_branch_regex = self.mirror_branch_regex;
+        next.updated_at = now;
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn params(json: serde_json::Value) -> Result<MirrorParams, MirrorRequestError> {
+        MirrorParams::from_fields(&Fields::from_json(json).expect("object"))
+    }
+
+    fn open() -> HostAllowlist {
+        HostAllowlist::default()
+    }
+
+    fn stored(masked: &str, plain: &str, sealed: Option<&str>) -> StoredUrl {
+        StoredUrl { plain: plain.into(), masked: masked.into(), sealed_userinfo: sealed.map(Into::into) }
+    }
+
+    #[test]
+    fn create_defaults_to_disabled() {
+        let change = params(serde_json::json!({"url": "https://u:p@example.com/r.git"}))
+            .and_then(|p| p.check_create(&open()))
+            .expect("valid");
+        assert!(!change.enabled && !change.only_protected_branches && !change.keep_divergent_refs);
+        assert_eq!(change.new_url.expect("url").masked(), "https://*****:*****@example.com/r.git");
+    }
+
+    #[test]
+    fn create_refusals() {
+        let check = |json| params(json).and_then(|p| p.check_create(&open()));
+        assert_eq!(check(serde_json::json!({})).err(), Some(FieldError::Missing("url").into()));
+        assert_eq!(check(serde_json::json!({"url": 5})).err(), Some(FieldError::Invalid("url").into()));
+        assert_eq!(check(serde_json::json!({"url": "http://127.0.0.1/x"})).err(), Some(UrlError::LocalNetwork.into()));
+        assert_eq!(
+            check(serde_json::json!({"url": "https://e.com/x", "only_protected_branches": true, "mirror_branch_regex": "x"})).err(),
+            Some(FilterError::Exclusive.into())
+        );
+        assert_eq!(
+            check(serde_json::json!({"url": "https://e.com/x", "mirror_branch_regex": "a".repeat(256)})).err(),
+            Some(FilterError::TooLong.into())
+        );
+        assert!(matches!(
+            check(serde_json::json!({"url": "https://e.com/x", "mirror_branch_regex": "("})),
+            Err(MirrorRequestError::Filter(FilterError::Invalid(_)))
+        ));
+        assert_eq!(
+            check(serde_json::json!({"url": "https://e.com/x", "auth_method": "ssh_public_key"}))
+                .err()
+                .map(|e| e.field().to_owned()),
+            Some("auth_method".to_owned())
+        );
+        assert_eq!(
+            check(serde_json::json!({"url": "https://*****:*****@e.com/x"})).err(),
+            Some(UrlError::Malformed.into())
+        );
+    }
+
+    fn mirror() -> RemoteMirror {
+        let change = MirrorChange {
+            new_url: None,
+            keep_credentials: false,
+            enabled: true,
+            only_protected_branches: false,
+            keep_divergent_refs: true,
+            mirror_branch_regex: Some("^main$".into()),
+        };
+        let mut m = change.into_new_mirror(
+            1,
+            stored("https://*****:*****@e.com/r", "https://e.com/r", Some("S")),
+            Timestamp(5),
+        );
+        m.update_status = UpdateStatus::Failed;
+        m.last_error = Some("boom".into());
+        m.last_update_at = Some(Timestamp(6));
+        m
+    }
+
+    #[test]
+    fn update_keeps_unsent_fields_and_clears_regex() {
+        let current = mirror();
+        let change = params(serde_json::json!({"enabled": false, "mirror_branch_regex": ""}))
+            .and_then(|p| p.check_update(&current, &open()))
+            .expect("valid");
+        let next = change.apply_to(&current, None, Timestamp(9));
+        assert!(!next.enabled && next.keep_divergent_refs);
+        assert_eq!(next.mirror_branch_regex, None);
+        assert_eq!(next.update_status, UpdateStatus::Failed, "status is kept when the URL is not changed");
+        assert_eq!(next.updated_at, Timestamp(9));
+    }
+
+    #[test]
+    fn protected_only_conflicts_with_kept_regex() {
+        let current = mirror();
+        let err = params(serde_json::json!({"only_protected_branches": true}))
+            .and_then(|p| p.check_update(&current, &open()));
+        assert_eq!(err.err(), Some(FilterError::Exclusive.into()));
+    }
+
+    #[test]
+    fn url_change_resets_status_but_mask_keeps_credentials() {
+        let current = mirror();
+        let same = params(serde_json::json!({"url": "https://*****:*****@e.com/r"}))
+            .and_then(|p| p.check_update(&current, &open()))
+            .expect("valid");
+        assert_eq!(same.new_url, None, "sending back the masked URL changes nothing");
+        let moved = params(serde_json::json!({"url": "https://*****:*****@e.com/other"}))
+            .and_then(|p| p.check_update(&current, &open()))
+            .expect("valid");
+        assert!(moved.keep_credentials);
+        let new_url = stored("https://*****:*****@e.com/other", "https://e.com/other", Some("S"));
+        let next = moved.apply_to(&current, Some(new_url), Timestamp(9));
+        assert_eq!(next.update_status, UpdateStatus::None);
+        assert_eq!((next.last_error, next.last_update_at), (None, None));
+    }
+}

@@ -1,0 +1,146 @@
+//! The work queue: a requested sync becomes a job row that farm nodes lease.
+//!
+//! At most one job per target waits in the queue at a time; asking again while one waits
+//! changes nothing (the waiting job will pick up everything).
+
+use serde::Serialize;
+
+use crate::time::Timestamp;
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobKind {
+    /// Push a repository to one of its remote mirrors.
+    PushMirror,
+}
+
+/// Why a job was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobReason {
+    /// `POST …/sync`.
+    Manual,
+    /// The mirror was created or became enabled.
+    Enabled,
+    /// The mirror's URL changed.
+    UrlChanged,
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    /// Waiting for a node.
+    Queued,
+    /// A node holds it until its lease deadline.
+    Leased,
+    /// Completed.
+    Done,
+    /// Given up on.
+    Failed,
+}
+
+macro_rules! names {
+    ($ty:ident { $($variant:ident = $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// The storage and wire name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),* }
+            }
+            /// Reads a stored name.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($name => Some(Self::$variant),)* _ => None }
+            }
+        }
+    };
+}
+names!(JobKind { PushMirror = "PUSH_MIRROR" });
+names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED" });
+names!(JobState { Queued = "QUEUED", Leased = "LEASED", Done = "DONE", Failed = "FAILED" });
+
+/// A job to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// What it does.
+    pub kind: JobKind,
+    /// The repository concerned.
+    pub repository_id: i64,
+    /// The remote mirror concerned, for push jobs.
+    pub remote_mirror_id: Option<i64>,
+    /// Why.
+    pub reason: JobReason,
+    /// When.
+    pub enqueued_at: Timestamp,
+}
+
+/// A queued (or finished) job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// Id.
+    pub id: i64,
+    /// What it does.
+    pub kind: JobKind,
+    /// The repository concerned.
+    pub repository_id: i64,
+    /// The remote mirror concerned.
+    pub remote_mirror_id: Option<i64>,
+    /// Why it was queued.
+    pub reason: JobReason,
+    /// Where it stands.
+    pub state: JobState,
+    /// Tries so far.
+    pub attempt: u32,
+    /// When it was queued (epoch ms).
+    pub enqueued_at: i64,
+}
+
+/// What a change to a mirror asks of the queue: the job to add, if any.
+pub fn job_for_mirror_change(
+    repository_id: i64,
+    mirror_id: i64,
+    was_enabled: bool,
+    now_enabled: bool,
+    url_changed: bool,
+    now: Timestamp,
+) -> Option<NewJob> {
+    let reason = match (was_enabled, now_enabled, url_changed) {
+        (_, false, _) => return None,
+        (false, true, _) => JobReason::Enabled,
+        (true, true, true) => JobReason::UrlChanged,
+        (true, true, false) => return None,
+    };
+    Some(NewJob {
+        kind: JobKind::PushMirror,
+        repository_id,
+        remote_mirror_id: Some(mirror_id),
+        reason,
+        enqueued_at: now,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn mirror_changes_queue_only_when_enabled() {
+        let t = Timestamp(1);
+        assert_eq!(job_for_mirror_change(1, 2, false, false, true, t), None);
+        assert_eq!(job_for_mirror_change(1, 2, true, false, false, t), None);
+        assert_eq!(job_for_mirror_change(1, 2, true, true, false, t), None);
+        assert_eq!(job_for_mirror_change(1, 2, false, true, false, t).map(|j| j.reason), Some(JobReason::Enabled));
+        assert_eq!(job_for_mirror_change(1, 2, true, true, true, t).map(|j| j.reason), Some(JobReason::UrlChanged));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(JobState::parse(JobState::Leased.as_str()), Some(JobState::Leased));
+        assert_eq!(JobReason::parse("URL_CHANGED"), Some(JobReason::UrlChanged));
+        assert_eq!(JobKind::parse("nope"), None);
+    }
+}

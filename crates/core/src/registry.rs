@@ -1,0 +1,316 @@
+//! Projects and repositories, in Bitbucket's shapes; a repository's numeric id is also its
+//! GitLab project id.
+
+use serde::Serialize;
+
+use crate::time::Timestamp;
+use crate::urls::StoredUrl;
+
+/// A project: a namespace of repositories with a short upper-case key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// Numeric id.
+    pub id: i64,
+    /// Key, upper case, unique.
+    pub key: String,
+    /// Name, unique.
+    pub name: String,
+    /// Description, if any.
+    pub description: Option<String>,
+    /// Whether anyone may read it.
+    pub public: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A repository registered under a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// Numeric id (also the GitLab project id).
+    pub id: i64,
+    /// The project it belongs to.
+    pub project: Project,
+    /// URL-safe name, unique in the project.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Description, if any.
+    pub description: Option<String>,
+    /// Default branch (short name).
+    pub default_branch: String,
+    /// Whether anyone may read it.
+    pub public: bool,
+    /// Whether it may be forked.
+    pub forkable: bool,
+    /// Where its content is pulled from, if it is mirrored.
+    pub upstream: Option<StoredUrl>,
+    /// Stable opaque id shared by a repository and its forks.
+    pub hierarchy_id: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A validated project to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProject {
+    /// Key, upper case.
+    pub key: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Public or not.
+    pub public: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A validated repository to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRepository {
+    /// Owning project id.
+    pub project_id: i64,
+    /// Slug derived from the name.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Default branch.
+    pub default_branch: String,
+    /// Public or not.
+    pub public: bool,
+    /// Forkable or not.
+    pub forkable: bool,
+    /// Upstream URL (credentials sealed).
+    pub upstream: Option<StoredUrl>,
+    /// Hierarchy id.
+    pub hierarchy_id: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// Why a project or repository field was refused; the field is named by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// A project key that is not a letter followed by letters, digits or underscores (≤ 128).
+    #[error(
+        "Project keys must start with a letter and may only consist of ASCII letters, numbers and underscores (A-Z, a-z, 0-9, _), and be at most 128 characters."
+    )]
+    ProjectKey,
+    /// A required name is missing or too long.
+    #[error("Names must be between 1 and 128 characters.")]
+    NameLength,
+    /// A repository name with characters a slug can't carry.
+    #[error(
+        "Repository names must start with a letter or number and may only contain letters, numbers, spaces, '-', '_' and '.'."
+    )]
+    RepositoryName,
+    /// A branch name git would refuse.
+    #[error("{0:?} is not a valid branch name.")]
+    BranchName(String),
+}
+
+/// Checks and normalises (upper-cases) a project key.
+pub fn validate_project_key(key: &str) -> Result<String, RegistryError> {
+    let mut chars = key.chars();
+    let ok = key.len() <= 128
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok { Ok(key.to_ascii_uppercase()) } else { Err(RegistryError::ProjectKey) }
+}
+
+/// Checks a display name's length.
+pub fn validate_name(name: &str) -> Result<String, RegistryError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err(RegistryError::NameLength);
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks a repository name and derives its slug: lower case, spaces become dashes.
+pub fn repository_slug(name: &str) -> Result<String, RegistryError> {
+    let name = validate_name(name)?;
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'));
+    if !ok {
+        return Err(RegistryError::RepositoryName);
+    }
+    Ok(name.to_ascii_lowercase().split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-"))
+}
+
+/// Checks a branch name with git's `check-ref-format` rules (the ones a user can break).
+pub fn validate_branch_name(name: &str) -> Result<String, RegistryError> {
+    let name = name.strip_prefix("refs/heads/").unwrap_or(name);
+    let bad = name.is_empty()
+        || name.len() > 255
+        || name.starts_with('/')
+        || name.ends_with('/')
+        || name.ends_with('.')
+        || name.ends_with(".lock")
+        || name.starts_with('-')
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name == "@"
+        || name.split('/').any(|part| part.starts_with('.'))
+        || name.chars().any(|c| c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'));
+    if bad { Err(RegistryError::BranchName(name.to_owned())) } else { Ok(name.to_owned()) }
+}
+
+/// A Bitbucket link (`{"href": …}`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Link {
+    /// Target.
+    pub href: String,
+    /// Name, for clone links (`http`, `ssh`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Bitbucket's `links` object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct Links {
+    /// Clone URLs (repositories only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clone: Option<Vec<Link>>,
+    /// The resource in the UI/API.
+    #[serde(rename = "self")]
+    pub self_: Vec<Link>,
+}
+
+/// Bitbucket's project shape.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectDto {
+    /// Key.
+    pub key: String,
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Description (omitted when empty, as Bitbucket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Public.
+    pub public: bool,
+    /// `NORMAL` (personal projects are not supported).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Links.
+    pub links: Links,
+}
+
+impl ProjectDto {
+    /// The wire form of a project, with links under `base` (scheme://host).
+    pub fn new(p: &Project, base: &str) -> Self {
+        Self {
+            key: p.key.clone(),
+            id: p.id,
+            name: p.name.clone(),
+            description: p.description.clone(),
+            public: p.public,
+            kind: "NORMAL",
+            links: Links { clone: None, self_: vec![Link { href: format!("{base}/projects/{}", p.key), name: None }] },
+        }
+    }
+}
+
+/// Bitbucket's repository shape, plus `upstreamUrl` and `defaultBranch`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryDto {
+    /// Slug.
+    pub slug: String,
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Hierarchy id.
+    pub hierarchy_id: String,
+    /// Always `git`.
+    pub scm_id: &'static str,
+    /// Always `AVAILABLE`.
+    pub state: &'static str,
+    /// Always `Available`.
+    pub status_message: &'static str,
+    /// Forkable.
+    pub forkable: bool,
+    /// Default branch.
+    pub default_branch: String,
+    /// Upstream URL, credentials masked; `null` when the repository is not mirrored.
+    pub upstream_url: Option<String>,
+    /// The project.
+    pub project: ProjectDto,
+    /// Public.
+    pub public: bool,
+    /// Never archived here.
+    pub archived: bool,
+    /// Links.
+    pub links: Links,
+}
+
+impl RepositoryDto {
+    /// The wire form of a repository, with links under `base`.
+    pub fn new(r: &Repository, base: &str) -> Self {
+        Self {
+            slug: r.slug.clone(),
+            id: r.id,
+            name: r.name.clone(),
+            description: r.description.clone(),
+            hierarchy_id: r.hierarchy_id.clone(),
+            scm_id: "git",
+            state: "AVAILABLE",
+            status_message: "Available",
+            forkable: r.forkable,
+            default_branch: r.default_branch.clone(),
+            upstream_url: r.upstream.as_ref().map(|u| u.masked.clone()),
+            project: ProjectDto::new(&r.project, base),
+            public: r.public,
+            archived: false,
+            links: Links {
+                clone: Some(Vec::new()),
+                self_: vec![Link {
+                    href: format!("{base}/projects/{}/repos/{}/browse", r.project.key, r.slug),
+                    name: None,
+                }],
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn keys_are_checked_and_upper_cased() {
+        assert_eq!(validate_project_key("ab_1"), Ok("AB_1".into()));
+        for bad in ["", "1AB", "A-B", "~USER", &"A".repeat(129)] {
+            assert_eq!(validate_project_key(bad), Err(RegistryError::ProjectKey), "{bad}");
+        }
+    }
+
+    #[test]
+    fn slugs_follow_names() {
+        assert_eq!(repository_slug("My Cool  Repo.v2"), Ok("my-cool-repo.v2".into()));
+        assert_eq!(repository_slug("  "), Err(RegistryError::NameLength));
+        assert_eq!(repository_slug("-dash"), Err(RegistryError::RepositoryName));
+        assert_eq!(repository_slug("a/b"), Err(RegistryError::RepositoryName));
+    }
+
+    #[test]
+    fn branch_names_follow_git() {
+        assert_eq!(validate_branch_name("refs/heads/release/1.0"), Ok("release/1.0".into()));
+        for bad in ["", "a..b", "a b", "x.lock", "/a", "a/", ".hidden", "a/.b", "-x", "a~1", "@", "a@{1}"] {
+            assert!(validate_branch_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The ports the core's service needs from its shell: storage ([`Store`]) and cryptography
+//! ([`Crypto`]). The edge implements them over D1 and WebCrypto; unit tests use in-memory fakes.
+//!
+//! Every write method is atomic: it either happens whole or not at all (the D1 implementation
+//! uses one statement or one batch per call), so a request that fails writes nothing.
+
+#![allow(async_fn_in_trait)] // The shells are single-threaded (Workers); no `Send` bound is wanted.
+
+use std::collections::HashMap;
+
+use crate::identity::{AccessToken, GlobalRole, Level, NewUser, User};
+use crate::mirrors::RemoteMirror;
+use crate::queue::{Job, NewJob};
+use crate::registry::{NewProject, NewRepository, Project, Repository};
+
+/// Why a storage call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (the message names what clashed).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The storage backend failed.
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// A user's project and repository grants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Project id → level.
+    pub projects: HashMap<i64, Level>,
+    /// Repository id → level.
+    pub repositories: HashMap<i64, Level>,
+}
+
+/// Result of a storage call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Durable state: users, tokens, projects, repositories, grants, mirrors and the job queue.
+pub trait Store {
+    /// The user with this id.
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
+    /// The user with this name or slug (case-insensitive).
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
+    /// All users, by name.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Adds a user; `Conflict` if the name is taken.
+    async fn insert_user(&self, user: &NewUser) -> StoreResult<User>;
+    /// Removes a user with their tokens and grants.
+    async fn delete_user(&self, id: i64) -> StoreResult<()>;
+    /// Sets a user's global role.
+    async fn set_global_role(&self, user_id: i64, role: GlobalRole) -> StoreResult<()>;
+
+    /// Tokens whose lookup key is `lookup`.
+    async fn tokens_by_lookup(&self, lookup: &str) -> StoreResult<Vec<AccessToken>>;
+    /// A user's tokens, newest first.
+    async fn list_tokens(&self, user_id: i64) -> StoreResult<Vec<AccessToken>>;
+    /// Adds a token.
+    async fn insert_token(&self, token: &AccessToken) -> StoreResult<()>;
+    /// Removes a user's token; false if there was none.
+    async fn delete_token(&self, user_id: i64, token_id: &str) -> StoreResult<bool>;
+
+    /// Adds a project; `Conflict` if the key or name is taken.
+    async fn insert_project(&self, project: &NewProject) -> StoreResult<Project>;
+    /// The project with this key (case-insensitive).
+    async fn project_by_key(&self, key: &str) -> StoreResult<Option<Project>>;
+    /// All projects, by key.
+    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
+    /// Removes an (empty) project.
+    async fn delete_project(&self, id: i64) -> StoreResult<()>;
+
+    /// Adds a repository; `Conflict` if the slug is taken in its project.
+    async fn insert_repository(&self, repo: &NewRepository) -> StoreResult<Repository>;
+    /// The repository with this id.
+    async fn repository_by_id(&self, id: i64) -> StoreResult<Option<Repository>>;
+    /// The repository with this slug in the project.
+    async fn repository_by_slug(&self, project_id: i64, slug: &str) -> StoreResult<Option<Repository>>;
+    /// Repositories of one project, or of all, by project key then slug.
+    async fn list_repositories(&self, project_id: Option<i64>) -> StoreResult<Vec<Repository>>;
+    /// Removes a repository with its mirrors, grants and jobs.
+    async fn delete_repository(&self, id: i64) -> StoreResult<()>;
+
+    /// A user's grants.
+    async fn grants_for(&self, user_id: i64) -> StoreResult<Grants>;
+    /// Sets (`Some`) or removes (`None`) a user's grant on a project.
+    async fn set_project_grant(&self, project_id: i64, user_id: i64, level: Option<Level>) -> StoreResult<()>;
+    /// Sets (`Some`) or removes (`None`) a user's grant on a repository.
+    async fn set_repository_grant(&self, repository_id: i64, user_id: i64, level: Option<Level>) -> StoreResult<()>;
+
+    /// One page of a repository's remote mirrors, by id, and their total count.
+    async fn list_remote_mirrors(
+        &self,
+        repository_id: i64,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<RemoteMirror>, u64)>;
+    /// A repository's remote mirror.
+    async fn remote_mirror(&self, repository_id: i64, id: i64) -> StoreResult<Option<RemoteMirror>>;
+    /// Adds a mirror (its `id` is ignored and assigned) and, in the same transaction, queues
+    /// `job` for it (the job's mirror id is filled in).
+    async fn insert_remote_mirror(&self, mirror: &RemoteMirror, job: Option<&NewJob>) -> StoreResult<RemoteMirror>;
+    /// Replaces a mirror's fields and, in the same transaction, queues `job`.
+    async fn update_remote_mirror(&self, mirror: &RemoteMirror, job: Option<&NewJob>) -> StoreResult<()>;
+    /// Removes a mirror and its waiting jobs.
+    async fn delete_remote_mirror(&self, repository_id: i64, id: i64) -> StoreResult<()>;
+
+    /// Queues a job unless one for the same target is already waiting; returns the waiting job.
+    async fn enqueue(&self, job: &NewJob) -> StoreResult<Job>;
+    /// A repository's jobs, newest first.
+    async fn list_jobs(&self, repository_id: i64) -> StoreResult<Vec<Job>>;
+}
+
+/// Why a cryptographic operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The sealing key is missing or unusable.
+    #[error("sealing key unavailable: {0}")]
+    Key(String),
+    /// The platform's crypto failed.
+    #[error("crypto failure: {0}")]
+    Platform(String),
+}
+
+/// Sealing secrets, hashing tokens and drawing random bytes: the platform's cryptography.
+pub trait Crypto {
+    /// Seals (AEAD-encrypts) a secret for storage.
+    async fn seal(&self, plaintext: &str) -> Result<String, CryptoError>;
+    /// SHA-256 of `data`, lower-case hex.
+    async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError>;
+    /// `len` bytes from a cryptographically secure generator.
+    fn random_bytes(&self, len: usize) -> Result<Vec<u8>, CryptoError>;
+}
