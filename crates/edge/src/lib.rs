@@ -1,1 +1,83 @@
-//! placeholder
+//! # mirrorfarm-edge
+//!
+//! The Cloudflare Worker that serves mirrorfarm's REST APIs (GitLab remote mirrors, Bitbucket
+//! projects, repositories, users and tokens) from the edge. It is deliberately thin: it turns a
+//! Workers request into the core's [`ApiRequest`], lends the core D1 ([`d1::D1Store`]) and
+//! WebCrypto ([`webcrypto::WebCrypto`]) and the current time, and sends back what the core decided.
+
+mod d1;
+mod webcrypto;
+
+use mirrorfarm_core::api::{ApiRequest, ApiResponse, Config, Method, Service};
+use mirrorfarm_core::time::Timestamp;
+use mirrorfarm_core::urls::HostAllowlist;
+use worker::{Context, Env, Request, Response, Result, console_error, console_log, event};
+
+/// Name of the D1 binding holding all state.
+const DB_BINDING: &str = "DB";
+
+/// Reads a string binding, whether declared as a secret or a plain variable.
+fn setting(env: &Env, name: &str) -> Option<String> {
+    env.secret(name).ok().map(|s| s.to_string()).or_else(|| env.var(name).ok().map(|v| v.to_string()))
+}
+
+/// Converts the Workers request into the core's, reading the body only if its declared size is acceptable.
+async fn api_request(req: &mut Request) -> Result<ApiRequest> {
+    let url = req.url()?;
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let declared_length = header("content-length").and_then(|v| v.parse::<u64>().ok());
+    let (content_type, authorization, private_token) =
+        (header("content-type"), header("authorization"), header("private-token"));
+    let too_large = declared_length.is_some_and(|n| n > mirrorfarm_core::api::MAX_BODY_BYTES as u64);
+    let body = if too_large { Vec::new() } else { req.bytes().await.unwrap_or_default() };
+    Ok(ApiRequest {
+        method: Method::parse(req.method().as_ref()),
+        origin: url.origin().ascii_serialization(),
+        path: url.path().to_owned(),
+        query: url.query().unwrap_or_default().to_owned(),
+        content_type,
+        authorization,
+        private_token,
+        body,
+        declared_length,
+    })
+}
+
+fn into_response(api: ApiResponse) -> Result<Response> {
+    let mut response = match api.body {
+        Some(body) => {
+            let mut r = Response::from_bytes(body.into_bytes())?;
+            r.headers_mut().set("Content-Type", "application/json")?;
+            r
+        }
+        None => Response::empty()?,
+    }
+    .with_status(api.status);
+    for (name, value) in &api.headers {
+        response.headers_mut().append(name, value)?;
+    }
+    Ok(response)
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let api_req = api_request(&mut req).await?;
+    let allowed = setting(&env, "MIRRORFARM_ALLOWED_HOSTS").unwrap_or_default();
+    let config = match HostAllowlist::parse(&allowed) {
+        Ok(allowed_hosts) => Config { allowed_hosts },
+        Err(e) => {
+            console_error!("configuration error: MIRRORFARM_ALLOWED_HOSTS: {e}");
+            return Response::error("server misconfigured", 500);
+        }
+    };
+    let store = d1::D1Store::new(env.d1(DB_BINDING)?);
+    let crypto = webcrypto::WebCrypto::new(setting(&env, "MIRRORFARM_SEAL_KEY"));
+    let now = Timestamp(js_sys::Date::now() as i64);
+    let response = Service::new(&store, &crypto, &config, now).handle(&api_req).await;
+    // Paths never carry secrets (tokens travel in headers); queries are not logged.
+    console_log!("{} {} -> {}", req.method().as_ref(), api_req.path, response.status);
+    if let Some(detail) = &response.diagnostic {
+        console_error!("internal error on {}: {detail}", api_req.path);
+    }
+    into_response(response)
+}

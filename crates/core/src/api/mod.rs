@@ -78,6 +78,9 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
             Resolution::WrongMethod(d) => return ApiError::MethodNotAllowed.into_response(d),
             Resolution::Missing(d) => return ApiError::not_found("", "No such resource").into_response(d),
         };
+        if req.declared_length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return ApiError::PayloadTooLarge.into_response(dialect);
+        }
         let query = Query::parse(&req.query);
         let result = match self.authenticate(req).await {
             Ok(who) => self.dispatch(handler, Call { who, query, params, req }).await,

@@ -55,8 +55,10 @@ pub struct ApiRequest {
     pub authorization: Option<String>,
     /// `PRIVATE-TOKEN`.
     pub private_token: Option<String>,
-    /// The body.
+    /// The body (left empty by the shell when `declared_length` is already too large).
     pub body: Vec<u8>,
+    /// `Content-Length`, if sent, so oversized bodies are refused before they are read.
+    pub declared_length: Option<u64>,
 }
 
 /// Decoded query parameters, in order.

@@ -81,6 +81,7 @@ impl World {
             authorization: header("authorization"),
             private_token: header("private-token"),
             body: body.map(|(_, b)| b.as_bytes().to_vec()).unwrap_or_default(),
+            declared_length: header("content-length").and_then(|v| v.parse().ok()),
         };
         let service = Service::new(&self.store, &self.crypto, &self.config, Timestamp(1_578_331_922_823));
         let r = block_on(service.handle(&req));
@@ -281,6 +282,8 @@ fn remote_mirror_bad_input_is_refused_and_writes_nothing() {
     let big = format!("{{\"url\":\"https://e.com/{}\"}}", "a".repeat(MAX_BODY_BYTES));
     assert_eq!(w.send("POST", &list, &[("PRIVATE-TOKEN", ADMIN_TOKEN)], Some(("application/json", &big))).status, 413);
     assert_eq!(w.send("POST", &list, &[("PRIVATE-TOKEN", ADMIN_TOKEN)], Some(("text/plain", "url=x"))).status, 415);
+    let declared = [("PRIVATE-TOKEN", ADMIN_TOKEN), ("Content-Length", "10000000")];
+    assert_eq!(w.send("POST", &list, &declared, None).status, 413, "a declared oversize body is refused unread");
     assert_eq!(w.as_admin("GET", &list, None).header("X-Total"), Some("0"), "nothing was written");
     // Unknown project and mirror, no token.
     assert_eq!(

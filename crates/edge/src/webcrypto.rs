@@ -1,0 +1,104 @@
+//! The core's [`Crypto`] port over the Workers runtime's WebCrypto: AES-256-GCM sealing with a
+//! key from the `MIRRORFARM_SEAL_KEY` secret, SHA-256, and the platform's secure random source.
+//! WebCrypto costs the wasm nothing in size, unlike bundling a Rust AEAD.
+
+use js_sys::{Array, Object, Uint8Array};
+use mirrorfarm_core::store::{Crypto, CryptoError};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AesGcmParams, CryptoKey, SubtleCrypto};
+
+/// Sealed values look like `v1.<iv hex>.<ciphertext+tag hex>`.
+const SEAL_VERSION: &str = "v1";
+
+/// WebCrypto with the deployment's sealing key (64 hex digits), if configured.
+pub(crate) struct WebCrypto {
+    seal_key_hex: Option<String>,
+}
+
+fn platform(e: JsValue) -> CryptoError {
+    CryptoError::Platform(e.as_string().unwrap_or_else(|| format!("{e:?}")))
+}
+
+fn crypto() -> Result<web_sys::Crypto, CryptoError> {
+    let value = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).map_err(platform)?;
+    Ok(value.unchecked_into())
+}
+
+fn subtle() -> Result<SubtleCrypto, CryptoError> {
+    Ok(crypto()?.subtle())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+impl WebCrypto {
+    pub(crate) fn new(seal_key_hex: Option<String>) -> Self {
+        Self { seal_key_hex }
+    }
+
+    async fn key(&self) -> Result<CryptoKey, CryptoError> {
+        let raw = self
+            .seal_key_hex
+            .as_deref()
+            .and_then(unhex)
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| CryptoError::Key("MIRRORFARM_SEAL_KEY must be 64 hex digits".into()))?;
+        let usages = Array::of2(&JsValue::from_str("encrypt"), &JsValue::from_str("decrypt"));
+        let promise = subtle()?
+            .import_key_with_str("raw", &Uint8Array::from(raw.as_slice()), "AES-GCM", false, &usages)
+            .map_err(platform)?;
+        Ok(JsFuture::from(promise).await.map_err(platform)?.unchecked_into())
+    }
+
+    fn params(iv: &[u8]) -> Object {
+        AesGcmParams::new("AES-GCM", &Uint8Array::from(iv)).into()
+    }
+
+    /// Opens a value sealed by [`Crypto::seal`] (used when a node leases a job).
+    #[allow(dead_code)] // Called by the node protocol, which lands with the runner.
+    pub(crate) async fn unseal(&self, sealed: &str) -> Result<String, CryptoError> {
+        let bad = || CryptoError::Platform("malformed sealed value".into());
+        let mut parts = sealed.split('.');
+        let (Some(SEAL_VERSION), Some(iv), Some(ct), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let (iv, ct) = (unhex(iv).ok_or_else(bad)?, unhex(ct).ok_or_else(bad)?);
+        let key = self.key().await?;
+        let promise = subtle()?.decrypt_with_object_and_u8_array(&Self::params(&iv), &key, &ct).map_err(platform)?;
+        let plain = Uint8Array::new(&JsFuture::from(promise).await.map_err(platform)?).to_vec();
+        String::from_utf8(plain).map_err(|_| bad())
+    }
+}
+
+impl Crypto for WebCrypto {
+    async fn seal(&self, plaintext: &str) -> Result<String, CryptoError> {
+        let key = self.key().await?;
+        let iv = self.random_bytes(12)?;
+        let promise = subtle()?
+            .encrypt_with_object_and_u8_array(&Self::params(&iv), &key, plaintext.as_bytes())
+            .map_err(platform)?;
+        let sealed = Uint8Array::new(&JsFuture::from(promise).await.map_err(platform)?).to_vec();
+        Ok(format!("{SEAL_VERSION}.{}.{}", hex(&iv), hex(&sealed)))
+    }
+
+    async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError> {
+        let promise = subtle()?.digest_with_str_and_u8_array("SHA-256", data).map_err(platform)?;
+        Ok(hex(&Uint8Array::new(&JsFuture::from(promise).await.map_err(platform)?).to_vec()))
+    }
+
+    fn random_bytes(&self, len: usize) -> Result<Vec<u8>, CryptoError> {
+        let mut bytes = vec![0u8; len];
+        crypto()?.get_random_values_with_u8_array(&mut bytes).map_err(platform)?;
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,64 @@
+// Creates the first administrator when the local D1 has no users, and prints its token once.
+// The token is stored only as the Worker stores tokens (see crates/core/src/identity/credentials.rs):
+// lookup key = its first 12 characters, hash = SHA-256 hex of the whole token. The end-to-end
+// tests authenticate with the token made here, so any drift from the core's rule fails them.
+import { createHash, randomBytes } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
+const LOOKUP_LEN = 12;
+
+/** Runs SQL against the local D1 (optionally under `persistTo`) and returns the result rows. */
+export function d1(sql, { persistTo } = {}) {
+  const args = ["d1", "execute", "DB", "--local", "--json", "--command", sql];
+  if (persistTo) args.push("--persist-to", persistTo);
+  const out = execFileSync(WRANGLER, args, {
+    cwd: ROOT,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  }).toString();
+  return JSON.parse(out)[0].results;
+}
+
+/** Applies the migrations to the local D1. */
+export function migrate({ persistTo } = {}) {
+  const args = ["d1", "migrations", "apply", "DB", "--local"];
+  if (persistTo) args.push("--persist-to", persistTo);
+  execFileSync(WRANGLER, args, {
+    cwd: ROOT,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+}
+
+/**
+ * Creates user `admin` (SYS_ADMIN) with `token` (or a new random one) if there are no users.
+ * Returns the token if it created the admin, else null.
+ */
+export function bootstrapAdmin({ persistTo, token } = {}) {
+  const [{ n }] = d1("SELECT COUNT(*) AS n FROM users", { persistTo });
+  if (n > 0) return null;
+  const secret = token ?? `mfp_${randomBytes(20).toString("hex")}`;
+  if (secret.length < 20 || !/^[\x21-\x7e]+$/.test(secret)) {
+    throw new Error("MIRRORFARM_BOOTSTRAP_TOKEN must be at least 20 printable characters without spaces");
+  }
+  const hash = createHash("sha256").update(secret).digest("hex");
+  const lookup = secret.slice(0, LOOKUP_LEN).replaceAll("'", "''");
+  const now = Date.now();
+  const id = String(randomBytes(5).readUIntBE(0, 5)).padStart(12, "0");
+  d1(
+    `INSERT INTO users (name, slug, display_name, role, created_at) VALUES ('admin', 'admin', 'Administrator', 'SYS_ADMIN', ${now});` +
+      `INSERT INTO access_tokens (id, user_id, name, lookup, hash, permissions, created_at) ` +
+      `SELECT '${id}', id, 'bootstrap', '${lookup}', '${hash}', NULL, ${now} FROM users WHERE name = 'admin';`,
+    { persistTo },
+  );
+  return secret;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const created = bootstrapAdmin({ token: process.env.MIRRORFARM_BOOTSTRAP_TOKEN || undefined });
+  if (created) process.stdout.write(created);
+}

@@ -1,0 +1,10 @@
+# Shared by the scripts: paths, pinned tool versions, logging.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
+export WRANGLER_SEND_METRICS=false
+# worker-build must use the wasm-bindgen we install, never download one.
+export WASM_BINDGEN_BIN=wasm-bindgen
+WASM_BINDGEN_VERSION=0.2.130
+WORKER_BUILD_VERSION=0.8.7
+step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

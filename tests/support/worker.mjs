@@ -1,0 +1,97 @@
+// Starts the built Worker under `wrangler dev` (workerd) with a fresh local D1 in a temp dir,
+// migrated and with a known admin token, and stops it when the test ends.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { bootstrapAdmin, migrate } from "../../scripts/lib/bootstrap.mjs";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const OUTPUT = path.join(ROOT, "test-output");
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+/** A running Worker: `url`, `adminToken`, `stateDir`, `logs()` and `stop()`. */
+export async function startWorker({ allowedHosts = "" } = {}) {
+  const stateDir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-e2e-"));
+  migrate({ persistTo: stateDir });
+  const adminToken = bootstrapAdmin({ persistTo: stateDir, token: `mfp_e2e_${randomBytes(16).toString("hex")}` });
+  const port = await freePort();
+  const sealKey = randomBytes(32).toString("hex");
+  const child = spawn(
+    path.join(ROOT, "node_modules/.bin/wrangler"),
+    [
+      "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", stateDir,
+      "--show-interactive-dev-session=false",
+      "--var", `MIRRORFARM_ALLOWED_HOSTS:${allowedHosts}`,
+      "--var", `MIRRORFARM_SEAL_KEY:${sealKey}`,
+    ],
+    { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${output}`);
+    try {
+      const r = await fetch(`${url}/rest/mirrorfarm/1.0/health`);
+      if (r.ok) break;
+    } catch {}
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`wrangler dev did not answer within 60 s:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return {
+    url,
+    adminToken,
+    stateDir,
+    sealKey,
+    logs: () => output,
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
+      mkdirSync(OUTPUT, { recursive: true });
+      writeFileSync(path.join(OUTPUT, `worker-${port}.log`), output);
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A small HTTP client: `call(method, path, {token, json, form, headers})` → {status, headers, body, text}. */
+export function client(baseUrl) {
+  return async function call(method, pathAndQuery, { token, json, form, body, headers = {} } = {}) {
+    const h = { ...headers };
+    if (token) h["PRIVATE-TOKEN"] = token;
+    let payload = body;
+    if (json !== undefined) {
+      h["Content-Type"] = "application/json";
+      payload = JSON.stringify(json);
+    } else if (form !== undefined) {
+      h["Content-Type"] = "application/x-www-form-urlencoded";
+      payload = new URLSearchParams(form).toString();
+    }
+    const r = await fetch(baseUrl + pathAndQuery, { method, headers: h, body: payload });
+    const text = await r.text();
+    let parsed = null;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {}
+    return { status: r.status, headers: r.headers, body: parsed, text };
+  };
+}
