@@ -2,8 +2,10 @@
 //! and changing one.
 
 mod params;
+mod summary;
 
 pub use params::{MirrorChange, MirrorParams, MirrorRequestError};
+pub use summary::StatusSummary;
 
 use serde::Serialize;
 
