@@ -1,7 +1,7 @@
 # Shared by the scripts: paths, pinned tool versions, logging.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$ROOT/node_modules/.bin:$PATH"
 export WRANGLER_SEND_METRICS=false
 # worker-build must use the wasm-bindgen we install, never download one.
 export WASM_BINDGEN_BIN=wasm-bindgen

@@ -8,7 +8,7 @@
 mod d1;
 mod webcrypto;
 
-use mirrorfarm_core::api::{ApiRequest, ApiResponse, Config, Method, Service};
+use mirrorfarm_core::api::{ApiRequest, ApiResponse, Config, Method, Service, split_request_url};
 use mirrorfarm_core::time::Timestamp;
 use mirrorfarm_core::urls::HostAllowlist;
 use worker::{Context, Env, Request, Response, Result, console_error, console_log, event};
@@ -23,7 +23,10 @@ fn setting(env: &Env, name: &str) -> Option<String> {
 
 /// Converts the Workers request into the core's, reading the body only if its declared size is acceptable.
 async fn api_request(req: &mut Request) -> Result<ApiRequest> {
-    let url = req.url()?;
+    // The runtime's URL string is already normalised; splitting it avoids bundling a URL parser
+    // (and its Unicode tables) into the Worker.
+    let url = req.inner().url();
+    let (origin, path, query) = split_request_url(&url);
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let declared_length = header("content-length").and_then(|v| v.parse::<u64>().ok());
     let (content_type, authorization, private_token) =
@@ -32,9 +35,9 @@ async fn api_request(req: &mut Request) -> Result<ApiRequest> {
     let body = if too_large { Vec::new() } else { req.bytes().await.unwrap_or_default() };
     Ok(ApiRequest {
         method: Method::parse(req.method().as_ref()),
-        origin: url.origin().ascii_serialization(),
-        path: url.path().to_owned(),
-        query: url.query().unwrap_or_default().to_owned(),
+        origin: origin.to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
         content_type,
         authorization,
         private_token,

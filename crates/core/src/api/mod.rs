@@ -11,7 +11,9 @@ mod request;
 mod response;
 mod routes;
 
-pub use request::{ApiRequest, BodyError, FieldError, Fields, MAX_BODY_BYTES, Method, Query, decode_segment, encode};
+pub use request::{
+    ApiRequest, BodyError, FieldError, Fields, MAX_BODY_BYTES, Method, Query, decode_segment, encode, split_request_url,
+};
 pub use response::{ApiError, ApiResponse, Dialect};
 pub use routes::{Handler, Params, Resolution, resolve};
 

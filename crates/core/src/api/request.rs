@@ -61,6 +61,18 @@ pub struct ApiRequest {
     pub declared_length: Option<u64>,
 }
 
+/// Splits an absolute request URL, as the runtime hands it over (already normalised), into
+/// origin (`scheme://host[:port]`), path (still percent-encoded) and query (without `?`).
+/// The fragment, never sent by clients, is dropped.
+pub fn split_request_url(url: &str) -> (&str, &str, &str) {
+    let url = url.split('#').next().unwrap_or_default();
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let path_start = url[after_scheme..].find(['/', '?']).map_or(url.len(), |i| after_scheme + i);
+    let (origin, rest) = url.split_at(path_start);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    (origin, if path.is_empty() { "/" } else { path }, query)
+}
+
 /// Decoded query parameters, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query(Vec<(String, String)>);
@@ -295,6 +307,17 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    #[test]
+    fn splits_request_urls() {
+        assert_eq!(
+            split_request_url("http://127.0.0.1:8787/api/v4/projects/MF%2Fr/remote_mirrors?page=2&per_page=1"),
+            ("http://127.0.0.1:8787", "/api/v4/projects/MF%2Fr/remote_mirrors", "page=2&per_page=1")
+        );
+        assert_eq!(split_request_url("https://h.example/"), ("https://h.example", "/", ""));
+        assert_eq!(split_request_url("https://h.example?x=1#frag"), ("https://h.example", "/", "x=1"));
+        assert_eq!(split_request_url("https://h.example/a?b?c"), ("https://h.example", "/a", "b?c"));
+    }
 
     #[test]
     fn decodes_queries_and_segments() {
