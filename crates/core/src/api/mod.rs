@@ -19,7 +19,7 @@ pub use routes::{Handler, Params, Resolution, resolve};
 
 use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level, constant_time_eq, token_lookup_key};
 use crate::registry::{Project, Repository};
-use crate::store::{Crypto, Store};
+use crate::store::{Crypto, Grants, Store};
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, HostAllowlist, StoredUrl};
 
@@ -154,31 +154,38 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
         Ok(Some(Principal { user, scope: TokenScope::from_permissions(token.permissions.as_deref()) }))
     }
 
-    /// The caller's level on a repository (public repositories and projects give read).
-    async fn repository_level(&self, who: Option<&Principal>, repo: &Repository) -> Result<Option<Level>> {
-        let public = repo.public || repo.project.public;
+    /// The caller's grants, loaded once per request (none for anonymous callers).
+    async fn grants(&self, who: Option<&Principal>) -> Result<Grants> {
         Ok(match who {
-            None => anonymous_level(public),
-            Some(p) => {
-                let grants = self.store.grants_for(p.user.id).await?;
-                p.repo_level(
-                    grants.projects.get(&repo.project.id).copied(),
-                    grants.repositories.get(&repo.id).copied(),
-                    public,
-                )
-            }
+            Some(p) => self.store.grants_for(p.user.id).await?,
+            None => Grants::default(),
         })
     }
 
+    /// The caller's level on a repository (public repositories and projects give read).
+    fn level_on_repository(who: Option<&Principal>, grants: &Grants, repo: &Repository) -> Option<Level> {
+        let public = repo.public || repo.project.public;
+        match who {
+            None => anonymous_level(public),
+            Some(p) => p.repo_level(
+                grants.projects.get(&repo.project.id).copied(),
+                grants.repositories.get(&repo.id).copied(),
+                public,
+            ),
+        }
+    }
+
     /// The caller's level on a project itself.
-    async fn project_level(&self, who: Option<&Principal>, project: &Project) -> Result<Option<Level>> {
-        Ok(match who {
+    fn level_on_project(who: Option<&Principal>, grants: &Grants, project: &Project) -> Option<Level> {
+        match who {
             None => anonymous_level(project.public),
-            Some(p) => {
-                let grants = self.store.grants_for(p.user.id).await?;
-                p.project_level(grants.projects.get(&project.id).copied(), project.public)
-            }
-        })
+            Some(p) => p.project_level(grants.projects.get(&project.id).copied(), project.public),
+        }
+    }
+
+    /// The caller's level on one repository.
+    async fn repository_level(&self, who: Option<&Principal>, repo: &Repository) -> Result<Option<Level>> {
+        Ok(Self::level_on_repository(who, &self.grants(who).await?, repo))
     }
 
     /// Checks the caller's level: anonymous callers get 401, callers who can't see the

@@ -20,26 +20,22 @@ fn no_repository(key: &str, slug: &str) -> ApiError {
 }
 
 impl<S: Store, C: Crypto> Service<'_, S, C> {
-    /// The project named by `{projectKey}`, if the caller may see it at `need`.
+    /// The project named by `{projectKey}`, if the caller may see it at `need`. A caller who
+    /// can read any repository of a project may read the project.
     pub(super) async fn project_for(&self, call: &Call<'_>, need: Level) -> Result<Project> {
         let key = call.param("projectKey")?;
         let project = self.store.project_by_key(&key).await?.ok_or_else(|| no_project(&key))?;
-        let mut level = self.project_level(call.who.as_ref(), &project).await?;
-        if level.is_none() && need == Level::Read && self.sees_any_repository(call, &project).await? {
-            level = Some(Level::Read);
-        }
-        Self::require(call.who.as_ref(), level, need, || no_project(&key))?;
-        Ok(project)
-    }
-
-    /// A caller with a grant on any repository of a project sees the project in lists.
-    async fn sees_any_repository(&self, call: &Call<'_>, project: &Project) -> Result<bool> {
-        for repo in self.store.list_repositories(Some(project.id)).await? {
-            if self.repository_level(call.who.as_ref(), &repo).await?.is_some() {
-                return Ok(true);
+        let who = call.who.as_ref();
+        let grants = self.grants(who).await?;
+        let mut level = Self::level_on_project(who, &grants, &project);
+        if level.is_none() && need == Level::Read {
+            let repos = self.store.list_repositories(Some(project.id)).await?;
+            if repos.iter().any(|r| Self::level_on_repository(who, &grants, r).is_some()) {
+                level = Some(Level::Read);
             }
         }
-        Ok(false)
+        Self::require(who, level, need, || no_project(&key))?;
+        Ok(project)
     }
 
     /// The repository named by `{projectKey}/{repositorySlug}`, checked for `need`.
@@ -54,16 +50,23 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
     }
 
     pub(super) async fn list_projects(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let mut visible = Vec::new();
-        for project in self.store.list_projects().await? {
-            if self.project_level(call.who.as_ref(), &project).await?.is_some()
-                || self.sees_any_repository(call, &project).await?
-            {
-                visible.push(ProjectDto::new(&project, &call.req.origin));
-            }
-        }
-        let page = BitbucketPage::from_query(&call.query).slice(&visible);
-        Ok(ApiResponse::json(200, &page))
+        let who = call.who.as_ref();
+        let grants = self.grants(who).await?;
+        let repos = self.store.list_repositories(None).await?;
+        let visible: Vec<ProjectDto> = self
+            .store
+            .list_projects()
+            .await?
+            .iter()
+            .filter(|p| {
+                Self::level_on_project(who, &grants, p).is_some()
+                    || repos
+                        .iter()
+                        .any(|r| r.project.id == p.id && Self::level_on_repository(who, &grants, r).is_some())
+            })
+            .map(|p| ProjectDto::new(p, &call.req.origin))
+            .collect();
+        Ok(ApiResponse::json(200, &BitbucketPage::from_query(&call.query).slice(&visible)))
     }
 
     pub(super) async fn create_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -108,14 +111,18 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         let project_id = if in_project { Some(self.project_for(call, Level::Read).await?.id) } else { None };
         let key_filter = call.query.get("projectkey").map(str::to_ascii_uppercase);
         let name_filter = call.query.get("name").map(str::to_ascii_lowercase);
-        let mut visible = Vec::new();
-        for repo in self.store.list_repositories(project_id).await? {
-            let matches = key_filter.as_deref().is_none_or(|k| repo.project.key == k)
-                && name_filter.as_deref().is_none_or(|n| repo.name.to_ascii_lowercase().contains(n));
-            if matches && self.repository_level(call.who.as_ref(), &repo).await?.is_some() {
-                visible.push(RepositoryDto::new(&repo, &call.req.origin));
-            }
-        }
+        let who = call.who.as_ref();
+        let grants = self.grants(who).await?;
+        let visible: Vec<RepositoryDto> = self
+            .store
+            .list_repositories(project_id)
+            .await?
+            .iter()
+            .filter(|r| key_filter.as_deref().is_none_or(|k| r.project.key == k))
+            .filter(|r| name_filter.as_deref().is_none_or(|n| r.name.to_ascii_lowercase().contains(n)))
+            .filter(|r| Self::level_on_repository(who, &grants, r).is_some())
+            .map(|r| RepositoryDto::new(r, &call.req.origin))
+            .collect();
         Ok(ApiResponse::json(200, &BitbucketPage::from_query(&call.query).slice(&visible)))
     }
 
