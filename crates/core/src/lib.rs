@@ -9,16 +9,19 @@
 //! - [`api`]: the REST service (GitLab remote mirrors, Bitbucket projects/repos/users/tokens),
 //!   over the ports in [`store`].
 //! - [`mirrors`], [`registry`], [`identity`], [`queue`]: the domain and its rules.
+//! - [`sync`]: planning which refs a push mirror moves, and how.
 //! - [`urls`], [`filters`], [`paging`], [`time`]: the small exact rules the APIs share.
 
 pub mod api;
 pub mod filters;
 pub mod identity;
 pub mod mirrors;
+pub mod nodes;
 pub mod paging;
 pub mod queue;
 pub mod registry;
 pub mod store;
+pub mod sync;
 pub mod time;
 pub mod urls;
 

@@ -8,9 +8,11 @@ use std::task::{Context, Poll, Waker};
 
 use crate::identity::{AccessToken, GlobalRole, Level, NewUser, User};
 use crate::mirrors::RemoteMirror;
-use crate::queue::{Job, JobState, NewJob};
+use crate::nodes::{FarmNode, NewNode};
+use crate::queue::{Job, JobCompletion, JobState, NewJob};
 use crate::registry::{NewProject, NewRepository, Project, Repository};
 use crate::store::{Crypto, CryptoError, Grants, Store, StoreError, StoreResult};
+use crate::time::Timestamp;
 
 /// Runs a future whose I/O is all in memory (it completes on its first poll).
 pub fn block_on<F: Future>(f: F) -> F::Output {
@@ -32,6 +34,7 @@ struct State {
     repo_grants: HashMap<(i64, i64), Level>,
     mirrors: Vec<RemoteMirror>,
     jobs: Vec<Job>,
+    nodes: Vec<FarmNode>,
 }
 
 impl State {
@@ -76,6 +79,10 @@ impl State {
             state: JobState::Queued,
             attempt: 0,
             enqueued_at: job.enqueued_at.millis(),
+            not_before: None,
+            lease_owner: None,
+            lease_deadline: None,
+            lease_id: None,
         };
         self.jobs.push(row.clone());
         row
@@ -101,6 +108,12 @@ impl MemoryStore {
     /// Number of jobs in any state.
     pub fn job_count(&self) -> usize {
         self.state.borrow().jobs.len()
+    }
+
+    /// Moves a job's lease deadline (to simulate time passing for one lease).
+    pub fn set_lease_deadline(&self, job_id: i64, deadline: Timestamp) {
+        let mut s = self.state.borrow_mut();
+        s.jobs.iter_mut().filter(|j| j.id == job_id).for_each(|j| j.lease_deadline = Some(deadline.millis()));
     }
 
     /// Every stored string field of every mirror, to scan for leaked secrets.
@@ -310,6 +323,141 @@ impl Store for MemoryStore {
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Job> {
         self.write(|s| Ok(s.enqueue(job)))
     }
+    async fn job(&self, id: i64) -> StoreResult<Option<Job>> {
+        Ok(self.state.borrow().jobs.iter().find(|j| j.id == id).cloned())
+    }
+    async fn remote_mirror_by_id(&self, id: i64) -> StoreResult<Option<RemoteMirror>> {
+        Ok(self.state.borrow().mirrors.iter().find(|m| m.id == id).cloned())
+    }
+    async fn insert_node(&self, node: &NewNode) -> StoreResult<FarmNode> {
+        self.write(|s| {
+            if s.nodes.iter().any(|n| n.name == node.name) {
+                return Err(StoreError::Conflict("A node with that name already exists.".into()));
+            }
+            let row = FarmNode {
+                id: s.id(),
+                name: node.name.clone(),
+                lookup: node.lookup.clone(),
+                hash: node.hash.clone(),
+                created_at: node.created_at,
+                last_seen: None,
+            };
+            s.nodes.push(row.clone());
+            Ok(row)
+        })
+    }
+    async fn nodes_by_lookup(&self, lookup: &str) -> StoreResult<Vec<FarmNode>> {
+        Ok(self.state.borrow().nodes.iter().filter(|n| n.lookup == lookup).cloned().collect())
+    }
+    async fn list_nodes(&self) -> StoreResult<Vec<FarmNode>> {
+        Ok(self.state.borrow().nodes.clone())
+    }
+    async fn touch_node(&self, id: i64, now: Timestamp) -> StoreResult<()> {
+        self.write(|s| {
+            s.nodes.iter_mut().filter(|n| n.id == id).for_each(|n| n.last_seen = Some(now));
+            Ok(())
+        })
+    }
+    async fn lease_next_job(
+        &self,
+        node_id: i64,
+        lease_id: &str,
+        now: Timestamp,
+        deadline: Timestamp,
+    ) -> StoreResult<Option<Job>> {
+        self.write(|s| {
+            let busy: Vec<(i64, Option<i64>)> = s
+                .jobs
+                .iter()
+                .filter(|j| j.state == JobState::Leased)
+                .map(|j| (j.repository_id, j.remote_mirror_id))
+                .collect();
+            let next = s
+                .jobs
+                .iter_mut()
+                .filter(|j| j.state == JobState::Queued && j.not_before.is_none_or(|t| t <= now.millis()))
+                .filter(|j| !busy.contains(&(j.repository_id, j.remote_mirror_id)))
+                .min_by_key(|j| (j.enqueued_at, j.id));
+            Ok(next.map(|j| {
+                j.state = JobState::Leased;
+                j.attempt += 1;
+                j.lease_owner = Some(node_id);
+                j.lease_id = Some(lease_id.to_owned());
+                j.lease_deadline = Some(deadline.millis());
+                j.clone()
+            }))
+        })
+    }
+    async fn renew_lease(&self, job_id: i64, lease_id: &str, deadline: Timestamp) -> StoreResult<bool> {
+        self.write(|s| {
+            let job = s
+                .jobs
+                .iter_mut()
+                .find(|j| j.id == job_id && j.state == JobState::Leased && j.lease_id.as_deref() == Some(lease_id));
+            Ok(job.map(|j| j.lease_deadline = Some(deadline.millis())).is_some())
+        })
+    }
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        lease_id: &str,
+        completion: JobCompletion,
+        reported: bool,
+        now: Timestamp,
+        mirror: Option<&RemoteMirror>,
+    ) -> StoreResult<bool> {
+        self.write(|s| {
+            let Some(pos) = s
+                .jobs
+                .iter()
+                .position(|j| j.id == job_id && j.state == JobState::Leased && j.lease_id.as_deref() == Some(lease_id))
+            else {
+                return Ok(false);
+            };
+            let sibling_waits = {
+                let j = &s.jobs[pos];
+                s.jobs.iter().any(|o| {
+                    o.id != j.id
+                        && o.state == JobState::Queued
+                        && o.remote_mirror_id == j.remote_mirror_id
+                        && o.repository_id == j.repository_id
+                })
+            };
+            let job = &mut s.jobs[pos];
+            job.lease_deadline = None;
+            if !reported {
+                job.lease_id = None;
+            }
+            match completion {
+                JobCompletion::Done => job.state = JobState::Done,
+                JobCompletion::Failed => job.state = JobState::Failed,
+                JobCompletion::RetryAt(_) | JobCompletion::Released if sibling_waits => job.state = JobState::Done,
+                JobCompletion::RetryAt(at) => {
+                    job.state = JobState::Queued;
+                    job.not_before = Some(at.millis());
+                }
+                JobCompletion::Released => {
+                    job.state = JobState::Queued;
+                    job.attempt = job.attempt.saturating_sub(1);
+                    job.not_before = Some(now.millis());
+                }
+            }
+            if let Some(m) = mirror
+                && let Some(row) = s.mirrors.iter_mut().find(|x| x.id == m.id)
+            {
+                *row = m.clone();
+            }
+            Ok(true)
+        })
+    }
+    async fn expired_leases(&self, now: Timestamp) -> StoreResult<Vec<Job>> {
+        let s = self.state.borrow();
+        Ok(s.jobs
+            .iter()
+            .filter(|j| j.state == JobState::Leased && j.lease_deadline.is_some_and(|d| d < now.millis()))
+            .cloned()
+            .collect())
+    }
     async fn list_jobs(&self, repository_id: i64) -> StoreResult<Vec<Job>> {
         let mut jobs: Vec<Job> =
             self.state.borrow().jobs.iter().filter(|j| j.repository_id == repository_id).cloned().collect();
@@ -332,6 +480,15 @@ fn hex(data: &[u8]) -> String {
 impl Crypto for FakeCrypto {
     async fn seal(&self, plaintext: &str) -> Result<String, CryptoError> {
         Ok(format!("sealed:{}", hex(&plaintext.bytes().map(|b| b ^ 0x5a).collect::<Vec<_>>())))
+    }
+    async fn unseal(&self, sealed: &str) -> Result<String, CryptoError> {
+        let hex = sealed.strip_prefix("sealed:").ok_or_else(|| CryptoError::Platform("not sealed".into()))?;
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map(|b| b ^ 0x5a))
+            .collect::<Result<_, _>>()
+            .map_err(|e| CryptoError::Platform(e.to_string()))?;
+        String::from_utf8(bytes).map_err(|e| CryptoError::Platform(e.to_string()))
     }
     async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError> {
         Ok(format!("hash:{}", hex(data)))

@@ -10,8 +10,10 @@ use std::collections::HashMap;
 
 use crate::identity::{AccessToken, GlobalRole, Level, NewUser, User};
 use crate::mirrors::RemoteMirror;
-use crate::queue::{Job, NewJob};
+use crate::nodes::{FarmNode, NewNode};
+use crate::queue::{Job, JobCompletion, NewJob};
 use crate::registry::{NewProject, NewRepository, Project, Repository};
+use crate::time::Timestamp;
 
 /// Why a storage call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +110,46 @@ pub trait Store {
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Job>;
     /// A repository's jobs, newest first.
     async fn list_jobs(&self, repository_id: i64) -> StoreResult<Vec<Job>>;
+    /// A job by id.
+    async fn job(&self, id: i64) -> StoreResult<Option<Job>>;
+    /// A remote mirror by id, whatever its repository.
+    async fn remote_mirror_by_id(&self, id: i64) -> StoreResult<Option<RemoteMirror>>;
+
+    /// Registers a farm node; `Conflict` if the name is taken.
+    async fn insert_node(&self, node: &NewNode) -> StoreResult<FarmNode>;
+    /// Nodes whose token lookup key is `lookup`.
+    async fn nodes_by_lookup(&self, lookup: &str) -> StoreResult<Vec<FarmNode>>;
+    /// All nodes, by name.
+    async fn list_nodes(&self) -> StoreResult<Vec<FarmNode>>;
+    /// Records contact from a node.
+    async fn touch_node(&self, id: i64, now: Timestamp) -> StoreResult<()>;
+    /// Atomically leases the oldest due queued job whose target no other lease holds: it becomes
+    /// `LEASED` by `node_id` under `lease_id` until `deadline`, its attempt counted.
+    async fn lease_next_job(
+        &self,
+        node_id: i64,
+        lease_id: &str,
+        now: Timestamp,
+        deadline: Timestamp,
+    ) -> StoreResult<Option<Job>>;
+    /// Extends the lease `lease_id` if it is still held; false if not.
+    async fn renew_lease(&self, job_id: i64, lease_id: &str, deadline: Timestamp) -> StoreResult<bool>;
+    /// Ends the lease `lease_id` as `completion` and saves `mirror`, in one transaction; false
+    /// (and nothing written) if that lease is not the job's current one. When the node `reported`
+    /// the outcome, the lease id is kept so a repeated report is recognised; otherwise (expiry,
+    /// release) it is forgotten and a late report is refused. A job sent back to the queue while
+    /// another waits for the same target is closed instead: the waiting one does the work.
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        lease_id: &str,
+        completion: JobCompletion,
+        reported: bool,
+        now: Timestamp,
+        mirror: Option<&RemoteMirror>,
+    ) -> StoreResult<bool>;
+    /// Leased jobs whose deadline has passed.
+    async fn expired_leases(&self, now: Timestamp) -> StoreResult<Vec<Job>>;
 }
 
 /// Why a cryptographic operation failed.
@@ -125,6 +167,8 @@ pub enum CryptoError {
 pub trait Crypto {
     /// Seals (AEAD-encrypts) a secret for storage.
     async fn seal(&self, plaintext: &str) -> Result<String, CryptoError>;
+    /// Opens a value sealed by [`Crypto::seal`].
+    async fn unseal(&self, sealed: &str) -> Result<String, CryptoError>;
     /// SHA-256 of `data`, lower-case hex.
     async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError>;
     /// `len` bytes from a cryptographically secure generator.

@@ -3,7 +3,8 @@
 
 use mirrorfarm_core::identity::{AccessToken, GlobalRole, Level, NewUser, Permission, User};
 use mirrorfarm_core::mirrors::{AuthMethod, RemoteMirror, UpdateStatus};
-use mirrorfarm_core::queue::{Job, JobKind, JobReason, JobState, NewJob};
+use mirrorfarm_core::nodes::{FarmNode, NewNode};
+use mirrorfarm_core::queue::{Job, JobCompletion, JobKind, JobReason, JobState, NewJob};
 use mirrorfarm_core::registry::{NewProject, NewRepository, Project, Repository};
 use mirrorfarm_core::store::{Grants, Store, StoreError, StoreResult};
 use mirrorfarm_core::time::Timestamp;
@@ -272,6 +273,10 @@ struct JobRow {
     state: String,
     attempt: u32,
     enqueued_at: i64,
+    not_before: Option<i64>,
+    lease_owner: Option<i64>,
+    lease_deadline: Option<i64>,
+    lease_id: Option<String>,
 }
 
 impl JobRow {
@@ -285,6 +290,10 @@ impl JobRow {
             state: JobState::parse(&self.state).ok_or_else(|| corrupt("job"))?,
             attempt: self.attempt,
             enqueued_at: self.enqueued_at,
+            not_before: self.not_before,
+            lease_owner: self.lease_owner,
+            lease_deadline: self.lease_deadline,
+            lease_id: self.lease_id,
         })
     }
 }
@@ -301,7 +310,40 @@ struct GrantRow {
     kind: String,
 }
 
-const JOB_COLUMNS: &str = "id, kind, repository_id, remote_mirror_id, reason, state, attempt, enqueued_at";
+const JOB_COLUMNS: &str = "id, kind, repository_id, remote_mirror_id, reason, state, attempt, enqueued_at, not_before, lease_owner, lease_deadline, lease_id";
+
+#[derive(Deserialize)]
+struct NodeRow {
+    id: i64,
+    name: String,
+    lookup: String,
+    hash: String,
+    created_at: i64,
+    last_seen: Option<i64>,
+}
+
+impl From<NodeRow> for FarmNode {
+    fn from(r: NodeRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            lookup: r.lookup,
+            hash: r.hash,
+            created_at: Timestamp(r.created_at),
+            last_seen: r.last_seen.map(Timestamp),
+        }
+    }
+}
+
+/// Same target as the job `j` (kind, repository, mirror).
+const SAME_TARGET: &str = "o.kind = j.kind AND o.repository_id = j.repository_id \
+     AND IFNULL(o.remote_mirror_id, 0) = IFNULL(j.remote_mirror_id, 0)";
+
+/// Replaces every field of a mirror (?16 is its id).
+const MIRROR_UPDATE: &str = "UPDATE remote_mirrors SET repository_id = ?1, url = ?2, url_masked = ?3, userinfo_sealed = ?4, \
+     enabled = ?5, only_protected_branches = ?6, keep_divergent_refs = ?7, mirror_branch_regex = ?8, update_status = ?9, \
+     last_update_at = ?10, last_update_started_at = ?11, last_successful_update_at = ?12, last_error = ?13, \
+     created_at = ?14, updated_at = ?15 WHERE id = ?16";
 
 /// Inserts a job unless one for the same target waits (the partial unique index decides).
 const ENQUEUE: &str = "INSERT OR IGNORE INTO jobs (kind, repository_id, remote_mirror_id, reason, enqueued_at) \
@@ -651,13 +693,7 @@ impl Store for D1Store {
     async fn update_remote_mirror(&self, m: &RemoteMirror, job: Option<&NewJob>) -> StoreResult<()> {
         let mut args = mirror_args(m);
         args.push(int(m.id));
-        let update = self.stmt(
-            "UPDATE remote_mirrors SET repository_id = ?1, url = ?2, url_masked = ?3, userinfo_sealed = ?4, enabled = ?5, \
-             only_protected_branches = ?6, keep_divergent_refs = ?7, mirror_branch_regex = ?8, update_status = ?9, \
-             last_update_at = ?10, last_update_started_at = ?11, last_successful_update_at = ?12, last_error = ?13, \
-             created_at = ?14, updated_at = ?15 WHERE id = ?16",
-            &args,
-        )?;
+        let update = self.stmt(MIRROR_UPDATE, &args)?;
         let mut batch = vec![update];
         if let Some(job) = job {
             batch.push(self.enqueue_stmt(job, opt_int(job.remote_mirror_id))?);
@@ -682,6 +718,154 @@ impl Store for D1Store {
             self.db.batch(vec![self.enqueue_stmt(job, opt_int(job.remote_mirror_id))?, find]).await.map_err(failure)?;
         let row = results.get(1).ok_or_else(|| corrupt("job"))?.results::<JobRow>().map_err(failure)?.pop();
         row.ok_or_else(|| corrupt("job"))?.into_job()
+    }
+
+    async fn job(&self, id: i64) -> StoreResult<Option<Job>> {
+        self.first::<JobRow>(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), &[int(id)])
+            .await?
+            .map(JobRow::into_job)
+            .transpose()
+    }
+
+    async fn remote_mirror_by_id(&self, id: i64) -> StoreResult<Option<RemoteMirror>> {
+        self.first::<MirrorRow>("SELECT * FROM remote_mirrors WHERE id = ?1", &[int(id)])
+            .await?
+            .map(MirrorRow::into_mirror)
+            .transpose()
+    }
+
+    async fn insert_node(&self, node: &NewNode) -> StoreResult<FarmNode> {
+        let row = self
+            .first::<NodeRow>(
+                "INSERT INTO farm_nodes (name, lookup, hash, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING *",
+                &[text(&node.name), text(&node.lookup), text(&node.hash), int(node.created_at.millis())],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::Conflict("A node with that name already exists.".into()),
+                other => other,
+            })?;
+        Ok(row.ok_or_else(|| corrupt("node"))?.into())
+    }
+
+    async fn nodes_by_lookup(&self, lookup: &str) -> StoreResult<Vec<FarmNode>> {
+        Ok(self
+            .all::<NodeRow>("SELECT * FROM farm_nodes WHERE lookup = ?1", &[text(lookup)])
+            .await?
+            .into_iter()
+            .map(FarmNode::from)
+            .collect())
+    }
+
+    async fn list_nodes(&self) -> StoreResult<Vec<FarmNode>> {
+        Ok(self
+            .all::<NodeRow>("SELECT * FROM farm_nodes ORDER BY name", &[])
+            .await?
+            .into_iter()
+            .map(FarmNode::from)
+            .collect())
+    }
+
+    async fn touch_node(&self, id: i64, now: Timestamp) -> StoreResult<()> {
+        self.run("UPDATE farm_nodes SET last_seen = ?2 WHERE id = ?1", &[int(id), int(now.millis())]).await
+    }
+
+    async fn lease_next_job(
+        &self,
+        node_id: i64,
+        lease_id: &str,
+        now: Timestamp,
+        deadline: Timestamp,
+    ) -> StoreResult<Option<Job>> {
+        // One statement, so two nodes can never lease the same row; a target another lease
+        // holds is skipped, so one mirror is never pushed by two nodes at once.
+        let sql = format!(
+            "UPDATE jobs SET state = 'LEASED', attempt = attempt + 1, lease_owner = ?1, lease_id = ?2, lease_deadline = ?3 \
+             WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
+               AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
+               ORDER BY j.enqueued_at, j.id LIMIT 1) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        self.first::<JobRow>(&sql, &[int(node_id), text(lease_id), int(deadline.millis()), int(now.millis())])
+            .await?
+            .map(JobRow::into_job)
+            .transpose()
+    }
+
+    async fn renew_lease(&self, job_id: i64, lease_id: &str, deadline: Timestamp) -> StoreResult<bool> {
+        let row = self
+            .first::<CountRow>(
+                "UPDATE jobs SET lease_deadline = ?3 WHERE id = ?1 AND lease_id = ?2 AND state = 'LEASED' RETURNING 1 AS n",
+                &[int(job_id), text(lease_id), int(deadline.millis())],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        lease_id: &str,
+        completion: JobCompletion,
+        reported: bool,
+        now: Timestamp,
+        mirror: Option<&RemoteMirror>,
+    ) -> StoreResult<bool> {
+        let held = "id = ?1 AND lease_id = ?2 AND state = 'LEASED'";
+        let kept_lease = if reported { "lease_id" } else { "NULL" };
+        let mut batch = Vec::new();
+        // A D1 batch is one transaction. The mirror goes first, guarded by the lease, so it is
+        // saved exactly when the job statements below (same guard) take effect.
+        if let Some(m) = mirror {
+            let mut args = mirror_args(m);
+            args.extend([int(m.id), int(job_id), text(lease_id)]);
+            batch.push(self.stmt(
+                &format!("{MIRROR_UPDATE} AND EXISTS (SELECT 1 FROM jobs WHERE id = ?17 AND lease_id = ?18 AND state = 'LEASED')"),
+                &args,
+            )?);
+        }
+        let first_job_stmt = batch.len();
+        // Back to the queue only if no other job waits for the same target; otherwise the next
+        // statement closes it and the waiting job does the work.
+        let requeue = |not_before: i64, attempt_delta: i64| {
+            self.stmt(
+                &format!(
+                    "UPDATE jobs SET state = 'QUEUED', not_before = ?3, attempt = attempt + ?4, lease_deadline = NULL, \
+                     lease_id = {kept_lease} WHERE {held} AND NOT EXISTS \
+                     (SELECT 1 FROM jobs o, jobs j WHERE j.id = ?1 AND o.id != j.id AND o.state = 'QUEUED' AND {SAME_TARGET})"
+                ),
+                &[int(job_id), text(lease_id), int(not_before), int(attempt_delta)],
+            )
+        };
+        let close = |state: &str| {
+            self.stmt(
+                &format!("UPDATE jobs SET state = '{state}', finished_at = ?3, lease_deadline = NULL, lease_id = {kept_lease} WHERE {held}"),
+                &[int(job_id), text(lease_id), int(now.millis())],
+            )
+        };
+        match completion {
+            JobCompletion::Done => batch.push(close("DONE")?),
+            JobCompletion::Failed => batch.push(close("FAILED")?),
+            JobCompletion::RetryAt(at) => batch.extend([requeue(at.millis(), 0)?, close("DONE")?]),
+            JobCompletion::Released => batch.extend([requeue(now.millis(), -1)?, close("DONE")?]),
+        }
+        let results = self.db.batch(batch).await.map_err(failure)?;
+        let mut changed = 0;
+        for result in &results[first_job_stmt..] {
+            changed += result.meta().map_err(failure)?.and_then(|m| m.changes).unwrap_or(0);
+        }
+        Ok(changed > 0)
+    }
+
+    async fn expired_leases(&self, now: Timestamp) -> StoreResult<Vec<Job>> {
+        self.all::<JobRow>(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'LEASED' AND lease_deadline < ?1 ORDER BY id"),
+            &[int(now.millis())],
+        )
+        .await?
+        .into_iter()
+        .map(JobRow::into_job)
+        .collect()
     }
 
     async fn list_jobs(&self, repository_id: i64) -> StoreResult<Vec<Job>> {

@@ -11,7 +11,9 @@ mod webcrypto;
 use mirrorfarm_core::api::{ApiRequest, ApiResponse, Config, Method, Service, split_request_url};
 use mirrorfarm_core::time::Timestamp;
 use mirrorfarm_core::urls::HostAllowlist;
-use worker::{Context, Env, Request, Response, Result, console_error, console_log, event};
+use worker::{
+    Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, console_error, console_log, event,
+};
 
 /// Name of the D1 binding holding all state.
 const DB_BINDING: &str = "DB";
@@ -62,25 +64,57 @@ fn into_response(api: ApiResponse) -> Result<Response> {
     Ok(response)
 }
 
+/// The deployment's settings, from Worker variables; a malformed one is an error, not a default.
+fn config(env: &Env) -> std::result::Result<Config, String> {
+    let defaults = Config::default();
+    let allowed = setting(env, "MIRRORFARM_ALLOWED_HOSTS").unwrap_or_default();
+    let allowed_hosts = HostAllowlist::parse(&allowed).map_err(|e| format!("MIRRORFARM_ALLOWED_HOSTS: {e}"))?;
+    let retry_base_ms = match setting(env, "MIRRORFARM_RETRY_BASE_MS").filter(|v| !v.is_empty()) {
+        None => defaults.retry_base_ms,
+        Some(v) => v.parse().map_err(|_| format!("MIRRORFARM_RETRY_BASE_MS: {v:?} is not a number of milliseconds"))?,
+    };
+    Ok(Config { allowed_hosts, retry_base_ms })
+}
+
+fn now() -> Timestamp {
+    Timestamp(js_sys::Date::now() as i64)
+}
+
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let api_req = api_request(&mut req).await?;
-    let allowed = setting(&env, "MIRRORFARM_ALLOWED_HOSTS").unwrap_or_default();
-    let config = match HostAllowlist::parse(&allowed) {
-        Ok(allowed_hosts) => Config { allowed_hosts },
+    let config = match config(&env) {
+        Ok(config) => config,
         Err(e) => {
-            console_error!("configuration error: MIRRORFARM_ALLOWED_HOSTS: {e}");
+            console_error!("configuration error: {e}");
             return Response::error("server misconfigured", 500);
         }
     };
     let store = d1::D1Store::new(env.d1(DB_BINDING)?);
     let crypto = webcrypto::WebCrypto::new(setting(&env, "MIRRORFARM_SEAL_KEY"));
-    let now = Timestamp(js_sys::Date::now() as i64);
-    let response = Service::new(&store, &crypto, &config, now).handle(&api_req).await;
+    let response = Service::new(&store, &crypto, &config, now()).handle(&api_req).await;
     // Paths never carry secrets (tokens travel in headers); queries are not logged.
     console_log!("{} {} -> {}", req.method().as_ref(), api_req.path, response.status);
     if let Some(detail) = &response.diagnostic {
         console_error!("internal error on {}: {detail}", api_req.path);
     }
     into_response(response)
+}
+
+/// The cron: returns the jobs of nodes that stopped answering to the queue, so no mirror stays
+/// `started` past a lease deadline even when no node asks for work.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let (config, db) = match (config(&env), env.d1(DB_BINDING)) {
+        (Ok(config), Ok(db)) => (config, db),
+        (Err(e), _) => return console_error!("configuration error: {e}"),
+        (_, Err(e)) => return console_error!("scheduled: no database: {e}"),
+    };
+    let store = d1::D1Store::new(db);
+    let crypto = webcrypto::WebCrypto::new(setting(&env, "MIRRORFARM_SEAL_KEY"));
+    match Service::new(&store, &crypto, &config, now()).expire_leases().await {
+        Ok(0) => {}
+        Ok(n) => console_log!("scheduled: {n} expired lease(s) returned to the queue"),
+        Err(e) => console_error!("scheduled: expiring leases failed: {e}"),
+    }
 }

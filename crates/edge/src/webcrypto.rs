@@ -62,10 +62,10 @@ impl WebCrypto {
     fn params(iv: &[u8]) -> Object {
         AesGcmParams::new("AES-GCM", &Uint8Array::from(iv)).into()
     }
+}
 
-    /// Opens a value sealed by [`Crypto::seal`] (used when a node leases a job).
-    #[allow(dead_code)] // Called by the node protocol, which lands with the runner.
-    pub(crate) async fn unseal(&self, sealed: &str) -> Result<String, CryptoError> {
+impl Crypto for WebCrypto {
+    async fn unseal(&self, sealed: &str) -> Result<String, CryptoError> {
         let bad = || CryptoError::Platform("malformed sealed value".into());
         let mut parts = sealed.split('.');
         let (Some(SEAL_VERSION), Some(iv), Some(ct), None) = (parts.next(), parts.next(), parts.next(), parts.next())
@@ -78,9 +78,7 @@ impl WebCrypto {
         let plain = Uint8Array::new(&JsFuture::from(promise).await.map_err(platform)?).to_vec();
         String::from_utf8(plain).map_err(|_| bad())
     }
-}
 
-impl Crypto for WebCrypto {
     async fn seal(&self, plaintext: &str) -> Result<String, CryptoError> {
         let key = self.key().await?;
         let iv = self.random_bytes(12)?;

@@ -5,6 +5,7 @@
 
 mod gitlab;
 mod identity;
+mod nodes;
 mod queue;
 mod registry;
 mod request;
@@ -18,16 +19,25 @@ pub use response::{ApiError, ApiResponse, Dialect};
 pub use routes::{Handler, Params, Resolution, resolve};
 
 use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level, constant_time_eq, token_lookup_key};
+use crate::nodes::{FarmNode, NODE_TOKEN_PREFIX};
 use crate::registry::{Project, Repository};
 use crate::store::{Crypto, Grants, Store};
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, HostAllowlist, StoredUrl};
 
 /// Deployment settings the service needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Internal hosts mirrors may nevertheless reach (`MIRRORFARM_ALLOWED_HOSTS`).
     pub allowed_hosts: HostAllowlist,
+    /// Wait before the first retry of a failed update; later ones double (`MIRRORFARM_RETRY_BASE_MS`).
+    pub retry_base_ms: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { allowed_hosts: HostAllowlist::default(), retry_base_ms: 30_000 }
+    }
 }
 
 /// The API over a store and a crypto provider, at one instant.
@@ -41,6 +51,7 @@ pub struct Service<'a, S, C> {
 /// What every handler gets: the caller, the decoded query, path parameters and the request.
 struct Call<'r> {
     who: Option<Principal>,
+    node: Option<FarmNode>,
     query: Query,
     params: Params,
     req: &'r ApiRequest,
@@ -67,6 +78,14 @@ impl Call<'_> {
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
+/// Who is calling.
+enum Caller {
+    /// A user, or nobody (anonymous).
+    User(Option<Principal>),
+    /// A farm node.
+    Node(FarmNode),
+}
+
 impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
     /// A service for one request made at `now`.
     pub fn new(store: &'a S, crypto: &'a C, config: &'a Config, now: Timestamp) -> Self {
@@ -85,7 +104,10 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
         }
         let query = Query::parse(&req.query);
         let result = match self.authenticate(req).await {
-            Ok(who) => self.dispatch(handler, Call { who, query, params, req }).await,
+            Ok(Caller::User(who)) => self.dispatch(handler, Call { who, node: None, query, params, req }).await,
+            Ok(Caller::Node(node)) => {
+                self.dispatch(handler, Call { who: None, node: Some(node), query, params, req }).await
+            }
             Err(e) => Err(e),
         };
         result.unwrap_or_else(|e| e.into_response(dialect))
@@ -127,17 +149,30 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
             H::DeleteToken => self.delete_token(&call).await,
             H::ListJobs => self.list_jobs(&call).await,
             H::Health => Ok(ApiResponse::json(200, &serde_json::json!({ "status": "ok" }))),
+            H::RegisterNode => self.register_node(&call).await,
+            H::ListNodes => self.list_nodes(&call).await,
+            H::Heartbeat => self.heartbeat(&call).await,
+            H::LeaseJob => self.lease_job(&call).await,
+            H::RenewJob => self.renew_job(&call).await,
+            H::ReportResult => self.report_result(&call).await,
+            H::ReleaseJob => self.release_job(&call).await,
         }
     }
 
-    /// Resolves the caller. Credentials that are sent but wrong are a 401 even where anonymous
-    /// access would do, so a typo is never silently downgraded.
-    async fn authenticate(&self, req: &ApiRequest) -> Result<Option<Principal>> {
+    /// Resolves the caller: a user (or anonymous), or a farm node by its `mfn_` token.
+    /// Credentials that are sent but wrong are a 401 even where anonymous access would do, so a
+    /// typo is never silently downgraded.
+    async fn authenticate(&self, req: &ApiRequest) -> Result<Caller> {
         let credentials = Credentials::from_headers(req.private_token.as_deref(), req.authorization.as_deref())
             .map_err(|_| ApiError::Unauthorized)?;
-        let Some(credentials) = credentials else { return Ok(None) };
+        let Some(credentials) = credentials else { return Ok(Caller::User(None)) };
         let token = credentials.token();
         let hash = self.crypto.sha256_hex(token.as_bytes()).await?;
+        if token.starts_with(NODE_TOKEN_PREFIX) {
+            let candidates = self.store.nodes_by_lookup(&token_lookup_key(token)).await?;
+            let node = candidates.into_iter().find(|n| constant_time_eq(n.hash.as_bytes(), hash.as_bytes()));
+            return node.map(Caller::Node).ok_or(ApiError::Unauthorized);
+        }
         let candidates = self.store.tokens_by_lookup(&token_lookup_key(token)).await?;
         let found = candidates.into_iter().find(|t| constant_time_eq(t.hash.as_bytes(), hash.as_bytes()));
         let token = found.ok_or(ApiError::Unauthorized)?;
@@ -151,7 +186,7 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
         {
             return Err(ApiError::Unauthorized);
         }
-        Ok(Some(Principal { user, scope: TokenScope::from_permissions(token.permissions.as_deref()) }))
+        Ok(Caller::User(Some(Principal { user, scope: TokenScope::from_permissions(token.permissions.as_deref()) })))
     }
 
     /// The caller's grants, loaded once per request (none for anonymous callers).

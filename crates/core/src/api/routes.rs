@@ -75,6 +75,20 @@ pub enum Handler {
     ListJobs,
     /// `GET /rest/mirrorfarm/latest/health`.
     Health,
+    /// `POST /rest/mirrorfarm/latest/nodes` (admin).
+    RegisterNode,
+    /// `GET /rest/mirrorfarm/latest/nodes`.
+    ListNodes,
+    /// `POST /rest/mirrorfarm/latest/nodes/heartbeat` (node).
+    Heartbeat,
+    /// `POST /rest/mirrorfarm/latest/jobs/lease` (node).
+    LeaseJob,
+    /// `POST /rest/mirrorfarm/latest/jobs/{jobId}/renew` (node).
+    RenewJob,
+    /// `POST /rest/mirrorfarm/latest/jobs/{jobId}/result` (node).
+    ReportResult,
+    /// `POST /rest/mirrorfarm/latest/jobs/{jobId}/release` (node).
+    ReleaseJob,
 }
 
 use Handler as H;
@@ -117,6 +131,13 @@ const ROUTES: &[(Method, &str, Handler)] = &[
     (Delete, "/rest/access-tokens/latest/users/{userSlug}/{tokenId}", H::DeleteToken),
     (Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/jobs", H::ListJobs),
     (Get, "/rest/mirrorfarm/latest/health", H::Health),
+    (Post, "/rest/mirrorfarm/latest/nodes", H::RegisterNode),
+    (Get, "/rest/mirrorfarm/latest/nodes", H::ListNodes),
+    (Post, "/rest/mirrorfarm/latest/nodes/heartbeat", H::Heartbeat),
+    (Post, "/rest/mirrorfarm/latest/jobs/lease", H::LeaseJob),
+    (Post, "/rest/mirrorfarm/latest/jobs/{jobId}/renew", H::RenewJob),
+    (Post, "/rest/mirrorfarm/latest/jobs/{jobId}/result", H::ReportResult),
+    (Post, "/rest/mirrorfarm/latest/jobs/{jobId}/release", H::ReleaseJob),
 ];
 
 /// Path parameters captured by a route, still percent-encoded.

@@ -401,3 +401,155 @@ fn public_repositories_are_readable_anonymously_but_mirrors_are_not() {
     let listed = w.send("GET", "/rest/api/latest/repos", &[], None);
     assert_eq!(listed.body["size"], 1);
 }
+
+mod node_protocol {
+    use super::*;
+
+    const NODE: &str = "/rest/mirrorfarm/latest";
+
+    /// A world with one enabled mirror (a queued job) and a registered node; returns its token.
+    fn setup() -> (World, String, i64) {
+        let w = World::new();
+        let id = w.seed_repo();
+        let r = w.as_admin(
+            "POST",
+            &mirrors_path(id),
+            Some(json!({"url": "https://bot:n0de-secret@example.com/m.git", "enabled": true})),
+        );
+        assert_eq!(r.status, 201);
+        let node = w.as_admin("POST", &format!("{NODE}/nodes"), Some(json!({"name": "node-1"})));
+        assert_eq!(node.status, 201, "{}", node.raw);
+        let token = node.body["token"].as_str().expect("node token").to_owned();
+        assert!(token.starts_with("mfn_"));
+        (w, token, id)
+    }
+
+    fn lease(w: &World, token: &str) -> Reply {
+        w.as_token(token, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"leaseSeconds": 60})))
+    }
+
+    fn report(w: &World, token: &str, job: &Value, outcome: &str, message: &str) -> Reply {
+        let body = json!({"leaseId": job["leaseId"], "outcome": outcome, "message": message});
+        w.as_token(token, "POST", &format!("{NODE}/jobs/{}/result", job["id"]), Some(body))
+    }
+
+    fn mirror(w: &World, repo: i64) -> Value {
+        w.as_admin("GET", &mirrors_path(repo), None).body[0].clone()
+    }
+
+    #[test]
+    fn lease_hands_over_credentials_and_starts_the_mirror() {
+        let (w, token, repo) = setup();
+        let job = lease(&w, &token);
+        assert_eq!(job.status, 200, "{}", job.raw);
+        assert_eq!(job.body["remoteMirror"]["url"], "https://bot:n0de-secret@example.com/m.git");
+        assert_eq!(job.body["repository"]["defaultBranch"], "main");
+        assert_eq!(job.body["attempt"], 1);
+        assert_eq!(mirror(&w, repo)["update_status"], "started");
+        assert_eq!(lease(&w, &token).status, 204, "one job, already leased");
+        // Node tokens are not user tokens and the reverse.
+        assert_eq!(w.as_token(&token, "GET", "/api/v4/user", None).status, 401);
+        assert_eq!(w.as_admin("POST", &format!("{NODE}/jobs/lease"), None).status, 401);
+        let listed = w.as_admin("GET", &format!("{NODE}/nodes"), None);
+        assert!(listed.body["values"][0]["lastSeen"].is_i64() && !listed.raw.contains(&token));
+    }
+
+    #[test]
+    fn success_finishes_and_reporting_twice_changes_nothing() {
+        let (w, token, repo) = setup();
+        let job = lease(&w, &token).body;
+        let r = report(&w, &token, &job, "pushed", "");
+        assert_eq!(
+            (r.status, r.body["updateStatus"].as_str(), r.body["job"]["state"].as_str()),
+            (200, Some("finished"), Some("DONE"))
+        );
+        let before = mirror(&w, repo);
+        assert_eq!(before["last_successful_update_at"], "2020-01-06T17:32:02.823Z");
+        let again = report(&w, &token, &job, "error", "late duplicate");
+        assert_eq!(again.status, 200);
+        assert_eq!(mirror(&w, repo), before, "a repeated result is a no-op");
+        let stale = json!({"id": job["id"], "leaseId": "not-the-lease"});
+        assert_eq!(report(&w, &token, &stale, "pushed", "").status, 409);
+    }
+
+    #[test]
+    fn errors_retry_three_tries_then_fail_with_scrubbed_error() {
+        let (mut w, token, repo) = setup();
+        w.config.retry_base_ms = 0;
+        for attempt in 1..=3 {
+            let job = lease(&w, &token);
+            assert_eq!((job.status, job.body["attempt"].as_u64()), (200, Some(attempt)), "{}", job.raw);
+            let r = report(
+                &w,
+                &token,
+                &job.body,
+                "error",
+                "fatal: unable to access 'https://bot:n0de-secret@example.com/m.git/': 503",
+            );
+            let expected = if attempt < 3 { "to_retry" } else { "failed" };
+            assert_eq!(r.body["updateStatus"], expected, "{}", r.raw);
+        }
+        assert_eq!(lease(&w, &token).status, 204, "given up");
+        let m = mirror(&w, repo);
+        assert_eq!(m["last_error"], "fatal: unable to access 'https://*****:*****@example.com/m.git/': 503");
+        // A manual sync starts again.
+        assert_eq!(w.as_admin("POST", &format!("{}/{}/sync", mirrors_path(repo), m["id"]), None).status, 204);
+        assert_eq!(lease(&w, &token).body["attempt"], 1);
+    }
+
+    #[test]
+    fn retries_wait_for_their_backoff() {
+        let (w, token, _) = setup();
+        let job = lease(&w, &token).body;
+        report(&w, &token, &job, "error", "boom");
+        assert_eq!(lease(&w, &token).status, 204, "the retry is not due for 30 s");
+    }
+
+    #[test]
+    fn an_expired_lease_returns_the_job_and_the_mirror_leaves_started() {
+        let (w, token, repo) = setup();
+        let job = lease(&w, &token).body;
+        let id = job["id"].as_i64().expect("id");
+        w.store.set_lease_deadline(id, Timestamp(0));
+        let second = lease(&w, &token);
+        assert_eq!(second.status, 204, "expired now, but the retry waits out its backoff");
+        let m = mirror(&w, repo);
+        assert_eq!(m["update_status"], "to_retry");
+        assert!(m["last_error"].as_str().is_some_and(|e| e.contains("lease expired")));
+        assert_eq!(report(&w, &token, &job, "pushed", "").status, 409, "the old lease is gone");
+    }
+
+    #[test]
+    fn release_gives_the_job_back_uncounted_and_renew_extends() {
+        let (w, token, repo) = setup();
+        let job = lease(&w, &token).body;
+        let renew = w.as_token(
+            &token,
+            "POST",
+            &format!("{NODE}/jobs/{}/renew", job["id"]),
+            Some(json!({"leaseId": job["leaseId"], "leaseSeconds": 300})),
+        );
+        assert_eq!((renew.status, renew.body["leaseDeadline"].as_i64()), (200, Some(1_578_331_922_823 + 300_000)));
+        let rel = w.as_token(
+            &token,
+            "POST",
+            &format!("{NODE}/jobs/{}/release", job["id"]),
+            Some(json!({"leaseId": job["leaseId"]})),
+        );
+        assert_eq!(rel.status, 204);
+        assert_eq!(mirror(&w, repo)["update_status"], "to_retry");
+        let again = lease(&w, &token);
+        assert_eq!((again.status, again.body["attempt"].as_u64()), (200, Some(1)), "a release does not use up a try");
+    }
+
+    #[test]
+    fn deleted_or_disabled_mirrors_are_skipped() {
+        let (w, token, repo) = setup();
+        let id = mirror(&w, repo)["id"].clone();
+        assert_eq!(
+            w.as_admin("PUT", &format!("{}/{id}", mirrors_path(repo)), Some(json!({"enabled": false}))).status,
+            200
+        );
+        assert_eq!(lease(&w, &token).status, 204);
+    }
+}

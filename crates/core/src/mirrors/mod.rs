@@ -2,9 +2,11 @@
 //! and changing one.
 
 mod params;
+mod state;
 mod summary;
 
 pub use params::{MirrorChange, MirrorParams, MirrorRequestError};
+pub use state::{MAX_TRIES, NextStep, UpdateOutcome, backoff_ms};
 pub use summary::StatusSummary;
 
 use serde::Serialize;

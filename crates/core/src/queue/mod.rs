@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::time::Timestamp;
 
 /// What a job does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobKind {
     /// Push a repository to one of its remote mirrors.
@@ -94,7 +94,36 @@ pub struct Job {
     pub attempt: u32,
     /// When it was queued (epoch ms).
     pub enqueued_at: i64,
+    /// Not to be leased before this time (epoch ms), after a failed try.
+    pub not_before: Option<i64>,
+    /// The node holding (or that last held) the lease.
+    pub lease_owner: Option<i64>,
+    /// When the current lease runs out (epoch ms).
+    pub lease_deadline: Option<i64>,
+    /// The last lease's id: a node's capability to renew and report. Never sent to clients.
+    #[serde(skip)]
+    pub lease_id: Option<String>,
 }
+
+/// How a leased job ends its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobCompletion {
+    /// The work is done.
+    Done,
+    /// The work failed for good.
+    Failed,
+    /// Back to the queue, not before the given time (another try).
+    RetryAt(Timestamp),
+    /// Back to the queue at once, the try not counted (a node shutting down).
+    Released,
+}
+
+/// Default lease length, and the bounds a node may ask for.
+pub const DEFAULT_LEASE_MS: i64 = 120_000;
+/// Shortest lease a node may ask for.
+pub const MIN_LEASE_MS: i64 = 5_000;
+/// Longest lease a node may ask for.
+pub const MAX_LEASE_MS: i64 = 3_600_000;
 
 /// What a change to a mirror asks of the queue: the job to add, if any.
 pub fn job_for_mirror_change(

@@ -1,0 +1,258 @@
+//! Our node protocol: farm nodes register, heartbeat, lease jobs, renew leases and report results.
+//!
+//! Leases make the queue at-least-once: a node that vanishes loses its lease at the deadline and
+//! the job goes back (expiry runs on the cron and before every lease). Results are idempotent:
+//! a result is keyed by its lease, so reporting it twice changes nothing.
+
+use serde_json::json;
+
+use super::{ApiError, ApiResponse, Call, Result, Service};
+use crate::identity::token_lookup_key;
+use crate::mirrors::{NextStep, RemoteMirror, UpdateOutcome};
+use crate::nodes::{LeasedJob, LeasedMirror, LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto};
+use crate::paging::BitbucketPage;
+use crate::queue::{DEFAULT_LEASE_MS, Job, JobCompletion, JobState, MAX_LEASE_MS, MIN_LEASE_MS};
+use crate::registry::Repository;
+use crate::store::{Crypto, Store};
+use crate::urls::{GitUrl, StoredUrl};
+
+fn lease_lost() -> ApiError {
+    ApiError::Conflict("This lease is no longer held: the job was returned to the queue.".into())
+}
+
+/// Message recorded when a node stops answering mid-job.
+const LEASE_EXPIRED: &str = "The farm node stopped responding before the update finished; the lease expired.";
+
+impl<S: Store, C: Crypto> Service<'_, S, C> {
+    /// The authenticated node, or 401.
+    fn node<'c>(call: &'c Call<'_>) -> Result<&'c crate::nodes::FarmNode> {
+        call.node.as_ref().ok_or(ApiError::Unauthorized)
+    }
+
+    /// A URL with its sealed credentials put back, for a node.
+    async fn unsealed(&self, url: &StoredUrl) -> Result<String> {
+        let parsed =
+            GitUrl::parse(&url.plain).map_err(|e| ApiError::Internal(format!("stored url unreadable: {e}")))?;
+        Ok(match &url.sealed_userinfo {
+            Some(sealed) => parsed.with_userinfo(Some(&self.crypto.unseal(sealed).await?)),
+            None => parsed.without_credentials(),
+        })
+    }
+
+    fn lease_ms(call: &Call<'_>) -> Result<i64> {
+        let seconds = call.fields()?.unsigned("leaseSeconds")?;
+        Ok(seconds
+            .map_or(DEFAULT_LEASE_MS, |s| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000))
+            .clamp(MIN_LEASE_MS, MAX_LEASE_MS))
+    }
+
+    pub(super) async fn register_node(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        if !call.principal()?.is_admin() {
+            return Err(ApiError::Forbidden);
+        }
+        let name = call.fields()?.string("name")?.filter(|n| !n.trim().is_empty());
+        let name =
+            name.ok_or_else(|| ApiError::Field { field: "name".into(), message: "A node name is required.".into() })?;
+        if name.len() > 128 {
+            return Err(ApiError::Field {
+                field: "name".into(),
+                message: "Node names are at most 128 characters.".into(),
+            });
+        }
+        let token = format!("{NODE_TOKEN_PREFIX}{}", self.random_hex(20)?);
+        let node = self
+            .store
+            .insert_node(&NewNode {
+                name: name.trim().to_owned(),
+                lookup: token_lookup_key(&token),
+                hash: self.crypto.sha256_hex(token.as_bytes()).await?,
+                created_at: self.now,
+            })
+            .await?;
+        let mut body = serde_json::to_value(NodeDto::from(&node)).map_err(|e| ApiError::Internal(e.to_string()))?;
+        body["token"] = json!(token);
+        Ok(ApiResponse::json(201, &body))
+    }
+
+    pub(super) async fn list_nodes(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        call.principal()?;
+        let nodes: Vec<NodeDto> = self.store.list_nodes().await?.iter().map(NodeDto::from).collect();
+        Ok(ApiResponse::json(200, &BitbucketPage::from_query(&call.query).slice(&nodes)))
+    }
+
+    pub(super) async fn heartbeat(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let node = Self::node(call)?;
+        self.store.touch_node(node.id, self.now).await?;
+        let mut dto = NodeDto::from(node);
+        dto.last_seen = Some(self.now.millis());
+        Ok(ApiResponse::json(200, &dto))
+    }
+
+    /// Returns every expired lease to the queue (or gives up on it), recording the lost try on
+    /// its mirror. Run by the cron and before each lease. Returns how many expired.
+    pub async fn expire_leases(&self) -> Result<usize> {
+        let expired = self.store.expired_leases(self.now).await?;
+        for job in &expired {
+            let Some(lease_id) = job.lease_id.as_deref() else { continue };
+            let outcome = UpdateOutcome::Error(LEASE_EXPIRED.into());
+            let (completion, mirror) = self.conclude(job, &outcome).await?;
+            self.store.finish_job(job.id, lease_id, completion, false, self.now, mirror.as_ref()).await?;
+        }
+        Ok(expired.len())
+    }
+
+    /// What a try's outcome means for the job and its mirror.
+    async fn conclude(&self, job: &Job, outcome: &UpdateOutcome) -> Result<(JobCompletion, Option<RemoteMirror>)> {
+        let mirror = match job.remote_mirror_id {
+            Some(id) => self.store.remote_mirror_by_id(id).await?,
+            None => None,
+        };
+        let Some(mut mirror) = mirror else {
+            // The mirror was deleted meanwhile: nothing left to record.
+            return Ok((JobCompletion::Done, None));
+        };
+        let completion = match mirror.end_update(outcome, job.attempt, self.config.retry_base_ms, self.now) {
+            NextStep::Done => JobCompletion::Done,
+            NextStep::RetryAt(at) => JobCompletion::RetryAt(at),
+            NextStep::GiveUp => JobCompletion::Failed,
+        };
+        Ok((completion, Some(mirror)))
+    }
+
+    pub(super) async fn lease_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let node = Self::node(call)?;
+        let lease_ms = Self::lease_ms(call)?;
+        self.store.touch_node(node.id, self.now).await?;
+        self.expire_leases().await?;
+        // A job whose repository or mirror vanished (or was disabled) is closed and the next one tried.
+        for _ in 0..8 {
+            let lease_id = self.random_hex(16)?;
+            let deadline = self.now.plus_millis(lease_ms);
+            let Some(job) = self.store.lease_next_job(node.id, &lease_id, self.now, deadline).await? else {
+                return Ok(ApiResponse::empty(204));
+            };
+            let repo = self.store.repository_by_id(job.repository_id).await?;
+            let mirror = match (job.remote_mirror_id, &repo) {
+                (Some(id), Some(r)) => self.store.remote_mirror(r.id, id).await?.filter(|m| m.enabled),
+                _ => None,
+            };
+            let (Some(repo), Some(mut mirror)) = (repo, mirror) else {
+                self.store.finish_job(job.id, &lease_id, JobCompletion::Done, false, self.now, None).await?;
+                continue;
+            };
+            mirror.begin_update(self.now);
+            self.store.update_remote_mirror(&mirror, None).await?;
+            let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &mirror).await?;
+            return Ok(ApiResponse::json(200, &body));
+        }
+        Ok(ApiResponse::empty(204))
+    }
+
+    async fn leased_job(
+        &self,
+        job: &Job,
+        lease_id: &str,
+        deadline: i64,
+        repo: &Repository,
+        mirror: &RemoteMirror,
+    ) -> Result<LeasedJob> {
+        let upstream_url = match &repo.upstream {
+            Some(url) => Some(self.unsealed(url).await?),
+            None => None,
+        };
+        Ok(LeasedJob {
+            id: job.id,
+            lease_id: lease_id.to_owned(),
+            lease_deadline: deadline,
+            attempt: job.attempt,
+            kind: job.kind,
+            repository: LeasedRepository {
+                id: repo.id,
+                project_key: repo.project.key.clone(),
+                slug: repo.slug.clone(),
+                default_branch: repo.default_branch.clone(),
+                upstream_url,
+            },
+            remote_mirror: Some(LeasedMirror {
+                id: mirror.id,
+                url: self.unsealed(&mirror.url).await?,
+                keep_divergent_refs: mirror.keep_divergent_refs,
+                only_protected_branches: mirror.only_protected_branches,
+                mirror_branch_regex: mirror.mirror_branch_regex.clone(),
+            }),
+        })
+    }
+
+    /// The job named in the path, with the lease the node claims, checked.
+    async fn leased(&self, call: &Call<'_>) -> Result<(Job, String)> {
+        let node = Self::node(call)?;
+        let hidden = || ApiError::not_found("Job", "Job does not exist.");
+        let id: i64 = call.params.raw("jobId").parse().map_err(|_| hidden())?;
+        let job = self.store.job(id).await?.ok_or_else(hidden)?;
+        let lease_id = call.fields()?.string("leaseId")?.ok_or(ApiError::Field {
+            field: "leaseId".into(),
+            message: "The lease id given with the job is required.".into(),
+        })?;
+        if job.lease_id.as_deref() != Some(lease_id.as_str()) || job.lease_owner != Some(node.id) {
+            return Err(lease_lost());
+        }
+        Ok((job, lease_id))
+    }
+
+    pub(super) async fn renew_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let (job, lease_id) = self.leased(call).await?;
+        let deadline = self.now.plus_millis(Self::lease_ms(call)?);
+        if job.state != JobState::Leased || !self.store.renew_lease(job.id, &lease_id, deadline).await? {
+            return Err(lease_lost());
+        }
+        Ok(ApiResponse::json(200, &json!({ "leaseDeadline": deadline.millis() })))
+    }
+
+    pub(super) async fn report_result(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let (job, lease_id) = self.leased(call).await?;
+        let fields = call.fields()?;
+        let message = fields.string("message")?.unwrap_or_default();
+        let outcome = match fields.string("outcome")?.as_deref() {
+            Some("pushed") => UpdateOutcome::Pushed,
+            Some("diverged") => UpdateOutcome::Diverged(message),
+            Some("error") => UpdateOutcome::Error(message),
+            _ => {
+                return Err(ApiError::Field {
+                    field: "outcome".into(),
+                    message: "outcome must be \"pushed\", \"diverged\" or \"error\".".into(),
+                });
+            }
+        };
+        if job.state == JobState::Leased {
+            let (completion, mirror) = self.conclude(&job, &outcome).await?;
+            if !self.store.finish_job(job.id, &lease_id, completion, true, self.now, mirror.as_ref()).await? {
+                return Err(lease_lost());
+            }
+        }
+        // Reported before under this lease: nothing changes, the current state is the answer.
+        let job = self.store.job(job.id).await?.ok_or_else(|| ApiError::not_found("Job", "Job does not exist."))?;
+        let mirror = match job.remote_mirror_id {
+            Some(id) => self.store.remote_mirror_by_id(id).await?,
+            None => None,
+        };
+        Ok(ApiResponse::json(200, &json!({ "job": job, "updateStatus": mirror.map(|m| m.update_status) })))
+    }
+
+    pub(super) async fn release_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let (job, lease_id) = self.leased(call).await?;
+        if job.state != JobState::Leased {
+            return Ok(ApiResponse::empty(204));
+        }
+        let mirror = match job.remote_mirror_id {
+            Some(id) => self.store.remote_mirror_by_id(id).await?.map(|mut m| {
+                m.release_update(self.now);
+                m
+            }),
+            None => None,
+        };
+        if !self.store.finish_job(job.id, &lease_id, JobCompletion::Released, false, self.now, mirror.as_ref()).await? {
+            return Err(lease_lost());
+        }
+        Ok(ApiResponse::empty(204))
+    }
+}

@@ -1,0 +1,332 @@
+//! GitLab's push-mirror semantics, written once.
+
+use std::collections::BTreeMap;
+
+use gix_hash::ObjectId;
+
+use crate::filters::BranchFilter;
+
+/// A ref namespace snapshot: full ref name (`refs/heads/main`) → object id.
+pub type Refs = BTreeMap<String, ObjectId>;
+
+/// Answers "is `ancestor` reachable from `descendant`?" from the node's local repository.
+pub trait Ancestry {
+    /// Why the question could not be answered.
+    type Error;
+    /// Whether `ancestor` is `descendant` or one of its ancestors. An object the repository does
+    /// not have (a target-only commit) is never an ancestor.
+    fn is_ancestor(&mut self, ancestor: &ObjectId, descendant: &ObjectId) -> Result<bool, Self::Error>;
+}
+
+/// The mirror settings the plan depends on.
+#[derive(Debug, Clone)]
+pub struct MirrorRules {
+    /// Which branches are mirrored.
+    pub branches: BranchFilter,
+    /// Never force or delete; skip and report diverged refs instead.
+    pub keep_divergent_refs: bool,
+    /// The source's default branch (short name): pushed first, and the reference for deletions.
+    pub default_branch: String,
+    /// Protected branch names (the default branch is always protected, as in GitLab).
+    pub protected: Vec<String>,
+}
+
+/// What happens to one ref.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefAction {
+    /// The target lacks it: push it.
+    Create,
+    /// The target's tip is an ancestor of the source's: a plain push.
+    FastForward,
+    /// The target diverged and may be overwritten: a forced push.
+    Force,
+    /// Only on the target and safe to remove: push a deletion.
+    Delete,
+    /// The target diverged and must be kept: not pushed, reported.
+    SkipDiverged,
+    /// Only on the target and not provably merged: left alone.
+    KeepTargetOnly,
+}
+
+impl RefAction {
+    /// Lower-case name for plans and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::FastForward => "fast-forward",
+            Self::Force => "force",
+            Self::Delete => "delete",
+            Self::SkipDiverged => "skip-diverged",
+            Self::KeepTargetOnly => "keep",
+        }
+    }
+
+    /// Whether the action sends anything to the target.
+    pub fn pushes(self) -> bool {
+        matches!(self, Self::Create | Self::FastForward | Self::Force | Self::Delete)
+    }
+}
+
+/// One planned ref change and the rule that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    /// Full ref name.
+    pub name: String,
+    /// The target's current tip, if any.
+    pub old: Option<ObjectId>,
+    /// The tip to set, or `None` to delete.
+    pub new: Option<ObjectId>,
+    /// What happens.
+    pub action: RefAction,
+    /// Why, in words.
+    pub rule: &'static str,
+}
+
+impl RefUpdate {
+    /// The `git push` refspec for this update (`+` only for forced pushes; `:ref` to delete).
+    pub fn refspec(&self) -> Option<String> {
+        match (self.action, self.new) {
+            (RefAction::Delete, _) => Some(format!(":{}", self.name)),
+            (RefAction::Force, Some(new)) => Some(format!("+{new}:{}", self.name)),
+            (RefAction::Create | RefAction::FastForward, Some(new)) => Some(format!("{new}:{}", self.name)),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of planning: the refs to push (default branch first), the ones held back, and
+/// how many already matched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefUpdatePlan {
+    /// Ref updates to send, the default branch first, then by name.
+    pub updates: Vec<RefUpdate>,
+    /// Refs deliberately not touched (diverged and kept, or target-only and unmerged).
+    pub held: Vec<RefUpdate>,
+    /// Refs already equal on both sides.
+    pub unchanged: usize,
+}
+
+impl RefUpdatePlan {
+    /// The diverged refs that were skipped, for GitLab's error message.
+    pub fn diverged(&self) -> impl Iterator<Item = &str> {
+        self.held.iter().filter(|u| u.action == RefAction::SkipDiverged).map(|u| u.name.as_str())
+    }
+
+    /// GitLab's `last_error` when diverged refs were skipped, or `None`.
+    pub fn divergence_error(&self) -> Option<String> {
+        let names: Vec<&str> = self.diverged().collect();
+        (!names.is_empty()).then(|| {
+            format!("Some refs have diverged and have not been updated on the remote:\n\n{}", names.join("\n"))
+        })
+    }
+}
+
+/// Whether a ref is mirrored at all: tags always, branches through the filter, nothing else.
+fn mirrored(name: &str, rules: &MirrorRules) -> bool {
+    if name.starts_with("refs/tags/") {
+        return true;
+    }
+    match name.strip_prefix("refs/heads/") {
+        Some(branch) => rules.branches.includes(branch, rules.protected.iter().any(|p| p == branch)),
+        None => false,
+    }
+}
+
+/// Plans a push from `source` to `target` under GitLab's rules.
+pub fn plan_push<A: Ancestry>(
+    source: &Refs,
+    target: &Refs,
+    rules: &MirrorRules,
+    ancestry: &mut A,
+) -> Result<RefUpdatePlan, A::Error> {
+    let mut plan = RefUpdatePlan::default();
+    let default_ref = format!("refs/heads/{}", rules.default_branch);
+    let default_tip = source.get(&default_ref);
+    for (name, &new) in source.iter().filter(|(n, _)| mirrored(n, rules)) {
+        let old = target.get(name).copied();
+        let (action, rule) = match old {
+            None => (RefAction::Create, "missing on the target"),
+            Some(old) if old == new => {
+                plan.unchanged += 1;
+                continue;
+            }
+            Some(old) if ancestry.is_ancestor(&old, &new)? => {
+                (RefAction::FastForward, "target tip is an ancestor of the source tip")
+            }
+            Some(_) if rules.keep_divergent_refs => {
+                (RefAction::SkipDiverged, "diverged, and keep_divergent_refs keeps it")
+            }
+            Some(_) => (RefAction::Force, "diverged, and keep_divergent_refs is off: overwritten"),
+        };
+        let update = RefUpdate { name: name.clone(), old, new: Some(new), action, rule };
+        if action.pushes() { plan.updates.push(update) } else { plan.held.push(update) }
+    }
+    for (name, &old) in target.iter().filter(|(n, _)| !source.contains_key(*n) && mirrored(n, rules)) {
+        let merged = match default_tip {
+            Some(tip) if !rules.keep_divergent_refs => ancestry.is_ancestor(&old, tip)?,
+            _ => false,
+        };
+        let (action, rule) = match (rules.keep_divergent_refs, merged) {
+            (true, _) => (RefAction::KeepTargetOnly, "only on the target; keep_divergent_refs never deletes"),
+            (false, true) => (RefAction::Delete, "only on the target and merged into the default branch"),
+            (false, false) => (RefAction::KeepTargetOnly, "only on the target and not merged into the default branch"),
+        };
+        let update = RefUpdate { name: name.clone(), old: Some(old), new: None, action, rule };
+        if action.pushes() { plan.updates.push(update) } else { plan.held.push(update) }
+    }
+    // The default branch goes first, so a partial push still leaves the mirror's main line current.
+    plan.updates
+        .sort_by(|a, b| (a.name != default_ref).cmp(&(b.name != default_ref)).then_with(|| a.name.cmp(&b.name)));
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use std::collections::{HashMap, HashSet};
+    use std::convert::Infallible;
+
+    use super::*;
+
+    /// A commit graph: child → parents.
+    #[derive(Default)]
+    struct Graph(HashMap<ObjectId, Vec<ObjectId>>);
+
+    impl Graph {
+        fn commit(&mut self, n: u8, parents: &[u8]) -> ObjectId {
+            let id = oid(n);
+            self.0.insert(id, parents.iter().map(|p| oid(*p)).collect());
+            id
+        }
+    }
+
+    impl Ancestry for Graph {
+        type Error = Infallible;
+        fn is_ancestor(&mut self, a: &ObjectId, d: &ObjectId) -> Result<bool, Infallible> {
+            let (mut stack, mut seen) = (vec![*d], HashSet::new());
+            while let Some(c) = stack.pop() {
+                if c == *a {
+                    return Ok(true);
+                }
+                if seen.insert(c) {
+                    stack.extend(self.0.get(&c).into_iter().flatten().copied());
+                }
+            }
+            Ok(false)
+        }
+    }
+
+    fn oid(n: u8) -> ObjectId {
+        ObjectId::from_bytes_or_panic(&[n; 20])
+    }
+
+    fn refs(pairs: &[(&str, u8)]) -> Refs {
+        pairs.iter().map(|(n, o)| ((*n).to_owned(), oid(*o))).collect()
+    }
+
+    fn rules(keep: bool) -> MirrorRules {
+        MirrorRules {
+            branches: BranchFilter::All,
+            keep_divergent_refs: keep,
+            default_branch: "main".into(),
+            protected: vec!["main".into()],
+        }
+    }
+
+    /// 1 ← 2 ← 3 (main); 2 ← 4 (diverged target commit); 2 ← 5 (feature merged? no: 5 is merged into 3? no)
+    fn graph() -> Graph {
+        let mut g = Graph::default();
+        g.commit(1, &[]);
+        g.commit(2, &[1]);
+        g.commit(3, &[2]);
+        g.commit(4, &[2]);
+        g.commit(6, &[3]);
+        g
+    }
+
+    fn actions(plan: &RefUpdatePlan) -> Vec<(&str, RefAction)> {
+        plan.updates.iter().chain(&plan.held).map(|u| (u.name.as_str(), u.action)).collect()
+    }
+
+    #[test]
+    fn creates_fast_forwards_and_skips_unchanged_default_first() {
+        let source = refs(&[("refs/heads/a", 2), ("refs/heads/main", 3), ("refs/tags/v1", 1), ("refs/heads/same", 1)]);
+        let target = refs(&[("refs/heads/main", 2), ("refs/heads/same", 1)]);
+        let plan = plan_push(&source, &target, &rules(false), &mut graph()).expect("plans");
+        assert_eq!(
+            actions(&plan),
+            vec![
+                ("refs/heads/main", RefAction::FastForward),
+                ("refs/heads/a", RefAction::Create),
+                ("refs/tags/v1", RefAction::Create)
+            ]
+        );
+        assert_eq!(plan.unchanged, 1);
+        assert_eq!(plan.updates[0].refspec(), Some(format!("{}:refs/heads/main", oid(3))));
+    }
+
+    #[test]
+    fn diverged_is_forced_or_skipped() {
+        let source = refs(&[("refs/heads/main", 3)]);
+        let target = refs(&[("refs/heads/main", 4)]);
+        let forced = plan_push(&source, &target, &rules(false), &mut graph()).expect("plans");
+        assert_eq!(actions(&forced), vec![("refs/heads/main", RefAction::Force)]);
+        assert_eq!(forced.updates[0].refspec(), Some(format!("+{}:refs/heads/main", oid(3))));
+        assert_eq!(forced.divergence_error(), None);
+        let kept = plan_push(&source, &target, &rules(true), &mut graph()).expect("plans");
+        assert_eq!(actions(&kept), vec![("refs/heads/main", RefAction::SkipDiverged)]);
+        assert!(kept.updates.is_empty());
+        assert_eq!(
+            kept.divergence_error().as_deref(),
+            Some("Some refs have diverged and have not been updated on the remote:\n\nrefs/heads/main")
+        );
+    }
+
+    #[test]
+    fn target_only_refs_are_deleted_only_when_merged_and_never_when_keeping() {
+        let source = refs(&[("refs/heads/main", 6)]);
+        let target =
+            refs(&[("refs/heads/main", 6), ("refs/heads/merged", 2), ("refs/heads/unmerged", 4), ("refs/tags/old", 1)]);
+        let plan = plan_push(&source, &target, &rules(false), &mut graph()).expect("plans");
+        assert_eq!(
+            actions(&plan),
+            vec![
+                ("refs/heads/merged", RefAction::Delete),
+                ("refs/tags/old", RefAction::Delete),
+                ("refs/heads/unmerged", RefAction::KeepTargetOnly)
+            ]
+        );
+        assert_eq!(plan.updates[0].refspec().as_deref(), Some(":refs/heads/merged"));
+        let keep = plan_push(&source, &target, &rules(true), &mut graph()).expect("plans");
+        assert!(keep.updates.is_empty());
+        assert!(keep.held.iter().all(|u| u.action == RefAction::KeepTargetOnly));
+    }
+
+    #[test]
+    fn filters_apply_to_branches_but_never_to_tags() {
+        let source =
+            refs(&[("refs/heads/main", 3), ("refs/heads/release/1", 2), ("refs/heads/dev", 2), ("refs/tags/v1", 1)]);
+        let target = refs(&[("refs/heads/stale", 1)]);
+        let mut protected = rules(false);
+        protected.branches = BranchFilter::new(true, None).expect("valid");
+        let plan = plan_push(&source, &target, &protected, &mut graph()).expect("plans");
+        assert_eq!(actions(&plan), vec![("refs/heads/main", RefAction::Create), ("refs/tags/v1", RefAction::Create)]);
+        let mut regex = rules(false);
+        regex.branches = BranchFilter::new(false, Some("^release/")).expect("valid");
+        let plan = plan_push(&source, &target, &regex, &mut graph()).expect("plans");
+        assert_eq!(
+            actions(&plan),
+            vec![("refs/heads/release/1", RefAction::Create), ("refs/tags/v1", RefAction::Create)]
+        );
+    }
+
+    #[test]
+    fn ignores_refs_outside_heads_and_tags() {
+        let source = refs(&[("refs/heads/main", 3), ("refs/merge-requests/1/head", 4), ("HEAD", 3)]);
+        let target = refs(&[("refs/pull/9/head", 4)]);
+        let plan = plan_push(&source, &target, &rules(false), &mut graph()).expect("plans");
+        assert_eq!(actions(&plan), vec![("refs/heads/main", RefAction::Create)]);
+    }
+}
