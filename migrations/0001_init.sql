@@ -97,7 +97,7 @@ CREATE TABLE jobs (
   attempt           INTEGER NOT NULL DEFAULT 0,
   enqueued_at       INTEGER NOT NULL,
   not_before        INTEGER,
-  lease_owner       TEXT,
+  lease_owner       INTEGER,           -- the farm node holding the lease
   lease_deadline    INTEGER,
   finished_at       INTEGER
 );
