@@ -1,15 +1,30 @@
 //! # mirrorfarm-runner
 //!
-//! Farm nodes move the git data: they lease jobs from the edge, fetch and push with git, and
-//! report back. This first cut carries the node's safety rules as a CLI over the core — masking
-//! credentials in text (everything a node logs goes through it) and checking a remote URL against
-//! the outbound-address policy — so operators can use them before the daemon lands.
+//! Farm nodes move the git data: they lease jobs from the edge, keep a bare copy of each
+//! repository fetched from its upstream, push changed refs to its mirrors with the `git` binary,
+//! and report back. The core decides every ref update; this binary does the I/O.
+//!
+//! `run` is the node daemon; `sync` and `plan` work on one source/target pair directly (no edge),
+//! `plan` without pushing; `scrub` and `check-url` expose the node's safety rules.
+
+mod config;
+mod daemon;
+mod edge;
+mod git;
+mod push;
 
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use mirrorfarm_core::mirrors::UpdateOutcome;
 use mirrorfarm_core::urls::{GitUrl, HostAllowlist, scrub_text};
+
+use crate::git::{Git, Remote};
+use crate::push::PushSettings;
 
 /// mirrorfarm farm node.
 #[derive(Debug, Parser)]
@@ -19,8 +34,58 @@ struct Cli {
     command: Command,
 }
 
+/// A source and target for `sync` and `plan`.
+#[derive(Debug, Args)]
+struct PairArgs {
+    /// Where the content comes from (URL or path).
+    source: String,
+    /// The mirror to push to (URL or path).
+    target: String,
+    /// Directory of the local copy (default: a directory under --data-dir named after the source).
+    #[arg(long)]
+    local: Option<PathBuf>,
+    /// Node data directory.
+    #[arg(long, env = "MIRRORFARM_DATA_DIR", default_value = ".mirrorfarm")]
+    data_dir: PathBuf,
+    /// The source's default branch.
+    #[arg(long, default_value = "main")]
+    default_branch: String,
+    /// Never force or delete; skip diverged refs.
+    #[arg(long)]
+    keep_divergent_refs: bool,
+    /// Mirror protected branches (the default branch) only.
+    #[arg(long, conflicts_with = "mirror_branch_regex")]
+    only_protected_branches: bool,
+    /// Mirror only branches matching this regex.
+    #[arg(long)]
+    mirror_branch_regex: Option<String>,
+}
+
+impl PairArgs {
+    fn settings(&self) -> PushSettings {
+        PushSettings {
+            default_branch: self.default_branch.clone(),
+            keep_divergent_refs: self.keep_divergent_refs,
+            only_protected_branches: self.only_protected_branches,
+            mirror_branch_regex: self.mirror_branch_regex.clone(),
+        }
+    }
+
+    fn local(&self) -> Git {
+        let name: String =
+            scrub_text(&self.source).chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        Git::in_dir(self.local.clone().unwrap_or_else(|| self.data_dir.join("local").join(format!("{name}.git"))))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the farm node: lease jobs from the edge until SIGINT/SIGTERM.
+    Run(config::RunArgs),
+    /// Mirror SOURCE to TARGET once, with GitLab's push-mirror rules.
+    Sync(PairArgs),
+    /// Show what `sync` would do to each ref, and the rule that decided it.
+    Plan(PairArgs),
     /// Copy standard input to standard output with URL credentials masked.
     Scrub,
     /// Check that a remote URL is one a mirror may use; prints it masked.
@@ -35,6 +100,48 @@ enum Command {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Run(args) => {
+            let settings = args.resolve()?;
+            let shutdown = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(signal, shutdown.clone()).map_err(|e| format!("signal handler: {e}"))?;
+            }
+            let edge = edge::EdgeClient::new(&settings.edge_url, &settings.token);
+            tracing::info!(edge = %settings.edge_url, concurrency = settings.node.concurrency, "node starting");
+            daemon::run(&edge, &settings.node, &shutdown);
+            Ok(())
+        }
+        Command::Plan(pair) => {
+            let (source, target) = (
+                Remote::parse(&pair.source).map_err(|e| e.to_string())?,
+                Remote::parse(&pair.target).map_err(|e| e.to_string())?,
+            );
+            let plan =
+                push::plan(&pair.local(), Some(&source), &target, &pair.settings()).map_err(|e| e.to_string())?;
+            let mut out = io::stdout().lock();
+            for u in plan.updates.iter().chain(&plan.held) {
+                let to = u.new.map_or("-".to_owned(), |o| o.to_string());
+                writeln!(out, "{:<13} {:<40} {}  ({})", u.action.as_str(), to, u.name, u.rule)
+                    .map_err(|e| e.to_string())?;
+            }
+            writeln!(out, "{} to push, {} held, {} unchanged", plan.updates.len(), plan.held.len(), plan.unchanged)
+                .map_err(|e| e.to_string())
+        }
+        Command::Sync(pair) => {
+            let (source, target) = (
+                Remote::parse(&pair.source).map_err(|e| e.to_string())?,
+                Remote::parse(&pair.target).map_err(|e| e.to_string())?,
+            );
+            let local = pair.local();
+            let plan = push::plan(&local, Some(&source), &target, &pair.settings()).map_err(|e| e.to_string())?;
+            match push::execute(&local, &target, &plan, &|| false).map_err(|e| e.to_string())? {
+                UpdateOutcome::Pushed => {
+                    println!("{} pushed, {} unchanged", plan.updates.len(), plan.unchanged);
+                    Ok(())
+                }
+                UpdateOutcome::Diverged(message) | UpdateOutcome::Error(message) => Err(message),
+            }
+        }
         Command::Scrub => {
             let mut text = String::new();
             io::stdin().read_to_string(&mut text).map_err(|e| format!("reading stdin: {e}"))?;
@@ -52,6 +159,14 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Logs go to stderr; nothing logged ever holds a credential (URLs are masked, git output scrubbed).
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MIRRORFARM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

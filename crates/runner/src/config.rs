@@ -1,0 +1,81 @@
+//! The node's settings: a TOML file, then the environment, then flags (later wins).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::daemon::NodeSettings;
+
+/// `run`'s flags (each also readable from the environment).
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// A TOML file with `edge_url`, `token`, `data_dir`, `concurrency`, `lease_seconds`, `poll_ms`.
+    #[arg(long, env = "MIRRORFARM_CONFIG")]
+    config: Option<PathBuf>,
+    /// The edge's base URL.
+    #[arg(long, env = "MIRRORFARM_EDGE_URL")]
+    edge_url: Option<String>,
+    /// This node's token (`mfn_…`).
+    #[arg(long, env = "MIRRORFARM_NODE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where local repository copies live.
+    #[arg(long, env = "MIRRORFARM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Jobs worked on at once.
+    #[arg(long, env = "MIRRORFARM_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Lease length to ask for, in seconds.
+    #[arg(long, env = "MIRRORFARM_LEASE_SECONDS")]
+    lease_seconds: Option<u64>,
+    /// Wait between polls of an empty queue, in milliseconds.
+    #[arg(long, env = "MIRRORFARM_POLL_MS")]
+    poll_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    edge_url: Option<String>,
+    token: Option<String>,
+    data_dir: Option<PathBuf>,
+    concurrency: Option<usize>,
+    lease_seconds: Option<u64>,
+    poll_ms: Option<u64>,
+}
+
+/// Everything `run` needs.
+pub(crate) struct RunSettings {
+    /// The edge's base URL.
+    pub(crate) edge_url: String,
+    /// The node token.
+    pub(crate) token: String,
+    /// The rest.
+    pub(crate) node: NodeSettings,
+}
+
+impl RunArgs {
+    /// Merges file, environment and flags; names what is missing.
+    pub(crate) fn resolve(self) -> Result<RunSettings, String> {
+        let file = match &self.config {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+        };
+        let edge_url = self.edge_url.or(file.edge_url).ok_or("no edge URL (--edge-url or MIRRORFARM_EDGE_URL)")?;
+        let token = self.token.or(file.token).ok_or("no node token (--token or MIRRORFARM_NODE_TOKEN)")?;
+        Ok(RunSettings {
+            edge_url,
+            token,
+            node: NodeSettings {
+                data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(".mirrorfarm")),
+                concurrency: self.concurrency.or(file.concurrency).unwrap_or(2).max(1),
+                lease_seconds: self.lease_seconds.or(file.lease_seconds).unwrap_or(60).clamp(5, 3600),
+                poll: Duration::from_millis(self.poll_ms.or(file.poll_ms).unwrap_or(2000)),
+            },
+        })
+    }
+}

@@ -1,0 +1,183 @@
+//! `run`: the farm node's lease loop — N workers lease jobs, keep their leases alive while git
+//! works, report results, and on shutdown give unfinished jobs back.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use mirrorfarm_core::mirrors::UpdateOutcome;
+use mirrorfarm_core::nodes::{JobReport, LeasedJob};
+use mirrorfarm_core::urls::scrub_text;
+use tracing::{error, info, warn};
+
+use crate::edge::{EdgeClient, EdgeError};
+use crate::git::{Git, Remote};
+use crate::push::{self, PushError, PushSettings};
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeSettings {
+    /// Where local repository copies live.
+    pub(crate) data_dir: PathBuf,
+    /// Jobs worked on at once.
+    pub(crate) concurrency: usize,
+    /// Lease length asked for; renewed at a third of it.
+    pub(crate) lease_seconds: u64,
+    /// Wait between lease attempts when the queue is empty.
+    pub(crate) poll: Duration,
+}
+
+/// Serialises work on one local repository copy across this node's workers.
+#[derive(Default)]
+struct RepoLocks(Mutex<HashMap<i64, Arc<Mutex<()>>>>);
+
+impl RepoLocks {
+    fn for_repo(&self, id: i64) -> Arc<Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id).or_default().clone()
+    }
+}
+
+/// Runs until `shutdown` is set, then returns once every worker has stopped.
+pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<AtomicBool>) {
+    if let Err(e) = edge.heartbeat() {
+        warn!(error = %e, "first heartbeat failed; will keep trying");
+    }
+    let locks = Arc::new(RepoLocks::default());
+    thread::scope(|scope| {
+        for worker in 0..settings.concurrency.max(1) {
+            let (edge, settings, shutdown, locks) = (edge.clone(), settings.clone(), shutdown.clone(), locks.clone());
+            scope.spawn(move || work(worker, &edge, &settings, &shutdown, &locks));
+        }
+    });
+    info!("node stopped");
+}
+
+fn work(worker: usize, edge: &EdgeClient, settings: &NodeSettings, shutdown: &AtomicBool, locks: &RepoLocks) {
+    let mut idle = settings.poll;
+    while !shutdown.load(Ordering::SeqCst) {
+        match edge.lease(settings.lease_seconds) {
+            Ok(Some(job)) => {
+                idle = settings.poll;
+                handle(worker, edge, settings, shutdown, locks, &job);
+            }
+            Ok(None) => sleep_unless(shutdown, idle),
+            Err(e) => {
+                warn!(worker, error = %e, "lease failed");
+                idle = (idle * 2).min(Duration::from_secs(30));
+                sleep_unless(shutdown, idle);
+            }
+        }
+    }
+}
+
+fn sleep_unless(shutdown: &AtomicBool, total: Duration) {
+    let step = Duration::from_millis(100);
+    let mut slept = Duration::ZERO;
+    while slept < total && !shutdown.load(Ordering::SeqCst) {
+        thread::sleep(step);
+        slept += step;
+    }
+}
+
+fn handle(
+    worker: usize,
+    edge: &EdgeClient,
+    settings: &NodeSettings,
+    shutdown: &AtomicBool,
+    locks: &RepoLocks,
+    job: &LeasedJob,
+) {
+    let repo = &job.repository;
+    info!(worker, job = job.id, attempt = job.attempt, repository = %format!("{}/{}", repo.project_key, repo.slug), "leased");
+    let lost = AtomicBool::new(false);
+    let finished = AtomicBool::new(false);
+    let outcome = thread::scope(|scope| {
+        // Keep the lease alive at a third of its length while git works.
+        scope.spawn(|| {
+            let every = Duration::from_secs((settings.lease_seconds / 3).max(1));
+            loop {
+                sleep_unless(&finished, every);
+                if finished.load(Ordering::SeqCst) {
+                    return;
+                }
+                match edge.renew(job, settings.lease_seconds) {
+                    Err(e) if e.lease_lost() => {
+                        warn!(job = job.id, "lease lost; abandoning the job");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => warn!(job = job.id, error = %e, "renew failed; will retry"),
+                    Ok(()) => {}
+                }
+            }
+        });
+        let lock = locks.for_repo(repo.id);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let cancelled = || shutdown.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst);
+        let outcome = execute(settings, job, &cancelled);
+        finished.store(true, Ordering::SeqCst);
+        outcome
+    });
+    match outcome {
+        Err(PushError::Cancelled) if lost.load(Ordering::SeqCst) => {}
+        Err(PushError::Cancelled) => match edge.release(job) {
+            Ok(()) => info!(job = job.id, "released on shutdown"),
+            Err(e) => warn!(job = job.id, error = %e, "release failed; the lease will expire"),
+        },
+        result => {
+            let outcome = result.unwrap_or_else(|e| UpdateOutcome::Error(e.to_string()));
+            report(edge, job, &outcome);
+        }
+    }
+}
+
+fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> bool) -> Result<UpdateOutcome, PushError> {
+    let mirror = job.remote_mirror.as_ref().ok_or(PushError::Filter("job without a mirror".into()))?;
+    let upstream = job.repository.upstream_url.as_deref().map(Remote::parse).transpose()?;
+    if upstream.is_none() {
+        return Ok(UpdateOutcome::Error("The repository has no upstream URL to mirror from.".into()));
+    }
+    let target = Remote::parse(&mirror.url)?;
+    let local = Git::in_dir(settings.data_dir.join("repos").join(format!("{}.git", job.repository.id)));
+    let push_settings = PushSettings {
+        default_branch: job.repository.default_branch.clone(),
+        keep_divergent_refs: mirror.keep_divergent_refs,
+        only_protected_branches: mirror.only_protected_branches,
+        mirror_branch_regex: mirror.mirror_branch_regex.clone(),
+    };
+    let plan = push::plan(&local, upstream.as_ref(), &target, &push_settings)?;
+    info!(
+        job = job.id,
+        target = target.masked(),
+        updates = plan.updates.len(),
+        held = plan.held.len(),
+        unchanged = plan.unchanged,
+        "planned"
+    );
+    push::execute(&local, &target, &plan, cancelled)
+}
+
+/// Reports an outcome, retrying while the edge is unreachable (results are idempotent).
+fn report(edge: &EdgeClient, job: &LeasedJob, outcome: &UpdateOutcome) {
+    let (kind, message) = match outcome {
+        UpdateOutcome::Pushed => ("pushed", String::new()),
+        UpdateOutcome::Diverged(m) => ("diverged", m.clone()),
+        UpdateOutcome::Error(m) => ("error", m.clone()),
+    };
+    let report = JobReport { lease_id: job.lease_id.clone(), outcome: kind.into(), message: scrub_text(&message) };
+    for attempt in 1..=5u32 {
+        match edge.report(job, &report) {
+            Ok(()) => return info!(job = job.id, outcome = kind, "reported"),
+            Err(e @ EdgeError::Status { .. }) => return error!(job = job.id, error = %e, "result refused"),
+            Err(e) => {
+                warn!(job = job.id, attempt, error = %e, "report failed; retrying");
+                thread::sleep(Duration::from_secs(u64::from(attempt)));
+            }
+        }
+    }
+    error!(job = job.id, "could not report; the lease will expire and the job run again");
+}

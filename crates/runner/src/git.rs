@@ -1,0 +1,235 @@
+//! The `git` binary as transport, and local ref reading and ancestry.
+//!
+//! Credentials never appear in a command line or a remote URL: the URL git sees has none, and a
+//! one-line credential helper reads them from the child's environment. Git runs with system and
+//! global configuration disabled, so the node behaves the same on every machine.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use gix_hash::ObjectId;
+use mirrorfarm_core::api::decode_segment;
+use mirrorfarm_core::sync::{Ancestry, Refs};
+use mirrorfarm_core::urls::{GitUrl, scrub_text};
+
+/// Why a git operation failed. Messages are scrubbed of credentials.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GitError {
+    /// git could not be started.
+    #[error("could not run git: {0}")]
+    Spawn(#[from] std::io::Error),
+    /// git ran and failed; the text is its (scrubbed) standard error.
+    #[error("git {command} failed: {stderr}")]
+    Failed {
+        /// The subcommand.
+        command: String,
+        /// What git said.
+        stderr: String,
+    },
+    /// A URL the node was given is not usable.
+    #[error("bad remote url: {0}")]
+    Url(String),
+    /// git printed something that is not a ref listing.
+    #[error("unreadable ref listing line {0:?}")]
+    Listing(String),
+}
+
+/// A remote as git should see it: a URL without credentials, plus the credentials apart.
+pub(crate) struct Remote {
+    url: String,
+    masked: String,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl Remote {
+    /// Splits a URL (possibly with `user:password@`) or a local path.
+    pub(crate) fn parse(text: &str) -> Result<Self, GitError> {
+        if !text.contains("://") {
+            // A local path (tests, `sync` between directories): no credentials possible.
+            return Ok(Self { url: text.to_owned(), masked: text.to_owned(), username: None, password: None });
+        }
+        let parsed = GitUrl::parse(text).map_err(|e| GitError::Url(format!("{}: {e}", scrub_text(text))))?;
+        let (username, password) = match parsed.userinfo() {
+            None => (None, None),
+            Some(info) => {
+                let (u, p) = info.split_once(':').map_or((info.as_str(), None), |(u, p)| (u, Some(p)));
+                (decode_segment(u), p.and_then(decode_segment))
+            }
+        };
+        // ssh carries the user in the URL (it is not a secret there); http(s) gets it from the helper.
+        let url = match (parsed.scheme(), &username) {
+            ("ssh", Some(user)) => parsed.with_userinfo(Some(user)),
+            _ => parsed.without_credentials(),
+        };
+        Ok(Self { url, masked: parsed.masked(), username, password })
+    }
+
+    /// The URL with credentials masked, for logs.
+    pub(crate) fn masked(&self) -> &str {
+        &self.masked
+    }
+}
+
+/// Runs git for one local repository (or none).
+#[derive(Debug, Clone)]
+pub(crate) struct Git {
+    dir: Option<PathBuf>,
+}
+
+impl Git {
+    /// Git in `dir` (a bare repository).
+    pub(crate) fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: Some(dir.into()) }
+    }
+
+    /// Git outside any repository (for `ls-remote`).
+    pub(crate) fn detached() -> Self {
+        Self { dir: None }
+    }
+
+    fn command(&self, remote: Option<&Remote>) -> Command {
+        let mut cmd = Command::new("git");
+        if let Some(dir) = &self.dir {
+            cmd.arg("--git-dir").arg(dir);
+        }
+        cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", "true")
+            .env("LC_ALL", "C");
+        if let Some(remote) = remote.filter(|r| r.username.is_some() || r.password.is_some()) {
+            cmd.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "credential.helper")
+                .env(
+                    "GIT_CONFIG_VALUE_0",
+                    "!f() { test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' \"$MF_GIT_USERNAME\" \"$MF_GIT_PASSWORD\"; }; f",
+                )
+                .env("MF_GIT_USERNAME", remote.username.as_deref().unwrap_or_default())
+                .env("MF_GIT_PASSWORD", remote.password.as_deref().unwrap_or_default());
+        }
+        cmd
+    }
+
+    fn run(&self, remote: Option<&Remote>, args: &[&str]) -> Result<Output, GitError> {
+        let output = self.command(remote).args(args).output()?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(GitError::Failed {
+                command: args.first().copied().unwrap_or_default().to_owned(),
+                stderr: scrub_text(String::from_utf8_lossy(&output.stderr).trim()),
+            })
+        }
+    }
+
+    /// Creates the bare repository if it does not exist.
+    pub(crate) fn ensure_bare(&self) -> Result<(), GitError> {
+        let dir = self.dir.as_deref().ok_or_else(|| GitError::Url("no repository directory".into()))?;
+        if dir.join("HEAD").exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)?;
+        Command::new("git").args(["init", "--bare", "--quiet"]).arg(dir).output()?;
+        Ok(())
+    }
+
+    /// Fetches every branch and tag of `upstream` into the local copy. `--atomic` makes the ref
+    /// updates all-or-nothing, so pruning only ever follows a complete fetch.
+    pub(crate) fn fetch_all(&self, upstream: &Remote) -> Result<(), GitError> {
+        self.run(
+            Some(upstream),
+            &[
+                "fetch",
+                "--atomic",
+                "--prune",
+                "--prune-tags",
+                "--force",
+                "--no-write-fetch-head",
+                "--quiet",
+                &upstream.url,
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+        )
+        .map(|_| ())
+    }
+
+    /// The local branches and tags.
+    pub(crate) fn local_refs(&self) -> Result<Refs, GitError> {
+        let out = self.run(None, &["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags"])?;
+        parse_listing(&out.stdout, ' ')
+    }
+
+    /// The remote's branches and tags (`ls-remote`), peeled entries left out.
+    pub(crate) fn remote_refs(&self, remote: &Remote) -> Result<Refs, GitError> {
+        let out = self.run(Some(remote), &["ls-remote", "--heads", "--tags", &remote.url])?;
+        parse_listing(&out.stdout, '\t')
+    }
+
+    /// Pushes refspecs to the remote, atomically where the remote allows it.
+    pub(crate) fn push(&self, remote: &Remote, refspecs: &[String]) -> Result<(), GitError> {
+        let mut args = vec!["push", "--porcelain", "--quiet", "--atomic", remote.url.as_str()];
+        args.extend(refspecs.iter().map(String::as_str));
+        match self.run(Some(remote), &args) {
+            Err(GitError::Failed { stderr, .. }) if stderr.contains("atomic") && stderr.contains("support") => {
+                args.retain(|a| *a != "--atomic");
+                self.run(Some(remote), &args).map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+fn parse_listing(stdout: &[u8], separator: char) -> Result<Refs, GitError> {
+    let text = String::from_utf8_lossy(stdout);
+    let mut refs = Refs::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (oid, name) = line.split_once(separator).ok_or_else(|| GitError::Listing(line.to_owned()))?;
+        if name.ends_with("^{}") {
+            continue;
+        }
+        let oid = ObjectId::from_hex(oid.as_bytes()).map_err(|_| GitError::Listing(line.to_owned()))?;
+        refs.insert(name.to_owned(), oid);
+    }
+    Ok(refs)
+}
+
+impl Ancestry for Git {
+    type Error = GitError;
+
+    fn is_ancestor(&mut self, ancestor: &ObjectId, descendant: &ObjectId) -> Result<bool, GitError> {
+        let status = self
+            .command(None)
+            .args(["merge-base", "--is-ancestor", &ancestor.to_string(), &descendant.to_string()])
+            .output()?;
+        // 0: yes; 1: no; 128: an object this repository lacks (a target-only commit): no.
+        Ok(status.status.code() == Some(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_keeps_credentials_out_of_the_url() {
+        let r = Remote::parse("https://bot:p%40ss@example.com/r.git").expect("valid");
+        assert_eq!(r.url, "https://example.com/r.git");
+        assert_eq!((r.username.as_deref(), r.password.as_deref()), (Some("bot"), Some("p@ss")));
+        assert_eq!(r.masked(), "https://*****:*****@example.com/r.git");
+        let ssh = Remote::parse("ssh://git@example.com/r.git").expect("valid");
+        assert_eq!(ssh.url, "ssh://git@example.com/r.git");
+        let path = Remote::parse("/tmp/x.git").expect("valid");
+        assert_eq!(path.url, "/tmp/x.git");
+    }
+
+    #[test]
+    fn listings_parse_and_skip_peeled_tags() {
+        let oid = "a".repeat(40);
+        let text = format!("{oid}\trefs/heads/main\n{oid}\trefs/tags/v1\n{oid}\trefs/tags/v1^{{}}\n");
+        let refs = parse_listing(text.as_bytes(), '\t').expect("parses");
+        assert_eq!(refs.keys().collect::<Vec<_>>(), ["refs/heads/main", "refs/tags/v1"]);
+        assert!(parse_listing(b"garbage\n", '\t').is_err());
+    }
+}

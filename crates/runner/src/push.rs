@@ -1,0 +1,99 @@
+//! One push-mirror update: refresh the local copy from upstream, compare with the target,
+//! let the core plan, and push only what changed — the default branch first, then in batches.
+
+use mirrorfarm_core::filters::BranchFilter;
+use mirrorfarm_core::mirrors::UpdateOutcome;
+use mirrorfarm_core::sync::{MirrorRules, RefUpdatePlan, plan_push};
+use tracing::info;
+
+use crate::git::{Git, GitError, Remote};
+
+/// Refspecs per `git push`: keeps command lines well under the OS limit.
+const BATCH: usize = 500;
+
+/// Why an update stopped before it had an outcome.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PushError {
+    /// Git failed (network, authentication, rejection).
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// The mirror's branch filter is invalid.
+    #[error("invalid branch filter: {0}")]
+    Filter(String),
+    /// Asked to stop (shutdown, or the lease was lost) between steps.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// A mirror's settings as the runner receives them.
+#[derive(Debug, Clone)]
+pub(crate) struct PushSettings {
+    /// Default branch of the source.
+    pub(crate) default_branch: String,
+    /// Keep diverged refs.
+    pub(crate) keep_divergent_refs: bool,
+    /// Protected branches only.
+    pub(crate) only_protected_branches: bool,
+    /// Branch regex.
+    pub(crate) mirror_branch_regex: Option<String>,
+}
+
+impl PushSettings {
+    /// The core's rules for these settings (the default branch counts as protected, as in GitLab).
+    pub(crate) fn rules(&self) -> Result<MirrorRules, PushError> {
+        let branches = BranchFilter::new(self.only_protected_branches, self.mirror_branch_regex.as_deref())
+            .map_err(|e| PushError::Filter(e.to_string()))?;
+        Ok(MirrorRules {
+            branches,
+            keep_divergent_refs: self.keep_divergent_refs,
+            default_branch: self.default_branch.clone(),
+            protected: vec![self.default_branch.clone()],
+        })
+    }
+}
+
+/// Refreshes `local` from `upstream` (if any) and plans the push to `target`.
+pub(crate) fn plan(
+    local: &Git,
+    upstream: Option<&Remote>,
+    target: &Remote,
+    settings: &PushSettings,
+) -> Result<RefUpdatePlan, PushError> {
+    let rules = settings.rules()?;
+    local.ensure_bare()?;
+    if let Some(upstream) = upstream {
+        local.fetch_all(upstream)?;
+    }
+    let source = local.local_refs()?;
+    let target_refs = Git::detached().remote_refs(target)?;
+    Ok(plan_push(&source, &target_refs, &rules, &mut local.clone())?)
+}
+
+/// Carries out a plan. `cancelled` is asked between batches.
+pub(crate) fn execute(
+    local: &Git,
+    target: &Remote,
+    plan: &RefUpdatePlan,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<UpdateOutcome, PushError> {
+    let specs: Vec<String> = plan.updates.iter().filter_map(|u| u.refspec()).collect();
+    // The plan puts the default branch first; it goes alone so it lands even if a later batch fails.
+    let (first, rest) = specs.split_at(usize::from(!specs.is_empty()));
+    for batch in std::iter::once(first).chain(rest.chunks(BATCH)).filter(|b| !b.is_empty()) {
+        if cancelled() {
+            return Err(PushError::Cancelled);
+        }
+        local.push(target, batch)?;
+    }
+    info!(
+        target = target.masked(),
+        pushed = specs.len(),
+        held = plan.held.len(),
+        unchanged = plan.unchanged,
+        "push complete"
+    );
+    Ok(match plan.divergence_error() {
+        Some(message) => UpdateOutcome::Diverged(message),
+        None => UpdateOutcome::Pushed,
+    })
+}
