@@ -171,7 +171,8 @@ fn report(edge: &EdgeClient, job: &LeasedJob, outcome: &UpdateOutcome) {
     let report = JobReport { lease_id: job.lease_id.clone(), outcome: kind.into(), message: scrub_text(&message) };
     for attempt in 1..=5u32 {
         match edge.report(job, &report) {
-            Ok(()) => return info!(job = job.id, outcome = kind, "reported"),
+            Ok(()) if report.message.is_empty() => return info!(job = job.id, outcome = kind, "reported"),
+            Ok(()) => return warn!(job = job.id, outcome = kind, message = %report.message, "reported"),
             Err(e @ EdgeError::Status { .. }) => return error!(job = job.id, error = %e, "result refused"),
             Err(e) => {
                 warn!(job = job.id, attempt, error = %e, "report failed; retrying");
