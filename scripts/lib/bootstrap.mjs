@@ -4,6 +4,7 @@
 // tests authenticate with the token made here, so any drift from the core's rule fails them.
 import { createHash, randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
@@ -58,7 +59,29 @@ export function bootstrapAdmin({ persistTo, token } = {}) {
   return secret;
 }
 
+/**
+ * Registers a farm node for this machine if `tokenFile` does not hold one yet, storing only its
+ * hash in D1 (as the Worker does for nodes) and its token in `tokenFile` (mode 600). Returns the token.
+ */
+export function bootstrapNode({ persistTo, tokenFile }) {
+  if (existsSync(tokenFile)) return readFileSync(tokenFile, "utf8").trim();
+  const token = `mfn_${randomBytes(20).toString("hex")}`;
+  const hash = createHash("sha256").update(token).digest("hex");
+  const name = `local-${randomBytes(3).toString("hex")}`;
+  d1(
+    `INSERT INTO farm_nodes (name, lookup, hash, created_at) VALUES ('${name}', '${token.slice(0, LOOKUP_LEN)}', '${hash}', ${Date.now()})`,
+    { persistTo },
+  );
+  mkdirSync(path.dirname(tokenFile), { recursive: true });
+  writeFileSync(tokenFile, token + "\n", { mode: 0o600 });
+  return token;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const created = bootstrapAdmin({ token: process.env.MIRRORFARM_BOOTSTRAP_TOKEN || undefined });
-  if (created) process.stdout.write(created);
+  if (process.argv[2] === "node") {
+    process.stdout.write(bootstrapNode({ tokenFile: path.join(ROOT, ".mirrorfarm/node.token") }));
+  } else {
+    const created = bootstrapAdmin({ token: process.env.MIRRORFARM_BOOTSTRAP_TOKEN || undefined });
+    if (created) process.stdout.write(created);
+  }
 }
