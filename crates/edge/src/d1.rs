@@ -2,7 +2,7 @@
 //! a transaction), so a failed call writes nothing.
 
 use mirrorfarm_core::identity::{AccessToken, GlobalRole, Level, NewUser, Permission, User};
-use mirrorfarm_core::mirrors::{AuthMethod, RemoteMirror, UpdateStatus};
+use mirrorfarm_core::mirrors::{AuthMethod, RemoteMirror, UpdateState, UpdateStatus};
 use mirrorfarm_core::nodes::{FarmNode, NewNode};
 use mirrorfarm_core::queue::{Job, JobCompletion, JobKind, JobReason, JobState, NewJob};
 use mirrorfarm_core::registry::{NewProject, NewRepository, Project, Repository};
@@ -252,11 +252,13 @@ impl MirrorRow {
             keep_divergent_refs: self.keep_divergent_refs != 0,
             mirror_branch_regex: self.mirror_branch_regex,
             auth_method: AuthMethod::Password,
-            update_status: UpdateStatus::parse(&self.update_status).ok_or_else(|| corrupt("mirror"))?,
-            last_update_at: self.last_update_at.map(Timestamp),
-            last_update_started_at: self.last_update_started_at.map(Timestamp),
-            last_successful_update_at: self.last_successful_update_at.map(Timestamp),
-            last_error: self.last_error,
+            update: UpdateState {
+                status: UpdateStatus::parse(&self.update_status).ok_or_else(|| corrupt("mirror"))?,
+                last_update_at: self.last_update_at.map(Timestamp),
+                last_update_started_at: self.last_update_started_at.map(Timestamp),
+                last_successful_update_at: self.last_successful_update_at.map(Timestamp),
+                last_error: self.last_error,
+            },
             created_at: Timestamp(self.created_at),
             updated_at: Timestamp(self.updated_at),
         })
@@ -399,11 +401,11 @@ fn mirror_args(m: &RemoteMirror) -> Vec<JsValue> {
         flag(m.only_protected_branches),
         flag(m.keep_divergent_refs),
         opt_text(m.mirror_branch_regex.as_deref()),
-        text(m.update_status.as_str()),
-        opt_int(m.last_update_at.map(Timestamp::millis)),
-        opt_int(m.last_update_started_at.map(Timestamp::millis)),
-        opt_int(m.last_successful_update_at.map(Timestamp::millis)),
-        opt_text(m.last_error.as_deref()),
+        text(m.update.status.as_str()),
+        opt_int(m.update.last_update_at.map(Timestamp::millis)),
+        opt_int(m.update.last_update_started_at.map(Timestamp::millis)),
+        opt_int(m.update.last_successful_update_at.map(Timestamp::millis)),
+        opt_text(m.update.last_error.as_deref()),
         int(m.created_at.millis()),
         int(m.updated_at.millis()),
     ]

@@ -111,7 +111,8 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             // The mirror was deleted meanwhile: nothing left to record.
             return Ok((JobCompletion::Done, None));
         };
-        let completion = match mirror.end_update(outcome, job.attempt, self.config.retry_base_ms, self.now) {
+        mirror.updated_at = self.now;
+        let completion = match mirror.update.end(outcome, job.attempt, self.config.retry_base_ms, self.now) {
             NextStep::Done => JobCompletion::Done,
             NextStep::RetryAt(at) => JobCompletion::RetryAt(at),
             NextStep::GiveUp => JobCompletion::Failed,
@@ -140,7 +141,8 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
                 self.store.finish_job(job.id, &lease_id, JobCompletion::Done, false, self.now, None).await?;
                 continue;
             };
-            mirror.begin_update(self.now);
+            mirror.update.begin(self.now);
+            mirror.updated_at = self.now;
             self.store.update_remote_mirror(&mirror, None).await?;
             let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &mirror).await?;
             return Ok(ApiResponse::json(200, &body));
@@ -235,7 +237,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             Some(id) => self.store.remote_mirror_by_id(id).await?,
             None => None,
         };
-        Ok(ApiResponse::json(200, &json!({ "job": job, "updateStatus": mirror.map(|m| m.update_status) })))
+        Ok(ApiResponse::json(200, &json!({ "job": job, "updateStatus": mirror.map(|m| m.update.status) })))
     }
 
     pub(super) async fn release_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -245,7 +247,8 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         }
         let mirror = match job.remote_mirror_id {
             Some(id) => self.store.remote_mirror_by_id(id).await?.map(|mut m| {
-                m.release_update(self.now);
+                m.update.release();
+                m.updated_at = self.now;
                 m
             }),
             None => None,

@@ -15,10 +15,11 @@ use crate::time::Timestamp;
 use crate::urls::StoredUrl;
 
 /// Where a mirror's last update stands (GitLab's `update_status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateStatus {
     /// Never run.
+    #[default]
     None,
     /// A node is pushing.
     Started,
@@ -58,6 +59,22 @@ pub enum AuthMethod {
     Password,
 }
 
+/// The progress of a mirror's updates, as GitLab reports it for push and pull mirrors alike.
+/// Its transitions live in one place: the `state` module.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateState {
+    /// Status of the last update.
+    pub status: UpdateStatus,
+    /// When the last update ended.
+    pub last_update_at: Option<Timestamp>,
+    /// When the last update started.
+    pub last_update_started_at: Option<Timestamp>,
+    /// When the last successful update ended.
+    pub last_successful_update_at: Option<Timestamp>,
+    /// Scrubbed error of the last failed update.
+    pub last_error: Option<String>,
+}
+
 /// A push mirror of a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteMirror {
@@ -77,16 +94,8 @@ pub struct RemoteMirror {
     pub mirror_branch_regex: Option<String>,
     /// Authentication method.
     pub auth_method: AuthMethod,
-    /// Status of the last update.
-    pub update_status: UpdateStatus,
-    /// When the last update ended.
-    pub last_update_at: Option<Timestamp>,
-    /// When the last update started.
-    pub last_update_started_at: Option<Timestamp>,
-    /// When the last successful update ended.
-    pub last_successful_update_at: Option<Timestamp>,
-    /// Scrubbed error of the last failed update.
-    pub last_error: Option<String>,
+    /// Progress of its updates.
+    pub update: UpdateState,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change time.
@@ -129,13 +138,13 @@ impl From<&RemoteMirror> for RemoteMirrorDto {
         Self {
             enabled: m.enabled,
             id: m.id,
-            last_error: m.last_error.clone(),
-            last_successful_update_at: m.last_successful_update_at,
-            last_update_at: m.last_update_at,
-            last_update_started_at: m.last_update_started_at,
+            last_error: m.update.last_error.clone(),
+            last_successful_update_at: m.update.last_successful_update_at,
+            last_update_at: m.update.last_update_at,
+            last_update_started_at: m.update.last_update_started_at,
             only_protected_branches: m.only_protected_branches,
             keep_divergent_refs: m.keep_divergent_refs,
-            update_status: m.update_status,
+            update_status: m.update.status,
             url: m.url.masked.clone(),
             mirror_branch_regex: m.mirror_branch_regex.clone(),
             auth_method: m.auth_method,
@@ -166,11 +175,7 @@ mod tests {
             keep_divergent_refs: false,
             mirror_branch_regex: None,
             auth_method: AuthMethod::Password,
-            update_status: UpdateStatus::None,
-            last_update_at: None,
-            last_update_started_at: None,
-            last_successful_update_at: None,
-            last_error: None,
+            update: UpdateState::default(),
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         };

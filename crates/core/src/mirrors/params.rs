@@ -1,6 +1,6 @@
 //! Reading and checking the parameters of a create or update request.
 
-use super::{AuthMethod, RemoteMirror, UpdateStatus};
+use super::{AuthMethod, RemoteMirror, UpdateState};
 use crate::api::{FieldError, Fields};
 use crate::filters::{self, FilterError};
 use crate::time::Timestamp;
@@ -173,11 +173,7 @@ impl MirrorChange {
             keep_divergent_refs: self.keep_divergent_refs,
             mirror_branch_regex: self.mirror_branch_regex,
             auth_method: AuthMethod::Password,
-            update_status: UpdateStatus::None,
-            last_update_at: None,
-            last_update_started_at: None,
-            last_successful_update_at: None,
-            last_error: None,
+            update: UpdateState::default(),
             created_at: now,
             updated_at: now,
         }
@@ -188,11 +184,7 @@ impl MirrorChange {
         let mut next = current.clone();
         if let Some(url) = url {
             next.url = url;
-            next.update_status = UpdateStatus::None;
-            next.last_error = None;
-            next.last_update_at = None;
-            next.last_update_started_at = None;
-            next.last_successful_update_at = None;
+            next.update = UpdateState::default();
         }
         next.enabled = self.enabled;
         next.only_protected_branches = self.only_protected_branches;
@@ -209,6 +201,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use crate::mirrors::UpdateStatus;
 
     fn params(json: serde_json::Value) -> Result<MirrorParams, MirrorRequestError> {
         MirrorParams::from_fields(&Fields::from_json(json).expect("object"))
@@ -275,9 +268,9 @@ mod tests {
             stored("https://*****:*****@e.com/r", "https://e.com/r", Some("S")),
             Timestamp(5),
         );
-        m.update_status = UpdateStatus::Failed;
-        m.last_error = Some("boom".into());
-        m.last_update_at = Some(Timestamp(6));
+        m.update.status = UpdateStatus::Failed;
+        m.update.last_error = Some("boom".into());
+        m.update.last_update_at = Some(Timestamp(6));
         m
     }
 
@@ -290,7 +283,7 @@ mod tests {
         let next = change.apply_to(&current, None, Timestamp(9));
         assert!(!next.enabled && next.keep_divergent_refs);
         assert_eq!(next.mirror_branch_regex, None);
-        assert_eq!(next.update_status, UpdateStatus::Failed, "status is kept when the URL is not changed");
+        assert_eq!(next.update.status, UpdateStatus::Failed, "status is kept when the URL is not changed");
         assert_eq!(next.updated_at, Timestamp(9));
     }
 
@@ -315,7 +308,6 @@ mod tests {
         assert!(moved.keep_credentials);
         let new_url = stored("https://*****:*****@e.com/other", "https://e.com/other", Some("S"));
         let next = moved.apply_to(&current, Some(new_url), Timestamp(9));
-        assert_eq!(next.update_status, UpdateStatus::None);
-        assert_eq!((next.last_error, next.last_update_at), (None, None));
+        assert_eq!(next.update, UpdateState::default());
     }
 }
