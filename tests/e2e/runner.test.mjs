@@ -189,6 +189,43 @@ test("a runner SIGKILLed mid-push: the job is leased again and the mirror conver
   assert.ok(jobs.some((j) => j.attempt >= 2), `the job was leased again: ${JSON.stringify(jobs)}`);
 });
 
+test("pull mirror: a rewritten upstream is kept without overwrite, followed with it", async () => {
+  const pullPath = `/api/v4/projects/${repoId}/mirror/pull`;
+  const nodeCopy = path.join(dir, "node", "repos", `${repoId}.git`);
+  const put = await as("PUT", pullPath, { json: { mirror_overwrites_diverged_branches: false, enabled: true } });
+  assert.equal(put.status, 200, put.text);
+  assert.equal(put.body.url, gitServer.url("upstream.git").replace(`${USER}:${PASS}`, "*****:*****"));
+  assert.equal((await as("POST", pullPath)).status, 200);
+  const waitPull = async (pred, what) => {
+    const deadline = Date.now() + 30_000;
+    let last;
+    while (Date.now() < deadline) {
+      last = (await as("GET", pullPath)).body;
+      if (pred(last)) return last;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.fail(`${what}: ${JSON.stringify(last)}\n${runnerLog.slice(-2000)}`);
+  };
+  const first = await waitPull((p) => p.update_status === "finished", "first pull");
+  const kept = git(nodeCopy, "rev-parse", "refs/heads/main");
+  assert.equal(kept, git(served("upstream.git"), "rev-parse", "refs/heads/main"));
+
+  git(work(), "reset", "-q", "--hard", "HEAD~1");
+  const rewritten = commit("history rewritten upstream");
+  publish();
+  assert.equal((await as("POST", pullPath)).status, 200);
+  const failed = await waitPull((p) => p.update_status === "failed", "kept rewrite");
+  assert.match(failed.last_error, /diverged upstream/);
+  assert.match(failed.last_error, /refs\/heads\/main/);
+  assert.equal(git(nodeCopy, "rev-parse", "refs/heads/main"), kept, "the copy keeps its history");
+
+  assert.equal((await as("PUT", pullPath, { json: { mirror_overwrites_diverged_branches: true } })).status, 200);
+  assert.equal((await as("POST", pullPath)).status, 200);
+  const done = await waitPull((p) => p.update_status === "finished" && p.last_successful_update_at !== first.last_successful_update_at, "overwrite");
+  assert.equal(done.last_error, null);
+  assert.equal(git(nodeCopy, "rev-parse", "refs/heads/main"), rewritten, "overwritten to upstream");
+});
+
 test("graceful shutdown releases and nothing secret reaches responses or logs", async () => {
   await stopRunner("SIGTERM");
   assert.match(runnerLog, /node stopped/);

@@ -7,12 +7,13 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use crate::identity::{AccessToken, GlobalRole, Level, NewUser, User};
-use crate::mirrors::RemoteMirror;
+use crate::mirrors::{PullMirror, RemoteMirror};
 use crate::nodes::{FarmNode, NewNode};
 use crate::queue::{Job, JobCompletion, JobState, NewJob};
 use crate::registry::{NewProject, NewRepository, Project, Repository};
-use crate::store::{Crypto, CryptoError, Grants, Store, StoreError, StoreResult};
+use crate::store::{Crypto, CryptoError, Grants, SavedMirror, Store, StoreError, StoreResult};
 use crate::time::Timestamp;
+use crate::urls::StoredUrl;
 
 /// Runs a future whose I/O is all in memory (it completes on its first poll).
 pub fn block_on<F: Future>(f: F) -> F::Output {
@@ -35,6 +36,7 @@ struct State {
     mirrors: Vec<RemoteMirror>,
     jobs: Vec<Job>,
     nodes: Vec<FarmNode>,
+    pull_mirrors: Vec<PullMirror>,
 }
 
 impl State {
@@ -320,6 +322,29 @@ impl Store for MemoryStore {
             Ok(())
         })
     }
+    async fn pull_mirror(&self, repository_id: i64) -> StoreResult<Option<PullMirror>> {
+        Ok(self.state.borrow().pull_mirrors.iter().find(|p| p.repository_id == repository_id).cloned())
+    }
+    async fn save_pull_mirror(
+        &self,
+        mirror: &PullMirror,
+        upstream: Option<&StoredUrl>,
+        job: Option<&NewJob>,
+    ) -> StoreResult<()> {
+        self.write(|s| {
+            s.pull_mirrors.retain(|x| x.repository_id != mirror.repository_id);
+            s.pull_mirrors.push(mirror.clone());
+            if let Some(url) = upstream
+                && let Some((_, r, _)) = s.repos.iter_mut().find(|(id, ..)| *id == mirror.repository_id)
+            {
+                r.upstream = Some(url.clone());
+            }
+            if let Some(job) = job {
+                s.enqueue(job);
+            }
+            Ok(())
+        })
+    }
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Job> {
         self.write(|s| Ok(s.enqueue(job)))
     }
@@ -404,7 +429,7 @@ impl Store for MemoryStore {
         completion: JobCompletion,
         reported: bool,
         now: Timestamp,
-        mirror: Option<&RemoteMirror>,
+        mirror: Option<SavedMirror<'_>>,
     ) -> StoreResult<bool> {
         self.write(|s| {
             let Some(pos) = s
@@ -442,10 +467,17 @@ impl Store for MemoryStore {
                     job.not_before = Some(now.millis());
                 }
             }
-            if let Some(m) = mirror
-                && let Some(row) = s.mirrors.iter_mut().find(|x| x.id == m.id)
-            {
-                *row = m.clone();
+            match mirror {
+                Some(SavedMirror::Push(m)) => {
+                    if let Some(row) = s.mirrors.iter_mut().find(|x| x.id == m.id) {
+                        *row = m.clone();
+                    }
+                }
+                Some(SavedMirror::Pull(p)) => {
+                    s.pull_mirrors.retain(|x| x.repository_id != p.repository_id);
+                    s.pull_mirrors.push(p.clone());
+                }
+                None => {}
             }
             Ok(true)
         })

@@ -108,6 +108,20 @@ pub struct LeasedRepository {
     pub default_branch: String,
     /// Where the content comes from, with credentials.
     pub upstream_url: Option<String>,
+    /// How the copy follows upstream (its pull-mirror settings).
+    pub pull: LeasedPull,
+}
+
+/// How a node refreshes its copy from upstream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeasedPull {
+    /// Overwrite branches upstream rewrote, and follow deletions.
+    pub overwrite_diverged_branches: bool,
+    /// Protected branches only.
+    pub only_protected_branches: bool,
+    /// Branch regex.
+    pub mirror_branch_regex: Option<String>,
 }
 
 /// The mirror part of a leased job.

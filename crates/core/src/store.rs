@@ -9,11 +9,12 @@
 use std::collections::HashMap;
 
 use crate::identity::{AccessToken, GlobalRole, Level, NewUser, User};
-use crate::mirrors::RemoteMirror;
+use crate::mirrors::{PullMirror, RemoteMirror};
 use crate::nodes::{FarmNode, NewNode};
 use crate::queue::{Job, JobCompletion, NewJob};
 use crate::registry::{NewProject, NewRepository, Project, Repository};
 use crate::time::Timestamp;
+use crate::urls::StoredUrl;
 
 /// Why a storage call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +34,15 @@ pub struct Grants {
     pub projects: HashMap<i64, Level>,
     /// Repository id → level.
     pub repositories: HashMap<i64, Level>,
+}
+
+/// The mirror whose update state a finished job saves.
+#[derive(Debug, Clone, Copy)]
+pub enum SavedMirror<'a> {
+    /// A push mirror.
+    Push(&'a RemoteMirror),
+    /// A repository's pull mirror.
+    Pull(&'a PullMirror),
 }
 
 /// Result of a storage call.
@@ -106,6 +116,17 @@ pub trait Store {
     /// Removes a mirror and its waiting jobs.
     async fn delete_remote_mirror(&self, repository_id: i64, id: i64) -> StoreResult<()>;
 
+    /// A repository's pull-mirror settings and state, if it was ever configured or pulled.
+    async fn pull_mirror(&self, repository_id: i64) -> StoreResult<Option<PullMirror>>;
+    /// Saves pull-mirror settings and state and, in the same transaction, a new upstream URL
+    /// for the repository and a job to queue.
+    async fn save_pull_mirror(
+        &self,
+        mirror: &PullMirror,
+        upstream: Option<&StoredUrl>,
+        job: Option<&NewJob>,
+    ) -> StoreResult<()>;
+
     /// Queues a job unless one for the same target is already waiting; returns the waiting job.
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Job>;
     /// A repository's jobs, newest first.
@@ -146,7 +167,7 @@ pub trait Store {
         completion: JobCompletion,
         reported: bool,
         now: Timestamp,
-        mirror: Option<&RemoteMirror>,
+        mirror: Option<SavedMirror<'_>>,
     ) -> StoreResult<bool>;
     /// Leased jobs whose deadline has passed.
     async fn expired_leases(&self, now: Timestamp) -> StoreResult<Vec<Job>>;

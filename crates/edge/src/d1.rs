@@ -2,11 +2,11 @@
 //! a transaction), so a failed call writes nothing.
 
 use mirrorfarm_core::identity::{AccessToken, GlobalRole, Level, NewUser, Permission, User};
-use mirrorfarm_core::mirrors::{AuthMethod, RemoteMirror, UpdateState, UpdateStatus};
+use mirrorfarm_core::mirrors::{AuthMethod, PullMirror, RemoteMirror, UpdateState, UpdateStatus};
 use mirrorfarm_core::nodes::{FarmNode, NewNode};
 use mirrorfarm_core::queue::{Job, JobCompletion, JobKind, JobReason, JobState, NewJob};
 use mirrorfarm_core::registry::{NewProject, NewRepository, Project, Repository};
-use mirrorfarm_core::store::{Grants, Store, StoreError, StoreResult};
+use mirrorfarm_core::store::{Grants, SavedMirror, Store, StoreError, StoreResult};
 use mirrorfarm_core::time::Timestamp;
 use mirrorfarm_core::urls::StoredUrl;
 use serde::Deserialize;
@@ -263,6 +263,74 @@ impl MirrorRow {
             updated_at: Timestamp(self.updated_at),
         })
     }
+}
+
+#[derive(Deserialize)]
+struct PullRow {
+    repository_id: i64,
+    enabled: i64,
+    only_mirror_protected_branches: i64,
+    mirror_overwrites_diverged_branches: i64,
+    mirror_branch_regex: Option<String>,
+    mirror_trigger_builds: i64,
+    update_status: String,
+    last_update_at: Option<i64>,
+    last_update_started_at: Option<i64>,
+    last_successful_update_at: Option<i64>,
+    last_error: Option<String>,
+    updated_at: i64,
+}
+
+impl PullRow {
+    fn into_pull(self) -> StoreResult<PullMirror> {
+        Ok(PullMirror {
+            repository_id: self.repository_id,
+            enabled: self.enabled != 0,
+            only_mirror_protected_branches: self.only_mirror_protected_branches != 0,
+            mirror_overwrites_diverged_branches: self.mirror_overwrites_diverged_branches != 0,
+            mirror_branch_regex: self.mirror_branch_regex,
+            mirror_trigger_builds: self.mirror_trigger_builds != 0,
+            update: UpdateState {
+                status: UpdateStatus::parse(&self.update_status).ok_or_else(|| corrupt("pull mirror"))?,
+                last_update_at: self.last_update_at.map(Timestamp),
+                last_update_started_at: self.last_update_started_at.map(Timestamp),
+                last_successful_update_at: self.last_successful_update_at.map(Timestamp),
+                last_error: self.last_error,
+            },
+            updated_at: Timestamp(self.updated_at),
+        })
+    }
+}
+
+/// Inserts or replaces a pull mirror (?1 … ?12).
+const PULL_UPSERT: &str = "INSERT INTO pull_mirrors (repository_id, enabled, only_mirror_protected_branches, \
+     mirror_overwrites_diverged_branches, mirror_branch_regex, mirror_trigger_builds, update_status, last_update_at, \
+     last_update_started_at, last_successful_update_at, last_error, updated_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+     ON CONFLICT (repository_id) DO UPDATE SET enabled = excluded.enabled, \
+     only_mirror_protected_branches = excluded.only_mirror_protected_branches, \
+     mirror_overwrites_diverged_branches = excluded.mirror_overwrites_diverged_branches, \
+     mirror_branch_regex = excluded.mirror_branch_regex, mirror_trigger_builds = excluded.mirror_trigger_builds, \
+     update_status = excluded.update_status, last_update_at = excluded.last_update_at, \
+     last_update_started_at = excluded.last_update_started_at, \
+     last_successful_update_at = excluded.last_successful_update_at, last_error = excluded.last_error, \
+     updated_at = excluded.updated_at";
+
+fn pull_args(p: &PullMirror) -> Vec<JsValue> {
+    vec![
+        int(p.repository_id),
+        flag(p.enabled),
+        flag(p.only_mirror_protected_branches),
+        flag(p.mirror_overwrites_diverged_branches),
+        opt_text(p.mirror_branch_regex.as_deref()),
+        flag(p.mirror_trigger_builds),
+        text(p.update.status.as_str()),
+        opt_int(p.update.last_update_at.map(Timestamp::millis)),
+        opt_int(p.update.last_update_started_at.map(Timestamp::millis)),
+        opt_int(p.update.last_successful_update_at.map(Timestamp::millis)),
+        opt_text(p.update.last_error.as_deref()),
+        int(p.updated_at.millis()),
+    ]
 }
 
 #[derive(Deserialize)]
@@ -708,6 +776,32 @@ impl Store for D1Store {
             .await
     }
 
+    async fn pull_mirror(&self, repository_id: i64) -> StoreResult<Option<PullMirror>> {
+        self.first::<PullRow>("SELECT * FROM pull_mirrors WHERE repository_id = ?1", &[int(repository_id)])
+            .await?
+            .map(PullRow::into_pull)
+            .transpose()
+    }
+
+    async fn save_pull_mirror(
+        &self,
+        mirror: &PullMirror,
+        upstream: Option<&StoredUrl>,
+        job: Option<&NewJob>,
+    ) -> StoreResult<()> {
+        let mut batch = vec![self.stmt(PULL_UPSERT, &pull_args(mirror))?];
+        if let Some(url) = upstream {
+            batch.push(self.stmt(
+                "UPDATE repositories SET upstream_url = ?2, upstream_url_masked = ?3, upstream_userinfo_sealed = ?4 WHERE id = ?1",
+                &[int(mirror.repository_id), text(&url.plain), text(&url.masked), opt_text(url.sealed_userinfo.as_deref())],
+            )?);
+        }
+        if let Some(job) = job {
+            batch.push(self.enqueue_stmt(job, opt_int(job.remote_mirror_id))?);
+        }
+        self.db.batch(batch).await.map_err(failure).map(|_| ())
+    }
+
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Job> {
         let find = self.stmt(
             &format!(
@@ -811,20 +905,35 @@ impl Store for D1Store {
         completion: JobCompletion,
         reported: bool,
         now: Timestamp,
-        mirror: Option<&RemoteMirror>,
+        mirror: Option<SavedMirror<'_>>,
     ) -> StoreResult<bool> {
         let held = "id = ?1 AND lease_id = ?2 AND state = 'LEASED'";
         let kept_lease = if reported { "lease_id" } else { "NULL" };
         let mut batch = Vec::new();
         // A D1 batch is one transaction. The mirror goes first, guarded by the lease, so it is
         // saved exactly when the job statements below (same guard) take effect.
-        if let Some(m) = mirror {
-            let mut args = mirror_args(m);
-            args.extend([int(m.id), int(job_id), text(lease_id)]);
-            batch.push(self.stmt(
-                &format!("{MIRROR_UPDATE} AND EXISTS (SELECT 1 FROM jobs WHERE id = ?17 AND lease_id = ?18 AND state = 'LEASED')"),
-                &args,
-            )?);
+        match mirror {
+            Some(SavedMirror::Push(m)) => {
+                let mut args = mirror_args(m);
+                args.extend([int(m.id), int(job_id), text(lease_id)]);
+                batch.push(self.stmt(
+                    &format!("{MIRROR_UPDATE} AND EXISTS (SELECT 1 FROM jobs WHERE id = ?17 AND lease_id = ?18 AND state = 'LEASED')"),
+                    &args,
+                )?);
+            }
+            Some(SavedMirror::Pull(p)) => {
+                let mut args = pull_args(p);
+                args.extend([int(job_id), text(lease_id)]);
+                // INSERT … SELECT … WHERE: the upsert happens only while the lease is held.
+                let upsert = PULL_UPSERT.replacen(
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE EXISTS \
+                     (SELECT 1 FROM jobs WHERE id = ?13 AND lease_id = ?14 AND state = 'LEASED')",
+                    1,
+                );
+                batch.push(self.stmt(&upsert, &args)?);
+            }
+            None => {}
         }
         let first_job_stmt = batch.len();
         // Back to the queue only if no other job waits for the same target; otherwise the next

@@ -136,20 +136,24 @@ fn handle(
 }
 
 fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> bool) -> Result<UpdateOutcome, PushError> {
-    let mirror = job.remote_mirror.as_ref().ok_or(PushError::Filter("job without a mirror".into()))?;
-    let upstream = job.repository.upstream_url.as_deref().map(Remote::parse).transpose()?;
-    if upstream.is_none() {
+    let Some(upstream) = job.repository.upstream_url.as_deref().map(Remote::parse).transpose()? else {
         return Ok(UpdateOutcome::Error("The repository has no upstream URL to mirror from.".into()));
-    }
-    let target = Remote::parse(&mirror.url)?;
+    };
     let local = Git::in_dir(settings.data_dir.join("repos").join(format!("{}.git", job.repository.id)));
+    let pull_rules = &job.repository.pull;
+    let Some(mirror) = job.remote_mirror.as_ref() else {
+        // A pull job: refresh the copy; refs upstream rewrote and the rules keep fail the update.
+        let plan = push::pull(&local, &upstream, pull_rules, &job.repository.default_branch)?;
+        return Ok(plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged));
+    };
+    let target = Remote::parse(&mirror.url)?;
     let push_settings = PushSettings {
         default_branch: job.repository.default_branch.clone(),
         keep_divergent_refs: mirror.keep_divergent_refs,
         only_protected_branches: mirror.only_protected_branches,
         mirror_branch_regex: mirror.mirror_branch_regex.clone(),
     };
-    let plan = push::plan(&local, upstream.as_ref(), &target, &push_settings)?;
+    let plan = push::plan(&local, Some((&upstream, pull_rules)), &target, &push_settings)?;
     info!(
         job = job.id,
         target = target.masked(),

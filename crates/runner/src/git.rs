@@ -4,12 +4,13 @@
 //! one-line credential helper reads them from the child's environment. Git runs with system and
 //! global configuration disabled, so the node behaves the same on every machine.
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use gix_hash::ObjectId;
 use mirrorfarm_core::api::decode_segment;
-use mirrorfarm_core::sync::{Ancestry, Refs};
+use mirrorfarm_core::sync::{Ancestry, RefUpdate, Refs};
 use mirrorfarm_core::urls::{GitUrl, scrub_text};
 
 /// Why a git operation failed. Messages are scrubbed of credentials.
@@ -134,25 +135,71 @@ impl Git {
         Ok(())
     }
 
-    /// Fetches every branch and tag of `upstream` into the local copy. `--atomic` makes the ref
-    /// updates all-or-nothing, so pruning only ever follows a complete fetch.
-    pub(crate) fn fetch_all(&self, upstream: &Remote) -> Result<(), GitError> {
+    /// Fetches every branch and tag of `upstream` into a staging namespace
+    /// (`refs/mirrorfarm/upstream/…`), leaving the copy's own refs alone. `--atomic` makes it
+    /// all-or-nothing, so the staged view is always one complete fetch.
+    pub(crate) fn fetch_staged(&self, upstream: &Remote) -> Result<(), GitError> {
         self.run(
             Some(upstream),
             &[
                 "fetch",
                 "--atomic",
                 "--prune",
-                "--prune-tags",
                 "--force",
+                "--no-tags",
                 "--no-write-fetch-head",
                 "--quiet",
                 &upstream.url,
-                "+refs/heads/*:refs/heads/*",
-                "+refs/tags/*:refs/tags/*",
+                "+refs/heads/*:refs/mirrorfarm/upstream/heads/*",
+                "+refs/tags/*:refs/mirrorfarm/upstream/tags/*",
             ],
         )
         .map(|_| ())
+    }
+
+    /// The staged upstream refs, named as upstream names them (`refs/heads/…`, `refs/tags/…`).
+    pub(crate) fn staged_refs(&self) -> Result<Refs, GitError> {
+        let out = self.run(None, &["for-each-ref", "--format=%(objectname) %(refname)", "refs/mirrorfarm/upstream"])?;
+        let staged = parse_listing(&out.stdout, ' ')?;
+        Ok(staged
+            .into_iter()
+            .map(|(name, oid)| (name.replacen("refs/mirrorfarm/upstream/", "refs/", 1), oid))
+            .collect())
+    }
+
+    /// Applies ref updates to the local copy in one transaction, each checked against the old
+    /// value the plan saw (a concurrent change aborts the whole transaction).
+    pub(crate) fn apply(&self, updates: &[RefUpdate]) -> Result<(), GitError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let zero = ObjectId::null(gix_hash::Kind::Sha1).to_string();
+        let mut script = String::from("start\n");
+        for u in updates {
+            let old = u.old.map_or(zero.clone(), |o| o.to_string());
+            match u.new {
+                Some(new) => script.push_str(&format!("update {} {new} {old}\n", u.name)),
+                None => script.push_str(&format!("delete {} {old}\n", u.name)),
+            }
+        }
+        script.push_str("commit\n");
+        let mut child = self
+            .command(None)
+            .args(["update-ref", "--stdin"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        child.stdin.take().ok_or_else(|| GitError::Url("no stdin".into()))?.write_all(script.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(GitError::Failed {
+                command: "update-ref".into(),
+                stderr: scrub_text(String::from_utf8_lossy(&out.stderr).trim()),
+            })
+        }
     }
 
     /// The local branches and tags.

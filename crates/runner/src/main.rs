@@ -86,6 +86,25 @@ enum Command {
     Sync(PairArgs),
     /// Show what `sync` would do to each ref, and the rule that decided it.
     Plan(PairArgs),
+    /// Refresh a local copy from SOURCE with GitLab's pull-mirror rules.
+    Pull {
+        /// Where the content comes from (URL or path).
+        source: String,
+        /// The local bare copy to refresh (created if missing).
+        local: PathBuf,
+        /// The default branch.
+        #[arg(long, default_value = "main")]
+        default_branch: String,
+        /// Overwrite branches upstream rewrote, and follow deletions.
+        #[arg(long)]
+        overwrite_diverged_branches: bool,
+        /// Protected branches (the default branch) only.
+        #[arg(long, conflicts_with = "mirror_branch_regex")]
+        only_protected_branches: bool,
+        /// Only branches matching this regex.
+        #[arg(long)]
+        mirror_branch_regex: Option<String>,
+    },
     /// Copy standard input to standard output with URL credentials masked.
     Scrub,
     /// Check that a remote URL is one a mirror may use; prints it masked.
@@ -116,8 +135,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 Remote::parse(&pair.source).map_err(|e| e.to_string())?,
                 Remote::parse(&pair.target).map_err(|e| e.to_string())?,
             );
-            let plan =
-                push::plan(&pair.local(), Some(&source), &target, &pair.settings()).map_err(|e| e.to_string())?;
+            let plan = push::plan(&pair.local(), Some((&source, &push::exact_pull())), &target, &pair.settings())
+                .map_err(|e| e.to_string())?;
             let mut out = io::stdout().lock();
             for u in plan.updates.iter().chain(&plan.held) {
                 let to = u.new.map_or("-".to_owned(), |o| o.to_string());
@@ -127,13 +146,37 @@ fn run(cli: Cli) -> Result<(), String> {
             writeln!(out, "{} to push, {} held, {} unchanged", plan.updates.len(), plan.held.len(), plan.unchanged)
                 .map_err(|e| e.to_string())
         }
+        Command::Pull {
+            source,
+            local,
+            default_branch,
+            overwrite_diverged_branches,
+            only_protected_branches,
+            mirror_branch_regex,
+        } => {
+            let rules = mirrorfarm_core::nodes::LeasedPull {
+                overwrite_diverged_branches,
+                only_protected_branches,
+                mirror_branch_regex,
+            };
+            let source = Remote::parse(&source).map_err(|e| e.to_string())?;
+            let plan = push::pull(&Git::in_dir(local), &source, &rules, &default_branch).map_err(|e| e.to_string())?;
+            match plan.pull_divergence_error() {
+                None => {
+                    println!("{} updated, {} unchanged", plan.updates.len(), plan.unchanged);
+                    Ok(())
+                }
+                Some(message) => Err(message),
+            }
+        }
         Command::Sync(pair) => {
             let (source, target) = (
                 Remote::parse(&pair.source).map_err(|e| e.to_string())?,
                 Remote::parse(&pair.target).map_err(|e| e.to_string())?,
             );
             let local = pair.local();
-            let plan = push::plan(&local, Some(&source), &target, &pair.settings()).map_err(|e| e.to_string())?;
+            let plan = push::plan(&local, Some((&source, &push::exact_pull())), &target, &pair.settings())
+                .map_err(|e| e.to_string())?;
             match push::execute(&local, &target, &plan, &|| false).map_err(|e| e.to_string())? {
                 UpdateOutcome::Pushed => {
                     println!("{} pushed, {} unchanged", plan.updates.len(), plan.unchanged);

@@ -1,10 +1,12 @@
-//! One push-mirror update: refresh the local copy from upstream, compare with the target,
-//! let the core plan, and push only what changed — the default branch first, then in batches.
+//! Mirror updates. A pull refreshes the node's local copy from upstream under the repository's
+//! pull-mirror rules; a push compares the copy with the target, lets the core plan, and pushes
+//! only what changed — the default branch first, then in batches.
 
 use mirrorfarm_core::filters::BranchFilter;
 use mirrorfarm_core::mirrors::UpdateOutcome;
+use mirrorfarm_core::nodes::LeasedPull;
 use mirrorfarm_core::sync::{MirrorRules, RefUpdatePlan, plan_push};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::git::{Git, GitError, Remote};
 
@@ -39,30 +41,61 @@ pub(crate) struct PushSettings {
 }
 
 impl PushSettings {
-    /// The core's rules for these settings (the default branch counts as protected, as in GitLab).
+    /// The core's push rules for these settings.
     pub(crate) fn rules(&self) -> Result<MirrorRules, PushError> {
         let branches = BranchFilter::new(self.only_protected_branches, self.mirror_branch_regex.as_deref())
             .map_err(|e| PushError::Filter(e.to_string()))?;
-        Ok(MirrorRules {
-            branches,
-            keep_divergent_refs: self.keep_divergent_refs,
-            default_branch: self.default_branch.clone(),
-            protected: vec![self.default_branch.clone()],
-        })
+        Ok(MirrorRules::push(branches, self.keep_divergent_refs, &self.default_branch))
     }
 }
 
-/// Refreshes `local` from `upstream` (if any) and plans the push to `target`.
+/// An exact pull: the copy follows upstream (used when no pull mirror was configured).
+pub(crate) fn exact_pull() -> LeasedPull {
+    LeasedPull { overwrite_diverged_branches: true, only_protected_branches: false, mirror_branch_regex: None }
+}
+
+/// Refreshes the local copy from upstream under pull-mirror rules; the plan says what moved and
+/// what was kept (diverged upstream).
+pub(crate) fn pull(
+    local: &Git,
+    upstream: &Remote,
+    rules: &LeasedPull,
+    default_branch: &str,
+) -> Result<RefUpdatePlan, PushError> {
+    let branches = BranchFilter::new(rules.only_protected_branches, rules.mirror_branch_regex.as_deref())
+        .map_err(|e| PushError::Filter(e.to_string()))?;
+    let rules = MirrorRules::pull(branches, rules.overwrite_diverged_branches, default_branch);
+    local.ensure_bare()?;
+    local.fetch_staged(upstream)?;
+    let staged = local.staged_refs()?;
+    let current = local.local_refs()?;
+    let plan = plan_push(&staged, &current, &rules, &mut local.clone())?;
+    local.apply(&plan.updates)?;
+    info!(
+        upstream = upstream.masked(),
+        updated = plan.updates.len(),
+        held = plan.held.len(),
+        unchanged = plan.unchanged,
+        "pulled"
+    );
+    Ok(plan)
+}
+
+/// Refreshes `local` from `upstream` (if any), then plans the push to `target`. Refs upstream
+/// rewrote that the pull rules keep are pushed as the copy has them.
 pub(crate) fn plan(
     local: &Git,
-    upstream: Option<&Remote>,
+    upstream: Option<(&Remote, &LeasedPull)>,
     target: &Remote,
     settings: &PushSettings,
 ) -> Result<RefUpdatePlan, PushError> {
     let rules = settings.rules()?;
     local.ensure_bare()?;
-    if let Some(upstream) = upstream {
-        local.fetch_all(upstream)?;
+    if let Some((upstream, pull_rules)) = upstream {
+        let pulled = pull(local, upstream, pull_rules, &settings.default_branch)?;
+        if let Some(kept) = pulled.pull_divergence_error() {
+            warn!(upstream = upstream.masked(), "{kept}");
+        }
     }
     let source = local.local_refs()?;
     let target_refs = Git::detached().remote_refs(target)?;

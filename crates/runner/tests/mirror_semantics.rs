@@ -211,3 +211,49 @@ fn branch_filters_select_branches_and_tags_always_go() {
     let bad = g.sync(&["--mirror-branch-regex", "(("]);
     assert!(!bad.status.success());
 }
+
+#[test]
+fn pull_mirror_overwrites_rewritten_upstream_only_when_asked() {
+    let f = Fixture::new("pull");
+    git(&f.path("work"), &["branch", "doomed"]);
+    f.commit("two");
+    f.publish();
+    let pull = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mirrorfarm-runner"))
+            .arg("pull")
+            .arg(f.path("up.git"))
+            .arg(f.path("copy.git"))
+            .args(extra)
+            .env("MIRRORFARM_LOG", "warn")
+            .output()
+            .expect("runner runs")
+    };
+    assert!(pull(&[]).status.success());
+    let copy = |r: &str| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(f.path("copy.git"))
+            .args(["rev-parse", "--verify", "-q", r])
+            .output()
+            .expect("git");
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let before = copy("refs/heads/main");
+    // Upstream rewrites main (drops "two") and deletes a branch.
+    git(&f.path("work"), &["reset", "-q", "--hard", "HEAD~1"]);
+    let rewritten = f.commit("rewritten");
+    git(&f.path("work"), &["branch", "-q", "-D", "doomed"]);
+    f.publish();
+
+    let kept = pull(&[]);
+    assert!(!kept.status.success(), "a kept rewrite fails the pull");
+    let err = String::from_utf8_lossy(&kept.stderr);
+    assert!(err.contains("diverged upstream") && err.contains("refs/heads/main"), "{err}");
+    assert_eq!(copy("refs/heads/main"), before, "history is not lost without overwrite");
+    assert!(copy("refs/heads/doomed").is_some(), "deletions are not followed without overwrite");
+
+    let overwritten = pull(&["--overwrite-diverged-branches"]);
+    assert!(overwritten.status.success(), "{overwritten:?}");
+    assert_eq!(copy("refs/heads/main"), Some(rewritten));
+    assert_eq!(copy("refs/heads/doomed"), None);
+}

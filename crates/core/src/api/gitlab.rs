@@ -44,7 +44,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
     }
 
     /// The repository of a mirror route, checked for the maintainer-level access GitLab requires.
-    async fn mirror_repository(&self, call: &Call<'_>) -> Result<Repository> {
+    pub(super) async fn mirror_repository(&self, call: &Call<'_>) -> Result<Repository> {
         let who = Some(call.principal()?);
         let repo = self.gitlab_repository(call.params.raw("id")).await?.ok_or_else(project_not_found)?;
         let level = self.repository_level(who, &repo).await?;
@@ -115,7 +115,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         let url = change.new_url.clone().ok_or(ApiError::Internal("create without url".into()))?;
         let stored = self.stored_url(&url, None).await?;
         let mirror = change.into_new_mirror(repo.id, stored, self.now);
-        let job = job_for_mirror_change(repo.id, 0, false, mirror.enabled, true, self.now);
+        let job = job_for_mirror_change(JobKind::PushMirror, repo.id, None, false, mirror.enabled, true, self.now);
         let created = self.store.insert_remote_mirror(&mirror, job.as_ref()).await?;
         Ok(ApiResponse::json(201, &RemoteMirrorDto::from(&created)))
     }
@@ -130,7 +130,15 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         };
         let url_changed = url.is_some();
         let next = change.apply_to(&current, url, self.now);
-        let job = job_for_mirror_change(repo.id, current.id, current.enabled, next.enabled, url_changed, self.now);
+        let job = job_for_mirror_change(
+            JobKind::PushMirror,
+            repo.id,
+            Some(current.id),
+            current.enabled,
+            next.enabled,
+            url_changed,
+            self.now,
+        );
         self.store.update_remote_mirror(&next, job.as_ref()).await?;
         Ok(ApiResponse::json(200, &RemoteMirrorDto::from(&next)))
     }

@@ -6,6 +6,7 @@
 mod gitlab;
 mod identity;
 mod nodes;
+mod pull_mirrors;
 mod queue;
 mod registry;
 mod request;
@@ -125,6 +126,9 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
             H::DeleteRemoteMirror => self.delete_remote_mirror(&call).await,
             H::SyncRemoteMirror => self.sync_remote_mirror(&call).await,
             H::RemoteMirrorPublicKey => self.remote_mirror_public_key(&call).await,
+            H::GetPullMirror => self.get_pull_mirror(&call).await,
+            H::UpdatePullMirror => self.update_pull_mirror(&call).await,
+            H::StartPullMirror => self.start_pull_mirror(&call).await,
             H::ListProjects => self.list_projects(&call).await,
             H::CreateProject => self.create_project(&call).await,
             H::GetProject => self.get_project(&call).await,

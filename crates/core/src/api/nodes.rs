@@ -8,12 +8,12 @@ use serde_json::json;
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::token_lookup_key;
-use crate::mirrors::{NextStep, RemoteMirror, UpdateOutcome};
-use crate::nodes::{LeasedJob, LeasedMirror, LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto};
+use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
+use crate::nodes::{LeasedJob, LeasedMirror, LeasedPull, LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto};
 use crate::paging::BitbucketPage;
-use crate::queue::{DEFAULT_LEASE_MS, Job, JobCompletion, JobState, MAX_LEASE_MS, MIN_LEASE_MS};
+use crate::queue::{DEFAULT_LEASE_MS, Job, JobCompletion, JobKind, JobState, MAX_LEASE_MS, MIN_LEASE_MS};
 use crate::registry::Repository;
-use crate::store::{Crypto, Store};
+use crate::store::{Crypto, SavedMirror, Store};
 use crate::urls::{GitUrl, StoredUrl};
 
 fn lease_lost() -> ApiError {
@@ -95,29 +95,44 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         for job in &expired {
             let Some(lease_id) = job.lease_id.as_deref() else { continue };
             let outcome = UpdateOutcome::Error(LEASE_EXPIRED.into());
-            let (completion, mirror) = self.conclude(job, &outcome).await?;
-            self.store.finish_job(job.id, lease_id, completion, false, self.now, mirror.as_ref()).await?;
+            let (completion, tracked) = self.conclude(job, &outcome).await?;
+            self.store
+                .finish_job(job.id, lease_id, completion, false, self.now, tracked.as_ref().map(Tracked::saved))
+                .await?;
         }
         Ok(expired.len())
     }
 
+    /// The mirror a job updates: its push mirror, or its repository's pull mirror (implicit
+    /// settings if never configured). `None` if it is gone.
+    async fn tracked(&self, job: &Job) -> Result<Option<Tracked>> {
+        Ok(match job.kind {
+            JobKind::PushMirror => match job.remote_mirror_id {
+                Some(id) => self.store.remote_mirror_by_id(id).await?.map(Tracked::Push),
+                None => None,
+            },
+            JobKind::PullMirror => match self.store.repository_by_id(job.repository_id).await? {
+                Some(repo) if repo.upstream.is_some() => Some(Tracked::Pull(
+                    self.store.pull_mirror(repo.id).await?.unwrap_or_else(|| PullMirror::implicit(repo.id, self.now)),
+                )),
+                _ => None,
+            },
+        })
+    }
+
     /// What a try's outcome means for the job and its mirror.
-    async fn conclude(&self, job: &Job, outcome: &UpdateOutcome) -> Result<(JobCompletion, Option<RemoteMirror>)> {
-        let mirror = match job.remote_mirror_id {
-            Some(id) => self.store.remote_mirror_by_id(id).await?,
-            None => None,
-        };
-        let Some(mut mirror) = mirror else {
+    async fn conclude(&self, job: &Job, outcome: &UpdateOutcome) -> Result<(JobCompletion, Option<Tracked>)> {
+        let Some(mut tracked) = self.tracked(job).await? else {
             // The mirror was deleted meanwhile: nothing left to record.
             return Ok((JobCompletion::Done, None));
         };
-        mirror.updated_at = self.now;
-        let completion = match mirror.update.end(outcome, job.attempt, self.config.retry_base_ms, self.now) {
+        tracked.touch(self.now);
+        let completion = match tracked.update().end(outcome, job.attempt, self.config.retry_base_ms, self.now) {
             NextStep::Done => JobCompletion::Done,
             NextStep::RetryAt(at) => JobCompletion::RetryAt(at),
             NextStep::GiveUp => JobCompletion::Failed,
         };
-        Ok((completion, Some(mirror)))
+        Ok((completion, Some(tracked)))
     }
 
     pub(super) async fn lease_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -133,18 +148,18 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
                 return Ok(ApiResponse::empty(204));
             };
             let repo = self.store.repository_by_id(job.repository_id).await?;
-            let mirror = match (job.remote_mirror_id, &repo) {
-                (Some(id), Some(r)) => self.store.remote_mirror(r.id, id).await?.filter(|m| m.enabled),
-                _ => None,
-            };
-            let (Some(repo), Some(mut mirror)) = (repo, mirror) else {
+            let tracked = self.tracked(&job).await?.filter(Tracked::enabled);
+            let (Some(repo), Some(mut tracked)) = (repo, tracked) else {
                 self.store.finish_job(job.id, &lease_id, JobCompletion::Done, false, self.now, None).await?;
                 continue;
             };
-            mirror.update.begin(self.now);
-            mirror.updated_at = self.now;
-            self.store.update_remote_mirror(&mirror, None).await?;
-            let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &mirror).await?;
+            tracked.update().begin(self.now);
+            tracked.touch(self.now);
+            match &tracked {
+                Tracked::Push(m) => self.store.update_remote_mirror(m, None).await?,
+                Tracked::Pull(p) => self.store.save_pull_mirror(p, None, None).await?,
+            }
+            let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &tracked).await?;
             return Ok(ApiResponse::json(200, &body));
         }
         Ok(ApiResponse::empty(204))
@@ -156,11 +171,27 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         lease_id: &str,
         deadline: i64,
         repo: &Repository,
-        mirror: &RemoteMirror,
+        tracked: &Tracked,
     ) -> Result<LeasedJob> {
         let upstream_url = match &repo.upstream {
             Some(url) => Some(self.unsealed(url).await?),
             None => None,
+        };
+        let pull = match tracked {
+            Tracked::Pull(p) => p.clone(),
+            Tracked::Push(_) => {
+                self.store.pull_mirror(repo.id).await?.unwrap_or_else(|| PullMirror::implicit(repo.id, self.now))
+            }
+        };
+        let remote_mirror = match tracked {
+            Tracked::Push(mirror) => Some(LeasedMirror {
+                id: mirror.id,
+                url: self.unsealed(&mirror.url).await?,
+                keep_divergent_refs: mirror.keep_divergent_refs,
+                only_protected_branches: mirror.only_protected_branches,
+                mirror_branch_regex: mirror.mirror_branch_regex.clone(),
+            }),
+            Tracked::Pull(_) => None,
         };
         Ok(LeasedJob {
             id: job.id,
@@ -174,14 +205,13 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
                 slug: repo.slug.clone(),
                 default_branch: repo.default_branch.clone(),
                 upstream_url,
+                pull: LeasedPull {
+                    overwrite_diverged_branches: pull.mirror_overwrites_diverged_branches,
+                    only_protected_branches: pull.only_mirror_protected_branches,
+                    mirror_branch_regex: pull.mirror_branch_regex,
+                },
             },
-            remote_mirror: Some(LeasedMirror {
-                id: mirror.id,
-                url: self.unsealed(&mirror.url).await?,
-                keep_divergent_refs: mirror.keep_divergent_refs,
-                only_protected_branches: mirror.only_protected_branches,
-                mirror_branch_regex: mirror.mirror_branch_regex.clone(),
-            }),
+            remote_mirror,
         })
     }
 
@@ -226,18 +256,20 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             }
         };
         if job.state == JobState::Leased {
-            let (completion, mirror) = self.conclude(&job, &outcome).await?;
-            if !self.store.finish_job(job.id, &lease_id, completion, true, self.now, mirror.as_ref()).await? {
+            let (completion, tracked) = self.conclude(&job, &outcome).await?;
+            if !self
+                .store
+                .finish_job(job.id, &lease_id, completion, true, self.now, tracked.as_ref().map(Tracked::saved))
+                .await?
+            {
                 return Err(lease_lost());
             }
         }
         // Reported before under this lease: nothing changes, the current state is the answer.
         let job = self.store.job(job.id).await?.ok_or_else(|| ApiError::not_found("Job", "Job does not exist."))?;
-        let mirror = match job.remote_mirror_id {
-            Some(id) => self.store.remote_mirror_by_id(id).await?,
-            None => None,
-        };
-        Ok(ApiResponse::json(200, &json!({ "job": job, "updateStatus": mirror.map(|m| m.update.status) })))
+        let mut tracked = self.tracked(&job).await?;
+        let status = tracked.as_mut().map(|t| t.update().status);
+        Ok(ApiResponse::json(200, &json!({ "job": job, "updateStatus": status })))
     }
 
     pub(super) async fn release_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -245,17 +277,53 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         if job.state != JobState::Leased {
             return Ok(ApiResponse::empty(204));
         }
-        let mirror = match job.remote_mirror_id {
-            Some(id) => self.store.remote_mirror_by_id(id).await?.map(|mut m| {
-                m.update.release();
-                m.updated_at = self.now;
-                m
-            }),
-            None => None,
-        };
-        if !self.store.finish_job(job.id, &lease_id, JobCompletion::Released, false, self.now, mirror.as_ref()).await? {
+        let mut tracked = self.tracked(&job).await?;
+        if let Some(t) = tracked.as_mut() {
+            t.update().release();
+            t.touch(self.now);
+        }
+        let saved = tracked.as_ref().map(Tracked::saved);
+        if !self.store.finish_job(job.id, &lease_id, JobCompletion::Released, false, self.now, saved).await? {
             return Err(lease_lost());
         }
         Ok(ApiResponse::empty(204))
+    }
+}
+
+/// The mirror whose state a job moves.
+enum Tracked {
+    /// A push mirror.
+    Push(RemoteMirror),
+    /// A repository's pull mirror.
+    Pull(PullMirror),
+}
+
+impl Tracked {
+    fn update(&mut self) -> &mut UpdateState {
+        match self {
+            Self::Push(m) => &mut m.update,
+            Self::Pull(p) => &mut p.update,
+        }
+    }
+
+    fn touch(&mut self, now: crate::time::Timestamp) {
+        match self {
+            Self::Push(m) => m.updated_at = now,
+            Self::Pull(p) => p.updated_at = now,
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        match self {
+            Self::Push(m) => m.enabled,
+            Self::Pull(p) => p.enabled,
+        }
+    }
+
+    fn saved(&self) -> SavedMirror<'_> {
+        match self {
+            Self::Push(m) => SavedMirror::Push(m),
+            Self::Pull(p) => SavedMirror::Pull(p),
+        }
     }
 }

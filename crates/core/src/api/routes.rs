@@ -27,6 +27,12 @@ pub enum Handler {
     SyncRemoteMirror,
     /// `GET …/remote_mirrors/:mirror_id/public_key`.
     RemoteMirrorPublicKey,
+    /// `GET /api/v4/projects/:id/mirror/pull`.
+    GetPullMirror,
+    /// `PUT /api/v4/projects/:id/mirror/pull`.
+    UpdatePullMirror,
+    /// `POST /api/v4/projects/:id/mirror/pull`.
+    StartPullMirror,
     /// `GET /rest/api/latest/projects`.
     ListProjects,
     /// `POST /rest/api/latest/projects`.
@@ -107,6 +113,9 @@ const ROUTES: &[(Method, &str, Handler)] = &[
     (Delete, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}", H::DeleteRemoteMirror),
     (Post, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/sync", H::SyncRemoteMirror),
     (Get, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/public_key", H::RemoteMirrorPublicKey),
+    (Get, "/api/v4/projects/{id}/mirror/pull", H::GetPullMirror),
+    (Put, "/api/v4/projects/{id}/mirror/pull", H::UpdatePullMirror),
+    (Post, "/api/v4/projects/{id}/mirror/pull", H::StartPullMirror),
     (Get, "/rest/api/latest/projects", H::ListProjects),
     (Post, "/rest/api/latest/projects", H::CreateProject),
     (Get, "/rest/api/latest/projects/{projectKey}", H::GetProject),

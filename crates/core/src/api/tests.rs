@@ -403,6 +403,9 @@ fn public_repositories_are_readable_anonymously_but_mirrors_are_not() {
 }
 
 mod node_protocol {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     const NODE: &str = "/rest/mirrorfarm/latest";
@@ -551,5 +554,93 @@ mod node_protocol {
             200
         );
         assert_eq!(lease(&w, &token).status, 204);
+    }
+}
+
+mod pull_mirrors {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn pull_path(id: i64) -> String {
+        format!("/api/v4/projects/{id}/mirror/pull")
+    }
+
+    #[test]
+    fn configure_start_and_lease_a_pull_mirror() {
+        let w = World::new();
+        let id = w.seed_repo();
+        let r = w.as_admin("GET", &pull_path(id), None);
+        assert_eq!(
+            (r.status, r.body["message"].as_str()),
+            (400, Some("400 Bad request - Pull mirror is not configured"))
+        );
+        assert_eq!(w.as_admin("PUT", &pull_path(id), Some(json!({"enabled": true}))).status, 400, "url is missing");
+        let put = w.as_admin(
+            "PUT",
+            &pull_path(id),
+            Some(json!({"url": "https://example.com/up.git", "auth_user": "bot", "auth_password": "pu11-secret", "mirror_overwrites_diverged_branches": false})),
+        );
+        assert_eq!(put.status, 200, "{}", put.raw);
+        assert_eq!(put.body["url"], "https://*****:*****@example.com/up.git");
+        assert_eq!(
+            (put.body["enabled"].as_bool(), put.body["mirror_overwrites_diverged_branches"].as_bool()),
+            (Some(true), Some(false))
+        );
+        assert!(!put.raw.contains("pu11-secret"));
+        assert_eq!(
+            w.as_admin("GET", "/rest/api/latest/projects/MF/repos/repo", None).body["upstreamUrl"],
+            "https://*****:*****@example.com/up.git"
+        );
+        assert_eq!(w.as_admin("POST", &pull_path(id), None).status, 200);
+        assert_eq!(w.store.job_count(), 1, "configuring queued a pull; starting joined it");
+
+        let node = w.as_admin("POST", "/rest/mirrorfarm/latest/nodes", Some(json!({"name": "n"}))).body["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        let job = w.as_token(&node, "POST", "/rest/mirrorfarm/latest/jobs/lease", None);
+        assert_eq!(job.body["kind"], "PULL_MIRROR", "{}", job.raw);
+        assert_eq!(job.body["repository"]["upstreamUrl"], "https://bot:pu11-secret@example.com/up.git");
+        assert_eq!(job.body["repository"]["pull"]["overwriteDivergedBranches"], false);
+        assert_eq!(job.body["remoteMirror"], Value::Null);
+        assert_eq!(w.as_admin("GET", &pull_path(id), None).body["update_status"], "started");
+        let report = json!({"leaseId": job.body["leaseId"], "outcome": "diverged", "message": "Some refs have diverged upstream and have not been updated in the mirror:\n\nrefs/heads/main"});
+        let r =
+            w.as_token(&node, "POST", &format!("/rest/mirrorfarm/latest/jobs/{}/result", job.body["id"]), Some(report));
+        assert_eq!(r.body["updateStatus"], "failed", "{}", r.raw);
+        let after = w.as_admin("GET", &pull_path(id), None).body;
+        assert!(after["last_error"].as_str().is_some_and(|e| e.ends_with("refs/heads/main")));
+        // Disabled pull mirrors can't be started.
+        assert_eq!(w.as_admin("PUT", &pull_path(id), Some(json!({"enabled": false}))).status, 200);
+        assert_eq!(w.as_admin("POST", &pull_path(id), None).status, 400);
+    }
+
+    #[test]
+    fn push_jobs_carry_the_implicit_exact_pull_rules() {
+        let w = World::new();
+        w.seed_repo();
+        let r = w.as_admin(
+            "POST",
+            "/rest/api/latest/projects/MF/repos",
+            Some(json!({"name": "up", "upstreamUrl": "https://example.com/u.git"})),
+        );
+        let id = r.body["id"].as_i64().expect("id");
+        assert_eq!(w.as_admin("GET", &pull_path(id), None).body["mirror_overwrites_diverged_branches"], true);
+        assert_eq!(
+            w.as_admin("POST", &mirrors_path(id), Some(json!({"url": "https://example.com/t.git", "enabled": true})))
+                .status,
+            201
+        );
+        let node = w.as_admin("POST", "/rest/mirrorfarm/latest/nodes", Some(json!({"name": "n"}))).body["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        let job = w.as_token(&node, "POST", "/rest/mirrorfarm/latest/jobs/lease", None).body;
+        assert_eq!(
+            (job["kind"].as_str(), job["repository"]["pull"]["overwriteDivergedBranches"].as_bool()),
+            (Some("PUSH_MIRROR"), Some(true))
+        );
     }
 }

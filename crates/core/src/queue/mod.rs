@@ -13,6 +13,8 @@ use crate::time::Timestamp;
 pub enum JobKind {
     /// Push a repository to one of its remote mirrors.
     PushMirror,
+    /// Refresh a repository's copy from its upstream (its pull mirror).
+    PullMirror,
 }
 
 /// Why a job was queued.
@@ -55,7 +57,7 @@ macro_rules! names {
         }
     };
 }
-names!(JobKind { PushMirror = "PUSH_MIRROR" });
+names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR" });
 names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED" });
 names!(JobState { Queued = "QUEUED", Leased = "LEASED", Done = "DONE", Failed = "FAILED" });
 
@@ -125,10 +127,12 @@ pub const MIN_LEASE_MS: i64 = 5_000;
 /// Longest lease a node may ask for.
 pub const MAX_LEASE_MS: i64 = 3_600_000;
 
-/// What a change to a mirror asks of the queue: the job to add, if any.
+/// What a change to a mirror asks of the queue: the job to add, if any. Push mirrors name their
+/// mirror; a pull mirror is the repository's own.
 pub fn job_for_mirror_change(
+    kind: JobKind,
     repository_id: i64,
-    mirror_id: i64,
+    mirror_id: Option<i64>,
     was_enabled: bool,
     now_enabled: bool,
     url_changed: bool,
@@ -140,13 +144,7 @@ pub fn job_for_mirror_change(
         (true, true, true) => JobReason::UrlChanged,
         (true, true, false) => return None,
     };
-    Some(NewJob {
-        kind: JobKind::PushMirror,
-        repository_id,
-        remote_mirror_id: Some(mirror_id),
-        reason,
-        enqueued_at: now,
-    })
+    Some(NewJob { kind, repository_id, remote_mirror_id: mirror_id, reason, enqueued_at: now })
 }
 
 #[cfg(test)]
@@ -159,11 +157,14 @@ mod tests {
     #[test]
     fn mirror_changes_queue_only_when_enabled() {
         let t = Timestamp(1);
-        assert_eq!(job_for_mirror_change(1, 2, false, false, true, t), None);
-        assert_eq!(job_for_mirror_change(1, 2, true, false, false, t), None);
-        assert_eq!(job_for_mirror_change(1, 2, true, true, false, t), None);
-        assert_eq!(job_for_mirror_change(1, 2, false, true, false, t).map(|j| j.reason), Some(JobReason::Enabled));
-        assert_eq!(job_for_mirror_change(1, 2, true, true, true, t).map(|j| j.reason), Some(JobReason::UrlChanged));
+        let push = |was, now, url| job_for_mirror_change(JobKind::PushMirror, 1, Some(2), was, now, url, t);
+        assert_eq!(push(false, false, true), None);
+        assert_eq!(push(true, false, false), None);
+        assert_eq!(push(true, true, false), None);
+        assert_eq!(push(false, true, false).map(|j| j.reason), Some(JobReason::Enabled));
+        assert_eq!(push(true, true, true).map(|j| j.reason), Some(JobReason::UrlChanged));
+        let pull = job_for_mirror_change(JobKind::PullMirror, 1, None, false, true, false, t).expect("queued");
+        assert_eq!((pull.kind, pull.remote_mirror_id), (JobKind::PullMirror, None));
     }
 
     #[test]

@@ -6,4 +6,4 @@
 
 mod plan;
 
-pub use plan::{Ancestry, MirrorRules, RefAction, RefUpdate, RefUpdatePlan, Refs, plan_push};
+pub use plan::{Ancestry, MirrorRules, RefAction, RefUpdate, RefUpdatePlan, Refs, TargetOnlyRefs, plan_push};

@@ -18,17 +18,61 @@ pub trait Ancestry {
     fn is_ancestor(&mut self, ancestor: &ObjectId, descendant: &ObjectId) -> Result<bool, Self::Error>;
 }
 
+/// What happens to a ref that only the target has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetOnlyRefs {
+    /// Left alone.
+    Keep,
+    /// Deleted if its tip is merged into the source's default branch (GitLab push mirrors).
+    DeleteIfMerged,
+    /// Deleted (a pull mirror that overwrites: the copy follows upstream exactly).
+    Delete,
+}
+
 /// The mirror settings the plan depends on.
 #[derive(Debug, Clone)]
 pub struct MirrorRules {
     /// Which branches are mirrored.
     pub branches: BranchFilter,
-    /// Never force or delete; skip and report diverged refs instead.
+    /// Never force; skip and report diverged refs instead.
     pub keep_divergent_refs: bool,
+    /// What to do with refs only the target has.
+    pub target_only: TargetOnlyRefs,
     /// The source's default branch (short name): pushed first, and the reference for deletions.
     pub default_branch: String,
     /// Protected branch names (the default branch is always protected, as in GitLab).
     pub protected: Vec<String>,
+}
+
+impl MirrorRules {
+    /// A push mirror's rules: `keep_divergent_refs` never forces nor deletes; otherwise diverged
+    /// refs are forced and target-only refs deleted when merged into the default branch.
+    pub fn push(branches: BranchFilter, keep_divergent_refs: bool, default_branch: &str) -> Self {
+        let target_only = if keep_divergent_refs { TargetOnlyRefs::Keep } else { TargetOnlyRefs::DeleteIfMerged };
+        Self::new(branches, keep_divergent_refs, target_only, default_branch)
+    }
+
+    /// A pull mirror's rules: with `overwrite` the copy follows upstream exactly (forced moves,
+    /// deletions); without, diverged refs are kept and reported and nothing is deleted.
+    pub fn pull(branches: BranchFilter, overwrite: bool, default_branch: &str) -> Self {
+        let target_only = if overwrite { TargetOnlyRefs::Delete } else { TargetOnlyRefs::Keep };
+        Self::new(branches, !overwrite, target_only, default_branch)
+    }
+
+    fn new(
+        branches: BranchFilter,
+        keep_divergent_refs: bool,
+        target_only: TargetOnlyRefs,
+        default_branch: &str,
+    ) -> Self {
+        Self {
+            branches,
+            keep_divergent_refs,
+            target_only,
+            default_branch: default_branch.to_owned(),
+            protected: vec![default_branch.to_owned()],
+        }
+    }
 }
 
 /// What happens to one ref.
@@ -112,12 +156,19 @@ impl RefUpdatePlan {
         self.held.iter().filter(|u| u.action == RefAction::SkipDiverged).map(|u| u.name.as_str())
     }
 
-    /// GitLab's `last_error` when diverged refs were skipped, or `None`.
+    /// GitLab's push-mirror `last_error` when diverged refs were skipped, or `None`.
     pub fn divergence_error(&self) -> Option<String> {
+        self.diverged_message("Some refs have diverged and have not been updated on the remote:")
+    }
+
+    /// The pull-mirror counterpart: refs upstream rewrote that the copy kept.
+    pub fn pull_divergence_error(&self) -> Option<String> {
+        self.diverged_message("Some refs have diverged upstream and have not been updated in the mirror:")
+    }
+
+    fn diverged_message(&self, headline: &str) -> Option<String> {
         let names: Vec<&str> = self.diverged().collect();
-        (!names.is_empty()).then(|| {
-            format!("Some refs have diverged and have not been updated on the remote:\n\n{}", names.join("\n"))
-        })
+        (!names.is_empty()).then(|| format!("{headline}\n\n{}", names.join("\n")))
     }
 }
 
@@ -162,14 +213,17 @@ pub fn plan_push<A: Ancestry>(
         if action.pushes() { plan.updates.push(update) } else { plan.held.push(update) }
     }
     for (name, &old) in target.iter().filter(|(n, _)| !source.contains_key(*n) && mirrored(n, rules)) {
-        let merged = match default_tip {
-            Some(tip) if !rules.keep_divergent_refs => ancestry.is_ancestor(&old, tip)?,
-            _ => false,
-        };
-        let (action, rule) = match (rules.keep_divergent_refs, merged) {
-            (true, _) => (RefAction::KeepTargetOnly, "only on the target; keep_divergent_refs never deletes"),
-            (false, true) => (RefAction::Delete, "only on the target and merged into the default branch"),
-            (false, false) => (RefAction::KeepTargetOnly, "only on the target and not merged into the default branch"),
+        let (action, rule) = match rules.target_only {
+            TargetOnlyRefs::Keep => {
+                (RefAction::KeepTargetOnly, "only on the target; diverged refs are kept, nothing is deleted")
+            }
+            TargetOnlyRefs::Delete => (RefAction::Delete, "gone from the source, and the mirror overwrites"),
+            TargetOnlyRefs::DeleteIfMerged => match default_tip {
+                Some(tip) if ancestry.is_ancestor(&old, tip)? => {
+                    (RefAction::Delete, "only on the target and merged into the default branch")
+                }
+                _ => (RefAction::KeepTargetOnly, "only on the target and not merged into the default branch"),
+            },
         };
         let update = RefUpdate { name: name.clone(), old: Some(old), new: None, action, rule };
         if action.pushes() { plan.updates.push(update) } else { plan.held.push(update) }
@@ -227,12 +281,7 @@ mod tests {
     }
 
     fn rules(keep: bool) -> MirrorRules {
-        MirrorRules {
-            branches: BranchFilter::All,
-            keep_divergent_refs: keep,
-            default_branch: "main".into(),
-            protected: vec!["main".into()],
-        }
+        MirrorRules::push(BranchFilter::All, keep, "main")
     }
 
     /// 1 ← 2 ← 3 (main); 2 ← 4 (diverged target commit); 2 ← 5 (feature merged? no: 5 is merged into 3? no)
@@ -319,6 +368,28 @@ mod tests {
         assert_eq!(
             actions(&plan),
             vec![("refs/heads/release/1", RefAction::Create), ("refs/tags/v1", RefAction::Create)]
+        );
+    }
+
+    #[test]
+    fn pull_rules_overwrite_and_delete_or_keep_everything() {
+        let upstream = refs(&[("refs/heads/main", 3)]);
+        let copy = refs(&[("refs/heads/main", 4), ("refs/heads/gone", 4)]);
+        let overwrite = plan_push(&upstream, &copy, &MirrorRules::pull(BranchFilter::All, true, "main"), &mut graph())
+            .expect("plans");
+        assert_eq!(
+            actions(&overwrite),
+            vec![("refs/heads/main", RefAction::Force), ("refs/heads/gone", RefAction::Delete)]
+        );
+        let keep = plan_push(&upstream, &copy, &MirrorRules::pull(BranchFilter::All, false, "main"), &mut graph())
+            .expect("plans");
+        assert_eq!(
+            actions(&keep),
+            vec![("refs/heads/main", RefAction::SkipDiverged), ("refs/heads/gone", RefAction::KeepTargetOnly)]
+        );
+        assert!(
+            keep.pull_divergence_error()
+                .is_some_and(|e| e.contains("diverged upstream") && e.ends_with("refs/heads/main"))
         );
     }
 

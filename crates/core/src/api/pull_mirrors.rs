@@ -1,0 +1,85 @@
+//! GitLab's pull-mirror API: `GET/PUT/POST /api/v4/projects/:id/mirror/pull`.
+
+use super::{ApiError, ApiResponse, Call, Result, Service};
+use crate::mirrors::{PullMirror, PullMirrorDto, PullRequestError, check_pull_update};
+use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
+use crate::registry::Repository;
+use crate::store::{Crypto, Store};
+use crate::urls::StoredUrl;
+
+impl From<PullRequestError> for ApiError {
+    fn from(e: PullRequestError) -> Self {
+        match e {
+            PullRequestError::Param(p) => Self::BadRequest(p.to_string()),
+            PullRequestError::Url(u) => Self::Field { field: "url".into(), message: u.to_string() },
+            PullRequestError::Filter(f) => Self::Field { field: "mirror_branch_regex".into(), message: f.to_string() },
+        }
+    }
+}
+
+fn not_configured() -> ApiError {
+    ApiError::BadRequest("Pull mirror is not configured".into())
+}
+
+impl<S: Store, C: Crypto> Service<'_, S, C> {
+    /// The repository, its configured (or implicit) pull mirror, and whether it was configured.
+    async fn pull_mirror_of(&self, repo: &Repository) -> Result<(PullMirror, bool)> {
+        Ok(match self.store.pull_mirror(repo.id).await? {
+            Some(m) => (m, true),
+            None => (PullMirror::implicit(repo.id, self.now), false),
+        })
+    }
+
+    pub(super) async fn get_pull_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        let upstream = repo.upstream.as_ref().ok_or_else(not_configured)?;
+        let (mirror, _) = self.pull_mirror_of(&repo).await?;
+        Ok(ApiResponse::json(200, &PullMirrorDto::new(&mirror, upstream)))
+    }
+
+    /// Configures the pull mirror (GitLab's `PUT`); queues a pull when it becomes enabled or its URL changes.
+    pub(super) async fn update_pull_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        let (current, configured) = self.pull_mirror_of(&repo).await?;
+        let change =
+            check_pull_update(&call.fields()?, &current, repo.upstream.as_ref(), &self.config.allowed_hosts, self.now)?;
+        let new_url: Option<StoredUrl> = match &change.new_url {
+            Some(url) => {
+                Some(self.stored_url(url, change.keep_credentials.then_some(repo.upstream.as_ref()).flatten()).await?)
+            }
+            None => None,
+        };
+        let was_enabled = configured && current.enabled;
+        let job = job_for_mirror_change(
+            JobKind::PullMirror,
+            repo.id,
+            None,
+            was_enabled,
+            change.mirror.enabled,
+            new_url.is_some(),
+            self.now,
+        );
+        self.store.save_pull_mirror(&change.mirror, new_url.as_ref(), job.as_ref()).await?;
+        let url = new_url.as_ref().or(repo.upstream.as_ref()).ok_or_else(not_configured)?;
+        Ok(ApiResponse::json(200, &PullMirrorDto::new(&change.mirror, url)))
+    }
+
+    /// Starts a pull now (GitLab's `POST`): queues one unless one already waits.
+    pub(super) async fn start_pull_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        let upstream = repo.upstream.as_ref().ok_or_else(not_configured)?;
+        let (mirror, _) = self.pull_mirror_of(&repo).await?;
+        if !mirror.enabled {
+            return Err(ApiError::BadRequest("Pull mirror is disabled".into()));
+        }
+        let job = NewJob {
+            kind: JobKind::PullMirror,
+            repository_id: repo.id,
+            remote_mirror_id: None,
+            reason: JobReason::Manual,
+            enqueued_at: self.now,
+        };
+        self.store.enqueue(&job).await?;
+        Ok(ApiResponse::json(200, &PullMirrorDto::new(&mirror, upstream)))
+    }
+}
