@@ -3,6 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -94,7 +95,7 @@ before(async () => {
   git(work(), "tag", "-a", "v1", "-m", "release 1");
   publish();
   gitServer = await startGitServer({ root: path.join(dir, "served"), username: USER, password: PASS });
-  worker = await startWorker({ allowedHosts: "127.0.0.1", retryBaseMs: 200 });
+  worker = await startWorker({ allowedHosts: "127.0.0.1", retryBaseMs: 200, pollIntervalMs: 0 });
   call = client(worker.url);
   admin = worker.adminToken;
   assert.equal((await as("POST", "/rest/api/1.0/projects", { json: { key: "RUN", name: "Runner" } })).status, 201);
@@ -224,6 +225,59 @@ test("pull mirror: a rewritten upstream is kept without overwrite, followed with
   const done = await waitPull((p) => p.update_status === "finished" && p.last_successful_update_at !== first.last_successful_update_at, "overwrite");
   assert.equal(done.last_error, null);
   assert.equal(git(nodeCopy, "rev-parse", "refs/heads/main"), rewritten, "overwritten to upstream");
+});
+
+test("a signed push webhook syncs the mirrors; a forged one is refused", async () => {
+  const hook = await as("PUT", `${API}/repos/${repoId}/webhook`);
+  assert.equal(hook.status, 200, hook.text);
+  const head = commit("announced by webhook");
+  publish();
+  const body = JSON.stringify({ ref: "refs/heads/main", after: head });
+  const sign = (secret) => "sha256=" + createHmac("sha256", secret).update(body).digest("hex");
+  const deliver = (signature) =>
+    fetch(`${worker.url}${API}/repos/${repoId}/webhook`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-GitHub-Event": "push", "X-Hub-Signature-256": signature },
+      body,
+    });
+  assert.equal((await deliver(sign("not-the-secret"))).status, 401);
+  const ok = await deliver(sign(hook.body.secret));
+  assert.equal(ok.status, 202);
+  assert.ok((await ok.json()).queued >= 2, "a pull and the push mirrors");
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && git(served("target.git"), "rev-parse", "refs/heads/main") !== head) await new Promise((r) => setTimeout(r, 200));
+  assert.equal(git(served("target.git"), "rev-parse", "refs/heads/main"), head, `webhook → sync\n${runnerLog.slice(-2000)}`);
+});
+
+test("cron polls skip an unchanged upstream and carry a changed one to the mirrors", async () => {
+  const jobsOf = async () => (await as("GET", `${API}/repos/${repoId}/jobs?limit=1000`)).body.values;
+  const idle = async () => {
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      if ((await jobsOf()).every((j) => j.state === "DONE" || j.state === "FAILED")) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.fail(`queue did not drain: ${JSON.stringify(await jobsOf())}`);
+  };
+  await idle();
+  const scheduled = () => fetch(`${worker.url}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*`);
+  const before = (await jobsOf()).length;
+  assert.equal((await scheduled()).status, 200);
+  await idle();
+  const polled = (await jobsOf()).slice(0, (await jobsOf()).length - before);
+  assert.deepEqual(polled.map((j) => [j.kind, j.reason, j.state]), [["PULL_MIRROR", "POLL", "DONE"]], "one poll, nothing after it");
+  assert.match(runnerLog, /upstream unchanged; nothing to pull/);
+
+  const head = commit("found by the poll");
+  publish();
+  const mark = (await jobsOf()).length;
+  await scheduled();
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && git(served("target.git"), "rev-parse", "refs/heads/main") !== head) await new Promise((r) => setTimeout(r, 200));
+  assert.equal(git(served("target.git"), "rev-parse", "refs/heads/main"), head, "the poll carried the change to the mirror");
+  await idle();
+  const followed = (await jobsOf()).slice(0, (await jobsOf()).length - mark).map((j) => `${j.kind}/${j.reason}`);
+  assert.ok(followed.includes("PULL_MIRROR/POLL") && followed.includes("PUSH_MIRROR/UPSTREAM"), followed.join(", "));
 });
 
 test("graceful shutdown releases and nothing secret reaches responses or logs", async () => {

@@ -24,6 +24,7 @@ pub mod store;
 pub mod sync;
 pub mod time;
 pub mod urls;
+pub mod webhooks;
 
 #[cfg(test)]
 pub mod memory_store;

@@ -11,7 +11,7 @@ use crate::mirrors::{PullMirror, RemoteMirror};
 use crate::nodes::{FarmNode, NewNode};
 use crate::queue::{Job, JobCompletion, JobState, NewJob};
 use crate::registry::{NewProject, NewRepository, Project, Repository};
-use crate::store::{Crypto, CryptoError, Grants, SavedMirror, Store, StoreError, StoreResult};
+use crate::store::{Crypto, CryptoError, Grants, RepositoryTriggers, SavedMirror, Store, StoreError, StoreResult};
 use crate::time::Timestamp;
 use crate::urls::StoredUrl;
 
@@ -37,6 +37,7 @@ struct State {
     jobs: Vec<Job>,
     nodes: Vec<FarmNode>,
     pull_mirrors: Vec<PullMirror>,
+    triggers: Vec<RepositoryTriggers>,
 }
 
 impl State {
@@ -345,6 +346,42 @@ impl Store for MemoryStore {
             Ok(())
         })
     }
+    async fn triggers(&self, repository_id: i64) -> StoreResult<Option<RepositoryTriggers>> {
+        Ok(self.state.borrow().triggers.iter().find(|t| t.repository_id == repository_id).cloned())
+    }
+    async fn save_triggers(&self, triggers: &RepositoryTriggers) -> StoreResult<()> {
+        self.write(|s| {
+            s.triggers.retain(|t| t.repository_id != triggers.repository_id);
+            s.triggers.push(triggers.clone());
+            Ok(())
+        })
+    }
+    async fn repositories_due_for_poll(&self, before: Timestamp) -> StoreResult<Vec<i64>> {
+        let s = self.state.borrow();
+        Ok(s.repos
+            .iter()
+            .filter(|(_, r, _)| r.upstream.is_some())
+            .map(|(id, ..)| *id)
+            .filter(|id| s.pull_mirrors.iter().find(|p| p.repository_id == *id).is_none_or(|p| p.enabled))
+            .filter(|id| {
+                s.triggers
+                    .iter()
+                    .find(|t| t.repository_id == *id)
+                    .and_then(|t| t.last_polled_at)
+                    .is_none_or(|at| at < before)
+            })
+            .collect())
+    }
+    async fn enabled_remote_mirror_ids(&self, repository_id: i64) -> StoreResult<Vec<i64>> {
+        Ok(self
+            .state
+            .borrow()
+            .mirrors
+            .iter()
+            .filter(|m| m.repository_id == repository_id && m.enabled)
+            .map(|m| m.id)
+            .collect())
+    }
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Job> {
         self.write(|s| Ok(s.enqueue(job)))
     }
@@ -521,6 +558,9 @@ impl Crypto for FakeCrypto {
             .collect::<Result<_, _>>()
             .map_err(|e| CryptoError::Platform(e.to_string()))?;
         String::from_utf8(bytes).map_err(|e| CryptoError::Platform(e.to_string()))
+    }
+    async fn hmac_sha256_hex(&self, key: &[u8], data: &[u8]) -> Result<String, CryptoError> {
+        Ok(format!("hmac:{}:{}", hex(key), hex(data)))
     }
     async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError> {
         Ok(format!("hash:{}", hex(data)))

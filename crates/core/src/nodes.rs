@@ -75,6 +75,8 @@ pub struct LeasedJob {
     pub lease_deadline: i64,
     /// Which try this is (1-based).
     pub attempt: u32,
+    /// Why it was queued (a poll may skip work if the upstream is unchanged).
+    pub reason: crate::queue::JobReason,
     /// What to do.
     pub kind: crate::queue::JobKind,
     /// The repository concerned.
@@ -110,6 +112,8 @@ pub struct LeasedRepository {
     pub upstream_url: Option<String>,
     /// How the copy follows upstream (its pull-mirror settings).
     pub pull: LeasedPull,
+    /// The upstream's fingerprint at the last pull, for polls to compare with.
+    pub upstream_fingerprint: Option<String>,
 }
 
 /// How a node refreshes its copy from upstream.
@@ -146,8 +150,11 @@ pub struct LeasedMirror {
 pub struct JobReport {
     /// The lease the try ran under.
     pub lease_id: String,
-    /// `pushed`, `diverged` or `error`.
+    /// `pushed`, `diverged`, `error` or `unchanged`.
     pub outcome: String,
     /// Error or divergence text (scrubbed by the node and again by the edge).
     pub message: String,
+    /// For pulls: SHA-256 of the upstream's ref listing (`sync::ref_listing`) just pulled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }

@@ -45,6 +45,19 @@ pub enum SavedMirror<'a> {
     Pull(&'a PullMirror),
 }
 
+/// What starts a repository's syncs besides the API: its webhook and its polls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepositoryTriggers {
+    /// The repository.
+    pub repository_id: i64,
+    /// The webhook secret, sealed; `None` when no webhook is set up.
+    pub webhook_secret_sealed: Option<String>,
+    /// SHA-256 of the upstream's ref listing at the last pull.
+    pub upstream_fingerprint: Option<String>,
+    /// When the repository was last polled.
+    pub last_polled_at: Option<Timestamp>,
+}
+
 /// Result of a storage call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -127,6 +140,15 @@ pub trait Store {
         job: Option<&NewJob>,
     ) -> StoreResult<()>;
 
+    /// A repository's triggers (webhook secret, last upstream fingerprint, last poll).
+    async fn triggers(&self, repository_id: i64) -> StoreResult<Option<RepositoryTriggers>>;
+    /// Saves a repository's triggers.
+    async fn save_triggers(&self, triggers: &RepositoryTriggers) -> StoreResult<()>;
+    /// Repositories with an upstream and an enabled (or implicit) pull mirror not polled since `before`.
+    async fn repositories_due_for_poll(&self, before: Timestamp) -> StoreResult<Vec<i64>>;
+    /// A repository's enabled push mirrors' ids.
+    async fn enabled_remote_mirror_ids(&self, repository_id: i64) -> StoreResult<Vec<i64>>;
+
     /// Queues a job unless one for the same target is already waiting; returns the waiting job.
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Job>;
     /// A repository's jobs, newest first.
@@ -190,6 +212,8 @@ pub trait Crypto {
     async fn seal(&self, plaintext: &str) -> Result<String, CryptoError>;
     /// Opens a value sealed by [`Crypto::seal`].
     async fn unseal(&self, sealed: &str) -> Result<String, CryptoError>;
+    /// HMAC-SHA256 of `data` under `key`, lower-case hex (webhook signatures).
+    async fn hmac_sha256_hex(&self, key: &[u8], data: &[u8]) -> Result<String, CryptoError>;
     /// SHA-256 of `data`, lower-case hex.
     async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError>;
     /// `len` bytes from a cryptographically secure generator.

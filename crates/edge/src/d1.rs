@@ -6,7 +6,7 @@ use mirrorfarm_core::mirrors::{AuthMethod, PullMirror, RemoteMirror, UpdateState
 use mirrorfarm_core::nodes::{FarmNode, NewNode};
 use mirrorfarm_core::queue::{Job, JobCompletion, JobKind, JobReason, JobState, NewJob};
 use mirrorfarm_core::registry::{NewProject, NewRepository, Project, Repository};
-use mirrorfarm_core::store::{Grants, SavedMirror, Store, StoreError, StoreResult};
+use mirrorfarm_core::store::{Grants, RepositoryTriggers, SavedMirror, Store, StoreError, StoreResult};
 use mirrorfarm_core::time::Timestamp;
 use mirrorfarm_core::urls::StoredUrl;
 use serde::Deserialize;
@@ -331,6 +331,19 @@ fn pull_args(p: &PullMirror) -> Vec<JsValue> {
         opt_text(p.update.last_error.as_deref()),
         int(p.updated_at.millis()),
     ]
+}
+
+#[derive(Deserialize)]
+struct TriggersRow {
+    repository_id: i64,
+    webhook_secret_sealed: Option<String>,
+    upstream_fingerprint: Option<String>,
+    last_polled_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct IdRow {
+    id: i64,
 }
 
 #[derive(Deserialize)]
@@ -800,6 +813,58 @@ impl Store for D1Store {
             batch.push(self.enqueue_stmt(job, opt_int(job.remote_mirror_id))?);
         }
         self.db.batch(batch).await.map_err(failure).map(|_| ())
+    }
+
+    async fn triggers(&self, repository_id: i64) -> StoreResult<Option<RepositoryTriggers>> {
+        let row = self
+            .first::<TriggersRow>("SELECT * FROM repository_triggers WHERE repository_id = ?1", &[int(repository_id)])
+            .await?;
+        Ok(row.map(|r| RepositoryTriggers {
+            repository_id: r.repository_id,
+            webhook_secret_sealed: r.webhook_secret_sealed,
+            upstream_fingerprint: r.upstream_fingerprint,
+            last_polled_at: r.last_polled_at.map(Timestamp),
+        }))
+    }
+
+    async fn save_triggers(&self, t: &RepositoryTriggers) -> StoreResult<()> {
+        self.run(
+            "INSERT INTO repository_triggers (repository_id, webhook_secret_sealed, upstream_fingerprint, last_polled_at) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (repository_id) DO UPDATE SET \
+             webhook_secret_sealed = excluded.webhook_secret_sealed, upstream_fingerprint = excluded.upstream_fingerprint, \
+             last_polled_at = excluded.last_polled_at",
+            &[
+                int(t.repository_id),
+                opt_text(t.webhook_secret_sealed.as_deref()),
+                opt_text(t.upstream_fingerprint.as_deref()),
+                opt_int(t.last_polled_at.map(Timestamp::millis)),
+            ],
+        )
+        .await
+    }
+
+    async fn repositories_due_for_poll(&self, before: Timestamp) -> StoreResult<Vec<i64>> {
+        let rows: Vec<IdRow> = self
+            .all(
+                "SELECT r.id FROM repositories r \
+                 LEFT JOIN pull_mirrors p ON p.repository_id = r.id \
+                 LEFT JOIN repository_triggers t ON t.repository_id = r.id \
+                 WHERE r.upstream_url IS NOT NULL AND IFNULL(p.enabled, 1) = 1 \
+                 AND (t.last_polled_at IS NULL OR t.last_polled_at < ?1) ORDER BY r.id LIMIT 500",
+                &[int(before.millis())],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn enabled_remote_mirror_ids(&self, repository_id: i64) -> StoreResult<Vec<i64>> {
+        let rows: Vec<IdRow> = self
+            .all(
+                "SELECT id FROM remote_mirrors WHERE repository_id = ?1 AND enabled = 1 ORDER BY id",
+                &[int(repository_id)],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
     }
 
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Job> {

@@ -33,8 +33,10 @@ async fn api_request(req: &mut Request) -> Result<ApiRequest> {
     let declared_length = header("content-length").and_then(|v| v.parse::<u64>().ok());
     let (content_type, authorization, private_token) =
         (header("content-type"), header("authorization"), header("private-token"));
-    let too_large = declared_length.is_some_and(|n| n > mirrorfarm_core::api::MAX_BODY_BYTES as u64);
+    // The core applies each route's own limit; nothing larger than the largest is ever read.
+    let too_large = declared_length.is_some_and(|n| n > mirrorfarm_core::api::MAX_WEBHOOK_BYTES as u64);
     let body = if too_large { Vec::new() } else { req.bytes().await.unwrap_or_default() };
+    let headers = req.headers().entries().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     Ok(ApiRequest {
         method: Method::parse(req.method().as_ref()),
         origin: origin.to_owned(),
@@ -45,6 +47,7 @@ async fn api_request(req: &mut Request) -> Result<ApiRequest> {
         private_token,
         body,
         declared_length,
+        headers,
     })
 }
 
@@ -73,7 +76,13 @@ fn config(env: &Env) -> std::result::Result<Config, String> {
         None => defaults.retry_base_ms,
         Some(v) => v.parse().map_err(|_| format!("MIRRORFARM_RETRY_BASE_MS: {v:?} is not a number of milliseconds"))?,
     };
-    Ok(Config { allowed_hosts, retry_base_ms })
+    let poll_interval_ms = match setting(env, "MIRRORFARM_POLL_INTERVAL_MS").filter(|v| !v.is_empty()) {
+        None => defaults.poll_interval_ms,
+        Some(v) => {
+            v.parse().map_err(|_| format!("MIRRORFARM_POLL_INTERVAL_MS: {v:?} is not a number of milliseconds"))?
+        }
+    };
+    Ok(Config { allowed_hosts, retry_base_ms, poll_interval_ms })
 }
 
 fn now() -> Timestamp {
@@ -101,8 +110,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     into_response(response)
 }
 
-/// The cron: returns the jobs of nodes that stopped answering to the queue, so no mirror stays
-/// `started` past a lease deadline even when no node asks for work.
+/// The cron: returns the jobs of nodes that stopped answering to the queue (so no mirror stays
+/// `started` past a lease deadline even when no node asks for work), and queues due polls.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let (config, db) = match (config(&env), env.d1(DB_BINDING)) {
@@ -112,9 +121,15 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     };
     let store = d1::D1Store::new(db);
     let crypto = webcrypto::WebCrypto::new(setting(&env, "MIRRORFARM_SEAL_KEY"));
-    match Service::new(&store, &crypto, &config, now()).expire_leases().await {
+    let service = Service::new(&store, &crypto, &config, now());
+    match service.expire_leases().await {
         Ok(0) => {}
         Ok(n) => console_log!("scheduled: {n} expired lease(s) returned to the queue"),
         Err(e) => console_error!("scheduled: expiring leases failed: {e}"),
+    }
+    match service.schedule_polls().await {
+        Ok(0) => {}
+        Ok(n) => console_log!("scheduled: {n} upstream poll(s) queued"),
+        Err(e) => console_error!("scheduled: queueing polls failed: {e}"),
     }
 }

@@ -89,6 +89,19 @@ impl Crypto for WebCrypto {
         Ok(format!("{SEAL_VERSION}.{}.{}", hex(&iv), hex(&sealed)))
     }
 
+    async fn hmac_sha256_hex(&self, key: &[u8], data: &[u8]) -> Result<String, CryptoError> {
+        let algorithm = Object::new();
+        js_sys::Reflect::set(&algorithm, &"name".into(), &"HMAC".into()).map_err(platform)?;
+        js_sys::Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into()).map_err(platform)?;
+        let usages = Array::of1(&JsValue::from_str("sign"));
+        let import = subtle()?
+            .import_key_with_object("raw", &Uint8Array::from(key), &algorithm, false, &usages)
+            .map_err(platform)?;
+        let key: CryptoKey = JsFuture::from(import).await.map_err(platform)?.unchecked_into();
+        let sign = subtle()?.sign_with_str_and_u8_array("HMAC", &key, data).map_err(platform)?;
+        Ok(hex(&Uint8Array::new(&JsFuture::from(sign).await.map_err(platform)?).to_vec()))
+    }
+
     async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError> {
         let promise = subtle()?.digest_with_str_and_u8_array("SHA-256", data).map_err(platform)?;
         Ok(hex(&Uint8Array::new(&JsFuture::from(promise).await.map_err(platform)?).to_vec()))

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use mirrorfarm_core::mirrors::UpdateOutcome;
 use mirrorfarm_core::nodes::{JobReport, LeasedJob};
+use mirrorfarm_core::queue::JobReason;
 use mirrorfarm_core::urls::scrub_text;
 use tracing::{error, info, warn};
 
@@ -129,22 +130,37 @@ fn handle(
             Err(e) => warn!(job = job.id, error = %e, "release failed; the lease will expire"),
         },
         result => {
-            let outcome = result.unwrap_or_else(|e| UpdateOutcome::Error(e.to_string()));
-            report(edge, job, &outcome);
+            let (outcome, fingerprint) = result.unwrap_or_else(|e| (UpdateOutcome::Error(e.to_string()), None));
+            report(edge, job, &outcome, fingerprint);
         }
     }
 }
 
-fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> bool) -> Result<UpdateOutcome, PushError> {
+/// Runs a job; pulls also return the upstream's fingerprint.
+fn execute(
+    settings: &NodeSettings,
+    job: &LeasedJob,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<(UpdateOutcome, Option<String>), PushError> {
     let Some(upstream) = job.repository.upstream_url.as_deref().map(Remote::parse).transpose()? else {
-        return Ok(UpdateOutcome::Error("The repository has no upstream URL to mirror from.".into()));
+        return Ok((UpdateOutcome::Error("The repository has no upstream URL to mirror from.".into()), None));
     };
     let local = Git::in_dir(settings.data_dir.join("repos").join(format!("{}.git", job.repository.id)));
     let pull_rules = &job.repository.pull;
     let Some(mirror) = job.remote_mirror.as_ref() else {
-        // A pull job: refresh the copy; refs upstream rewrote and the rules keep fail the update.
-        let plan = push::pull(&local, &upstream, pull_rules, &job.repository.default_branch)?;
-        return Ok(plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged));
+        // A pull job. A poll first compares the upstream's fingerprint and stops if it is unchanged.
+        if job.reason == JobReason::Poll && job.repository.upstream_fingerprint.is_some() {
+            let current = push::fingerprint(&Git::detached().remote_refs(&upstream)?);
+            if job.repository.upstream_fingerprint.as_deref() == Some(current.as_str()) {
+                info!(job = job.id, "upstream unchanged; nothing to pull");
+                return Ok((UpdateOutcome::Unchanged, None));
+            }
+        }
+        // Refs upstream rewrote that the rules keep fail the update.
+        let (plan, fingerprint) =
+            push::pull_with_fingerprint(&local, &upstream, pull_rules, &job.repository.default_branch)?;
+        let outcome = plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged);
+        return Ok((outcome, Some(fingerprint)));
     };
     let target = Remote::parse(&mirror.url)?;
     let push_settings = PushSettings {
@@ -162,17 +178,19 @@ fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> boo
         unchanged = plan.unchanged,
         "planned"
     );
-    push::execute(&local, &target, &plan, cancelled)
+    push::execute(&local, &target, &plan, cancelled).map(|outcome| (outcome, None))
 }
 
 /// Reports an outcome, retrying while the edge is unreachable (results are idempotent).
-fn report(edge: &EdgeClient, job: &LeasedJob, outcome: &UpdateOutcome) {
+fn report(edge: &EdgeClient, job: &LeasedJob, outcome: &UpdateOutcome, fingerprint: Option<String>) {
     let (kind, message) = match outcome {
         UpdateOutcome::Pushed => ("pushed", String::new()),
         UpdateOutcome::Diverged(m) => ("diverged", m.clone()),
         UpdateOutcome::Error(m) => ("error", m.clone()),
+        UpdateOutcome::Unchanged => ("unchanged", String::new()),
     };
-    let report = JobReport { lease_id: job.lease_id.clone(), outcome: kind.into(), message: scrub_text(&message) };
+    let report =
+        JobReport { lease_id: job.lease_id.clone(), outcome: kind.into(), message: scrub_text(&message), fingerprint };
     for attempt in 1..=5u32 {
         match edge.report(job, &report) {
             Ok(()) if report.message.is_empty() => return info!(job = job.id, outcome = kind, "reported"),

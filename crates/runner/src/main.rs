@@ -178,7 +178,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let plan = push::plan(&local, Some((&source, &push::exact_pull())), &target, &pair.settings())
                 .map_err(|e| e.to_string())?;
             match push::execute(&local, &target, &plan, &|| false).map_err(|e| e.to_string())? {
-                UpdateOutcome::Pushed => {
+                UpdateOutcome::Pushed | UpdateOutcome::Unchanged => {
                     println!("{} pushed, {} unchanged", plan.updates.len(), plan.unchanged);
                     Ok(())
                 }

@@ -49,6 +49,15 @@ impl PushSettings {
     }
 }
 
+/// The upstream's fingerprint: SHA-256 of the core's canonical listing of its refs.
+pub(crate) fn fingerprint(refs: &mirrorfarm_core::sync::Refs) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(mirrorfarm_core::sync::ref_listing(refs).as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// An exact pull: the copy follows upstream (used when no pull mirror was configured).
 pub(crate) fn exact_pull() -> LeasedPull {
     LeasedPull { overwrite_diverged_branches: true, only_protected_branches: false, mirror_branch_regex: None }
@@ -62,6 +71,16 @@ pub(crate) fn pull(
     rules: &LeasedPull,
     default_branch: &str,
 ) -> Result<RefUpdatePlan, PushError> {
+    pull_with_fingerprint(local, upstream, rules, default_branch).map(|(plan, _)| plan)
+}
+
+/// [`pull`], also returning the fingerprint of the upstream refs it fetched.
+pub(crate) fn pull_with_fingerprint(
+    local: &Git,
+    upstream: &Remote,
+    rules: &LeasedPull,
+    default_branch: &str,
+) -> Result<(RefUpdatePlan, String), PushError> {
     let branches = BranchFilter::new(rules.only_protected_branches, rules.mirror_branch_regex.as_deref())
         .map_err(|e| PushError::Filter(e.to_string()))?;
     let rules = MirrorRules::pull(branches, rules.overwrite_diverged_branches, default_branch);
@@ -78,7 +97,7 @@ pub(crate) fn pull(
         unchanged = plan.unchanged,
         "pulled"
     );
-    Ok(plan)
+    Ok((plan, fingerprint(&staged)))
 }
 
 /// Refreshes `local` from `upstream` (if any), then plans the push to `target`. Refs upstream

@@ -12,12 +12,14 @@ mod registry;
 mod request;
 mod response;
 mod routes;
+mod triggers;
 
 pub use request::{
     ApiRequest, BodyError, FieldError, Fields, MAX_BODY_BYTES, Method, Query, decode_segment, encode, split_request_url,
 };
 pub use response::{ApiError, ApiResponse, Dialect};
 pub use routes::{Handler, Params, Resolution, resolve};
+pub use triggers::MAX_WEBHOOK_BYTES;
 
 use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level, constant_time_eq, token_lookup_key};
 use crate::nodes::{FarmNode, NODE_TOKEN_PREFIX};
@@ -33,11 +35,13 @@ pub struct Config {
     pub allowed_hosts: HostAllowlist,
     /// Wait before the first retry of a failed update; later ones double (`MIRRORFARM_RETRY_BASE_MS`).
     pub retry_base_ms: i64,
+    /// How often each upstream is polled (`MIRRORFARM_POLL_INTERVAL_MS`).
+    pub poll_interval_ms: i64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { allowed_hosts: HostAllowlist::default(), retry_base_ms: 30_000 }
+        Self { allowed_hosts: HostAllowlist::default(), retry_base_ms: 30_000, poll_interval_ms: 300_000 }
     }
 }
 
@@ -100,7 +104,9 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
             Resolution::WrongMethod(d) => return ApiError::MethodNotAllowed.into_response(d),
             Resolution::Missing(d) => return ApiError::not_found("", "No such resource").into_response(d),
         };
-        if req.declared_length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        // Webhook deliveries list commits and may be larger than API bodies.
+        let limit = if handler == Handler::ReceiveWebhook { MAX_WEBHOOK_BYTES } else { MAX_BODY_BYTES };
+        if req.declared_length.is_some_and(|n| n > limit as u64) || req.body.len() > limit {
             return ApiError::PayloadTooLarge.into_response(dialect);
         }
         let query = Query::parse(&req.query);
@@ -153,6 +159,9 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
             H::DeleteToken => self.delete_token(&call).await,
             H::ListJobs => self.list_jobs(&call).await,
             H::Health => Ok(ApiResponse::json(200, &serde_json::json!({ "status": "ok" }))),
+            H::ConfigureWebhook => self.configure_webhook(&call).await,
+            H::RemoveWebhook => self.remove_webhook(&call).await,
+            H::ReceiveWebhook => self.receive_webhook(&call).await,
             H::RegisterNode => self.register_node(&call).await,
             H::ListNodes => self.list_nodes(&call).await,
             H::Heartbeat => self.heartbeat(&call).await,

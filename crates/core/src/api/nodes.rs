@@ -11,7 +11,7 @@ use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
 use crate::nodes::{LeasedJob, LeasedMirror, LeasedPull, LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto};
 use crate::paging::BitbucketPage;
-use crate::queue::{DEFAULT_LEASE_MS, Job, JobCompletion, JobKind, JobState, MAX_LEASE_MS, MIN_LEASE_MS};
+use crate::queue::{DEFAULT_LEASE_MS, Job, JobCompletion, JobKind, JobReason, JobState, MAX_LEASE_MS, MIN_LEASE_MS};
 use crate::registry::Repository;
 use crate::store::{Crypto, SavedMirror, Store};
 use crate::urls::{GitUrl, StoredUrl};
@@ -153,11 +153,14 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
                 self.store.finish_job(job.id, &lease_id, JobCompletion::Done, false, self.now, None).await?;
                 continue;
             };
-            tracked.update().begin(self.now);
-            tracked.touch(self.now);
-            match &tracked {
-                Tracked::Push(m) => self.store.update_remote_mirror(m, None).await?,
-                Tracked::Pull(p) => self.store.save_pull_mirror(p, None, None).await?,
+            // A poll may find nothing to do, so it does not mark the mirror started.
+            if job.reason != JobReason::Poll {
+                tracked.update().begin(self.now);
+                tracked.touch(self.now);
+                match &tracked {
+                    Tracked::Push(m) => self.store.update_remote_mirror(m, None).await?,
+                    Tracked::Pull(p) => self.store.save_pull_mirror(p, None, None).await?,
+                }
             }
             let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &tracked).await?;
             return Ok(ApiResponse::json(200, &body));
@@ -198,6 +201,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             lease_id: lease_id.to_owned(),
             lease_deadline: deadline,
             attempt: job.attempt,
+            reason: job.reason,
             kind: job.kind,
             repository: LeasedRepository {
                 id: repo.id,
@@ -205,6 +209,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
                 slug: repo.slug.clone(),
                 default_branch: repo.default_branch.clone(),
                 upstream_url,
+                upstream_fingerprint: self.store.triggers(repo.id).await?.and_then(|t| t.upstream_fingerprint),
                 pull: LeasedPull {
                     overwrite_diverged_branches: pull.mirror_overwrites_diverged_branches,
                     only_protected_branches: pull.only_mirror_protected_branches,
@@ -248,10 +253,11 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             Some("pushed") => UpdateOutcome::Pushed,
             Some("diverged") => UpdateOutcome::Diverged(message),
             Some("error") => UpdateOutcome::Error(message),
+            Some("unchanged") => UpdateOutcome::Unchanged,
             _ => {
                 return Err(ApiError::Field {
                     field: "outcome".into(),
-                    message: "outcome must be \"pushed\", \"diverged\" or \"error\".".into(),
+                    message: "outcome must be \"pushed\", \"diverged\", \"error\" or \"unchanged\".".into(),
                 });
             }
         };
@@ -263,6 +269,13 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
                 .await?
             {
                 return Err(lease_lost());
+            }
+            let fingerprint = fields.string("fingerprint")?;
+            if job.kind == JobKind::PullMirror
+                && matches!(outcome, UpdateOutcome::Pushed | UpdateOutcome::Diverged(_))
+                && let Some(fingerprint) = fingerprint
+            {
+                self.upstream_pulled(job.repository_id, fingerprint).await?;
             }
         }
         // Reported before under this lease: nothing changes, the current state is the answer.

@@ -59,6 +59,15 @@ pub struct ApiRequest {
     pub body: Vec<u8>,
     /// `Content-Length`, if sent, so oversized bodies are refused before they are read.
     pub declared_length: Option<u64>,
+    /// Every header, names lower-cased (webhook signatures and events are read from here).
+    pub headers: Vec<(String, String)>,
+}
+
+impl ApiRequest {
+    /// A header's value, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    }
 }
 
 /// Splits an absolute request URL, as the runtime hands it over (already normalised), into

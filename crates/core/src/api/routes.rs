@@ -81,6 +81,12 @@ pub enum Handler {
     ListJobs,
     /// `GET /rest/mirrorfarm/latest/health`.
     Health,
+    /// `PUT /rest/mirrorfarm/latest/repos/{repositoryId}/webhook`.
+    ConfigureWebhook,
+    /// `DELETE /rest/mirrorfarm/latest/repos/{repositoryId}/webhook`.
+    RemoveWebhook,
+    /// `POST /rest/mirrorfarm/latest/repos/{repositoryId}/webhook` (signed by the upstream host).
+    ReceiveWebhook,
     /// `POST /rest/mirrorfarm/latest/nodes` (admin).
     RegisterNode,
     /// `GET /rest/mirrorfarm/latest/nodes`.
@@ -140,6 +146,9 @@ const ROUTES: &[(Method, &str, Handler)] = &[
     (Delete, "/rest/access-tokens/latest/users/{userSlug}/{tokenId}", H::DeleteToken),
     (Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/jobs", H::ListJobs),
     (Get, "/rest/mirrorfarm/latest/health", H::Health),
+    (Put, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::ConfigureWebhook),
+    (Delete, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::RemoveWebhook),
+    (Post, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::ReceiveWebhook),
     (Post, "/rest/mirrorfarm/latest/nodes", H::RegisterNode),
     (Get, "/rest/mirrorfarm/latest/nodes", H::ListNodes),
     (Post, "/rest/mirrorfarm/latest/nodes/heartbeat", H::Heartbeat),

@@ -82,6 +82,7 @@ impl World {
             private_token: header("private-token"),
             body: body.map(|(_, b)| b.as_bytes().to_vec()).unwrap_or_default(),
             declared_length: header("content-length").and_then(|v| v.parse().ok()),
+            headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_owned())).collect(),
         };
         let service = Service::new(&self.store, &self.crypto, &self.config, Timestamp(1_578_331_922_823));
         let r = block_on(service.handle(&req));
@@ -641,6 +642,195 @@ mod pull_mirrors {
         assert_eq!(
             (job["kind"].as_str(), job["repository"]["pull"]["overwriteDivergedBranches"].as_bool()),
             (Some("PUSH_MIRROR"), Some(true))
+        );
+    }
+}
+
+mod triggers {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    const HOOK: &str = "/rest/mirrorfarm/latest/repos";
+
+    /// A repository with an upstream and one enabled push mirror; returns (world, repo id, secret).
+    fn setup() -> (World, i64, String) {
+        let w = World::new();
+        w.seed_repo();
+        let id = w
+            .as_admin(
+                "POST",
+                "/rest/api/latest/projects/MF/repos",
+                Some(json!({"name": "up", "upstreamUrl": "https://example.com/u.git"})),
+            )
+            .body["id"]
+            .as_i64()
+            .expect("id");
+        assert_eq!(
+            w.as_admin("POST", &mirrors_path(id), Some(json!({"url": "https://example.com/t.git"}))).status,
+            201
+        );
+        let mid = w.as_admin("GET", &mirrors_path(id), None).body[0]["id"].clone();
+        assert_eq!(
+            w.as_admin("PUT", &format!("{}/{mid}", mirrors_path(id)), Some(json!({"enabled": true}))).status,
+            200
+        );
+        let hook = w.as_admin("PUT", &format!("{HOOK}/{id}/webhook"), None);
+        assert_eq!(hook.status, 200, "{}", hook.raw);
+        assert!(hook.body["url"].as_str().is_some_and(|u| u.ends_with(&format!("/repos/{id}/webhook"))));
+        (w, id, hook.body["secret"].as_str().expect("secret").to_owned())
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// What the fake crypto computes for an HMAC.
+    fn fake_hmac(secret: &str, body: &str) -> String {
+        format!("hmac:{}:{}", hex(secret.as_bytes()), hex(body.as_bytes()))
+    }
+
+    fn jobs(w: &World, id: i64) -> Vec<(String, String)> {
+        let list = w.as_admin("GET", &format!("{HOOK}/{id}/jobs"), None).body;
+        list["values"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| {
+                (j["kind"].as_str().unwrap_or_default().to_owned(), j["reason"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn signed_github_and_gitlab_pushes_queue_syncs_and_bad_ones_are_refused() {
+        let (w, id, secret) = setup();
+        let body = r#"{"ref":"refs/heads/main"}"#;
+        let url = format!("{HOOK}/{id}/webhook");
+        let sig = format!("sha256={}", fake_hmac(&secret, body));
+        let r = w.send(
+            "POST",
+            &url,
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+            Some(("application/json", body)),
+        );
+        assert_eq!(
+            (r.status, r.body["queued"].as_u64(), r.body["host"].as_str()),
+            (202, Some(2), Some("github")),
+            "{}",
+            r.raw
+        );
+        assert!(jobs(&w, id).contains(&("PULL_MIRROR".into(), "WEBHOOK".into())));
+        let bad = w.send(
+            "POST",
+            &url,
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=00")],
+            Some(("application/json", body)),
+        );
+        assert_eq!(bad.status, 401);
+        let tampered = w.send(
+            "POST",
+            &url,
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+            Some(("application/json", "{}")),
+        );
+        assert_eq!(tampered.status, 401, "the signature covers the body");
+        let gl = w.send(
+            "POST",
+            &url,
+            &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", &secret)],
+            Some(("application/json", body)),
+        );
+        assert_eq!((gl.status, gl.body["host"].as_str()), (202, Some("gitlab")));
+        assert_eq!(
+            w.send(
+                "POST",
+                &url,
+                &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "nope")],
+                Some(("application/json", body))
+            )
+            .status,
+            401
+        );
+        assert_eq!(
+            w.send("POST", &url, &[("X-GitHub-Event", "push")], Some(("application/json", body))).status,
+            401,
+            "unsigned"
+        );
+        let ping = w.send(
+            "POST",
+            &url,
+            &[("X-GitHub-Event", "ping"), ("X-Hub-Signature-256", &format!("sha256={}", fake_hmac(&secret, "{}")))],
+            Some(("application/json", "{}")),
+        );
+        assert_eq!(ping.status, 200);
+        assert_eq!(w.as_admin("DELETE", &url, None).status, 204);
+        assert_eq!(
+            w.send(
+                "POST",
+                &url,
+                &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", &secret)],
+                Some(("application/json", body))
+            )
+            .status,
+            404
+        );
+    }
+
+    #[test]
+    fn polls_skip_unchanged_upstreams_and_a_new_fingerprint_moves_the_mirrors() {
+        let (mut w, id, _) = setup();
+        w.config.poll_interval_ms = 60_000;
+        let node = w.as_admin("POST", "/rest/mirrorfarm/latest/nodes", Some(json!({"name": "n"}))).body["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        // Drain the push job queued when the mirror was enabled.
+        let first = w.as_token(&node, "POST", "/rest/mirrorfarm/latest/jobs/lease", None).body;
+        w.as_token(
+            &node,
+            "POST",
+            &format!("/rest/mirrorfarm/latest/jobs/{}/result", first["id"]),
+            Some(json!({"leaseId": first["leaseId"], "outcome": "pushed"})),
+        );
+        let service = Service::new(&w.store, &w.crypto, &w.config, Timestamp(1_578_331_922_823));
+        assert_eq!(block_on(service.schedule_polls()).expect("polls"), 1);
+        assert_eq!(block_on(service.schedule_polls()).expect("polls"), 0, "polled within the interval");
+        let report = |job: &Value, outcome: &str, fingerprint: Option<&str>| {
+            let body = json!({"leaseId": job["leaseId"], "outcome": outcome, "fingerprint": fingerprint});
+            w.as_token(&node, "POST", &format!("/rest/mirrorfarm/latest/jobs/{}/result", job["id"]), Some(body))
+        };
+        let poll = w.as_token(&node, "POST", "/rest/mirrorfarm/latest/jobs/lease", None).body;
+        assert_eq!((poll["kind"].as_str(), poll["reason"].as_str()), (Some("PULL_MIRROR"), Some("POLL")));
+        assert_eq!(poll["repository"]["upstreamFingerprint"], Value::Null);
+        assert_eq!(
+            w.as_admin("GET", &format!("/api/v4/projects/{id}/mirror/pull"), None).body["update_status"],
+            "none",
+            "a poll does not start the mirror"
+        );
+        assert_eq!(report(&poll, "pushed", Some("fp-1")).status, 200);
+        let after = w.as_token(&node, "POST", "/rest/mirrorfarm/latest/jobs/lease", None).body;
+        assert_eq!(
+            (after["kind"].as_str(), after["reason"].as_str()),
+            (Some("PUSH_MIRROR"), Some("UPSTREAM")),
+            "the mirror follows the new upstream"
+        );
+        report(&after, "pushed", None);
+
+        let later = Service::new(&w.store, &w.crypto, &w.config, Timestamp(1_578_331_922_823 + 61_000));
+        assert_eq!(block_on(later.schedule_polls()).expect("polls"), 1);
+        let again = w.as_token(&node, "POST", "/rest/mirrorfarm/latest/jobs/lease", None).body;
+        assert_eq!(again["repository"]["upstreamFingerprint"], "fp-1");
+        assert_eq!(report(&again, "unchanged", None).status, 200);
+        assert_eq!(
+            w.as_token(&node, "POST", "/rest/mirrorfarm/latest/jobs/lease", None).status,
+            204,
+            "nothing follows an unchanged poll"
+        );
+        assert_eq!(
+            w.as_admin("GET", &format!("/api/v4/projects/{id}/mirror/pull"), None).body["update_status"],
+            "finished"
         );
     }
 }

@@ -22,6 +22,8 @@ pub enum UpdateOutcome {
     Diverged(String),
     /// The try failed (network, authentication, remote rejection); the message is git's.
     Error(String),
+    /// A poll found the upstream as it was: nothing was done, and the state is left as it is.
+    Unchanged,
 }
 
 /// What should happen to the job after a try.
@@ -58,6 +60,8 @@ impl UpdateState {
     /// Error text is scrubbed of credentials before it is kept.
     pub fn end(&mut self, outcome: &UpdateOutcome, attempt: u32, retry_base_ms: i64, now: Timestamp) -> NextStep {
         match outcome {
+            // Polls do not mark the mirror started when leased, so there is nothing to undo.
+            UpdateOutcome::Unchanged => NextStep::Done,
             UpdateOutcome::Pushed => {
                 self.status = UpdateStatus::Finished;
                 self.last_update_at = Some(now);
@@ -132,6 +136,15 @@ mod tests {
         assert_eq!(m.status, UpdateStatus::Failed);
         m.release();
         assert_eq!(m.status, UpdateStatus::ToRetry);
+    }
+
+    #[test]
+    fn an_unchanged_poll_leaves_the_state_alone() {
+        let mut m = state();
+        m.status = UpdateStatus::Finished;
+        let before = m.clone();
+        assert_eq!(m.end(&UpdateOutcome::Unchanged, 1, 1000, Timestamp(9)), NextStep::Done);
+        assert_eq!(m, before);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub enum JobKind {
 }
 
 /// Why a job was queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobReason {
     /// `POST …/sync`.
@@ -27,6 +27,12 @@ pub enum JobReason {
     Enabled,
     /// The mirror's URL changed.
     UrlChanged,
+    /// A push webhook from upstream.
+    Webhook,
+    /// The periodic poll of the upstream.
+    Poll,
+    /// The upstream changed (found by a pull): the push mirrors follow.
+    Upstream,
 }
 
 /// Where a job stands.
@@ -58,7 +64,7 @@ macro_rules! names {
     };
 }
 names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR" });
-names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED" });
+names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED", Webhook = "WEBHOOK", Poll = "POLL", Upstream = "UPSTREAM" });
 names!(JobState { Queued = "QUEUED", Leased = "LEASED", Done = "DONE", Failed = "FAILED" });
 
 /// A job to queue.

@@ -6,4 +6,6 @@
 
 mod plan;
 
-pub use plan::{Ancestry, MirrorRules, RefAction, RefUpdate, RefUpdatePlan, Refs, TargetOnlyRefs, plan_push};
+pub use plan::{
+    Ancestry, MirrorRules, RefAction, RefUpdate, RefUpdatePlan, Refs, TargetOnlyRefs, plan_push, ref_listing,
+};

@@ -183,6 +183,12 @@ fn mirrored(name: &str, rules: &MirrorRules) -> bool {
     }
 }
 
+/// The canonical listing of a ref set — `<oid> <name>` lines sorted by name — whose digest is its
+/// fingerprint: equal listings, equal content (Bitbucket's `hashes.content` is SHA-256 of it).
+pub fn ref_listing(refs: &Refs) -> String {
+    refs.iter().map(|(name, oid)| format!("{oid} {name}\n")).collect()
+}
+
 /// Plans a push from `source` to `target` under GitLab's rules.
 pub fn plan_push<A: Ancestry>(
     source: &Refs,
@@ -391,6 +397,13 @@ mod tests {
             keep.pull_divergence_error()
                 .is_some_and(|e| e.contains("diverged upstream") && e.ends_with("refs/heads/main"))
         );
+    }
+
+    #[test]
+    fn listing_is_sorted_and_stable() {
+        let a = refs(&[("refs/tags/v1", 1), ("refs/heads/main", 2)]);
+        assert_eq!(ref_listing(&a), format!("{} refs/heads/main\n{} refs/tags/v1\n", oid(2), oid(1)));
+        assert_ne!(ref_listing(&a), ref_listing(&refs(&[("refs/heads/main", 2)])));
     }
 
     #[test]
