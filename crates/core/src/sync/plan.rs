@@ -190,53 +190,76 @@ pub fn ref_listing(refs: &Refs) -> String {
 }
 
 /// Plans a push from `source` to `target` under GitLab's rules.
+///
+/// Both ref maps are sorted, so one merge-join pass visits each name once: refs on both sides are
+/// compared (and only differing ones cost an ancestry question), one-sided refs are created or
+/// judged by the target-only rule.
 pub fn plan_push<A: Ancestry>(
     source: &Refs,
     target: &Refs,
     rules: &MirrorRules,
     ancestry: &mut A,
 ) -> Result<RefUpdatePlan, A::Error> {
+    use std::cmp::Ordering;
+    use std::iter::Peekable;
+
     let mut plan = RefUpdatePlan::default();
     let default_ref = format!("refs/heads/{}", rules.default_branch);
     let default_tip = source.get(&default_ref);
-    for (name, &new) in source.iter().filter(|(n, _)| mirrored(n, rules)) {
-        let old = target.get(name).copied();
-        let (action, rule) = match old {
-            None => (RefAction::Create, "missing on the target"),
-            Some(old) if old == new => {
+    let mut src: Peekable<_> = source.iter().peekable();
+    let mut dst: Peekable<_> = target.iter().peekable();
+    loop {
+        let side = match (src.peek(), dst.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((s, _)), Some((t, _))) => s.as_str().cmp(t.as_str()),
+        };
+        let (name, new, old) = match side {
+            Ordering::Less => src.next().map(|(n, o)| (n, Some(*o), None)),
+            Ordering::Greater => dst.next().map(|(n, o)| (n, None, Some(*o))),
+            Ordering::Equal => src.next().zip(dst.next()).map(|((n, s), (_, t))| (n, Some(*s), Some(*t))),
+        }
+        .expect("peeked above");
+        if !mirrored(name, rules) {
+            continue;
+        }
+        let (action, rule) = match (new, old) {
+            (Some(new), Some(old)) if new == old => {
                 plan.unchanged += 1;
                 continue;
             }
-            Some(old) if ancestry.is_ancestor(&old, &new)? => {
+            (Some(_), None) => (RefAction::Create, "missing on the target"),
+            (Some(new), Some(old)) if ancestry.is_ancestor(&old, &new)? => {
                 (RefAction::FastForward, "target tip is an ancestor of the source tip")
             }
-            Some(_) if rules.keep_divergent_refs => {
+            (Some(_), Some(_)) if rules.keep_divergent_refs => {
                 (RefAction::SkipDiverged, "diverged, and keep_divergent_refs keeps it")
             }
-            Some(_) => (RefAction::Force, "diverged, and keep_divergent_refs is off: overwritten"),
-        };
-        let update = RefUpdate { name: name.clone(), old, new: Some(new), action, rule };
-        if action.pushes() { plan.updates.push(update) } else { plan.held.push(update) }
-    }
-    for (name, &old) in target.iter().filter(|(n, _)| !source.contains_key(*n) && mirrored(n, rules)) {
-        let (action, rule) = match rules.target_only {
-            TargetOnlyRefs::Keep => {
-                (RefAction::KeepTargetOnly, "only on the target; diverged refs are kept, nothing is deleted")
-            }
-            TargetOnlyRefs::Delete => (RefAction::Delete, "gone from the source, and the mirror overwrites"),
-            TargetOnlyRefs::DeleteIfMerged => match default_tip {
-                Some(tip) if ancestry.is_ancestor(&old, tip)? => {
-                    (RefAction::Delete, "only on the target and merged into the default branch")
+            (Some(_), Some(_)) => (RefAction::Force, "diverged, and keep_divergent_refs is off: overwritten"),
+            (None, Some(old)) => match rules.target_only {
+                TargetOnlyRefs::Keep => {
+                    (RefAction::KeepTargetOnly, "only on the target; diverged refs are kept, nothing is deleted")
                 }
-                _ => (RefAction::KeepTargetOnly, "only on the target and not merged into the default branch"),
+                TargetOnlyRefs::Delete => (RefAction::Delete, "gone from the source, and the mirror overwrites"),
+                TargetOnlyRefs::DeleteIfMerged => match default_tip {
+                    Some(tip) if ancestry.is_ancestor(&old, tip)? => {
+                        (RefAction::Delete, "only on the target and merged into the default branch")
+                    }
+                    _ => (RefAction::KeepTargetOnly, "only on the target and not merged into the default branch"),
+                },
             },
+            (None, None) => continue,
         };
-        let update = RefUpdate { name: name.clone(), old: Some(old), new: None, action, rule };
+        let update = RefUpdate { name: name.clone(), old, new, action, rule };
         if action.pushes() { plan.updates.push(update) } else { plan.held.push(update) }
     }
-    // The default branch goes first, so a partial push still leaves the mirror's main line current.
-    plan.updates
-        .sort_by(|a, b| (a.name != default_ref).cmp(&(b.name != default_ref)).then_with(|| a.name.cmp(&b.name)));
+    // The default branch goes first, so a partial push still leaves the mirror's main line
+    // current; the rest keep their (sorted) order.
+    if let Some(pos) = plan.updates.iter().position(|u| u.name == default_ref) {
+        let default = plan.updates.remove(pos);
+        plan.updates.insert(0, default);
+    }
     Ok(plan)
 }
 
@@ -391,7 +414,7 @@ mod tests {
             .expect("plans");
         assert_eq!(
             actions(&keep),
-            vec![("refs/heads/main", RefAction::SkipDiverged), ("refs/heads/gone", RefAction::KeepTargetOnly)]
+            vec![("refs/heads/gone", RefAction::KeepTargetOnly), ("refs/heads/main", RefAction::SkipDiverged)]
         );
         assert!(
             keep.pull_divergence_error()
