@@ -25,7 +25,8 @@ fn oid(n: u32, salt: u8) -> ObjectId {
 }
 
 fn refs(count: u32, changed: u32) -> (Refs, Refs) {
-    let name = |i: u32| if i % 10 == 0 { format!("refs/tags/v{i:06}") } else { format!("refs/heads/branch-{i:06}") };
+    let name =
+        |i: u32| if i.is_multiple_of(10) { format!("refs/tags/v{i:06}") } else { format!("refs/heads/branch-{i:06}") };
     let source: Refs = (0..count).map(|i| (name(i), oid(i, 1))).collect();
     let target: Refs = (0..count).map(|i| (name(i), oid(i, if i < changed { 2 } else { 1 }))).collect();
     (source, target)

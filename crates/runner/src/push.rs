@@ -5,13 +5,10 @@
 use mirrorfarm_core::filters::BranchFilter;
 use mirrorfarm_core::mirrors::UpdateOutcome;
 use mirrorfarm_core::nodes::LeasedPull;
-use mirrorfarm_core::sync::{MirrorRules, RefUpdatePlan, plan_push};
+use mirrorfarm_core::sync::{MirrorRules, RefAction, RefUpdate, RefUpdatePlan, plan_push};
 use tracing::{info, warn};
 
 use crate::git::{Git, GitError, Remote};
-
-/// Refspecs per `git push`: keeps command lines well under the OS limit.
-const BATCH: usize = 500;
 
 /// Why an update stopped before it had an outcome.
 #[derive(Debug, thiserror::Error)]
@@ -121,25 +118,67 @@ pub(crate) fn plan(
     Ok(plan_push(&source, &target_refs, &rules, &mut local.clone())?)
 }
 
-/// Carries out a plan. `cancelled` is asked between batches.
+/// Where the refs a push sends are staged locally, so one wildcard refspec per kind replaces
+/// thousands of explicit ones (git matches explicit refspecs in quadratic time).
+const PUSH_NS: &str = "refs/mirrorfarm/push";
+
+/// Carries out a plan: the default branch first and alone, then everything else in one atomic
+/// push of wildcard refspecs over a local staging namespace, deletions alongside.
 pub(crate) fn execute(
     local: &Git,
     target: &Remote,
     plan: &RefUpdatePlan,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<UpdateOutcome, PushError> {
-    let specs: Vec<String> = plan.updates.iter().filter_map(|u| u.refspec()).collect();
-    // The plan puts the default branch first; it goes alone so it lands even if a later batch fails.
-    let (first, rest) = specs.split_at(usize::from(!specs.is_empty()));
-    for batch in std::iter::once(first).chain(rest.chunks(BATCH)).filter(|b| !b.is_empty()) {
+    let (first, rest) =
+        plan.updates.split_at(usize::from(plan.updates.first().is_some_and(|u| u.name.starts_with("refs/heads/"))));
+    let first_specs: Vec<String> = first.iter().filter_map(|u| u.refspec()).collect();
+    if !first_specs.is_empty() {
         if cancelled() {
             return Err(PushError::Cancelled);
         }
-        local.push(target, batch)?;
+        local.push(target, &first_specs)?;
+    }
+    if !rest.is_empty() {
+        if cancelled() {
+            return Err(PushError::Cancelled);
+        }
+        // Stage: clear what a previous push left, then one transaction naming every ref to send.
+        let stale: Vec<RefUpdate> = local
+            .refs_under(PUSH_NS)?
+            .into_iter()
+            .map(|(name, oid)| RefUpdate {
+                name,
+                old: Some(oid),
+                new: None,
+                action: RefAction::Delete,
+                rule: "scratch",
+            })
+            .collect();
+        local.apply(&stale)?;
+        let mut staged = Vec::new();
+        let mut specs = Vec::new();
+        for u in rest {
+            match (u.action, u.new) {
+                (RefAction::Force, Some(new)) => staged.push(stage(&format!("{PUSH_NS}/force/{}", u.name), new)),
+                (_, Some(new)) => staged.push(stage(&format!("{PUSH_NS}/ff/{}", u.name), new)),
+                (_, None) => specs.push(format!(":{}", u.name)),
+            }
+        }
+        local.apply(&staged)?;
+        for ns in ["heads", "tags"] {
+            specs.push(format!("+{PUSH_NS}/force/refs/{ns}/*:refs/{ns}/*"));
+            specs.push(format!("{PUSH_NS}/ff/refs/{ns}/*:refs/{ns}/*"));
+        }
+        let pushed = local.push(target, &specs);
+        let cleanup: Vec<RefUpdate> =
+            staged.into_iter().map(|u| RefUpdate { old: u.new, new: None, action: RefAction::Delete, ..u }).collect();
+        local.apply(&cleanup)?;
+        pushed?;
     }
     info!(
         target = target.masked(),
-        pushed = specs.len(),
+        pushed = plan.updates.len(),
         held = plan.held.len(),
         unchanged = plan.unchanged,
         "push complete"
@@ -148,4 +187,9 @@ pub(crate) fn execute(
         Some(message) => UpdateOutcome::Diverged(message),
         None => UpdateOutcome::Pushed,
     })
+}
+
+/// A ref creation in the local staging namespace.
+fn stage(name: &str, oid: gix_hash::ObjectId) -> RefUpdate {
+    RefUpdate { name: name.to_owned(), old: None, new: Some(oid), action: RefAction::Create, rule: "staged for push" }
 }
