@@ -1,21 +1,11 @@
 //! GitLab's pull-mirror API: `GET/PUT/POST /api/v4/projects/:id/mirror/pull`.
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
-use crate::mirrors::{PullMirror, PullMirrorDto, PullRequestError, check_pull_update};
+use crate::mirrors::{PullMirror, PullMirrorDto, check_pull_update};
 use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
 use crate::registry::Repository;
 use crate::store::{Crypto, Store};
 use crate::urls::StoredUrl;
-
-impl From<PullRequestError> for ApiError {
-    fn from(e: PullRequestError) -> Self {
-        match e {
-            PullRequestError::Param(p) => Self::BadRequest(p.to_string()),
-            PullRequestError::Url(u) => Self::Field { field: "url".into(), message: u.to_string() },
-            PullRequestError::Filter(f) => Self::Field { field: "mirror_branch_regex".into(), message: f.to_string() },
-        }
-    }
-}
 
 fn not_configured() -> ApiError {
     ApiError::BadRequest("Pull mirror is not configured".into())

@@ -6,7 +6,7 @@ use crate::filters::{self, FilterError};
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, HostAllowlist, StoredUrl, UrlError};
 
-/// Why a create or update request was refused (all are 400s).
+/// Why a push- or pull-mirror request was refused (all are 400s).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MirrorRequestError {
     /// A parameter has the wrong type, or a required one is missing.

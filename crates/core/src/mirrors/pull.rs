@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::{UpdateState, UpdateStatus};
+use super::{MirrorRequestError, UpdateState, UpdateStatus};
 use crate::api::{FieldError, Fields, encode};
 use crate::filters::{self, BranchFilter, FilterError};
 use crate::sync::MirrorRules;
@@ -105,20 +105,6 @@ impl PullMirrorDto {
     }
 }
 
-/// Why a pull-mirror request was refused (all are 400s).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PullRequestError {
-    /// A parameter has the wrong type, or a required one is missing.
-    #[error(transparent)]
-    Param(#[from] FieldError),
-    /// The URL is malformed or points somewhere mirrors may not go.
-    #[error("url {0}")]
-    Url(#[from] UrlError),
-    /// The branch regex is too long, invalid, or combined with protected-only.
-    #[error("mirror_branch_regex {0}")]
-    Filter(#[from] FilterError),
-}
-
 /// A checked `PUT …/mirror/pull`: the settings after it, and a new URL to store, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullChange {
@@ -138,7 +124,7 @@ pub fn check_pull_update(
     upstream: Option<&StoredUrl>,
     allow: &HostAllowlist,
     now: Timestamp,
-) -> Result<PullChange, PullRequestError> {
+) -> Result<PullChange, MirrorRequestError> {
     let url_text = fields.string("url")?;
     let (auth_user, auth_password) = (fields.string("auth_user")?, fields.string("auth_password")?);
     let (new_url, keep_credentials) = match (url_text, upstream) {
