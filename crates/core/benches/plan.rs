@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use gix_hash::ObjectId;
-use mirrorfarm_core::filters::BranchFilter;
+
 use mirrorfarm_core::sync::{Ancestry, MirrorRules, Refs, plan_push};
 
 /// Every changed ref fast-forwards (the planner asks once per changed ref).
@@ -33,7 +33,7 @@ fn refs(count: u32, changed: u32) -> (Refs, Refs) {
 }
 
 fn measure(label: &str, source: &Refs, target: &Refs) {
-    let rules = MirrorRules::push(BranchFilter::All, false, "main");
+    let rules = MirrorRules::push(false, None, false, "main").expect("valid rules");
     // Warm up, then take the best of several runs (the least disturbed by the machine).
     let mut best = Duration::MAX;
     for _ in 0..15 {

@@ -2,7 +2,6 @@
 //! pull-mirror rules; a push compares the copy with the target, lets the core plan, and pushes
 //! only what changed — the default branch first, then in batches.
 
-use mirrorfarm_core::filters::BranchFilter;
 use mirrorfarm_core::mirrors::UpdateOutcome;
 use mirrorfarm_core::nodes::LeasedPull;
 use mirrorfarm_core::sync::{MirrorRules, RefAction, RefUpdate, RefUpdatePlan, plan_push};
@@ -40,9 +39,13 @@ pub(crate) struct PushSettings {
 impl PushSettings {
     /// The core's push rules for these settings.
     pub(crate) fn rules(&self) -> Result<MirrorRules, PushError> {
-        let branches = BranchFilter::new(self.only_protected_branches, self.mirror_branch_regex.as_deref())
-            .map_err(|e| PushError::Filter(e.to_string()))?;
-        Ok(MirrorRules::push(branches, self.keep_divergent_refs, &self.default_branch))
+        MirrorRules::push(
+            self.only_protected_branches,
+            self.mirror_branch_regex.as_deref(),
+            self.keep_divergent_refs,
+            &self.default_branch,
+        )
+        .map_err(|e| PushError::Filter(e.to_string()))
     }
 }
 
@@ -78,9 +81,13 @@ pub(crate) fn pull_with_fingerprint(
     rules: &LeasedPull,
     default_branch: &str,
 ) -> Result<(RefUpdatePlan, String), PushError> {
-    let branches = BranchFilter::new(rules.only_protected_branches, rules.mirror_branch_regex.as_deref())
-        .map_err(|e| PushError::Filter(e.to_string()))?;
-    let rules = MirrorRules::pull(branches, rules.overwrite_diverged_branches, default_branch);
+    let rules = MirrorRules::pull(
+        rules.only_protected_branches,
+        rules.mirror_branch_regex.as_deref(),
+        rules.overwrite_diverged_branches,
+        default_branch,
+    )
+    .map_err(|e| PushError::Filter(e.to_string()))?;
     local.ensure_bare()?;
     local.fetch_staged(upstream)?;
     let staged = local.staged_refs()?;

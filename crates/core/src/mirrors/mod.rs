@@ -61,11 +61,13 @@ pub enum AuthMethod {
     Password,
 }
 
-/// The progress of a mirror's updates, as GitLab reports it for push and pull mirrors alike.
-/// Its transitions live in one place: the `state` module.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The progress of a mirror's updates, as GitLab reports it for push and pull mirrors alike
+/// (serialized with GitLab's field names, flattened into both wire shapes). Its transitions live
+/// in one place: the `state` module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct UpdateState {
     /// Status of the last update.
+    #[serde(rename = "update_status")]
     pub status: UpdateStatus,
     /// When the last update ended.
     pub last_update_at: Option<Timestamp>,
@@ -111,20 +113,13 @@ pub struct RemoteMirrorDto {
     pub enabled: bool,
     /// Id.
     pub id: i64,
-    /// Scrubbed last error.
-    pub last_error: Option<String>,
-    /// Last success.
-    pub last_successful_update_at: Option<Timestamp>,
-    /// Last end.
-    pub last_update_at: Option<Timestamp>,
-    /// Last start.
-    pub last_update_started_at: Option<Timestamp>,
+    /// Status, timestamps and scrubbed last error.
+    #[serde(flatten)]
+    pub update: UpdateState,
     /// Protected only.
     pub only_protected_branches: bool,
     /// Keep divergent refs.
     pub keep_divergent_refs: bool,
-    /// Status.
-    pub update_status: UpdateStatus,
     /// URL, credentials masked.
     pub url: String,
     /// Branch regex.
@@ -140,13 +135,9 @@ impl From<&RemoteMirror> for RemoteMirrorDto {
         Self {
             enabled: m.enabled,
             id: m.id,
-            last_error: m.update.last_error.clone(),
-            last_successful_update_at: m.update.last_successful_update_at,
-            last_update_at: m.update.last_update_at,
-            last_update_started_at: m.update.last_update_started_at,
+            update: m.update.clone(),
             only_protected_branches: m.only_protected_branches,
             keep_divergent_refs: m.keep_divergent_refs,
-            update_status: m.update.status,
             url: m.url.masked.clone(),
             mirror_branch_regex: m.mirror_branch_regex.clone(),
             auth_method: m.auth_method,

@@ -6,10 +6,9 @@
 
 use serde::Serialize;
 
-use super::{MirrorRequestError, UpdateState, UpdateStatus};
+use super::{MirrorRequestError, UpdateState};
 use crate::api::{FieldError, Fields, encode};
-use crate::filters::{self, BranchFilter, FilterError};
-use crate::sync::MirrorRules;
+use crate::filters::{self, FilterError};
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, HostAllowlist, StoredUrl, UrlError};
 
@@ -48,12 +47,6 @@ impl PullMirror {
             updated_at: now,
         }
     }
-
-    /// The planner's rules for refreshing the copy.
-    pub fn rules(&self, default_branch: &str) -> Result<MirrorRules, FilterError> {
-        let branches = BranchFilter::new(self.only_mirror_protected_branches, self.mirror_branch_regex.as_deref())?;
-        Ok(MirrorRules::pull(branches, self.mirror_overwrites_diverged_branches, default_branch))
-    }
 }
 
 /// GitLab's pull-mirror entity.
@@ -61,16 +54,9 @@ impl PullMirror {
 pub struct PullMirrorDto {
     /// Id (the repository's).
     pub id: i64,
-    /// Scrubbed last error.
-    pub last_error: Option<String>,
-    /// Last success.
-    pub last_successful_update_at: Option<Timestamp>,
-    /// Last end.
-    pub last_update_at: Option<Timestamp>,
-    /// Last start.
-    pub last_update_started_at: Option<Timestamp>,
-    /// Status.
-    pub update_status: UpdateStatus,
+    /// Status, timestamps and scrubbed last error.
+    #[serde(flatten)]
+    pub update: UpdateState,
     /// Upstream URL, credentials masked.
     pub url: String,
     /// Enabled.
@@ -90,11 +76,7 @@ impl PullMirrorDto {
     pub fn new(m: &PullMirror, url: &StoredUrl) -> Self {
         Self {
             id: m.repository_id,
-            last_error: m.update.last_error.clone(),
-            last_successful_update_at: m.update.last_successful_update_at,
-            last_update_at: m.update.last_update_at,
-            last_update_started_at: m.update.last_update_started_at,
-            update_status: m.update.status,
+            update: m.update.clone(),
             url: url.masked.clone(),
             enabled: m.enabled,
             mirror_trigger_builds: m.mirror_trigger_builds,
@@ -198,14 +180,14 @@ mod tests {
     #[test]
     fn implicit_mirrors_follow_upstream_exactly() {
         let m = PullMirror::implicit(1, Timestamp(0));
-        assert!(m.enabled && m.mirror_overwrites_diverged_branches);
-        assert!(!m.rules("main").expect("valid").keep_divergent_refs);
+        assert!(m.enabled && m.mirror_overwrites_diverged_branches && !m.only_mirror_protected_branches);
+        assert_eq!(m.mirror_branch_regex, None);
     }
 
     #[test]
     fn update_merges_auth_fields_into_the_url_and_resets_status() {
         let mut current = PullMirror::implicit(1, Timestamp(0));
-        current.update.status = UpdateStatus::Failed;
+        current.update.status = crate::mirrors::UpdateStatus::Failed;
         let f = fields(
             serde_json::json!({"auth_user": "bot", "auth_password": "p@ss", "mirror_overwrites_diverged_branches": false}),
         );

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use gix_hash::ObjectId;
 
-use crate::filters::BranchFilter;
+use crate::filters::{BranchFilter, FilterError};
 
 /// A ref namespace snapshot: full ref name (`refs/heads/main`) → object id.
 pub type Refs = BTreeMap<String, ObjectId>;
@@ -45,18 +45,31 @@ pub struct MirrorRules {
 }
 
 impl MirrorRules {
-    /// A push mirror's rules: `keep_divergent_refs` never forces nor deletes; otherwise diverged
-    /// refs are forced and target-only refs deleted when merged into the default branch.
-    pub fn push(branches: BranchFilter, keep_divergent_refs: bool, default_branch: &str) -> Self {
+    /// A push mirror's rules, from its settings: `keep_divergent_refs` never forces nor deletes;
+    /// otherwise diverged refs are forced and target-only refs deleted when merged into the default branch.
+    pub fn push(
+        only_protected_branches: bool,
+        mirror_branch_regex: Option<&str>,
+        keep_divergent_refs: bool,
+        default_branch: &str,
+    ) -> Result<Self, FilterError> {
+        let branches = BranchFilter::new(only_protected_branches, mirror_branch_regex)?;
         let target_only = if keep_divergent_refs { TargetOnlyRefs::Keep } else { TargetOnlyRefs::DeleteIfMerged };
-        Self::new(branches, keep_divergent_refs, target_only, default_branch)
+        Ok(Self::new(branches, keep_divergent_refs, target_only, default_branch))
     }
 
-    /// A pull mirror's rules: with `overwrite` the copy follows upstream exactly (forced moves,
-    /// deletions); without, diverged refs are kept and reported and nothing is deleted.
-    pub fn pull(branches: BranchFilter, overwrite: bool, default_branch: &str) -> Self {
+    /// A pull mirror's rules, from its settings: with `overwrite` the copy follows upstream
+    /// exactly (forced moves, deletions); without, diverged refs are kept and reported and nothing
+    /// is deleted.
+    pub fn pull(
+        only_protected_branches: bool,
+        mirror_branch_regex: Option<&str>,
+        overwrite: bool,
+        default_branch: &str,
+    ) -> Result<Self, FilterError> {
+        let branches = BranchFilter::new(only_protected_branches, mirror_branch_regex)?;
         let target_only = if overwrite { TargetOnlyRefs::Delete } else { TargetOnlyRefs::Keep };
-        Self::new(branches, !overwrite, target_only, default_branch)
+        Ok(Self::new(branches, !overwrite, target_only, default_branch))
     }
 
     fn new(
@@ -310,7 +323,7 @@ mod tests {
     }
 
     fn rules(keep: bool) -> MirrorRules {
-        MirrorRules::push(BranchFilter::All, keep, "main")
+        MirrorRules::push(false, None, keep, "main").expect("valid")
     }
 
     /// 1 ← 2 ← 3 (main); 2 ← 4 (diverged target commit); 2 ← 5 (feature merged? no: 5 is merged into 3? no)
@@ -404,14 +417,16 @@ mod tests {
     fn pull_rules_overwrite_and_delete_or_keep_everything() {
         let upstream = refs(&[("refs/heads/main", 3)]);
         let copy = refs(&[("refs/heads/main", 4), ("refs/heads/gone", 4)]);
-        let overwrite = plan_push(&upstream, &copy, &MirrorRules::pull(BranchFilter::All, true, "main"), &mut graph())
-            .expect("plans");
+        let overwrite =
+            plan_push(&upstream, &copy, &MirrorRules::pull(false, None, true, "main").expect("valid"), &mut graph())
+                .expect("plans");
         assert_eq!(
             actions(&overwrite),
             vec![("refs/heads/main", RefAction::Force), ("refs/heads/gone", RefAction::Delete)]
         );
-        let keep = plan_push(&upstream, &copy, &MirrorRules::pull(BranchFilter::All, false, "main"), &mut graph())
-            .expect("plans");
+        let keep =
+            plan_push(&upstream, &copy, &MirrorRules::pull(false, None, false, "main").expect("valid"), &mut graph())
+                .expect("plans");
         assert_eq!(
             actions(&keep),
             vec![("refs/heads/gone", RefAction::KeepTargetOnly), ("refs/heads/main", RefAction::SkipDiverged)]
