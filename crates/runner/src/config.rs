@@ -8,10 +8,14 @@ use serde::Deserialize;
 
 use crate::daemon::NodeSettings;
 
+/// How long a recorded target listing is trusted by default: ten minutes, two poll intervals.
+pub(crate) const DEFAULT_TARGET_RECHECK_SECS: u64 = 600;
+
 /// `run`'s flags (each also readable from the environment).
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// A TOML file with `edge_url`, `token`, `data_dir`, `concurrency`, `lease_seconds`, `poll_ms`.
+    /// A TOML file with `edge_url`, `token`, `data_dir`, `concurrency`, `lease_seconds`, `poll_ms`,
+    /// `target_recheck_secs`.
     #[arg(long, env = "MIRRORFARM_CONFIG")]
     config: Option<PathBuf>,
     /// The edge's base URL.
@@ -32,6 +36,10 @@ pub(crate) struct RunArgs {
     /// Wait between polls of an empty queue, in milliseconds.
     #[arg(long, env = "MIRRORFARM_POLL_MS")]
     poll_ms: Option<u64>,
+    /// How long a target's refs as recorded at its last listing are trusted by webhook- and
+    /// poll-triggered syncs, in seconds (0: list the target every time).
+    #[arg(long, env = "MIRRORFARM_TARGET_RECHECK_SECS")]
+    target_recheck_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +51,7 @@ struct FileConfig {
     concurrency: Option<usize>,
     lease_seconds: Option<u64>,
     poll_ms: Option<u64>,
+    target_recheck_secs: Option<u64>,
 }
 
 /// Everything `run` needs.
@@ -75,6 +84,9 @@ impl RunArgs {
                 concurrency: self.concurrency.or(file.concurrency).unwrap_or(2).max(1),
                 lease_seconds: self.lease_seconds.or(file.lease_seconds).unwrap_or(60).clamp(5, 3600),
                 poll: Duration::from_millis(self.poll_ms.or(file.poll_ms).unwrap_or(2000)),
+                target_recheck: Duration::from_secs(
+                    self.target_recheck_secs.or(file.target_recheck_secs).unwrap_or(DEFAULT_TARGET_RECHECK_SECS),
+                ),
             },
         })
     }

@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::edge::{EdgeClient, EdgeError};
 use crate::git::{Git, Remote};
 use crate::push::{self, PushError, PushSettings};
+use crate::records::fingerprint;
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub(crate) struct NodeSettings {
     pub(crate) lease_seconds: u64,
     /// Wait between lease attempts when the queue is empty.
     pub(crate) poll: Duration,
+    /// How long automatic syncs trust a target's recorded refs (see [`crate::records`]).
+    pub(crate) target_recheck: Duration,
 }
 
 /// Serialises work on one local repository copy across this node's workers.
@@ -150,17 +153,16 @@ fn execute(
     let Some(mirror) = job.remote_mirror.as_ref() else {
         // A pull job. A poll first compares the upstream's fingerprint and stops if it is unchanged.
         if job.reason == JobReason::Poll && job.repository.upstream_fingerprint.is_some() {
-            let current = push::fingerprint(&Git::detached().remote_refs(&upstream)?);
+            let current = fingerprint(&Git::detached().remote_refs(&upstream)?);
             if job.repository.upstream_fingerprint.as_deref() == Some(current.as_str()) {
                 info!(job = job.id, "upstream unchanged; nothing to pull");
                 return Ok((UpdateOutcome::Unchanged, None));
             }
         }
         // Refs upstream rewrote that the rules keep fail the update.
-        let (plan, fingerprint) =
-            push::pull_with_fingerprint(&local, &upstream, pull_rules, &job.repository.default_branch)?;
-        let outcome = plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged);
-        return Ok((outcome, Some(fingerprint)));
+        let pulled = push::pull(&local, &upstream, pull_rules, &job.repository.default_branch)?;
+        let outcome = pulled.plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged);
+        return Ok((outcome, Some(pulled.fingerprint)));
     };
     let target = Remote::parse(&mirror.url)?;
     let push_settings = PushSettings {
@@ -169,16 +171,26 @@ fn execute(
         only_protected_branches: mirror.only_protected_branches,
         mirror_branch_regex: mirror.mirror_branch_regex.clone(),
     };
-    let plan = push::plan(&local, Some((&upstream, pull_rules)), &target, &push_settings)?;
+    let pulled = push::pull(&local, &upstream, pull_rules, &job.repository.default_branch)?;
+    if let Some(kept) = pulled.plan.pull_divergence_error() {
+        warn!(job = job.id, "{kept}");
+    }
+    // Automatic syncs may trust the target's recorded refs; one someone asked for, or a mirror
+    // just enabled or re-pointed, lists the target first.
+    let recheck = match job.reason {
+        JobReason::Webhook | JobReason::Poll | JobReason::Upstream => settings.target_recheck,
+        _ => Duration::ZERO,
+    };
+    let (plan, outcome) = push::push_to(&local, &pulled.refs, &target, &push_settings, recheck, cancelled)?;
     info!(
         job = job.id,
         target = target.masked(),
         updates = plan.updates.len(),
         held = plan.held.len(),
         unchanged = plan.unchanged,
-        "planned"
+        "pushed"
     );
-    push::execute(&local, &target, &plan, cancelled).map(|outcome| (outcome, None))
+    Ok((outcome, None))
 }
 
 /// Reports an outcome, retrying while the edge is unreachable (results are idempotent).

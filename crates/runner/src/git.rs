@@ -66,11 +66,19 @@ impl Remote {
         Ok(Self { url, masked: parsed.masked(), username, password })
     }
 
+    /// The URL git is given (never with credentials).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The URL with credentials masked, for logs.
     pub(crate) fn masked(&self) -> &str {
         &self.masked
     }
 }
+
+/// Where fetched upstream refs wait until the plan has decided what the copy takes.
+pub(crate) const STAGING: &str = "refs/mirrorfarm/upstream";
 
 /// Runs git for one local repository (or none).
 #[derive(Debug, Clone)]
@@ -141,36 +149,81 @@ impl Git {
         Ok(())
     }
 
+    /// Whether the repository exists yet.
+    pub(crate) fn exists(&self) -> bool {
+        self.dir.as_deref().is_some_and(|d| d.join("HEAD").exists())
+    }
+
+    /// The repository's own directory (where the node keeps its records too).
+    pub(crate) fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+
+    /// Makes the copy by cloning every branch and tag of `upstream` — the fastest way to a new
+    /// exact copy. It clones beside the destination and renames, so an interrupted clone never
+    /// looks like a copy.
+    pub(crate) fn clone_from(&self, upstream: &Remote) -> Result<(), GitError> {
+        let dir = self.dir.as_deref().ok_or_else(|| GitError::Url("no repository directory".into()))?;
+        let partial = dir.with_extension("partial");
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial)?;
+        }
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let partial_text = partial.to_string_lossy().into_owned();
+        let clone = |format: &[&str]| {
+            // A bare clone maps branches straight across and brings every tag.
+            let mut args = vec!["clone", "--bare", "--quiet"];
+            args.extend(format);
+            args.extend([upstream.url.as_str(), partial_text.as_str()]);
+            Git::detached().run(Some(upstream), &args)
+        };
+        // See `ensure_bare` for why reftable; git before 2.45 does not know the option.
+        match clone(&["--ref-format=reftable"]) {
+            Err(GitError::Failed { stderr, .. }) if stderr.contains("ref-format") => clone(&[])?,
+            other => other?,
+        };
+        std::fs::rename(&partial, dir)?;
+        Ok(())
+    }
+
     /// Fetches every branch and tag of `upstream` into a staging namespace
     /// (`refs/mirrorfarm/upstream/…`), leaving the copy's own refs alone. `--atomic` makes it
-    /// all-or-nothing, so the staged view is always one complete fetch.
+    /// all-or-nothing (and, with reftable, one table instead of one per ref).
     pub(crate) fn fetch_staged(&self, upstream: &Remote) -> Result<(), GitError> {
-        self.run(
-            Some(upstream),
-            &[
-                "fetch",
-                "--atomic",
-                "--prune",
-                "--force",
-                "--no-tags",
-                "--no-write-fetch-head",
-                "--quiet",
-                &upstream.url,
-                "+refs/heads/*:refs/mirrorfarm/upstream/heads/*",
-                "+refs/tags/*:refs/mirrorfarm/upstream/tags/*",
-            ],
+        self.fetch_into_staging(
+            upstream,
+            &["+refs/heads/*:refs/mirrorfarm/upstream/heads/*", "+refs/tags/*:refs/mirrorfarm/upstream/tags/*"],
         )
-        .map(|_| ())
+    }
+
+    /// Fetches just the named branches and tags into the staging namespace: for a few changed
+    /// refs, upstream then advertises only those.
+    pub(crate) fn fetch_staged_names(&self, upstream: &Remote, names: &[&str]) -> Result<(), GitError> {
+        let specs: Vec<String> =
+            names.iter().filter_map(|n| n.strip_prefix("refs/").map(|rest| format!("+{n}:{STAGING}/{rest}"))).collect();
+        self.fetch_into_staging(upstream, &specs.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn fetch_into_staging(&self, upstream: &Remote, refspecs: &[&str]) -> Result<(), GitError> {
+        let mut args = vec![
+            "fetch",
+            "--atomic",
+            "--force",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--quiet",
+            upstream.url.as_str(),
+        ];
+        args.extend(refspecs);
+        self.run(Some(upstream), &args).map(|_| ())
     }
 
     /// The staged upstream refs, named as upstream names them (`refs/heads/…`, `refs/tags/…`).
     pub(crate) fn staged_refs(&self) -> Result<Refs, GitError> {
-        let out = self.run(None, &["for-each-ref", "--format=%(objectname) %(refname)", "refs/mirrorfarm/upstream"])?;
-        let staged = parse_listing(&out.stdout, ' ')?;
-        Ok(staged
-            .into_iter()
-            .map(|(name, oid)| (name.replacen("refs/mirrorfarm/upstream/", "refs/", 1), oid))
-            .collect())
+        let staged = self.refs_under(STAGING)?;
+        Ok(staged.into_iter().map(|(name, oid)| (name.replacen(STAGING, "refs", 1), oid)).collect())
     }
 
     /// Applies ref updates to the local copy in one transaction, each checked against the old
@@ -226,9 +279,14 @@ impl Git {
         parse_listing(&out.stdout, ' ')
     }
 
-    /// Pushes refspecs to the remote, atomically where the remote allows it.
-    pub(crate) fn push(&self, remote: &Remote, refspecs: &[String]) -> Result<(), GitError> {
-        let mut args = vec!["push", "--porcelain", "--quiet", "--atomic", remote.url.as_str()];
+    /// Pushes refspecs to the remote, atomically where the remote allows it. Each lease
+    /// (`<ref>:<expected oid or empty>`) makes git refuse the push unless the remote ref still has
+    /// the value the plan assumed.
+    pub(crate) fn push(&self, remote: &Remote, refspecs: &[String], leases: &[String]) -> Result<(), GitError> {
+        let leases: Vec<String> = leases.iter().map(|l| format!("--force-with-lease={l}")).collect();
+        let mut args = vec!["push", "--porcelain", "--quiet", "--atomic"];
+        args.extend(leases.iter().map(String::as_str));
+        args.push(remote.url.as_str());
         args.extend(refspecs.iter().map(String::as_str));
         match self.run(Some(remote), &args) {
             Err(GitError::Failed { stderr, .. }) if stderr.contains("atomic") && stderr.contains("support") => {
@@ -240,7 +298,8 @@ impl Git {
     }
 }
 
-fn parse_listing(stdout: &[u8], separator: char) -> Result<Refs, GitError> {
+/// Parses `<oid><separator><name>` lines (`ls-remote`, `for-each-ref`, records), peeled entries left out.
+pub(crate) fn parse_listing(stdout: &[u8], separator: char) -> Result<Refs, GitError> {
     let text = String::from_utf8_lossy(stdout);
     let mut refs = Refs::new();
     for line in text.lines().filter(|l| !l.is_empty()) {

@@ -12,12 +12,14 @@ mod daemon;
 mod edge;
 mod git;
 mod push;
+mod records;
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use mirrorfarm_core::mirrors::UpdateOutcome;
@@ -59,6 +61,11 @@ struct PairArgs {
     /// Mirror only branches matching this regex.
     #[arg(long)]
     mirror_branch_regex: Option<String>,
+    /// Trust the target's refs as recorded at its last listing for this many seconds instead of
+    /// listing it again (0: always list). Pushes planned from the record are leased, so a target
+    /// that moved is noticed when a pushed ref changed there.
+    #[arg(long, default_value_t = config::DEFAULT_TARGET_RECHECK_SECS, value_name = "SECS")]
+    target_recheck: u64,
 }
 
 impl PairArgs {
@@ -69,6 +76,13 @@ impl PairArgs {
             only_protected_branches: self.only_protected_branches,
             mirror_branch_regex: self.mirror_branch_regex.clone(),
         }
+    }
+
+    fn remotes(&self) -> Result<(Remote, Remote), String> {
+        Ok((
+            Remote::parse(&self.source).map_err(|e| e.to_string())?,
+            Remote::parse(&self.target).map_err(|e| e.to_string())?,
+        ))
     }
 
     fn local(&self) -> Git {
@@ -131,12 +145,11 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Plan(pair) => {
-            let (source, target) = (
-                Remote::parse(&pair.source).map_err(|e| e.to_string())?,
-                Remote::parse(&pair.target).map_err(|e| e.to_string())?,
-            );
-            let plan = push::plan(&pair.local(), Some((&source, &push::exact_pull())), &target, &pair.settings())
-                .map_err(|e| e.to_string())?;
+            let (source, target) = pair.remotes()?;
+            let local = pair.local();
+            let pulled =
+                push::pull(&local, &source, &push::exact_pull(), &pair.default_branch).map_err(|e| e.to_string())?;
+            let plan = push::plan(&local, &pulled.refs, &target, &pair.settings()).map_err(|e| e.to_string())?;
             let mut out = io::stdout().lock();
             for u in plan.updates.iter().chain(&plan.held) {
                 let to = u.new.map_or("-".to_owned(), |o| o.to_string());
@@ -160,24 +173,25 @@ fn run(cli: Cli) -> Result<(), String> {
                 mirror_branch_regex,
             };
             let source = Remote::parse(&source).map_err(|e| e.to_string())?;
-            let plan = push::pull(&Git::in_dir(local), &source, &rules, &default_branch).map_err(|e| e.to_string())?;
-            match plan.pull_divergence_error() {
+            let pulled =
+                push::pull(&Git::in_dir(local), &source, &rules, &default_branch).map_err(|e| e.to_string())?;
+            match pulled.plan.pull_divergence_error() {
                 None => {
-                    println!("{} updated, {} unchanged", plan.updates.len(), plan.unchanged);
+                    println!("{} updated, {} unchanged", pulled.plan.updates.len(), pulled.plan.unchanged);
                     Ok(())
                 }
                 Some(message) => Err(message),
             }
         }
         Command::Sync(pair) => {
-            let (source, target) = (
-                Remote::parse(&pair.source).map_err(|e| e.to_string())?,
-                Remote::parse(&pair.target).map_err(|e| e.to_string())?,
-            );
+            let (source, target) = pair.remotes()?;
             let local = pair.local();
-            let plan = push::plan(&local, Some((&source, &push::exact_pull())), &target, &pair.settings())
+            let pulled =
+                push::pull(&local, &source, &push::exact_pull(), &pair.default_branch).map_err(|e| e.to_string())?;
+            let recheck = Duration::from_secs(pair.target_recheck);
+            let (plan, outcome) = push::push_to(&local, &pulled.refs, &target, &pair.settings(), recheck, &|| false)
                 .map_err(|e| e.to_string())?;
-            match push::execute(&local, &target, &plan, &|| false).map_err(|e| e.to_string())? {
+            match outcome {
                 UpdateOutcome::Pushed | UpdateOutcome::Unchanged => {
                     println!("{} pushed, {} unchanged", plan.updates.len(), plan.unchanged);
                     Ok(())

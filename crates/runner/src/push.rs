@@ -1,13 +1,18 @@
 //! Mirror updates. A pull refreshes the node's local copy from upstream under the repository's
 //! pull-mirror rules; a push compares the copy with the target, lets the core plan, and pushes
-//! only what changed — the default branch first, then in batches.
+//! only what changed — the default branch first, then the rest in one atomic push. What the node
+//! learned (the copy's and each target's refs) is kept in [`crate::records`], so an unchanged
+//! upstream costs one listing and nothing more.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mirrorfarm_core::mirrors::UpdateOutcome;
 use mirrorfarm_core::nodes::LeasedPull;
-use mirrorfarm_core::sync::{MirrorRules, RefAction, RefUpdate, RefUpdatePlan, plan_push};
+use mirrorfarm_core::sync::{MirrorRules, RefAction, RefUpdate, RefUpdatePlan, Refs, plan_push};
 use tracing::{info, warn};
 
-use crate::git::{Git, GitError, Remote};
+use crate::git::{Git, GitError, Remote, STAGING};
+use crate::records::{PulledRecord, TargetRecord, fingerprint};
 
 /// Why an update stopped before it had an outcome.
 #[derive(Debug, thiserror::Error)]
@@ -49,139 +54,232 @@ impl PushSettings {
     }
 }
 
-/// The upstream's fingerprint: SHA-256 of the core's canonical listing of its refs.
-pub(crate) fn fingerprint(refs: &mirrorfarm_core::sync::Refs) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(mirrorfarm_core::sync::ref_listing(refs).as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+/// Up to this many changed refs are fetched by name (upstream then advertises only those);
+/// beyond, everything is fetched by wildcard.
+const FETCH_BY_NAME_LIMIT: usize = 500;
+
+/// Beyond this many refs to push, a plan that sends every differing branch and tag is pushed
+/// straight from `refs/heads/*` and `refs/tags/*` rather than staged under [`PUSH_NS`] first.
+const STAGE_LIMIT: usize = 10_000;
 
 /// An exact pull: the copy follows upstream (used when no pull mirror was configured).
 pub(crate) fn exact_pull() -> LeasedPull {
     LeasedPull { overwrite_diverged_branches: true, only_protected_branches: false, mirror_branch_regex: None }
 }
 
-/// Refreshes the local copy from upstream under pull-mirror rules; the plan says what moved and
-/// what was kept (diverged upstream).
+/// What a pull did and left.
+pub(crate) struct Pulled {
+    /// What moved in the copy, and what was kept (diverged upstream).
+    pub(crate) plan: RefUpdatePlan,
+    /// The copy's branches and tags afterwards.
+    pub(crate) refs: Refs,
+    /// The fingerprint of upstream's branches and tags, for polls to compare with.
+    pub(crate) fingerprint: String,
+}
+
+/// Refreshes the local copy from upstream under pull-mirror rules.
+///
+/// Upstream is listed first (one `ls-remote`); if the listing matches what the last pull left, the
+/// copy is current and nothing else runs. Otherwise only the refs that differ are fetched (into a
+/// staging namespace, so the plan decides what the copy takes; pruning happens only after the
+/// fetch completed). A missing exact copy is made by `git clone`.
 pub(crate) fn pull(
     local: &Git,
     upstream: &Remote,
-    rules: &LeasedPull,
+    pull_rules: &LeasedPull,
     default_branch: &str,
-) -> Result<RefUpdatePlan, PushError> {
-    pull_with_fingerprint(local, upstream, rules, default_branch).map(|(plan, _)| plan)
-}
-
-/// [`pull`], also returning the fingerprint of the upstream refs it fetched.
-pub(crate) fn pull_with_fingerprint(
-    local: &Git,
-    upstream: &Remote,
-    rules: &LeasedPull,
-    default_branch: &str,
-) -> Result<(RefUpdatePlan, String), PushError> {
+) -> Result<Pulled, PushError> {
     let rules = MirrorRules::pull(
-        rules.only_protected_branches,
-        rules.mirror_branch_regex.as_deref(),
-        rules.overwrite_diverged_branches,
+        pull_rules.only_protected_branches,
+        pull_rules.mirror_branch_regex.as_deref(),
+        pull_rules.overwrite_diverged_branches,
         default_branch,
     )
     .map_err(|e| PushError::Filter(e.to_string()))?;
+    let record = PulledRecord::of(local);
+    if !local.exists() && *pull_rules == exact_pull() {
+        local.clone_from(upstream)?;
+        let refs = local.local_refs()?;
+        record.save(&refs)?;
+        let plan = plan_push(&refs, &Refs::new(), &rules, &mut local.clone())?;
+        info!(upstream = upstream.masked(), created = plan.updates.len(), "cloned");
+        return Ok(Pulled { plan, fingerprint: fingerprint(&refs), refs });
+    }
     local.ensure_bare()?;
-    local.fetch_staged(upstream)?;
-    let staged = local.staged_refs()?;
-    let current = local.local_refs()?;
-    let plan = plan_push(&staged, &current, &rules, &mut local.clone())?;
+    let listing = Git::detached().remote_refs(upstream)?;
+    let upstream_fingerprint = fingerprint(&listing);
+    let wanted: Refs = listing.iter().filter(|(name, _)| rules.mirrors(name)).map(|(n, o)| (n.clone(), *o)).collect();
+    if record.load().is_some_and(|recorded| recorded == fingerprint(&wanted)) {
+        info!(upstream = upstream.masked(), unchanged = wanted.len(), "copy is current");
+        let plan = RefUpdatePlan { unchanged: wanted.len(), ..RefUpdatePlan::default() };
+        return Ok(Pulled { plan, refs: wanted, fingerprint: upstream_fingerprint });
+    }
+    let mut refs = local.local_refs()?;
+    let changed: Vec<&str> =
+        wanted.iter().filter(|(name, oid)| refs.get(*name) != Some(*oid)).map(|(name, _)| name.as_str()).collect();
+    clear_staging(local)?;
+    let fetched = if changed.is_empty() {
+        listing
+    } else if changed.len() <= FETCH_BY_NAME_LIMIT {
+        local.fetch_staged_names(upstream, &changed)?;
+        let mut view = listing;
+        view.extend(local.staged_refs()?);
+        view
+    } else {
+        local.fetch_staged(upstream)?;
+        local.staged_refs()?
+    };
+    record.forget()?;
+    let plan = plan_push(&fetched, &refs, &rules, &mut local.clone())?;
     local.apply(&plan.updates)?;
+    clear_staging(local)?;
+    plan.apply_to(&mut refs);
+    record.save(&refs)?;
     info!(
         upstream = upstream.masked(),
+        fetched = changed.len(),
         updated = plan.updates.len(),
         held = plan.held.len(),
         unchanged = plan.unchanged,
         "pulled"
     );
-    Ok((plan, fingerprint(&staged)))
+    Ok(Pulled { plan, refs, fingerprint: upstream_fingerprint })
 }
 
-/// Refreshes `local` from `upstream` (if any), then plans the push to `target`. Refs upstream
-/// rewrote that the pull rules keep are pushed as the copy has them.
+/// Deletes whatever the staging namespace holds.
+fn clear_staging(local: &Git) -> Result<(), PushError> {
+    let stale = scratch_deletions(local.refs_under(STAGING)?);
+    Ok(local.apply(&stale)?)
+}
+
+fn scratch_deletions(refs: Refs) -> Vec<RefUpdate> {
+    refs.into_iter()
+        .map(|(name, oid)| RefUpdate { name, old: Some(oid), new: None, action: RefAction::Delete, rule: "scratch" })
+        .collect()
+}
+
+/// Plans against a fresh listing of the target (dry runs: every ref's action, fast-forwards told
+/// apart from forced updates).
 pub(crate) fn plan(
     local: &Git,
-    upstream: Option<(&Remote, &LeasedPull)>,
+    source: &Refs,
     target: &Remote,
     settings: &PushSettings,
 ) -> Result<RefUpdatePlan, PushError> {
+    let rules = settings.rules()?.checking_fast_forwards();
+    let target_refs = Git::detached().remote_refs(target)?;
+    Ok(plan_push(source, &target_refs, &rules, &mut local.clone())?)
+}
+
+/// Brings `target` up to date with `source` (the copy's refs): plans, pushes, and records what the
+/// target has afterwards.
+///
+/// The plan starts from the recorded target refs when they were verified within `recheck`, and
+/// that push carries a lease on every ref it changes; if the target moved meanwhile, git refuses
+/// The plan starts from the recorded target refs when they were verified within `recheck`. Its
+/// push cannot lose anything the record missed: fast-forwards and creations go without force (git
+/// refuses them if the target moved elsewhere), deletions carry a lease, and forced updates are
+/// what a fresh plan would force too. If git refuses, the target is listed and planned again.
+pub(crate) fn push_to(
+    local: &Git,
+    source: &Refs,
+    target: &Remote,
+    settings: &PushSettings,
+    recheck: Duration,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<(RefUpdatePlan, UpdateOutcome), PushError> {
     let rules = settings.rules()?;
-    local.ensure_bare()?;
-    if let Some((upstream, pull_rules)) = upstream {
-        let pulled = pull(local, upstream, pull_rules, &settings.default_branch)?;
-        if let Some(kept) = pulled.pull_divergence_error() {
-            warn!(upstream = upstream.masked(), "{kept}");
+    let record = TargetRecord::of(local, target);
+    if let Some(recorded) = record.load(recheck) {
+        let plan = plan_push(source, &recorded.refs, &rules, &mut local.clone())?;
+        if plan.updates.is_empty() {
+            info!(target = target.masked(), held = plan.held.len(), unchanged = plan.unchanged, "target is current");
+            let outcome = outcome(&plan);
+            return Ok((plan, outcome));
+        }
+        record.forget()?;
+        match execute(local, target, &plan, source, settings, Leases::Recorded, cancelled) {
+            Ok(outcome) => {
+                record.save(&recorded.refs, &plan, Some(recorded.verified_at))?;
+                return Ok((plan, outcome));
+            }
+            Err(PushError::Cancelled) => return Err(PushError::Cancelled),
+            Err(e) => warn!(
+                target = target.masked(),
+                error = %e,
+                "push planned from the recorded target refs was refused; listing the target"
+            ),
         }
     }
-    let source = local.local_refs()?;
-    let target_refs = Git::detached().remote_refs(target)?;
-    Ok(plan_push(&source, &target_refs, &rules, &mut local.clone())?)
+    record.forget()?;
+    let listed_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let listed = Git::detached().remote_refs(target)?;
+    let plan = plan_push(source, &listed, &rules, &mut local.clone())?;
+    let outcome = execute(local, target, &plan, source, settings, Leases::None, cancelled)?;
+    record.save(&listed, &plan, Some(listed_at))?;
+    Ok((plan, outcome))
+}
+
+/// Whether a push checks each ref's current value on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leases {
+    /// The plan came from a fresh listing: no checks.
+    None,
+    /// The plan came from the record: each deletion must still find the value it shows.
+    Recorded,
 }
 
 /// Where the refs a push sends are staged locally, so one wildcard refspec per kind replaces
-/// thousands of explicit ones (git matches explicit refspecs in quadratic time).
+/// thousands of explicit ones.
 const PUSH_NS: &str = "refs/mirrorfarm/push";
 
-/// Carries out a plan: the default branch first and alone, then everything else in one atomic
-/// push of wildcard refspecs over a local staging namespace, deletions alongside.
-pub(crate) fn execute(
+/// The update's outcome from its plan: diverged refs kept make it fail with GitLab's message.
+fn outcome(plan: &RefUpdatePlan) -> UpdateOutcome {
+    match plan.divergence_error() {
+        Some(message) => UpdateOutcome::Diverged(message),
+        None => UpdateOutcome::Pushed,
+    }
+}
+
+/// Carries out a plan: the default branch first and alone (so a rejected ref elsewhere cannot
+/// hold back the main line), then everything else in one atomic push of wildcard refspecs — over
+/// a local namespace holding just the refs to send, or for a large plan that sends every differing
+/// branch and tag, straight from `refs/heads` and `refs/tags`. (git matches each *named* refspec
+/// against every local ref: a hundred names cost seconds against 100k refs, a wildcard does not.)
+fn execute(
     local: &Git,
     target: &Remote,
     plan: &RefUpdatePlan,
+    source: &Refs,
+    settings: &PushSettings,
+    leases: Leases,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<UpdateOutcome, PushError> {
-    let (first, rest) =
-        plan.updates.split_at(usize::from(plan.updates.first().is_some_and(|u| u.name.starts_with("refs/heads/"))));
-    let first_specs: Vec<String> = first.iter().filter_map(|u| u.refspec()).collect();
-    if !first_specs.is_empty() {
+    let default_ref = format!("refs/heads/{}", settings.default_branch);
+    let (first, rest) = plan.updates.split_at(usize::from(plan.updates.first().is_some_and(|u| u.name == default_ref)));
+    if let Some(spec) = first.first().and_then(RefUpdate::refspec) {
         if cancelled() {
             return Err(PushError::Cancelled);
         }
-        local.push(target, &first_specs)?;
+        local.push(target, &[spec], &[])?;
     }
     if !rest.is_empty() {
         if cancelled() {
             return Err(PushError::Cancelled);
         }
-        // Stage: clear what a previous push left, then one transaction naming every ref to send.
-        let stale: Vec<RefUpdate> = local
-            .refs_under(PUSH_NS)?
-            .into_iter()
-            .map(|(name, oid)| RefUpdate {
-                name,
-                old: Some(oid),
-                new: None,
-                action: RefAction::Delete,
-                rule: "scratch",
-            })
-            .collect();
-        local.apply(&stale)?;
-        let mut staged = Vec::new();
-        let mut specs = Vec::new();
-        for u in rest {
-            match (u.action, u.new) {
-                (RefAction::Force, Some(new)) => staged.push(stage(&format!("{PUSH_NS}/force/{}", u.name), new)),
-                (_, Some(new)) => staged.push(stage(&format!("{PUSH_NS}/ff/{}", u.name), new)),
-                (_, None) => specs.push(format!(":{}", u.name)),
-            }
+        let deletions: Vec<&RefUpdate> = rest.iter().filter(|u| u.new.is_none()).collect();
+        let mut specs: Vec<String> = deletions.iter().filter_map(|u| u.refspec()).collect();
+        let lease_list: Vec<String> = match leases {
+            Leases::None => Vec::new(),
+            Leases::Recorded => deletions.iter().filter_map(|u| u.old.map(|old| format!("{}:{old}", u.name))).collect(),
+        };
+        if rest.len() > STAGE_LIMIT && sends_every_difference(plan, source) {
+            let force = if rest.iter().any(|u| u.action == RefAction::Force) { "+" } else { "" };
+            specs.extend(["heads", "tags"].iter().map(|ns| format!("{force}refs/{ns}/*:refs/{ns}/*")));
+            local.push(target, &specs, &lease_list)?;
+        } else {
+            push_through_namespace(local, target, rest, specs, &lease_list)?;
         }
-        local.apply(&staged)?;
-        for ns in ["heads", "tags"] {
-            specs.push(format!("+{PUSH_NS}/force/refs/{ns}/*:refs/{ns}/*"));
-            specs.push(format!("{PUSH_NS}/ff/refs/{ns}/*:refs/{ns}/*"));
-        }
-        let pushed = local.push(target, &specs);
-        let cleanup: Vec<RefUpdate> =
-            staged.into_iter().map(|u| RefUpdate { old: u.new, new: None, action: RefAction::Delete, ..u }).collect();
-        local.apply(&cleanup)?;
-        pushed?;
     }
     info!(
         target = target.masked(),
@@ -190,10 +288,43 @@ pub(crate) fn execute(
         unchanged = plan.unchanged,
         "push complete"
     );
-    Ok(match plan.divergence_error() {
-        Some(message) => UpdateOutcome::Diverged(message),
-        None => UpdateOutcome::Pushed,
-    })
+    Ok(outcome(plan))
+}
+
+/// Whether pushing every local branch and tag by wildcard sends exactly the plan: each source ref
+/// is either unchanged on the target or updated to its own value (none filtered out or held).
+fn sends_every_difference(plan: &RefUpdatePlan, source: &Refs) -> bool {
+    source.len() == plan.unchanged + plan.updates.iter().filter(|u| u.new.is_some()).count()
+}
+
+/// Stages the refs to send under [`PUSH_NS`] — forced ones apart — and pushes them by wildcard,
+/// with `specs` (the deletions) alongside.
+fn push_through_namespace(
+    local: &Git,
+    target: &Remote,
+    rest: &[RefUpdate],
+    mut specs: Vec<String>,
+    leases: &[String],
+) -> Result<(), PushError> {
+    // Clear what a previous push left, then one transaction naming every ref to send.
+    local.apply(&scratch_deletions(local.refs_under(PUSH_NS)?))?;
+    let staged: Vec<RefUpdate> = rest
+        .iter()
+        .filter_map(|u| {
+            let kind = if u.action == RefAction::Force { "force" } else { "ff" };
+            u.new.map(|new| stage(&format!("{PUSH_NS}/{kind}/{}", u.name), new))
+        })
+        .collect();
+    local.apply(&staged)?;
+    for ns in ["heads", "tags"] {
+        specs.push(format!("+{PUSH_NS}/force/refs/{ns}/*:refs/{ns}/*"));
+        specs.push(format!("{PUSH_NS}/ff/refs/{ns}/*:refs/{ns}/*"));
+    }
+    let pushed = local.push(target, &specs, leases);
+    let cleanup: Vec<RefUpdate> =
+        staged.into_iter().map(|u| RefUpdate { old: u.new, new: None, action: RefAction::Delete, ..u }).collect();
+    local.apply(&cleanup)?;
+    Ok(pushed?)
 }
 
 /// A ref creation in the local staging namespace.

@@ -157,6 +157,44 @@ fn diverged_target_is_skipped_and_listed_or_forced() {
 }
 
 #[test]
+fn recorded_target_refs_are_trusted_until_the_recheck_and_never_clobber_a_moved_target() {
+    let f = Fixture::new("recorded");
+    git(&f.path("work"), &["branch", "feature"]);
+    let first = f.commit("two");
+    f.publish();
+    assert!(f.sync(&[]).status.success());
+    // Behind the node's back, the target's main is reset to its parent.
+    let parent = git(&f.path("work"), &["rev-parse", "HEAD~1"]);
+    git(&f.path("target.git"), &["update-ref", "refs/heads/main", &parent]);
+    // Upstream did not move: a sync within the recheck interval trusts its record and talks to
+    // the target not at all, so it does not notice...
+    let trusted = f.sync(&[]);
+    assert_eq!(stdout(&trusted).trim(), "0 pushed, 2 unchanged");
+    assert_eq!(f.target_ref("refs/heads/main"), Some(parent.clone()));
+    // ...until the record is older than the recheck (here: at once), and the target is listed.
+    let rechecked = f.sync(&["--target-recheck", "0"]);
+    assert_eq!(stdout(&rechecked).trim(), "1 pushed, 1 unchanged");
+    assert_eq!(f.target_ref("refs/heads/main"), Some(first));
+
+    // Someone pushes a commit of their own to the target's `feature`; upstream moves `feature` too.
+    let tmp = f.path("other");
+    git(&f.root, &["clone", "-q", "-b", "feature", f.path("target.git").to_str().expect("utf8"), "other"]);
+    git(&tmp, &["commit", "-q", "--allow-empty", "-m", "target only"]);
+    git(&tmp, &["push", "-q", "origin", "feature"]);
+    let theirs = f.target_ref("refs/heads/feature");
+    git(&f.path("work"), &["checkout", "-q", "feature"]);
+    f.commit("upstream feature");
+    git(&f.path("work"), &["checkout", "-q", "main"]);
+    f.publish();
+    // The record says `feature` fast-forwards; git refuses (the target moved), the node lists the
+    // target, and keep_divergent_refs keeps their commit.
+    let kept = f.sync(&["--keep-divergent-refs"]);
+    assert!(!kept.status.success());
+    assert!(String::from_utf8_lossy(&kept.stderr).contains("refs/heads/feature"), "{kept:?}");
+    assert_eq!(f.target_ref("refs/heads/feature"), theirs, "never clobbered");
+}
+
+#[test]
 fn target_only_refs_are_deleted_only_when_merged_into_the_default_branch() {
     let f = Fixture::new("deletion");
     git(&f.path("work"), &["branch", "merged"]);

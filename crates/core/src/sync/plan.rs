@@ -42,6 +42,10 @@ pub struct MirrorRules {
     pub default_branch: String,
     /// Protected branch names (the default branch is always protected, as in GitLab).
     pub protected: Vec<String>,
+    /// Ask the ancestry about every moved ref, even where the answer changes nothing (with
+    /// `keep_divergent_refs` off a moved ref is pushed with force either way, and GitLab does not
+    /// ask). Dry runs turn it on to tell fast-forwards from forced updates; real runs save the cost.
+    pub check_fast_forwards: bool,
 }
 
 impl MirrorRules {
@@ -84,6 +88,24 @@ impl MirrorRules {
             target_only,
             default_branch: default_branch.to_owned(),
             protected: vec![default_branch.to_owned()],
+            check_fast_forwards: false,
+        }
+    }
+
+    /// The same rules, telling fast-forwards from forced updates even where nothing depends on it.
+    #[must_use]
+    pub fn checking_fast_forwards(self) -> Self {
+        Self { check_fast_forwards: true, ..self }
+    }
+
+    /// Whether a ref is mirrored at all: tags always, branches through the filter, nothing else.
+    pub fn mirrors(&self, name: &str) -> bool {
+        if name.starts_with("refs/tags/") {
+            return true;
+        }
+        match name.strip_prefix("refs/heads/") {
+            Some(branch) => self.branches.includes(branch, self.protected.iter().any(|p| p == branch)),
+            None => false,
         }
     }
 }
@@ -179,20 +201,20 @@ impl RefUpdatePlan {
         self.diverged_message("Some refs have diverged upstream and have not been updated in the mirror:")
     }
 
+    /// Carries the updates out on a ref set (what the other side has once the plan is pushed);
+    /// held refs stay as they were.
+    pub fn apply_to(&self, refs: &mut Refs) {
+        for u in &self.updates {
+            match u.new {
+                Some(new) => refs.insert(u.name.clone(), new),
+                None => refs.remove(&u.name),
+            };
+        }
+    }
+
     fn diverged_message(&self, headline: &str) -> Option<String> {
         let names: Vec<&str> = self.diverged().collect();
         (!names.is_empty()).then(|| format!("{headline}\n\n{}", names.join("\n")))
-    }
-}
-
-/// Whether a ref is mirrored at all: tags always, branches through the filter, nothing else.
-fn mirrored(name: &str, rules: &MirrorRules) -> bool {
-    if name.starts_with("refs/tags/") {
-        return true;
-    }
-    match name.strip_prefix("refs/heads/") {
-        Some(branch) => rules.branches.includes(branch, rules.protected.iter().any(|p| p == branch)),
-        None => false,
     }
 }
 
@@ -234,7 +256,7 @@ pub fn plan_push<A: Ancestry>(
             Ordering::Equal => src.next().zip(dst.next()).map(|((n, s), (_, t))| (n, Some(*s), Some(*t))),
         }
         .expect("peeked above");
-        if !mirrored(name, rules) {
+        if !rules.mirrors(name) {
             continue;
         }
         let (action, rule) = match (new, old) {
@@ -243,6 +265,9 @@ pub fn plan_push<A: Ancestry>(
                 continue;
             }
             (Some(_), None) => (RefAction::Create, "missing on the target"),
+            (Some(_), Some(_)) if !rules.keep_divergent_refs && !rules.check_fast_forwards => {
+                (RefAction::Force, "moved, and keep_divergent_refs is off: pushed with force, ancestry not asked")
+            }
             (Some(new), Some(old)) if ancestry.is_ancestor(&old, &new)? => {
                 (RefAction::FastForward, "target tip is an ancestor of the source tip")
             }
@@ -323,7 +348,17 @@ mod tests {
     }
 
     fn rules(keep: bool) -> MirrorRules {
-        MirrorRules::push(false, None, keep, "main").expect("valid")
+        MirrorRules::push(false, None, keep, "main").expect("valid").checking_fast_forwards()
+    }
+
+    /// Answers every question with a panic: for plans that must not ask.
+    struct NoQuestions;
+
+    impl Ancestry for NoQuestions {
+        type Error = Infallible;
+        fn is_ancestor(&mut self, _: &ObjectId, _: &ObjectId) -> Result<bool, Infallible> {
+            panic!("the plan asked an ancestry question it did not need")
+        }
     }
 
     /// 1 ← 2 ← 3 (main); 2 ← 4 (diverged target commit); 2 ← 5 (feature merged? no: 5 is merged into 3? no)
@@ -376,6 +411,22 @@ mod tests {
     }
 
     #[test]
+    fn overwriting_mirrors_push_moved_refs_with_force_without_asking() {
+        let source = refs(&[("refs/heads/main", 3), ("refs/heads/a", 6), ("refs/tags/v1", 1)]);
+        let target = refs(&[("refs/heads/main", 2), ("refs/heads/a", 4), ("refs/tags/v1", 1)]);
+        let plain = MirrorRules::push(false, None, false, "main").expect("valid");
+        let plan = plan_push(&source, &target, &plain, &mut NoQuestions).expect("plans");
+        assert_eq!(actions(&plan), vec![("refs/heads/main", RefAction::Force), ("refs/heads/a", RefAction::Force)]);
+        assert!(plan.updates.iter().all(|u| u.refspec().is_some_and(|s| s.starts_with('+'))));
+        // Asked to tell them apart, the same plan shows the fast-forward.
+        let checked = plan_push(&source, &target, &plain.checking_fast_forwards(), &mut graph()).expect("plans");
+        assert_eq!(
+            actions(&checked),
+            vec![("refs/heads/main", RefAction::FastForward), ("refs/heads/a", RefAction::Force)]
+        );
+    }
+
+    #[test]
     fn target_only_refs_are_deleted_only_when_merged_and_never_when_keeping() {
         let source = refs(&[("refs/heads/main", 6)]);
         let target =
@@ -390,6 +441,9 @@ mod tests {
             ]
         );
         assert_eq!(plan.updates[0].refspec().as_deref(), Some(":refs/heads/merged"));
+        let mut after = target.clone();
+        plan.apply_to(&mut after);
+        assert_eq!(after, refs(&[("refs/heads/main", 6), ("refs/heads/unmerged", 4)]));
         let keep = plan_push(&source, &target, &rules(true), &mut graph()).expect("plans");
         assert!(keep.updates.is_empty());
         assert!(keep.held.iter().all(|u| u.action == RefAction::KeepTargetOnly));
@@ -417,9 +471,13 @@ mod tests {
     fn pull_rules_overwrite_and_delete_or_keep_everything() {
         let upstream = refs(&[("refs/heads/main", 3)]);
         let copy = refs(&[("refs/heads/main", 4), ("refs/heads/gone", 4)]);
-        let overwrite =
-            plan_push(&upstream, &copy, &MirrorRules::pull(false, None, true, "main").expect("valid"), &mut graph())
-                .expect("plans");
+        let overwrite = plan_push(
+            &upstream,
+            &copy,
+            &MirrorRules::pull(false, None, true, "main").expect("valid"),
+            &mut NoQuestions,
+        )
+        .expect("plans");
         assert_eq!(
             actions(&overwrite),
             vec![("refs/heads/main", RefAction::Force), ("refs/heads/gone", RefAction::Delete)]
