@@ -206,6 +206,37 @@ impl Git {
         self.fetch_into_staging(upstream, &specs.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// Fetches refs (names or wildcards like `refs/heads/*`) from `upstream` straight into the
+    /// same names here, forced, in one transaction; returns the refs it changed, as git reports them.
+    pub(crate) fn fetch_into_place(&self, upstream: &Remote, names: &[&str]) -> Result<Refs, GitError> {
+        let specs: Vec<String> = names.iter().map(|n| format!("+{n}:{n}")).collect();
+        let mut args = vec![
+            "fetch",
+            "--atomic",
+            "--porcelain",
+            "--force",
+            "--no-tags",
+            "--no-write-fetch-head",
+            // Not --quiet: it silences --porcelain too.
+            "--no-progress",
+            upstream.url.as_str(),
+        ];
+        args.extend(specs.iter().map(String::as_str));
+        let out = self.run(Some(upstream), &args)?;
+        // `<flag> <old> <new> <ref>` per ref; `!` would be a rejection, and --atomic fails then.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut changed = Refs::new();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let mut fields = line[1..].split_whitespace();
+            let (Some(_old), Some(new), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
+                return Err(GitError::Listing(line.to_owned()));
+            };
+            let oid = ObjectId::from_hex(new.as_bytes()).map_err(|_| GitError::Listing(line.to_owned()))?;
+            changed.insert(name.to_owned(), oid);
+        }
+        Ok(changed)
+    }
+
     fn fetch_into_staging(&self, upstream: &Remote, refspecs: &[&str]) -> Result<(), GitError> {
         let mut args = vec![
             "fetch",

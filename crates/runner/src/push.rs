@@ -58,10 +58,6 @@ impl PushSettings {
 /// beyond, everything is fetched by wildcard.
 const FETCH_BY_NAME_LIMIT: usize = 500;
 
-/// Beyond this many refs to push, a plan that sends every differing branch and tag is pushed
-/// straight from `refs/heads/*` and `refs/tags/*` rather than staged under [`PUSH_NS`] first.
-const STAGE_LIMIT: usize = 10_000;
-
 /// An exact pull: the copy follows upstream (used when no pull mirror was configured).
 pub(crate) fn exact_pull() -> LeasedPull {
     LeasedPull { overwrite_diverged_branches: true, only_protected_branches: false, mirror_branch_regex: None }
@@ -79,10 +75,11 @@ pub(crate) struct Pulled {
 
 /// Refreshes the local copy from upstream under pull-mirror rules.
 ///
-/// Upstream is listed first (one `ls-remote`); if the listing matches what the last pull left, the
-/// copy is current and nothing else runs. Otherwise only the refs that differ are fetched (into a
-/// staging namespace, so the plan decides what the copy takes; pruning happens only after the
-/// fetch completed). A missing exact copy is made by `git clone`.
+/// Upstream is listed first (one `ls-remote`); if it lists what the last pull left, the copy is
+/// current and nothing else runs. Otherwise the core plans from the listing and only the refs that
+/// differ are fetched; deletions happen only after the fetch completed. A copy that overwrites
+/// takes the fetched refs straight into place; one that keeps diverged refs fetches into a staging
+/// namespace first, so the plan can see both sides' commits. A missing exact copy is cloned.
 pub(crate) fn pull(
     local: &Git,
     upstream: &Remote,
@@ -108,15 +105,77 @@ pub(crate) fn pull(
     local.ensure_bare()?;
     let listing = Git::detached().remote_refs(upstream)?;
     let upstream_fingerprint = fingerprint(&listing);
-    let wanted: Refs = listing.iter().filter(|(name, _)| rules.mirrors(name)).map(|(n, o)| (n.clone(), *o)).collect();
-    if record.load().is_some_and(|recorded| recorded == fingerprint(&wanted)) {
-        info!(upstream = upstream.masked(), unchanged = wanted.len(), "copy is current");
-        let plan = RefUpdatePlan { unchanged: wanted.len(), ..RefUpdatePlan::default() };
-        return Ok(Pulled { plan, refs: wanted, fingerprint: upstream_fingerprint });
+    let mut refs = match record.load() {
+        Some(recorded) if recorded.iter().eq(listing.iter().filter(|(name, _)| rules.mirrors(name))) => {
+            info!(upstream = upstream.masked(), unchanged = recorded.len(), "copy is current");
+            let plan = RefUpdatePlan { unchanged: recorded.len(), ..RefUpdatePlan::default() };
+            return Ok(Pulled { plan, refs: recorded, fingerprint: upstream_fingerprint });
+        }
+        Some(recorded) => recorded,
+        None => local.local_refs()?,
+    };
+    record.forget()?;
+    let plan = if pull_rules.overwrite_diverged_branches {
+        pull_into_place(local, upstream, &listing, &mut refs, &rules, *pull_rules == exact_pull())?
+    } else {
+        pull_through_staging(local, upstream, listing, &mut refs, &rules)?
+    };
+    record.save(&refs)?;
+    info!(
+        upstream = upstream.masked(),
+        updated = plan.updates.len(),
+        held = plan.held.len(),
+        unchanged = plan.unchanged,
+        "pulled"
+    );
+    Ok(Pulled { plan, refs, fingerprint: upstream_fingerprint })
+}
+
+/// An overwriting pull: the plan needs no ancestry (every difference is taken), so it is made from
+/// the listing, the moved refs are fetched straight into place, then deletions applied.
+/// `refs` becomes the copy's refs afterwards, as the fetch reports them.
+fn pull_into_place(
+    local: &Git,
+    upstream: &Remote,
+    listing: &Refs,
+    refs: &mut Refs,
+    rules: &MirrorRules,
+    takes_everything: bool,
+) -> Result<RefUpdatePlan, PushError> {
+    let plan = plan_push(listing, refs, rules, &mut local.clone())?;
+    let (moved, deleted): (Vec<&RefUpdate>, Vec<&RefUpdate>) = plan.updates.iter().partition(|u| u.new.is_some());
+    if !moved.is_empty() {
+        let names: Vec<&str> = moved.iter().map(|u| u.name.as_str()).collect();
+        // Many changes: by wildcard, unless a branch filter must keep some refs out.
+        let fetched = if names.len() <= FETCH_BY_NAME_LIMIT || !takes_everything {
+            local.fetch_into_place(upstream, &names)?
+        } else {
+            local.fetch_into_place(upstream, &["refs/heads/*", "refs/tags/*"])?
+        };
+        refs.extend(fetched);
     }
-    let mut refs = local.local_refs()?;
-    let changed: Vec<&str> =
-        wanted.iter().filter(|(name, oid)| refs.get(*name) != Some(*oid)).map(|(name, _)| name.as_str()).collect();
+    let deleted: Vec<RefUpdate> = deleted.into_iter().cloned().collect();
+    local.apply(&deleted)?;
+    for u in &deleted {
+        refs.remove(&u.name);
+    }
+    Ok(plan)
+}
+
+/// A pull that keeps diverged refs: the differing refs are fetched into the staging namespace
+/// first, so the plan can ask which upstream tips descend from the copy's.
+fn pull_through_staging(
+    local: &Git,
+    upstream: &Remote,
+    listing: Refs,
+    refs: &mut Refs,
+    rules: &MirrorRules,
+) -> Result<RefUpdatePlan, PushError> {
+    let changed: Vec<&str> = listing
+        .iter()
+        .filter(|(name, oid)| rules.mirrors(name) && refs.get(*name) != Some(*oid))
+        .map(|(name, _)| name.as_str())
+        .collect();
     clear_staging(local)?;
     let fetched = if changed.is_empty() {
         listing
@@ -129,21 +188,11 @@ pub(crate) fn pull(
         local.fetch_staged(upstream)?;
         local.staged_refs()?
     };
-    record.forget()?;
-    let plan = plan_push(&fetched, &refs, &rules, &mut local.clone())?;
+    let plan = plan_push(&fetched, refs, rules, &mut local.clone())?;
     local.apply(&plan.updates)?;
     clear_staging(local)?;
-    plan.apply_to(&mut refs);
-    record.save(&refs)?;
-    info!(
-        upstream = upstream.masked(),
-        fetched = changed.len(),
-        updated = plan.updates.len(),
-        held = plan.held.len(),
-        unchanged = plan.unchanged,
-        "pulled"
-    );
-    Ok(Pulled { plan, refs, fingerprint: upstream_fingerprint })
+    plan.apply_to(refs);
+    Ok(plan)
 }
 
 /// Deletes whatever the staging namespace holds.
@@ -242,10 +291,11 @@ fn outcome(plan: &RefUpdatePlan) -> UpdateOutcome {
 }
 
 /// Carries out a plan: the default branch first and alone (so a rejected ref elsewhere cannot
-/// hold back the main line), then everything else in one atomic push of wildcard refspecs — over
-/// a local namespace holding just the refs to send, or for a large plan that sends every differing
-/// branch and tag, straight from `refs/heads` and `refs/tags`. (git matches each *named* refspec
-/// against every local ref: a hundred names cost seconds against 100k refs, a wildcard does not.)
+/// hold back the main line), then everything else in one atomic push of wildcard refspecs:
+/// straight from `refs/heads` and `refs/tags` when the plan sends every branch and tag that
+/// differs (git skips the equal ones), else over a local namespace holding just the refs to send.
+/// (git matches each *named* refspec against every local ref: a hundred names cost seconds
+/// against 100k refs; a wildcard does not.)
 fn execute(
     local: &Git,
     target: &Remote,
@@ -273,7 +323,7 @@ fn execute(
             Leases::None => Vec::new(),
             Leases::Recorded => deletions.iter().filter_map(|u| u.old.map(|old| format!("{}:{old}", u.name))).collect(),
         };
-        if rest.len() > STAGE_LIMIT && sends_every_difference(plan, source) {
+        if sends_every_difference(plan, source) {
             let force = if rest.iter().any(|u| u.action == RefAction::Force) { "+" } else { "" };
             specs.extend(["heads", "tags"].iter().map(|ns| format!("{force}refs/{ns}/*:refs/{ns}/*")));
             local.push(target, &specs, &lease_list)?;

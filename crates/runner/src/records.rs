@@ -1,8 +1,9 @@
 //! What a node remembers between runs, kept inside each local copy (`<copy>/mirrorfarm/`), so a
 //! sync whose upstream did not move talks to nobody but the upstream.
 //!
-//! - [`PulledRecord`]: the fingerprint of the copy's refs after the last pull. If upstream's listing
-//!   has the same fingerprint, the copy already matches it: no fetch, no local listing.
+//! - [`PulledRecord`]: the copy's branches and tags after the last pull. If upstream lists the
+//!   same, the copy is current: no fetch, no local listing. (Only the node writes its copies, one
+//!   job per repository at a time; the record is dropped before any change and rewritten after.)
 //! - [`TargetRecord`]: a target's refs as this node last verified (`ls-remote`) or pushed them,
 //!   with the time of the last verification. A push planned from it carries a lease on every ref
 //!   it changes, so a target that moved behind the node's back rejects the push and gets listed
@@ -41,7 +42,7 @@ fn write_atomically(path: &PathBuf, contents: &str) -> Result<(), GitError> {
     Ok(())
 }
 
-/// The copy's fingerprint after its last pull.
+/// The copy's refs after its last pull.
 pub(crate) struct PulledRecord {
     path: Option<PathBuf>,
 }
@@ -49,19 +50,18 @@ pub(crate) struct PulledRecord {
 impl PulledRecord {
     /// The record of `local`.
     pub(crate) fn of(local: &Git) -> Self {
-        Self { path: records_dir(local).map(|d| d.join("pulled")) }
+        Self { path: records_dir(local).map(|d| d.join("pulled.refs")) }
     }
 
-    /// The fingerprint recorded, if any.
-    pub(crate) fn load(&self) -> Option<String> {
-        let text = std::fs::read_to_string(self.path.as_ref()?).ok()?;
-        Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+    /// The refs recorded, if any.
+    pub(crate) fn load(&self) -> Option<Refs> {
+        parse_listing(&std::fs::read(self.path.as_ref()?).ok()?, ' ').ok()
     }
 
     /// Records the copy's refs after a pull.
     pub(crate) fn save(&self, refs: &Refs) -> Result<(), GitError> {
         match &self.path {
-            Some(path) => write_atomically(path, &fingerprint(refs)),
+            Some(path) => write_atomically(path, &ref_listing(refs)),
             None => Ok(()),
         }
     }
