@@ -9,6 +9,7 @@
 //! - [`api`]: the REST service (GitLab remote mirrors, Bitbucket projects/repos/users/tokens),
 //!   over the ports in [`store`].
 //! - [`mirrors`], [`registry`], [`identity`], [`queue`]: the domain and its rules.
+//! - [`status`]: a repository's mirroring status at a glance (the widget's wire type).
 //! - [`sync`]: planning which refs a push mirror moves, and how.
 //! - [`urls`], [`filters`], [`paging`], [`time`]: the small exact rules the APIs share.
 
@@ -20,6 +21,7 @@ pub mod nodes;
 pub mod paging;
 pub mod queue;
 pub mod registry;
+pub mod status;
 pub mod store;
 pub mod sync;
 pub mod time;

@@ -38,7 +38,7 @@ pub struct NewNode {
 }
 
 /// A node as clients see it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeDto {
     /// Id.

@@ -8,7 +8,7 @@
 mod d1;
 mod webcrypto;
 
-use mirrorfarm_core::api::{ApiRequest, ApiResponse, Config, Method, Service, split_request_url};
+use mirrorfarm_core::api::{ApiRequest, ApiResponse, Config, CorsOrigins, Method, Service, split_request_url};
 use mirrorfarm_core::time::Timestamp;
 use mirrorfarm_core::urls::HostAllowlist;
 use worker::{
@@ -72,17 +72,19 @@ fn config(env: &Env) -> std::result::Result<Config, String> {
     let defaults = Config::default();
     let allowed = setting(env, "MIRRORFARM_ALLOWED_HOSTS").unwrap_or_default();
     let allowed_hosts = HostAllowlist::parse(&allowed).map_err(|e| format!("MIRRORFARM_ALLOWED_HOSTS: {e}"))?;
-    let retry_base_ms = match setting(env, "MIRRORFARM_RETRY_BASE_MS").filter(|v| !v.is_empty()) {
-        None => defaults.retry_base_ms,
-        Some(v) => v.parse().map_err(|_| format!("MIRRORFARM_RETRY_BASE_MS: {v:?} is not a number of milliseconds"))?,
+    let origins = setting(env, "MIRRORFARM_CORS_ORIGINS").unwrap_or_default();
+    let cors_origins = CorsOrigins::parse(&origins).map_err(|e| format!("MIRRORFARM_CORS_ORIGINS: {e}"))?;
+    let millis = |name: &str, default: i64| match setting(env, name).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v.parse::<i64>().map_err(|_| format!("{name}: {v:?} is not a number of milliseconds")),
     };
-    let poll_interval_ms = match setting(env, "MIRRORFARM_POLL_INTERVAL_MS").filter(|v| !v.is_empty()) {
-        None => defaults.poll_interval_ms,
-        Some(v) => {
-            v.parse().map_err(|_| format!("MIRRORFARM_POLL_INTERVAL_MS: {v:?} is not a number of milliseconds"))?
-        }
-    };
-    Ok(Config { allowed_hosts, retry_base_ms, poll_interval_ms })
+    Ok(Config {
+        allowed_hosts,
+        retry_base_ms: millis("MIRRORFARM_RETRY_BASE_MS", defaults.retry_base_ms)?,
+        poll_interval_ms: millis("MIRRORFARM_POLL_INTERVAL_MS", defaults.poll_interval_ms)?,
+        stale_after_ms: millis("MIRRORFARM_STALE_AFTER_MS", defaults.stale_after_ms)?,
+        cors_origins,
+    })
 }
 
 fn now() -> Timestamp {

@@ -238,8 +238,11 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             Some(list) => list
                 .iter()
                 .map(|p| match p.parse::<Permission>() {
-                    Ok(p @ (Permission::Project(_) | Permission::Repo(_))) => Ok(p),
-                    _ => Err(field("permissions", format!("{p:?} is not a project or repository permission."))),
+                    Ok(p @ (Permission::Project(_) | Permission::Repo(_) | Permission::StatusRead)) => Ok(p),
+                    _ => Err(field(
+                        "permissions",
+                        format!("{p:?} is not a project, repository or STATUS_READ permission."),
+                    )),
                 })
                 .collect::<Result<Vec<_>>>()?,
         };

@@ -3,6 +3,8 @@
 //! The shells turn their HTTP requests into [`ApiRequest`] and send back [`ApiResponse`]; every
 //! check, decision and wire shape is made here. Handlers are grouped by resource.
 
+mod conditional;
+mod cors;
 mod gitlab;
 mod identity;
 mod nodes;
@@ -12,8 +14,10 @@ mod registry;
 mod request;
 mod response;
 mod routes;
+mod status;
 mod triggers;
 
+pub use cors::{CorsError, CorsOrigins};
 pub use request::{
     ApiRequest, BodyError, FieldError, Fields, MAX_BODY_BYTES, Method, Query, decode_segment, encode, split_request_url,
 };
@@ -24,6 +28,7 @@ pub use triggers::MAX_WEBHOOK_BYTES;
 use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level, constant_time_eq, token_lookup_key};
 use crate::nodes::{FarmNode, NODE_TOKEN_PREFIX};
 use crate::registry::{Project, Repository};
+use crate::status::DEFAULT_STALE_AFTER_MS;
 use crate::store::{Crypto, Grants, Store};
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, HostAllowlist, StoredUrl};
@@ -37,11 +42,22 @@ pub struct Config {
     pub retry_base_ms: i64,
     /// How often each upstream is polled (`MIRRORFARM_POLL_INTERVAL_MS`).
     pub poll_interval_ms: i64,
+    /// How long without a live node or with a job left waiting before status is stale
+    /// (`MIRRORFARM_STALE_AFTER_MS`).
+    pub stale_after_ms: i64,
+    /// Origins whose pages may read status across origins (`MIRRORFARM_CORS_ORIGINS`).
+    pub cors_origins: CorsOrigins,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { allowed_hosts: HostAllowlist::default(), retry_base_ms: 30_000, poll_interval_ms: 300_000 }
+        Self {
+            allowed_hosts: HostAllowlist::default(),
+            retry_base_ms: 30_000,
+            poll_interval_ms: 300_000,
+            stale_after_ms: DEFAULT_STALE_AFTER_MS,
+            cors_origins: CorsOrigins::default(),
+        }
     }
 }
 
@@ -99,6 +115,11 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
 
     /// Answers a request.
     pub async fn handle(&self, req: &ApiRequest) -> ApiResponse {
+        if req.method == Method::Options
+            && let Some(response) = cors::preflight(req, &self.config.cors_origins)
+        {
+            return response;
+        }
         let (handler, params, dialect) = match resolve(req.method, &req.path) {
             Resolution::Found(h, p, d) => (h, p, d),
             Resolution::WrongMethod(d) => return ApiError::MethodNotAllowed.into_response(d),
@@ -111,13 +132,24 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
         }
         let query = Query::parse(&req.query);
         let result = match self.authenticate(req).await {
+            // Status tokens are pasted into web pages: they read status and nothing else.
+            Ok(Caller::User(Some(p))) if p.scope.status_only && handler != Handler::RepositoryStatus => {
+                Err(ApiError::Forbidden)
+            }
             Ok(Caller::User(who)) => self.dispatch(handler, Call { who, node: None, query, params, req }).await,
             Ok(Caller::Node(node)) => {
                 self.dispatch(handler, Call { who: None, node: Some(node), query, params, req }).await
             }
             Err(e) => Err(e),
         };
-        result.unwrap_or_else(|e| e.into_response(dialect))
+        let mut response = result.unwrap_or_else(|e| e.into_response(dialect));
+        if req.method == Method::Get {
+            response = conditional::answer(req, response);
+        }
+        if handler.allows_cross_origin() {
+            cors::allow(req, &self.config.cors_origins, &mut response);
+        }
+        response
     }
 
     async fn dispatch(&self, handler: Handler, call: Call<'_>) -> Result<ApiResponse> {
@@ -158,6 +190,7 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
             H::ListTokens => self.list_tokens(&call).await,
             H::DeleteToken => self.delete_token(&call).await,
             H::ListJobs => self.list_jobs(&call).await,
+            H::RepositoryStatus => self.repository_status(&call).await,
             H::Health => Ok(ApiResponse::json(200, &serde_json::json!({ "status": "ok" }))),
             H::ConfigureWebhook => self.configure_webhook(&call).await,
             H::RemoveWebhook => self.remove_webhook(&call).await,

@@ -13,7 +13,7 @@ fn not_configured() -> ApiError {
 
 impl<S: Store, C: Crypto> Service<'_, S, C> {
     /// The repository, its configured (or implicit) pull mirror, and whether it was configured.
-    async fn pull_mirror_of(&self, repo: &Repository) -> Result<(PullMirror, bool)> {
+    pub(super) async fn pull_mirror_of(&self, repo: &Repository) -> Result<(PullMirror, bool)> {
         Ok(match self.store.pull_mirror(repo.id).await? {
             Some(m) => (m, true),
             None => (PullMirror::implicit(repo.id, self.now), false),

@@ -79,6 +79,8 @@ pub enum Handler {
     DeleteToken,
     /// `GET /rest/mirrorfarm/latest/repos/{repositoryId}/jobs`.
     ListJobs,
+    /// `GET /rest/mirrorfarm/latest/repos/{repositoryId}/status` (the widget's one read; CORS).
+    RepositoryStatus,
     /// `GET /rest/mirrorfarm/latest/health`.
     Health,
     /// `PUT /rest/mirrorfarm/latest/repos/{repositoryId}/webhook`.
@@ -145,6 +147,7 @@ const ROUTES: &[(Method, &str, Handler)] = &[
     (Get, "/rest/access-tokens/latest/users/{userSlug}", H::ListTokens),
     (Delete, "/rest/access-tokens/latest/users/{userSlug}/{tokenId}", H::DeleteToken),
     (Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/jobs", H::ListJobs),
+    (Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/status", H::RepositoryStatus),
     (Get, "/rest/mirrorfarm/latest/health", H::Health),
     (Put, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::ConfigureWebhook),
     (Delete, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::RemoveWebhook),

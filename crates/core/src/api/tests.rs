@@ -391,6 +391,81 @@ fn users_tokens_and_permissions() {
 }
 
 #[test]
+fn status_reads_with_etags_status_tokens_and_cors() {
+    let mut w = World::new();
+    w.config.cors_origins = CorsOrigins::parse("https://docs.example").expect("origins");
+    let id = w.seed_repo();
+    let status = format!("/rest/mirrorfarm/1.0/repos/{id}/status");
+    let created = w.as_admin(
+        "POST",
+        &mirrors_path(id),
+        Some(json!({"url": "https://bob:hunter2@gitlab.example/x.git", "enabled": true})),
+    );
+    assert_eq!(created.status, 201, "{}", created.raw);
+    let mirror = format!("{}/{}", mirrors_path(id), created.body["id"]);
+    let r = w.as_admin("GET", &status, None);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert!(!r.raw.contains("hunter2") && r.raw.contains("*****"), "{}", r.raw);
+    let parsed: crate::status::RepositoryStatus = serde_json::from_str(&r.raw).expect("the status wire type");
+    assert_eq!(parsed.remote_mirrors.len(), 1);
+    assert_eq!(parsed.jobs.len(), 1, "the new mirror's first push waits");
+    // No node has ever reported: nobody will do that push.
+    assert_eq!(parsed.summary.verdict(), crate::mirrors::Verdict::Stale);
+
+    // Unchanged status: 304 with the same tag and no body; a changed one is a fresh 200.
+    let etag = r.header("ETag").expect("ETag").to_owned();
+    let again = w.send("GET", &status, &[("PRIVATE-TOKEN", ADMIN_TOKEN), ("If-None-Match", &etag)], None);
+    assert_eq!((again.status, again.raw.as_str(), again.header("ETag")), (304, "", Some(etag.as_str())));
+    assert_eq!(w.as_admin("POST", &format!("{mirror}/sync"), None).status, 204);
+    assert_eq!(w.as_admin("PUT", &mirror, Some(json!({"enabled": false}))).status, 200);
+    let changed = w.send("GET", &status, &[("PRIVATE-TOKEN", ADMIN_TOKEN), ("If-None-Match", &etag)], None);
+    assert_eq!(changed.status, 200);
+
+    // A status token reads status and is refused everywhere else, even for its admin owner.
+    let r = w.as_admin(
+        "PUT",
+        "/rest/access-tokens/latest/users/admin",
+        Some(json!({"name": "widget", "permissions": ["STATUS_READ"]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let widget = r.body["token"].as_str().expect("token").to_owned();
+    assert_eq!(w.as_token(&widget, "GET", &status, None).status, 200);
+    for (method, path) in [
+        ("GET", mirrors_path(id)),
+        ("GET", "/rest/api/latest/projects/MF/repos/repo".to_owned()),
+        ("GET", format!("/rest/mirrorfarm/latest/repos/{id}/jobs")),
+        ("POST", format!("{mirror}/sync")),
+        ("DELETE", "/rest/api/latest/projects/MF/repos/repo".to_owned()),
+    ] {
+        assert_eq!(w.as_token(&widget, method, &path, None).status, 403, "{method} {path}");
+    }
+    assert_eq!(w.send("GET", &status, &[], None).status, 401);
+    assert_eq!(w.as_admin("GET", "/rest/mirrorfarm/latest/repos/999/status", None).status, 404);
+
+    // CORS: allowed origins may read (errors included); others get no allowance; preflight.
+    let cross = w.send(
+        "GET",
+        &status,
+        &[("Authorization", &format!("Bearer {widget}")), ("Origin", "https://docs.example")],
+        None,
+    );
+    assert_eq!(cross.header("Access-Control-Allow-Origin"), Some("https://docs.example"));
+    assert_eq!(cross.header("Access-Control-Expose-Headers"), Some("ETag"));
+    let denied = w.send("GET", &status, &[("Origin", "https://docs.example")], None);
+    assert_eq!((denied.status, denied.header("Access-Control-Allow-Origin")), (401, Some("https://docs.example")));
+    let evil = w.send("GET", &status, &[("Origin", "https://evil.example")], None);
+    assert_eq!(evil.header("Access-Control-Allow-Origin"), None);
+    let other =
+        w.send("GET", &mirrors_path(id), &[("PRIVATE-TOKEN", ADMIN_TOKEN), ("Origin", "https://docs.example")], None);
+    assert_eq!(other.header("Access-Control-Allow-Origin"), None, "only status is readable cross-origin");
+    let pre = w.send("OPTIONS", &status, &[("Origin", "https://docs.example")], None);
+    assert_eq!(pre.status, 204);
+    assert!(pre.header("Access-Control-Allow-Headers").is_some_and(|h| h.contains("If-None-Match")));
+    assert_eq!(w.send("OPTIONS", &status, &[("Origin", "https://evil.example")], None).status, 403);
+    assert_eq!(w.send("OPTIONS", &mirrors_path(id), &[("Origin", "https://docs.example")], None).status, 405);
+}
+
+#[test]
 fn public_repositories_are_readable_anonymously_but_mirrors_are_not() {
     let w = World::new();
     w.seed_repo();

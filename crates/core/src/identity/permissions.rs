@@ -57,6 +57,9 @@ pub enum Permission {
     Repo(Level),
     /// A global role.
     Global(GlobalRole),
+    /// Ours, for tokens embedded in status pages: read repositories' mirroring status and
+    /// nothing else (`STATUS_READ`).
+    StatusRead,
 }
 
 /// An unknown permission name.
@@ -74,6 +77,7 @@ impl FromStr for Permission {
             "REPO_READ" => Self::Repo(Level::Read),
             "REPO_WRITE" => Self::Repo(Level::Write),
             "REPO_ADMIN" => Self::Repo(Level::Admin),
+            "STATUS_READ" => Self::StatusRead,
             other => Self::Global(GlobalRole::parse(other).ok_or_else(|| PermissionParseError(s.to_owned()))?),
         })
     }
@@ -90,6 +94,7 @@ impl fmt::Display for Permission {
             Self::Project(l) => write!(f, "PROJECT_{}", level(*l)),
             Self::Repo(l) => write!(f, "REPO_{}", level(*l)),
             Self::Global(r) => f.write_str(r.as_str()),
+            Self::StatusRead => f.write_str("STATUS_READ"),
         }
     }
 }
@@ -105,6 +110,8 @@ impl serde::Serialize for Permission {
 pub struct TokenScope {
     /// Highest level on projects and repositories; `None` means the user's full rights.
     pub cap: Option<Level>,
+    /// The token may read mirroring status and nothing else (it holds only `STATUS_READ`).
+    pub status_only: bool,
 }
 
 impl TokenScope {
@@ -114,12 +121,13 @@ impl TokenScope {
             ps.iter()
                 .filter_map(|p| match p {
                     Permission::Project(l) | Permission::Repo(l) => Some(*l),
-                    Permission::Global(_) => None,
+                    Permission::Global(_) | Permission::StatusRead => None,
                 })
                 .max()
                 .unwrap_or(Level::Read)
         });
-        Self { cap }
+        let status_only = perms.is_some_and(|ps| !ps.is_empty() && ps.iter().all(|p| *p == Permission::StatusRead));
+        Self { cap, status_only }
     }
 }
 
@@ -201,6 +209,7 @@ mod tests {
             "ADMIN",
             "SYS_ADMIN",
             "LICENSED_USER",
+            "STATUS_READ",
         ] {
             assert_eq!(name.parse::<Permission>().expect(name).to_string(), name);
         }
@@ -230,5 +239,11 @@ mod tests {
         let admin_token = principal(GlobalRole::Admin, Some(&[Permission::Project(Level::Admin)]));
         assert!(admin_token.is_admin());
         assert!(!admin_token.is_sys_admin());
+        assert!(!admin_token.scope.status_only);
+        let status = principal(GlobalRole::SysAdmin, Some(&[Permission::StatusRead]));
+        assert!(status.scope.status_only && !status.is_admin());
+        assert_eq!(status.repo_level(None, None, false), Some(Level::Read));
+        let mixed = principal(GlobalRole::User, Some(&[Permission::StatusRead, Permission::Repo(Level::Write)]));
+        assert!(!mixed.scope.status_only);
     }
 }

@@ -9,7 +9,7 @@ mod summary;
 pub use params::{MirrorChange, MirrorParams, MirrorRequestError};
 pub use pull::{PullChange, PullMirror, PullMirrorDto, check_pull_update};
 pub use state::{MAX_TRIES, NextStep, UpdateOutcome, backoff_ms};
-pub use summary::StatusSummary;
+pub use summary::{StatusSummary, Verdict};
 
 use serde::Serialize;
 
@@ -17,7 +17,7 @@ use crate::time::Timestamp;
 use crate::urls::StoredUrl;
 
 /// Where a mirror's last update stands (GitLab's `update_status`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateStatus {
     /// Never run.

@@ -1,18 +1,55 @@
-//! A one-line verdict over a repository's mirrors, shared by the widget and the CLI.
+//! A one-line verdict over a repository's mirrors, shared by the status API, the widget and the CLI.
+
+use serde::{Deserialize, Serialize};
 
 use super::UpdateStatus;
 
 /// Counts of mirror states and the verdict they add up to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StatusSummary {
     /// Mirrors counted.
     pub total: usize,
     /// Mirrors whose last update failed (including those waiting to retry).
     pub failing: usize,
-    /// Mirrors being pushed right now.
+    /// Mirrors being updated right now.
     pub syncing: usize,
     /// Mirrors never run yet.
     pub never_run: usize,
+    /// Nobody is working on them: no farm node is alive, or a job has waited too long.
+    pub stale: bool,
+}
+
+/// The overall state a summary comes to, worst first. Each has its own word and symbol in the
+/// widget, so colour is never the only signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Some mirror's last update failed.
+    Failing,
+    /// Work is not being done (see [`StatusSummary::stale`]).
+    Stale,
+    /// Updates are running.
+    Syncing,
+    /// Some mirror has never run.
+    Pending,
+    /// Every mirror's last update succeeded.
+    InSync,
+    /// There are no (enabled) mirrors.
+    Empty,
+}
+
+impl Verdict {
+    /// A short machine name (`data-state` in the widget, CSS hooks).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failing => "failing",
+            Self::Stale => "stale",
+            Self::Syncing => "syncing",
+            Self::Pending => "pending",
+            Self::InSync => "ok",
+            Self::Empty => "empty",
+        }
+    }
 }
 
 impl StatusSummary {
@@ -30,15 +67,34 @@ impl StatusSummary {
         })
     }
 
-    /// The verdict in words: failures first, then work in progress, then all well.
+    /// The same counts, marked stale or not.
+    pub fn with_stale(self, stale: bool) -> Self {
+        Self { stale, ..self }
+    }
+
+    /// The overall state: failures first, then staleness, then work in progress, then all well.
+    pub fn verdict(&self) -> Verdict {
+        match *self {
+            Self { total: 0, .. } => Verdict::Empty,
+            Self { failing: 1.., .. } => Verdict::Failing,
+            Self { stale: true, .. } => Verdict::Stale,
+            Self { syncing: 1.., .. } => Verdict::Syncing,
+            Self { never_run: 1.., .. } => Verdict::Pending,
+            _ => Verdict::InSync,
+        }
+    }
+
+    /// The verdict in words.
     pub fn headline(&self) -> String {
         let noun = |n: usize| if n == 1 { "mirror" } else { "mirrors" };
-        match *self {
-            Self { total: 0, .. } => "No mirrors".to_owned(),
-            Self { failing: f, total, .. } if f > 0 => format!("{f} of {total} {} failing", noun(total)),
-            Self { syncing: s, .. } if s > 0 => format!("{s} {} syncing", noun(s)),
-            Self { never_run: n, .. } if n > 0 => format!("{n} {} not synced yet", noun(n)),
-            Self { total, .. } => format!("All {total} {} in sync", noun(total)),
+        let Self { total, failing, syncing, never_run, .. } = *self;
+        match self.verdict() {
+            Verdict::Empty => "No mirrors".to_owned(),
+            Verdict::Failing => format!("{failing} of {total} {} failing", noun(total)),
+            Verdict::Stale => "Stale: no farm node is working on these mirrors".to_owned(),
+            Verdict::Syncing => format!("{syncing} {} syncing", noun(syncing)),
+            Verdict::Pending => format!("{never_run} {} not synced yet", noun(never_run)),
+            Verdict::InSync => format!("All {total} {} in sync", noun(total)),
         }
     }
 }
@@ -58,5 +114,13 @@ mod tests {
         assert_eq!(StatusSummary::of([Finished, Failed, ToRetry]).headline(), "2 of 3 mirrors failing");
         assert_eq!(StatusSummary::of([Finished, Started]).headline(), "1 mirror syncing");
         assert_eq!(StatusSummary::of([None]).headline(), "1 mirror not synced yet");
+    }
+
+    #[test]
+    fn failures_outrank_staleness_which_outranks_progress() {
+        assert_eq!(StatusSummary::of([Failed]).with_stale(true).verdict(), Verdict::Failing);
+        assert_eq!(StatusSummary::of([Started]).with_stale(true).verdict(), Verdict::Stale);
+        assert_eq!(StatusSummary::of([]).with_stale(true).verdict(), Verdict::Empty);
+        assert_eq!(StatusSummary::of([Finished]).verdict().as_str(), "ok");
     }
 }
