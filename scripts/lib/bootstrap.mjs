@@ -77,8 +77,37 @@ export function bootstrapNode({ persistTo, tokenFile }) {
   return token;
 }
 
+/**
+ * Makes a STATUS_READ token for the administrator (it reads mirroring status and nothing else:
+ * safe to put in a page's address) if `tokenFile` does not hold one yet, and returns it.
+ */
+export function bootstrapStatusToken({ persistTo, tokenFile }) {
+  if (existsSync(tokenFile)) return readFileSync(tokenFile, "utf8").trim();
+  const token = `mfp_${randomBytes(20).toString("hex")}`;
+  const hash = createHash("sha256").update(token).digest("hex");
+  const id = String(randomBytes(5).readUIntBE(0, 5)).padStart(12, "0");
+  d1(
+    `INSERT INTO access_tokens (id, user_id, name, lookup, hash, permissions, created_at) ` +
+      `SELECT '${id}', id, 'status widget', '${token.slice(0, LOOKUP_LEN)}', '${hash}', '["STATUS_READ"]', ${Date.now()} ` +
+      `FROM users WHERE name = 'admin'`,
+    { persistTo },
+  );
+  mkdirSync(path.dirname(tokenFile), { recursive: true });
+  writeFileSync(tokenFile, token + "\n", { mode: 0o600 });
+  return token;
+}
+
+/** The id of the first repository, if any (for the demo page's address). */
+export function firstRepositoryId({ persistTo } = {}) {
+  return d1("SELECT MIN(id) AS id FROM repositories", { persistTo })[0]?.id ?? null;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  if (process.argv[2] === "node") {
+  if (process.argv[2] === "status-token") {
+    process.stdout.write(bootstrapStatusToken({ tokenFile: path.join(ROOT, ".mirrorfarm/status.token") }));
+  } else if (process.argv[2] === "first-repo") {
+    process.stdout.write(String(firstRepositoryId() ?? ""));
+  } else if (process.argv[2] === "node") {
     process.stdout.write(bootstrapNode({ tokenFile: path.join(ROOT, ".mirrorfarm/node.token") }));
   } else {
     const created = bootstrapAdmin({ token: process.env.MIRRORFARM_BOOTSTRAP_TOKEN || undefined });

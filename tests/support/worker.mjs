@@ -24,7 +24,7 @@ function freePort() {
 }
 
 /** A running Worker: `url`, `adminToken`, `stateDir`, `logs()` and `stop()`. */
-export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000 } = {}) {
+export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000, corsOrigins = "" } = {}) {
   const stateDir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-e2e-"));
   migrate({ persistTo: stateDir });
   const adminToken = bootstrapAdmin({ persistTo: stateDir, token: `mfp_e2e_${randomBytes(16).toString("hex")}` });
@@ -37,8 +37,9 @@ export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, poll
       "--show-interactive-dev-session=false",
       "--var", `MIRRORFARM_ALLOWED_HOSTS:${allowedHosts}`,
       "--var", `MIRRORFARM_SEAL_KEY:${sealKey}`,
-            "--var", `MIRRORFARM_RETRY_BASE_MS:${retryBaseMs}`,
+      "--var", `MIRRORFARM_RETRY_BASE_MS:${retryBaseMs}`,
       "--var", `MIRRORFARM_POLL_INTERVAL_MS:${pollIntervalMs}`,
+      "--var", `MIRRORFARM_CORS_ORIGINS:${corsOrigins}`,
     ],
     { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] },
   );

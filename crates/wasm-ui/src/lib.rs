@@ -1,42 +1,125 @@
 //! # mirrorfarm-ui
 //!
 //! People need to see at a glance whether a repository's mirrors are healthy, on whatever page
-//! they already use. This crate is the browser widget for that, in wasm with web-sys only. For
-//! now it renders the core's one-line verdict over a GitLab remote-mirror list; the full
-//! `<mirrorfarm-status>` element builds on it.
+//! they already use, without a dashboard to run. This crate is that view: a wasm widget (web-sys,
+//! no framework) that reads `GET /rest/mirrorfarm/1.0/repos/{id}/status` — the core's
+//! [`RepositoryStatus`](mirrorfarm_core::status::RepositoryStatus), deserialized as the same type
+//! the edge serialized — and renders it, kept current.
+//!
+//! Two ways in:
+//! - `<mirrorfarm-status api="https://…" repo="42" token="mfp_…" refresh="30">`, a custom element
+//!   (call [`define`] once; the loader `mirrorfarm-status.js` does);
+//! - [`mount`]`(element, {api, repo, token, refresh})`, which returns a handle whose `free()`
+//!   stops it.
+//!
+//! [`view`] turns a state into HTML (pure, tested natively); [`live`] polls and re-renders;
+//! [`json`] reads the browser-parsed answer into the core's type.
 
-use mirrorfarm_core::mirrors::{StatusSummary, UpdateStatus};
+pub mod json;
+pub mod live;
+pub mod view;
+
 use wasm_bindgen::prelude::*;
 use web_sys::Element;
 
-/// Reads the `update_status` of each mirror in a GitLab `remote_mirrors` JSON list.
-fn statuses(mirrors_json: &str) -> Result<Vec<UpdateStatus>, String> {
-    let list: Vec<serde_json::Value> =
-        serde_json::from_str(mirrors_json).map_err(|e| format!("not a mirror list: {e}"))?;
-    list.iter()
-        .map(|m| {
-            let name = m.get("update_status").and_then(|s| s.as_str()).unwrap_or_default();
-            UpdateStatus::parse(name).ok_or_else(|| format!("unknown update_status {name:?}"))
-        })
-        .collect()
+use live::{Live, Settings};
+
+/// The shortest refresh interval honoured, in seconds: the API is shared.
+const MIN_REFRESH_SECS: u32 = 5;
+/// The refresh interval when none is given, in seconds.
+const DEFAULT_REFRESH_SECS: u32 = 30;
+
+/// A widget showing one repository's status. It polls until freed (`free()` in JS, drop in Rust).
+#[wasm_bindgen]
+pub struct StatusWidget {
+    _live: Live,
 }
 
-/// Renders the verdict for a remote-mirror list into `el` as a labelled status line, and marks
-/// it with `data-state` (`ok`, `failing`, `pending`, `empty`) so colour is not the only signal.
-#[wasm_bindgen(js_name = renderSummary)]
-pub fn render_summary(el: &Element, mirrors_json: &str) -> Result<(), JsValue> {
-    let summary = StatusSummary::of(statuses(mirrors_json).map_err(|e| JsValue::from_str(&e))?);
-    let state = match summary {
-        StatusSummary { total: 0, .. } => "empty",
-        StatusSummary { failing: 1.., .. } => "failing",
-        StatusSummary { syncing: 1.., .. } | StatusSummary { never_run: 1.., .. } => "pending",
-        _ => "ok",
+/// Starts a status widget in `element`. `options` is an object with `api` (the mirrorfarm base
+/// URL; default: this page's origin), `repo` (the repository id), optional `token` (a
+/// `STATUS_READ` token) and `refresh` (seconds between refreshes, at least 5; default 30).
+#[wasm_bindgen]
+pub fn mount(element: Element, options: &JsValue) -> Result<StatusWidget, JsError> {
+    let get = |name: &str| {
+        js_sys::Reflect::get(options, &JsValue::from_str(name))
+            .ok()
+            // A number (`repo: 42`) is read as a whole number: float formatting would cost kilobytes.
+            .and_then(|v| v.as_string().or_else(|| v.as_f64().map(|n| (n as i64).to_string())))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     };
-    el.set_attribute("role", "status")?;
-    el.set_attribute("aria-label", "Mirror status")?;
-    el.set_attribute("data-state", state)?;
-    el.set_text_content(Some(&summary.headline()));
-    Ok(())
+    let repo = get("repo").unwrap_or_default();
+    let settings = settings(get("api").as_deref(), &repo, get("token"), get("refresh").as_deref())
+        .map_err(|e| JsError::new(&format!("mirrorfarm-status: {e}")))?;
+    Ok(StatusWidget { _live: Live::start(element, settings) })
+}
+
+/// Checks the options and builds the status URL.
+fn settings(
+    api: Option<&str>,
+    repo: &str,
+    token: Option<String>,
+    refresh: Option<&str>,
+) -> Result<Settings, &'static str> {
+    if repo.is_empty() || !repo.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("`repo` must be a numeric repository id");
+    }
+    let refresh_secs = match refresh {
+        None => DEFAULT_REFRESH_SECS,
+        Some(text) => {
+            text.parse::<u32>().map_err(|_| "`refresh` must be a whole number of seconds")?.max(MIN_REFRESH_SECS)
+        }
+    };
+    let base = api.unwrap_or_default().trim_end_matches('/');
+    Ok(Settings {
+        url: format!("{base}/rest/mirrorfarm/1.0/repos/{repo}/status"),
+        token,
+        refresh_ms: refresh_secs.saturating_mul(1000),
+    })
+}
+
+#[wasm_bindgen(inline_js = r#"
+export function defineElement(mount) {
+  if (customElements.get("mirrorfarm-status")) return;
+  customElements.define("mirrorfarm-status", class extends HTMLElement {
+    static get observedAttributes() { return ["api", "repo", "token", "refresh"]; }
+    connectedCallback() { this.restart(); }
+    disconnectedCallback() { this.stop(); }
+    attributeChangedCallback() { if (this.isConnected) this.restart(); }
+    stop() { if (this.widget) { this.widget.free(); this.widget = undefined; } }
+    restart() {
+      this.stop();
+      if (!this.view) {
+        const root = this.shadowRoot || this.attachShadow({ mode: "open" });
+        this.view = document.createElement("div");
+        root.replaceChildren(this.view);
+      }
+      const a = (n) => this.getAttribute(n) ?? undefined;
+      try {
+        this.widget = mount(this.view, { api: a("api"), repo: a("repo"), token: a("token"), refresh: a("refresh") });
+      } catch (e) {
+        this.view.textContent = String(e.message || e);
+        this.view.setAttribute("role", "alert");
+      }
+    }
+  });
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = defineElement)]
+    fn define_element(mount: &js_sys::Function);
+}
+
+/// Registers the `<mirrorfarm-status>` custom element (once; later calls do nothing). Its
+/// attributes mirror [`mount`]'s options; it renders into its own shadow root, and stops
+/// polling when it leaves the DOM.
+#[wasm_bindgen]
+pub fn define() {
+    let mount =
+        Closure::<dyn Fn(Element, JsValue) -> Result<StatusWidget, JsError>>::new(|el, opts: JsValue| mount(el, &opts));
+    define_element(mount.as_ref().unchecked_ref());
+    // The element class calls `mount` for as long as the page lives: this one closure is meant to outlive us.
+    mount.forget();
 }
 
 #[cfg(test)]
@@ -44,10 +127,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_statuses_from_gitlab_json() {
-        let json = r#"[{"update_status":"finished"},{"update_status":"failed"}]"#;
-        assert_eq!(statuses(json), Ok(vec![UpdateStatus::Finished, UpdateStatus::Failed]));
-        assert!(statuses(r#"[{"update_status":"bogus"}]"#).is_err());
-        assert!(statuses("{").is_err());
+    fn builds_the_status_url_and_clamps_refresh() {
+        let s = settings(Some("https://mf.example/"), "42", None, Some("1")).expect("valid");
+        assert_eq!(s.url, "https://mf.example/rest/mirrorfarm/1.0/repos/42/status");
+        assert_eq!(s.refresh_ms, 5_000);
+        let s = settings(None, "7", Some("t".into()), None).expect("valid");
+        assert_eq!((s.url.as_str(), s.refresh_ms), ("/rest/mirrorfarm/1.0/repos/7/status", 30_000));
+        assert!(settings(None, "", None, None).is_err());
+        assert!(settings(None, "7; drop", None, None).is_err());
+        assert!(settings(None, "7", None, Some("soon")).is_err());
     }
 }

@@ -147,6 +147,8 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
             response = conditional::answer(req, response);
         }
         if handler.allows_cross_origin() {
+            // Read by scripts in web pages: a Basic challenge would make browsers ask for a password.
+            response.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("www-authenticate"));
             cors::allow(req, &self.config.cors_origins, &mut response);
         }
         response

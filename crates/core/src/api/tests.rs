@@ -439,7 +439,8 @@ fn status_reads_with_etags_status_tokens_and_cors() {
     ] {
         assert_eq!(w.as_token(&widget, method, &path, None).status, 403, "{method} {path}");
     }
-    assert_eq!(w.send("GET", &status, &[], None).status, 401);
+    let anonymous = w.send("GET", &status, &[], None);
+    assert_eq!((anonymous.status, anonymous.header("WWW-Authenticate")), (401, None), "no password prompt in pages");
     assert_eq!(w.as_admin("GET", "/rest/mirrorfarm/latest/repos/999/status", None).status, 404);
 
     // CORS: allowed origins may read (errors included); others get no allowance; preflight.

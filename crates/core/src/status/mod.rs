@@ -7,6 +7,10 @@
 //! no "as of" time, so an unchanged status is byte-for-byte the same and its ETag holds; readers
 //! show times relative to their own clock.
 
+mod read;
+
+pub use read::{JsonValue, ReadError};
+
 use serde::{Deserialize, Serialize};
 
 use crate::mirrors::{PullMirror, RemoteMirror, StatusSummary, UpdateState, UpdateStatus};
@@ -135,7 +139,7 @@ impl RepositoryStatus {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -221,6 +225,29 @@ mod tests {
             lease_deadline: None,
             lease_id: Some("secret-lease".into()),
         }
+    }
+
+    /// Statuses covering every field's shapes (set and unset), for the reader's round trip.
+    pub(crate) fn sample() -> Vec<RepositoryStatus> {
+        let now = Timestamp(20 * MIN);
+        let mirrors = [mirror(1, UpdateStatus::Finished, true), mirror(2, UpdateStatus::Failed, false)];
+        let mut leased = job(3, JobState::Leased, 18 * MIN);
+        (leased.lease_owner, leased.lease_deadline, leased.not_before, leased.attempt) =
+            (Some(3), Some(25 * MIN), Some(17 * MIN), 2);
+        let jobs = vec![job(2, JobState::Queued, 19 * MIN), leased];
+        let pull = PullMirror::implicit(7, now);
+        vec![
+            RepositoryStatus::new(
+                &repo(true),
+                &mirrors,
+                &pull,
+                jobs.into_iter().map(|j| Job { lease_id: None, ..j }).collect(),
+                &[node(19 * MIN)],
+                now,
+                10 * MIN,
+            ),
+            RepositoryStatus::new(&repo(false), &[], &pull, vec![], &[], now, 10 * MIN),
+        ]
     }
 
     #[test]
