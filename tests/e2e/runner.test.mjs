@@ -260,7 +260,7 @@ test("cron polls skip an unchanged upstream and carry a changed one to the mirro
     assert.fail(`queue did not drain: ${JSON.stringify(await jobsOf())}`);
   };
   await idle();
-  const scheduled = () => fetch(`${worker.url}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*`);
+  const scheduled = () => fetch(`${worker.url}/__scheduled?cron=*+*+*+*+*`);
   const before = (await jobsOf()).length;
   assert.equal((await scheduled()).status, 200);
   await idle();

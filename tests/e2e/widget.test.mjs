@@ -89,6 +89,8 @@ after(async () => {
 const demo = (token, extra = "") => `${worker.url}/ui/demo.html?repo=${repoId}&token=${encodeURIComponent(token)}${extra}`;
 
 test("the demo page renders the repository's status, accessibly, and stays current", async () => {
+  const direct = await fetch(demo(statusToken), { redirect: "manual" });
+  assert.equal(direct.status, 200, "the demo page is served at its own address");
   const page = await browser.newPage({ viewport: { width: 900, height: 720 } });
   const statusCodes = [];
   page.on("response", (r) => r.url().includes("/status") && statusCodes.push(r.status()));

@@ -35,6 +35,9 @@ export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, poll
     [
       "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", stateDir,
       "--show-interactive-dev-session=false",
+      // Serves /__scheduled, so tests can run the cron on demand (with static assets configured,
+      // /cdn-cgi/handler/scheduled no longer reaches the Worker).
+      "--test-scheduled",
       "--var", `MIRRORFARM_ALLOWED_HOSTS:${allowedHosts}`,
       "--var", `MIRRORFARM_SEAL_KEY:${sealKey}`,
       "--var", `MIRRORFARM_RETRY_BASE_MS:${retryBaseMs}`,
