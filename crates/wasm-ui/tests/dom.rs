@@ -235,3 +235,28 @@ async fn backs_off_on_errors_keeps_old_data_and_stops_when_dropped() {
     sleep(600).await;
     assert_eq!(calls().length(), after_drop, "no timer survives the widget");
 }
+
+fn memory_bytes() -> u32 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    memory.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length()
+}
+
+#[wasm_bindgen_test]
+fn memory_stays_flat_over_thousands_of_refreshes() {
+    let el = host();
+    let json = failing_json();
+    let refresh = || {
+        let status = parse(&json);
+        let open = vec!["mf-err-2".to_owned()];
+        el.set_inner_html(&render(&View::Ready(status, None), NOW, &open));
+    };
+    for _ in 0..200 {
+        refresh();
+    }
+    let warmed = memory_bytes();
+    for _ in 0..3000 {
+        refresh();
+    }
+    let grown = memory_bytes() - warmed;
+    assert!(grown <= 64 * 1024, "memory grew by {grown} bytes over 3000 refreshes");
+}
