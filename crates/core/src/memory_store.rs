@@ -426,6 +426,7 @@ impl Store for MemoryStore {
         lease_id: &str,
         now: Timestamp,
         deadline: Timestamp,
+        repository: Option<i64>,
     ) -> StoreResult<Option<Job>> {
         self.write(|s| {
             let busy: Vec<(i64, Option<i64>)> = s
@@ -438,6 +439,7 @@ impl Store for MemoryStore {
                 .jobs
                 .iter_mut()
                 .filter(|j| j.state == JobState::Queued && j.not_before.is_none_or(|t| t <= now.millis()))
+                .filter(|j| repository.is_none_or(|r| r == j.repository_id))
                 .filter(|j| !busy.contains(&(j.repository_id, j.remote_mirror_id)))
                 .min_by_key(|j| (j.enqueued_at, j.id));
             Ok(next.map(|j| {

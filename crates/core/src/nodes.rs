@@ -144,6 +144,19 @@ pub struct LeasedMirror {
     pub mirror_branch_regex: Option<String>,
 }
 
+/// What a sync of one repository involves, as `GET …/repos/{id}/work` tells a node (for a dry
+/// run): nothing is leased.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryWork {
+    /// The repository, its upstream and pull rules.
+    pub repository: LeasedRepository,
+    /// Whether its copy follows the upstream (an enabled pull mirror).
+    pub pull_enabled: bool,
+    /// Its enabled push mirrors.
+    pub mirrors: Vec<LeasedMirror>,
+}
+
 /// A node's report of one try, as sent to `POST …/jobs/{id}/result`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -166,14 +166,16 @@ pub trait Store {
     async fn list_nodes(&self) -> StoreResult<Vec<FarmNode>>;
     /// Records contact from a node.
     async fn touch_node(&self, id: i64, now: Timestamp) -> StoreResult<()>;
-    /// Atomically leases the oldest due queued job whose target no other lease holds: it becomes
-    /// `LEASED` by `node_id` under `lease_id` until `deadline`, its attempt counted.
+    /// Atomically leases the oldest due queued job (of `repository` only, if given) whose target
+    /// no other lease holds: it becomes `LEASED` by `node_id` under `lease_id` until `deadline`,
+    /// its attempt counted.
     async fn lease_next_job(
         &self,
         node_id: i64,
         lease_id: &str,
         now: Timestamp,
         deadline: Timestamp,
+        repository: Option<i64>,
     ) -> StoreResult<Option<Job>>;
     /// Extends the lease `lease_id` if it is still held; false if not.
     async fn renew_lease(&self, job_id: i64, lease_id: &str, deadline: Timestamp) -> StoreResult<bool>;

@@ -937,20 +937,20 @@ impl Store for D1Store {
         lease_id: &str,
         now: Timestamp,
         deadline: Timestamp,
+        repository: Option<i64>,
     ) -> StoreResult<Option<Job>> {
         // One statement, so two nodes can never lease the same row; a target another lease
         // holds is skipped, so one mirror is never pushed by two nodes at once.
         let sql = format!(
             "UPDATE jobs SET state = 'LEASED', attempt = attempt + 1, lease_owner = ?1, lease_id = ?2, lease_deadline = ?3 \
              WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
+               AND (?5 IS NULL OR j.repository_id = ?5) \
                AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
                ORDER BY j.enqueued_at, j.id LIMIT 1) \
              RETURNING {JOB_COLUMNS}"
         );
-        self.first::<JobRow>(&sql, &[int(node_id), text(lease_id), int(deadline.millis()), int(now.millis())])
-            .await?
-            .map(JobRow::into_job)
-            .transpose()
+        let params = [int(node_id), text(lease_id), int(deadline.millis()), int(now.millis()), opt_int(repository)];
+        self.first::<JobRow>(&sql, &params).await?.map(JobRow::into_job).transpose()
     }
 
     async fn renew_lease(&self, job_id: i64, lease_id: &str, deadline: Timestamp) -> StoreResult<bool> {

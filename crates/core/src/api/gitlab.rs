@@ -33,7 +33,7 @@ impl From<MirrorRequestError> for ApiError {
 
 impl<S: Store, C: Crypto> Service<'_, S, C> {
     /// The repository a GitLab `:id` names: a numeric id or `KEY/slug` (URL-encoded).
-    async fn gitlab_repository(&self, raw: &str) -> Result<Option<Repository>> {
+    pub(super) async fn gitlab_repository(&self, raw: &str) -> Result<Option<Repository>> {
         let Some(id) = decode_segment(raw) else { return Ok(None) };
         if let Ok(n) = id.parse::<i64>() {
             return Ok(self.store.repository_by_id(n).await?);

@@ -193,6 +193,8 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
             H::DeleteToken => self.delete_token(&call).await,
             H::ListJobs => self.list_jobs(&call).await,
             H::RepositoryStatus => self.repository_status(&call).await,
+            H::SyncRepository => self.sync_repository(&call).await,
+            H::RepositoryWork => self.repository_work(&call).await,
             H::Health => Ok(ApiResponse::json(200, &serde_json::json!({ "status": "ok" }))),
             H::ConfigureWebhook => self.configure_webhook(&call).await,
             H::RemoveWebhook => self.remove_webhook(&call).await,

@@ -6,10 +6,13 @@
 
 use serde_json::json;
 
+use super::triggers::pull_enabled;
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
-use crate::nodes::{LeasedJob, LeasedMirror, LeasedPull, LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto};
+use crate::nodes::{
+    LeasedJob, LeasedMirror, LeasedPull, LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto, RepositoryWork,
+};
 use crate::paging::BitbucketPage;
 use crate::queue::{DEFAULT_LEASE_MS, Job, JobCompletion, JobKind, JobReason, JobState, MAX_LEASE_MS, MIN_LEASE_MS};
 use crate::registry::Repository;
@@ -138,13 +141,15 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
     pub(super) async fn lease_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let node = Self::node(call)?;
         let lease_ms = Self::lease_ms(call)?;
+        // `sync <repo>` on a node works through one repository's jobs only.
+        let repository = call.fields()?.unsigned("repositoryId")?.map(|id| i64::try_from(id).unwrap_or(i64::MAX));
         self.store.touch_node(node.id, self.now).await?;
         self.expire_leases().await?;
         // A job whose repository or mirror vanished (or was disabled) is closed and the next one tried.
         for _ in 0..8 {
             let lease_id = self.random_hex(16)?;
             let deadline = self.now.plus_millis(lease_ms);
-            let Some(job) = self.store.lease_next_job(node.id, &lease_id, self.now, deadline).await? else {
+            let Some(job) = self.store.lease_next_job(node.id, &lease_id, self.now, deadline, repository).await? else {
                 return Ok(ApiResponse::empty(204));
             };
             let repo = self.store.repository_by_id(job.repository_id).await?;
@@ -203,21 +208,60 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             attempt: job.attempt,
             reason: job.reason,
             kind: job.kind,
-            repository: LeasedRepository {
-                id: repo.id,
-                project_key: repo.project.key.clone(),
-                slug: repo.slug.clone(),
-                default_branch: repo.default_branch.clone(),
-                upstream_url,
-                upstream_fingerprint: self.store.triggers(repo.id).await?.and_then(|t| t.upstream_fingerprint),
-                pull: LeasedPull {
-                    overwrite_diverged_branches: pull.mirror_overwrites_diverged_branches,
-                    only_protected_branches: pull.only_mirror_protected_branches,
-                    mirror_branch_regex: pull.mirror_branch_regex,
-                },
-            },
+            repository: self.leased_repository(repo, pull, upstream_url).await?,
             remote_mirror,
         })
+    }
+
+    /// A repository as nodes see it: with its upstream's credentials and pull rules.
+    async fn leased_repository(
+        &self,
+        repo: &Repository,
+        pull: PullMirror,
+        upstream_url: Option<String>,
+    ) -> Result<LeasedRepository> {
+        Ok(LeasedRepository {
+            id: repo.id,
+            project_key: repo.project.key.clone(),
+            slug: repo.slug.clone(),
+            default_branch: repo.default_branch.clone(),
+            upstream_url,
+            upstream_fingerprint: self.store.triggers(repo.id).await?.and_then(|t| t.upstream_fingerprint),
+            pull: LeasedPull {
+                overwrite_diverged_branches: pull.mirror_overwrites_diverged_branches,
+                only_protected_branches: pull.only_mirror_protected_branches,
+                mirror_branch_regex: pull.mirror_branch_regex,
+            },
+        })
+    }
+
+    /// `GET …/repos/{id}/work` (nodes only): everything a sync of the repository would do — its
+    /// upstream and pull rules, and each enabled push mirror with credentials — without leasing
+    /// anything, for `plan <repo>`.
+    pub(super) async fn repository_work(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        Self::node(call)?;
+        let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
+        let repo = self.gitlab_repository(call.params.raw("repositoryId")).await?.ok_or_else(hidden)?;
+        let upstream_url = match &repo.upstream {
+            Some(url) => Some(self.unsealed(url).await?),
+            None => None,
+        };
+        let configured = self.store.pull_mirror(repo.id).await?;
+        let pull_enabled = pull_enabled(configured.as_ref(), repo.upstream.is_some());
+        let pull = configured.unwrap_or_else(|| PullMirror::implicit(repo.id, self.now));
+        let mut mirrors = Vec::new();
+        for id in self.store.enabled_remote_mirror_ids(repo.id).await? {
+            let Some(m) = self.store.remote_mirror(repo.id, id).await? else { continue };
+            mirrors.push(LeasedMirror {
+                id: m.id,
+                url: self.unsealed(&m.url).await?,
+                keep_divergent_refs: m.keep_divergent_refs,
+                only_protected_branches: m.only_protected_branches,
+                mirror_branch_regex: m.mirror_branch_regex.clone(),
+            });
+        }
+        let repository = self.leased_repository(&repo, pull, upstream_url).await?;
+        Ok(ApiResponse::json(200, &RepositoryWork { repository, pull_enabled, mirrors }))
     }
 
     /// The job named in the path, with the lease the node claims, checked.

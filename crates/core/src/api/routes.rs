@@ -79,6 +79,10 @@ pub enum Handler {
     DeleteToken,
     /// `GET /rest/mirrorfarm/latest/repos/{repositoryId}/jobs`.
     ListJobs,
+    /// `POST /rest/mirrorfarm/latest/repos/{repositoryId}/sync` (node or REPO_ADMIN).
+    SyncRepository,
+    /// `GET /rest/mirrorfarm/latest/repos/{repositoryId}/work` (node).
+    RepositoryWork,
     /// `GET /rest/mirrorfarm/latest/repos/{repositoryId}/status` (the widget's one read; CORS).
     RepositoryStatus,
     /// `GET /rest/mirrorfarm/latest/health`.
@@ -148,6 +152,8 @@ const ROUTES: &[(Method, &str, Handler)] = &[
     (Delete, "/rest/access-tokens/latest/users/{userSlug}/{tokenId}", H::DeleteToken),
     (Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/jobs", H::ListJobs),
     (Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/status", H::RepositoryStatus),
+    (Post, "/rest/mirrorfarm/latest/repos/{repositoryId}/sync", H::SyncRepository),
+    (Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/work", H::RepositoryWork),
     (Get, "/rest/mirrorfarm/latest/health", H::Health),
     (Put, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::ConfigureWebhook),
     (Delete, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::RemoveWebhook),

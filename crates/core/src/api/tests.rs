@@ -535,6 +535,41 @@ mod node_protocol {
     }
 
     #[test]
+    fn one_repository_is_synced_on_request_and_described_without_a_lease() {
+        let (w, token, repo) = setup();
+        // A second repository with its own waiting job, queued first.
+        let other = w.as_admin("POST", "/rest/api/latest/projects/MF/repos", Some(json!({"name": "Other"})));
+        let other_id = other.body["id"].as_i64().expect("id");
+        let r = w.as_admin(
+            "POST",
+            &mirrors_path(other_id),
+            Some(json!({"url": "https://example.com/o.git", "enabled": true})),
+        );
+        assert_eq!(r.status, 201, "{}", r.raw);
+        // The first job of `repo` is done; asking for a sync of `repo` by KEY/slug queues it again.
+        let first = w.as_token(&token, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"repositoryId": repo}))).body;
+        assert_eq!(first["repository"]["id"], repo);
+        assert_eq!(report(&w, &token, &first, "pushed", "").status, 200);
+        let queued = w.as_token(&token, "POST", &format!("{NODE}/repos/MF%2Frepo/sync"), None);
+        assert_eq!((queued.status, queued.body["queued"].as_i64()), (202, Some(1)), "{}", queued.raw);
+        let leased = w.as_token(&token, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"repositoryId": repo})));
+        assert_eq!((leased.status, leased.body["repository"]["id"].as_i64()), (200, Some(repo)), "{}", leased.raw);
+        assert_eq!(leased.body["reason"], "MANUAL");
+        let none_left = w.as_token(&token, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"repositoryId": repo})));
+        assert_eq!(none_left.status, 204, "the other repository's job is not handed out");
+        // The dry run's description: credentials for nodes only, nothing leased.
+        let work = w.as_token(&token, "GET", &format!("{NODE}/repos/{repo}/work"), None);
+        assert_eq!(work.status, 200, "{}", work.raw);
+        assert_eq!(work.body["mirrors"][0]["url"], "https://bot:n0de-secret@example.com/m.git");
+        assert_eq!(work.body["pullEnabled"], false, "no upstream");
+        assert_eq!(w.as_admin("GET", &format!("{NODE}/repos/{repo}/work"), None).status, 401);
+        assert_eq!(w.as_admin("POST", &format!("{NODE}/repos/{repo}/sync"), None).status, 202, "admins may ask too");
+        assert_eq!(w.send("POST", &format!("{NODE}/repos/{repo}/sync"), &[], None).status, 401);
+        assert_eq!(w.as_token(&token, "POST", &format!("{NODE}/repos/999/sync"), None).status, 404);
+        assert_eq!(lease(&w, &token).body["repository"]["id"].as_i64(), Some(other_id), "unfiltered leases see all");
+    }
+
+    #[test]
     fn success_finishes_and_reporting_twice_changes_nothing() {
         let (w, token, repo) = setup();
         let job = lease(&w, &token).body;

@@ -84,6 +84,19 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         Ok(ApiResponse::json(202, &json!({ "host": delivery.host, "queued": queued })))
     }
 
+    /// `POST …/repos/{id}/sync` (a node, or a user with REPO_ADMIN; the id may also be
+    /// `KEY%2Fslug`): queues the repository's pull and every enabled push mirror, as a webhook
+    /// would, for `sync <repo>` on a node.
+    pub(super) async fn sync_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.gitlab_repository(call.params.raw("repositoryId")).await?.ok_or_else(no_repository)?;
+        if call.node.is_none() {
+            let level = self.repository_level(call.who.as_ref(), &repo).await?;
+            Self::require(call.who.as_ref(), level, Level::Admin, no_repository)?;
+        }
+        let queued = self.queue_repository_syncs(repo.id, repo.upstream.is_some(), JobReason::Manual).await?;
+        Ok(ApiResponse::json(202, &json!({ "repositoryId": repo.id, "queued": queued })))
+    }
+
     /// Queues a pull of the repository (if it has an enabled pull mirror) and a push to each
     /// enabled push mirror. Returns how many jobs now wait.
     async fn queue_repository_syncs(&self, repository_id: i64, has_upstream: bool, reason: JobReason) -> Result<usize> {
@@ -157,6 +170,6 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
 }
 
 /// Whether a repository's pull mirror (configured, or implicit when it has an upstream) is on.
-fn pull_enabled(configured: Option<&PullMirror>, has_upstream: bool) -> bool {
+pub(super) fn pull_enabled(configured: Option<&PullMirror>, has_upstream: bool) -> bool {
     configured.map_or(has_upstream, |p| p.enabled)
 }
