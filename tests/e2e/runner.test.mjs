@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { startWorker, client, ROOT, OUTPUT } from "../support/worker.mjs";
 import { startGitServer } from "../support/git_http.mjs";
+import { git, gitEnv, refs } from "../support/git.mjs";
 
 const USER = "mirror-bot";
 const PASS = "g1t-http-pa55";
@@ -19,17 +20,6 @@ let worker, call, admin, gitServer, dir, nodeToken, repoId, runner;
 const responses = [];
 let runnerLog = "";
 
-const gitEnv = {
-  ...process.env,
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-  GIT_AUTHOR_NAME: "t",
-  GIT_AUTHOR_EMAIL: "t@example.com",
-  GIT_COMMITTER_NAME: "t",
-  GIT_COMMITTER_EMAIL: "t@example.com",
-};
-const git = (cwd, ...args) => execFileSync("git", ["-C", cwd, ...args], { env: gitEnv }).toString().trim();
-const refs = (bare) => git(bare, "for-each-ref", "--format=%(refname) %(objectname)");
 const work = () => path.join(dir, "work");
 const served = (name) => path.join(dir, "served", name);
 

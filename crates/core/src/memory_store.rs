@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use crate::identity::{AccessToken, GlobalRole, Level, NewUser, User};
 use crate::mirrors::{PullMirror, RemoteMirror};
 use crate::nodes::{FarmNode, NewNode};
-use crate::queue::{Job, JobCompletion, JobState, NewJob};
+use crate::queue::{Job, JobCompletion, JobKind, JobState, NewJob};
 use crate::registry::{NewProject, NewRepository, Project, Repository};
 use crate::store::{Crypto, CryptoError, Grants, RepositoryTriggers, SavedMirror, Store, StoreError, StoreResult};
 use crate::time::Timestamp;
@@ -65,11 +65,12 @@ impl State {
     }
 
     fn enqueue(&mut self, job: &NewJob) -> Job {
-        if let Some(waiting) = self
-            .jobs
-            .iter()
-            .find(|j| j.state == JobState::Queued && j.remote_mirror_id == job.remote_mirror_id && j.kind == job.kind)
-        {
+        if let Some(waiting) = self.jobs.iter().find(|j| {
+            j.state == JobState::Queued
+                && j.repository_id == job.repository_id
+                && j.remote_mirror_id == job.remote_mirror_id
+                && j.kind == job.kind
+        }) {
             return waiting.clone();
         }
         let id = self.id();
@@ -429,18 +430,27 @@ impl Store for MemoryStore {
         repository: Option<i64>,
     ) -> StoreResult<Option<Job>> {
         self.write(|s| {
+            let due = |j: &Job| j.state == JobState::Queued && j.not_before.is_none_or(|t| t <= now.millis());
             let busy: Vec<(i64, Option<i64>)> = s
                 .jobs
                 .iter()
                 .filter(|j| j.state == JobState::Leased)
                 .map(|j| (j.repository_id, j.remote_mirror_id))
                 .collect();
+            // Repositories whose pull is leased or due: their pushes wait for it.
+            let pulling: Vec<i64> = s
+                .jobs
+                .iter()
+                .filter(|j| j.kind == JobKind::PullMirror && (j.state == JobState::Leased || due(j)))
+                .map(|j| j.repository_id)
+                .collect();
             let next = s
                 .jobs
                 .iter_mut()
-                .filter(|j| j.state == JobState::Queued && j.not_before.is_none_or(|t| t <= now.millis()))
+                .filter(|j| due(j))
                 .filter(|j| repository.is_none_or(|r| r == j.repository_id))
                 .filter(|j| !busy.contains(&(j.repository_id, j.remote_mirror_id)))
+                .filter(|j| j.kind == JobKind::PullMirror || !pulling.contains(&j.repository_id))
                 .min_by_key(|j| (j.enqueued_at, j.id));
             Ok(next.map(|j| {
                 j.state = JobState::Leased;

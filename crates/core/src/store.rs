@@ -168,7 +168,9 @@ pub trait Store {
     async fn touch_node(&self, id: i64, now: Timestamp) -> StoreResult<()>;
     /// Atomically leases the oldest due queued job (of `repository` only, if given) whose target
     /// no other lease holds: it becomes `LEASED` by `node_id` under `lease_id` until `deadline`,
-    /// its attempt counted.
+    /// its attempt counted. A push waits while its repository's pull is leased or due: the pull
+    /// decides what the copy holds, and queues the pushes again if the upstream moved, so pushing
+    /// first would only push a stale copy twice.
     async fn lease_next_job(
         &self,
         node_id: i64,

@@ -940,12 +940,16 @@ impl Store for D1Store {
         repository: Option<i64>,
     ) -> StoreResult<Option<Job>> {
         // One statement, so two nodes can never lease the same row; a target another lease
-        // holds is skipped, so one mirror is never pushed by two nodes at once.
+        // holds is skipped, so one mirror is never pushed by two nodes at once; pushes wait for
+        // their repository's leased or due pull (see the trait).
         let sql = format!(
             "UPDATE jobs SET state = 'LEASED', attempt = attempt + 1, lease_owner = ?1, lease_id = ?2, lease_deadline = ?3 \
              WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
                AND (?5 IS NULL OR j.repository_id = ?5) \
                AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
+               AND (j.kind = 'PULL_MIRROR' OR NOT EXISTS (SELECT 1 FROM jobs p WHERE p.kind = 'PULL_MIRROR' \
+                 AND p.repository_id = j.repository_id \
+                 AND (p.state = 'LEASED' OR (p.state = 'QUEUED' AND IFNULL(p.not_before, 0) <= ?4)))) \
                ORDER BY j.enqueued_at, j.id LIMIT 1) \
              RETURNING {JOB_COLUMNS}"
         );

@@ -65,6 +65,12 @@ pub(crate) struct RunSettings {
 }
 
 impl RunArgs {
+    /// The data directory from the flag or environment (default `.mirrorfarm`), for commands
+    /// that do not talk to the edge.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(".mirrorfarm"))
+    }
+
     /// Merges file, environment and flags; names what is missing.
     pub(crate) fn resolve(self) -> Result<RunSettings, String> {
         let file = match &self.config {

@@ -36,7 +36,7 @@ pub(crate) struct NodeSettings {
 
 /// Serialises work on one local repository copy across this node's workers.
 #[derive(Default)]
-struct RepoLocks(Mutex<HashMap<i64, Arc<Mutex<()>>>>);
+pub(crate) struct RepoLocks(Mutex<HashMap<i64, Arc<Mutex<()>>>>);
 
 impl RepoLocks {
     fn for_repo(&self, id: i64) -> Arc<Mutex<()>> {
@@ -63,7 +63,7 @@ pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<Ato
 fn work(worker: usize, edge: &EdgeClient, settings: &NodeSettings, shutdown: &AtomicBool, locks: &RepoLocks) {
     let mut idle = settings.poll;
     while !shutdown.load(Ordering::SeqCst) {
-        match edge.lease(settings.lease_seconds) {
+        match edge.lease(settings.lease_seconds, None) {
             Ok(Some(job)) => {
                 idle = settings.poll;
                 handle(worker, edge, settings, shutdown, locks, &job);
@@ -87,14 +87,17 @@ fn sleep_unless(shutdown: &AtomicBool, total: Duration) {
     }
 }
 
-fn handle(
+/// Works one leased job to its end: keeps the lease alive, runs it, reports the outcome (or
+/// gives the job back on shutdown). Returns the reported outcome; `None` if the job was given
+/// back or its lease lost.
+pub(crate) fn handle(
     worker: usize,
     edge: &EdgeClient,
     settings: &NodeSettings,
     shutdown: &AtomicBool,
     locks: &RepoLocks,
     job: &LeasedJob,
-) {
+) -> Option<UpdateOutcome> {
     let repo = &job.repository;
     info!(worker, job = job.id, attempt = job.attempt, repository = %format!("{}/{}", repo.project_key, repo.slug), "leased");
     let lost = AtomicBool::new(false);
@@ -127,15 +130,33 @@ fn handle(
         outcome
     });
     match outcome {
-        Err(PushError::Cancelled) if lost.load(Ordering::SeqCst) => {}
-        Err(PushError::Cancelled) => match edge.release(job) {
-            Ok(()) => info!(job = job.id, "released on shutdown"),
-            Err(e) => warn!(job = job.id, error = %e, "release failed; the lease will expire"),
-        },
+        Err(PushError::Cancelled) if lost.load(Ordering::SeqCst) => None,
+        Err(PushError::Cancelled) => {
+            match edge.release(job) {
+                Ok(()) => info!(job = job.id, "released on shutdown"),
+                Err(e) => warn!(job = job.id, error = %e, "release failed; the lease will expire"),
+            }
+            None
+        }
         result => {
             let (outcome, fingerprint) = result.unwrap_or_else(|e| (UpdateOutcome::Error(e.to_string()), None));
             report(edge, job, &outcome, fingerprint);
+            Some(outcome)
         }
+    }
+}
+
+/// The node's copy of a repository.
+pub(crate) fn copy_of(settings: &NodeSettings, repository_id: i64) -> Git {
+    Git::in_dir(settings.data_dir.join("repos").join(format!("{repository_id}.git")))
+}
+
+/// What a job does, in words (URLs masked).
+pub(crate) fn describe(job: &LeasedJob) -> String {
+    let masked = |url: &str| Remote::parse(url).map_or_else(|_| scrub_text(url), |r| r.masked().to_owned());
+    match &job.remote_mirror {
+        Some(m) => format!("push to {}", masked(&m.url)),
+        None => format!("pull from {}", job.repository.upstream_url.as_deref().map_or("(no upstream)".into(), masked)),
     }
 }
 
@@ -148,7 +169,7 @@ fn execute(
     let Some(upstream) = job.repository.upstream_url.as_deref().map(Remote::parse).transpose()? else {
         return Ok((UpdateOutcome::Error("The repository has no upstream URL to mirror from.".into()), None));
     };
-    let local = Git::in_dir(settings.data_dir.join("repos").join(format!("{}.git", job.repository.id)));
+    let local = copy_of(settings, job.repository.id);
     let pull_rules = &job.repository.pull;
     let Some(mirror) = job.remote_mirror.as_ref() else {
         // A pull job. A poll first compares the upstream's fingerprint and stops if it is unchanged.

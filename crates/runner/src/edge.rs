@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use mirrorfarm_core::nodes::{JobReport, LeasedJob};
+use mirrorfarm_core::api::encode;
+use mirrorfarm_core::nodes::{JobReport, LeasedJob, RepositoryWork};
 use serde_json::{Value, json};
 
 /// Why a call to the edge failed.
@@ -45,7 +46,16 @@ impl EdgeClient {
 
     fn post(&self, path: &str, body: &Value) -> Result<Option<Value>, EdgeError> {
         let url = format!("{}/rest/mirrorfarm/1.0{path}", self.base);
-        match self.agent.post(&url).set("Authorization", &self.authorization).send_json(body) {
+        Self::answer(self.agent.post(&url).set("Authorization", &self.authorization).send_json(body))
+    }
+
+    fn get(&self, path: &str) -> Result<Option<Value>, EdgeError> {
+        let url = format!("{}/rest/mirrorfarm/1.0{path}", self.base);
+        Self::answer(self.agent.get(&url).set("Authorization", &self.authorization).call())
+    }
+
+    fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Option<Value>, EdgeError> {
+        match result {
             Ok(r) if r.status() == 204 => Ok(None),
             Ok(r) => r.into_json().map(Some).map_err(|e| EdgeError::Transport(e.to_string())),
             Err(ureq::Error::Status(status, r)) => {
@@ -62,14 +72,34 @@ impl EdgeClient {
         self.post("/nodes/heartbeat", &json!({})).map(|_| ())
     }
 
-    /// Leases the next job, if any.
-    pub(crate) fn lease(&self, lease_seconds: u64) -> Result<Option<LeasedJob>, EdgeError> {
-        match self.post("/jobs/lease", &json!({ "leaseSeconds": lease_seconds }))? {
+    /// Leases the next job (of one repository only, if given), if any.
+    pub(crate) fn lease(&self, lease_seconds: u64, repository: Option<i64>) -> Result<Option<LeasedJob>, EdgeError> {
+        let body = match repository {
+            Some(id) => json!({ "leaseSeconds": lease_seconds, "repositoryId": id }),
+            None => json!({ "leaseSeconds": lease_seconds }),
+        };
+        match self.post("/jobs/lease", &body)? {
             None => Ok(None),
             Some(v) => {
                 serde_json::from_value(v).map(Some).map_err(|e| EdgeError::Transport(format!("unreadable job: {e}")))
             }
         }
+    }
+
+    /// Queues a sync of one repository (`repo`: its id or `KEY/slug`); returns its id and how
+    /// many jobs wait for it.
+    pub(crate) fn sync_repository(&self, repo: &str) -> Result<(i64, u64), EdgeError> {
+        let answer = self.post(&format!("/repos/{}/sync", encode(repo)), &json!({}))?.unwrap_or_default();
+        match (answer["repositoryId"].as_i64(), answer["queued"].as_u64()) {
+            (Some(id), Some(queued)) => Ok((id, queued)),
+            _ => Err(EdgeError::Transport("unreadable sync answer".into())),
+        }
+    }
+
+    /// What a sync of one repository involves, with credentials (nothing is leased).
+    pub(crate) fn repository_work(&self, repo: &str) -> Result<RepositoryWork, EdgeError> {
+        let answer = self.get(&format!("/repos/{}/work", encode(repo)))?.unwrap_or_default();
+        serde_json::from_value(answer).map_err(|e| EdgeError::Transport(format!("unreadable work: {e}")))
     }
 
     /// Extends a lease.

@@ -4,13 +4,15 @@
 //! repository fetched from its upstream, push changed refs to its mirrors with the `git` binary,
 //! and report back. The core decides every ref update; this binary does the I/O.
 //!
-//! `run` is the node daemon; `sync` and `plan` work on one source/target pair directly (no edge),
-//! `plan` without pushing; `scrub` and `check-url` expose the node's safety rules.
+//! `run` is the node daemon; `sync <repo>` and `plan <repo>` work on one registered repository
+//! now (through the edge, `plan` without changing anything), `sync`/`plan SOURCE TARGET` on a
+//! pair directly (no edge); `scrub` and `check-url` expose the node's safety rules.
 
 mod config;
 mod daemon;
 mod edge;
 mod git;
+mod oneshot;
 mod push;
 mod records;
 
@@ -36,19 +38,28 @@ struct Cli {
     command: Command,
 }
 
-/// A source and target for `sync` and `plan`.
+/// `sync` and `plan`: a registered repository through the edge, or a source and a target directly.
+#[derive(Debug, Args)]
+struct SyncArgs {
+    /// A registered repository (its id or `KEY/slug`), synced through the edge with this node's
+    /// token; or, when TARGET is given too, the source to mirror from (URL or path).
+    repo_or_source: String,
+    /// Mirror straight to this target (URL or path), without the edge.
+    target: Option<String>,
+    /// The edge and the node (as for `run`; only `--data-dir` matters for a direct pair).
+    #[command(flatten)]
+    node: config::RunArgs,
+    /// A direct pair's settings (a registered repository's come from the edge).
+    #[command(flatten)]
+    pair: PairArgs,
+}
+
+/// How a direct pair is mirrored.
 #[derive(Debug, Args)]
 struct PairArgs {
-    /// Where the content comes from (URL or path).
-    source: String,
-    /// The mirror to push to (URL or path).
-    target: String,
     /// Directory of the local copy (default: a directory under --data-dir named after the source).
     #[arg(long)]
     local: Option<PathBuf>,
-    /// Node data directory.
-    #[arg(long, env = "MIRRORFARM_DATA_DIR", default_value = ".mirrorfarm")]
-    data_dir: PathBuf,
     /// The source's default branch.
     #[arg(long, default_value = "main")]
     default_branch: String,
@@ -78,28 +89,50 @@ impl PairArgs {
         }
     }
 
-    fn remotes(&self) -> Result<(Remote, Remote), String> {
-        Ok((
-            Remote::parse(&self.source).map_err(|e| e.to_string())?,
-            Remote::parse(&self.target).map_err(|e| e.to_string())?,
-        ))
-    }
-
-    fn local(&self) -> Git {
+    fn local(&self, source: &str, data_dir: &std::path::Path) -> Git {
         let name: String =
-            scrub_text(&self.source).chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-        Git::in_dir(self.local.clone().unwrap_or_else(|| self.data_dir.join("local").join(format!("{name}.git"))))
+            scrub_text(source).chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        Git::in_dir(self.local.clone().unwrap_or_else(|| data_dir.join("local").join(format!("{name}.git"))))
     }
+}
+
+/// A direct pair: the source, the target and the local copy between them.
+struct Pair {
+    source: Remote,
+    target: Remote,
+    local: Git,
+}
+
+impl SyncArgs {
+    /// The direct pair, if a target was given.
+    fn pair(&self) -> Result<Option<Pair>, String> {
+        let Some(target) = &self.target else { return Ok(None) };
+        Ok(Some(Pair {
+            source: Remote::parse(&self.repo_or_source).map_err(|e| e.to_string())?,
+            target: Remote::parse(target).map_err(|e| e.to_string())?,
+            local: self.pair.local(&self.repo_or_source, &self.node.data_dir()),
+        }))
+    }
+}
+
+/// Stops at SIGINT/SIGTERM: the flag the workers watch.
+fn shutdown_flag() -> Result<Arc<AtomicBool>, String> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.clone()).map_err(|e| format!("signal handler: {e}"))?;
+    }
+    Ok(shutdown)
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the farm node: lease jobs from the edge until SIGINT/SIGTERM.
     Run(config::RunArgs),
-    /// Mirror SOURCE to TARGET once, with GitLab's push-mirror rules.
-    Sync(PairArgs),
-    /// Show what `sync` would do to each ref, and the rule that decided it.
-    Plan(PairArgs),
+    /// Sync a registered repository now (its pull, then its push mirrors) through the edge, with
+    /// progress on a terminal; or mirror SOURCE to TARGET once, with GitLab's push-mirror rules.
+    Sync(SyncArgs),
+    /// Show what `sync` would do to each ref, and the rule that decided it; changes nothing.
+    Plan(SyncArgs),
     /// Refresh a local copy from SOURCE with GitLab's pull-mirror rules.
     Pull {
         /// Where the content comes from (URL or path).
@@ -135,29 +168,23 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run(args) => {
             let settings = args.resolve()?;
-            let shutdown = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(signal, shutdown.clone()).map_err(|e| format!("signal handler: {e}"))?;
-            }
+            let shutdown = shutdown_flag()?;
             let edge = edge::EdgeClient::new(&settings.edge_url, &settings.token);
             tracing::info!(edge = %settings.edge_url, concurrency = settings.node.concurrency, "node starting");
             daemon::run(&edge, &settings.node, &shutdown);
             Ok(())
         }
-        Command::Plan(pair) => {
-            let (source, target) = pair.remotes()?;
-            let local = pair.local();
+        Command::Plan(args) => {
+            let Some(Pair { source, target, local }) = args.pair()? else {
+                let settings = args.node.resolve()?;
+                let edge = edge::EdgeClient::new(&settings.edge_url, &settings.token);
+                return oneshot::plan(&edge, &settings.node, &args.repo_or_source);
+            };
+            let pair = &args.pair;
             let pulled =
                 push::pull(&local, &source, &push::exact_pull(), &pair.default_branch).map_err(|e| e.to_string())?;
             let plan = push::plan(&local, &pulled.refs, &target, &pair.settings()).map_err(|e| e.to_string())?;
-            let mut out = io::stdout().lock();
-            for u in plan.updates.iter().chain(&plan.held) {
-                let to = u.new.map_or("-".to_owned(), |o| o.to_string());
-                writeln!(out, "{:<13} {:<40} {}  ({})", u.action.as_str(), to, u.name, u.rule)
-                    .map_err(|e| e.to_string())?;
-            }
-            writeln!(out, "{} to push, {} held, {} unchanged", plan.updates.len(), plan.held.len(), plan.unchanged)
-                .map_err(|e| e.to_string())
+            oneshot::print_plan(&mut io::stdout().lock(), &plan)
         }
         Command::Pull {
             source,
@@ -183,9 +210,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 Some(message) => Err(message),
             }
         }
-        Command::Sync(pair) => {
-            let (source, target) = pair.remotes()?;
-            let local = pair.local();
+        Command::Sync(args) => {
+            let Some(Pair { source, target, local }) = args.pair()? else {
+                let settings = args.node.resolve()?;
+                let edge = edge::EdgeClient::new(&settings.edge_url, &settings.token);
+                let shutdown = shutdown_flag()?;
+                return oneshot::sync(&edge, &settings.node, &args.repo_or_source, &shutdown);
+            };
+            let pair = &args.pair;
             let pulled =
                 push::pull(&local, &source, &push::exact_pull(), &pair.default_branch).map_err(|e| e.to_string())?;
             let recheck = Duration::from_secs(pair.target_recheck);
@@ -217,14 +249,18 @@ fn run(cli: Cli) -> Result<(), String> {
 
 fn main() -> ExitCode {
     // Logs go to stderr; nothing logged ever holds a credential (URLs are masked, git output scrubbed).
+    let cli = Cli::parse();
+    // The one-shot commands show progress and results; their logs stay quiet unless asked for.
+    let quiet = matches!(&cli.command, Command::Sync(a) | Command::Plan(a) if a.target.is_none());
+    let default_filter = if quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MIRRORFARM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("mirrorfarm-runner: {message}");

@@ -86,13 +86,7 @@ pub(crate) fn pull(
     pull_rules: &LeasedPull,
     default_branch: &str,
 ) -> Result<Pulled, PushError> {
-    let rules = MirrorRules::pull(
-        pull_rules.only_protected_branches,
-        pull_rules.mirror_branch_regex.as_deref(),
-        pull_rules.overwrite_diverged_branches,
-        default_branch,
-    )
-    .map_err(|e| PushError::Filter(e.to_string()))?;
+    let rules = pull_rules_for(pull_rules, default_branch)?;
     let record = PulledRecord::of(local);
     if !local.exists() && *pull_rules == exact_pull() {
         local.clone_from(upstream)?;
@@ -171,6 +165,23 @@ fn pull_through_staging(
     refs: &mut Refs,
     rules: &MirrorRules,
 ) -> Result<RefUpdatePlan, PushError> {
+    let plan = plan_staged(local, upstream, listing, refs, rules)?;
+    local.apply(&plan.updates)?;
+    clear_staging(local)?;
+    plan.apply_to(refs);
+    Ok(plan)
+}
+
+/// Fetches the refs upstream lists differently from `refs` into the staging namespace (so their
+/// objects are here to answer ancestry questions) and plans the pull. The copy's refs do not move;
+/// the staging namespace is left for the caller to apply from and clear.
+fn plan_staged(
+    local: &Git,
+    upstream: &Remote,
+    listing: Refs,
+    refs: &Refs,
+    rules: &MirrorRules,
+) -> Result<RefUpdatePlan, PushError> {
     let changed: Vec<&str> = listing
         .iter()
         .filter(|(name, oid)| rules.mirrors(name) && refs.get(*name) != Some(*oid))
@@ -188,11 +199,49 @@ fn pull_through_staging(
         local.fetch_staged(upstream)?;
         local.staged_refs()?
     };
-    let plan = plan_push(&fetched, refs, rules, &mut local.clone())?;
-    local.apply(&plan.updates)?;
-    clear_staging(local)?;
-    plan.apply_to(refs);
-    Ok(plan)
+    Ok(plan_push(&fetched, refs, rules, &mut local.clone())?)
+}
+
+/// What [`pull`] would do now, without moving any of the copy's refs (a dry run): changed refs'
+/// objects are fetched into the staging namespace, which is cleared again. The returned refs are
+/// the copy as the pull would leave it. Without a copy yet, everything upstream lists (and the
+/// rules take) would be created.
+pub(crate) fn preview_pull(
+    local: &Git,
+    upstream: &Remote,
+    pull_rules: &LeasedPull,
+    default_branch: &str,
+) -> Result<Pulled, PushError> {
+    // A dry run tells fast-forwards from overwrites even where the pull itself need not ask.
+    let rules = pull_rules_for(pull_rules, default_branch)?.checking_fast_forwards();
+    let listing = Git::detached().remote_refs(upstream)?;
+    let fingerprint = fingerprint(&listing);
+    let mut refs = if local.exists() {
+        PulledRecord::of(local).load().map_or_else(|| local.local_refs(), Ok)?
+    } else {
+        Refs::new()
+    };
+    let plan = if local.exists() {
+        let plan = plan_staged(local, upstream, listing, &refs, &rules)?;
+        clear_staging(local)?;
+        plan
+    } else {
+        // Only creations: no ancestry is asked, so no repository is needed.
+        plan_push(&listing, &refs, &rules, &mut local.clone())?
+    };
+    plan.apply_to(&mut refs);
+    Ok(Pulled { plan, refs, fingerprint })
+}
+
+/// The core's rules for a repository's pull-mirror settings.
+fn pull_rules_for(pull_rules: &LeasedPull, default_branch: &str) -> Result<MirrorRules, PushError> {
+    MirrorRules::pull(
+        pull_rules.only_protected_branches,
+        pull_rules.mirror_branch_regex.as_deref(),
+        pull_rules.overwrite_diverged_branches,
+        default_branch,
+    )
+    .map_err(|e| PushError::Filter(e.to_string()))
 }
 
 /// Deletes whatever the staging namespace holds.
@@ -223,8 +272,6 @@ pub(crate) fn plan(
 /// Brings `target` up to date with `source` (the copy's refs): plans, pushes, and records what the
 /// target has afterwards.
 ///
-/// The plan starts from the recorded target refs when they were verified within `recheck`, and
-/// that push carries a lease on every ref it changes; if the target moved meanwhile, git refuses
 /// The plan starts from the recorded target refs when they were verified within `recheck`. Its
 /// push cannot lose anything the record missed: fast-forwards and creations go without force (git
 /// refuses them if the target moved elsewhere), deletions carry a lease, and forced updates are

@@ -122,7 +122,7 @@ fn initial_then_incremental_mirror_pushes_only_changes() {
     assert_eq!(stdout(&second).trim(), "1 pushed, 2 unchanged", "only main moved");
     assert_eq!(f.target_ref("refs/heads/main"), Some(head));
     let plan = stdout(&f.runner("plan", &[]));
-    assert!(plan.ends_with("0 to push, 0 held, 3 unchanged\n"), "{plan}");
+    assert!(plan.ends_with("0 to update, 0 held, 3 unchanged\n"), "{plan}");
 }
 
 #[test]

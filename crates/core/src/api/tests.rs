@@ -890,6 +890,30 @@ mod triggers {
     }
 
     #[test]
+    fn pushes_wait_for_their_repositorys_pull_and_are_not_queued_twice() {
+        let (w, id, _) = setup();
+        let node = w.as_admin("POST", "/rest/mirrorfarm/latest/nodes", Some(json!({"name": "n"}))).body["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        let lease = || w.as_token(&node, "POST", "/rest/mirrorfarm/latest/jobs/lease", None);
+        // Enabling the mirror queued a push; a sync request adds the pull and joins the push.
+        let sync = w.as_token(&node, "POST", &format!("{HOOK}/{id}/sync"), None);
+        assert_eq!(sync.body["queued"], 2, "{}", sync.raw);
+        assert_eq!(jobs(&w, id).len(), 2, "the waiting push was not queued again");
+        let pull = lease().body;
+        assert_eq!(pull["kind"], "PULL_MIRROR", "the pull goes first although the push is older");
+        assert_eq!(lease().status, 204, "the push waits while the pull is leased");
+        let body = json!({"leaseId": pull["leaseId"], "outcome": "pushed", "fingerprint": "fp-1"});
+        let r = w.as_token(&node, "POST", &format!("/rest/mirrorfarm/latest/jobs/{}/result", pull["id"]), Some(body));
+        assert_eq!(r.status, 200, "{}", r.raw);
+        let push = lease().body;
+        assert_eq!(push["kind"], "PUSH_MIRROR", "then the push runs, once");
+        assert_eq!(jobs(&w, id).len(), 2, "the upstream's move joined the waiting push");
+        assert_eq!(lease().status, 204);
+    }
+
+    #[test]
     fn polls_skip_unchanged_upstreams_and_a_new_fingerprint_moves_the_mirrors() {
         let (mut w, id, _) = setup();
         w.config.poll_interval_ms = 60_000;
