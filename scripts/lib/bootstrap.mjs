@@ -46,17 +46,37 @@ export function bootstrapAdmin({ persistTo, token } = {}) {
   if (secret.length < 20 || !/^[\x21-\x7e]+$/.test(secret)) {
     throw new Error("MIRRORFARM_BOOTSTRAP_TOKEN must be at least 20 printable characters without spaces");
   }
-  const hash = createHash("sha256").update(secret).digest("hex");
-  const lookup = secret.slice(0, LOOKUP_LEN).replaceAll("'", "''");
   const now = Date.now();
-  const id = String(randomBytes(5).readUIntBE(0, 5)).padStart(12, "0");
   d1(
     `INSERT INTO users (name, slug, display_name, role, created_at) VALUES ('admin', 'admin', 'Administrator', 'SYS_ADMIN', ${now});` +
-      `INSERT INTO access_tokens (id, user_id, name, lookup, hash, permissions, created_at) ` +
-      `SELECT '${id}', id, 'bootstrap', '${lookup}', '${hash}', NULL, ${now} FROM users WHERE name = 'admin';`,
+      adminTokenInsert(secret, "bootstrap", null, now),
     { persistTo },
   );
   return secret;
+}
+
+/**
+ * SQL adding an access token of user `admin`, stored as the Worker stores tokens: a lookup prefix
+ * and the SHA-256 of the whole secret. `permissions` is a JSON list, or null for full rights.
+ */
+function adminTokenInsert(secret, name, permissions, now) {
+  const hash = createHash("sha256").update(secret).digest("hex");
+  const lookup = secret.slice(0, LOOKUP_LEN).replaceAll("'", "''");
+  const id = String(randomBytes(5).readUIntBE(0, 5)).padStart(12, "0");
+  const perms = permissions === null ? "NULL" : `'${JSON.stringify(permissions)}'`;
+  return (
+    `INSERT INTO access_tokens (id, user_id, name, lookup, hash, permissions, created_at) ` +
+    `SELECT '${id}', id, '${name}', '${lookup}', '${hash}', ${perms}, ${now} FROM users WHERE name = 'admin';`
+  );
+}
+
+/** The token `tokenFile` holds; if none, `make()` creates one, which is kept there (mode 600). */
+function rememberedToken(tokenFile, make) {
+  if (existsSync(tokenFile)) return readFileSync(tokenFile, "utf8").trim();
+  const token = make();
+  mkdirSync(path.dirname(tokenFile), { recursive: true });
+  writeFileSync(tokenFile, token + "\n", { mode: 0o600 });
+  return token;
 }
 
 /**
@@ -64,17 +84,16 @@ export function bootstrapAdmin({ persistTo, token } = {}) {
  * hash in D1 (as the Worker does for nodes) and its token in `tokenFile` (mode 600). Returns the token.
  */
 export function bootstrapNode({ persistTo, tokenFile }) {
-  if (existsSync(tokenFile)) return readFileSync(tokenFile, "utf8").trim();
-  const token = `mfn_${randomBytes(20).toString("hex")}`;
-  const hash = createHash("sha256").update(token).digest("hex");
-  const name = `local-${randomBytes(3).toString("hex")}`;
-  d1(
-    `INSERT INTO farm_nodes (name, lookup, hash, created_at) VALUES ('${name}', '${token.slice(0, LOOKUP_LEN)}', '${hash}', ${Date.now()})`,
-    { persistTo },
-  );
-  mkdirSync(path.dirname(tokenFile), { recursive: true });
-  writeFileSync(tokenFile, token + "\n", { mode: 0o600 });
-  return token;
+  return rememberedToken(tokenFile, () => {
+    const token = `mfn_${randomBytes(20).toString("hex")}`;
+    const hash = createHash("sha256").update(token).digest("hex");
+    const name = `local-${randomBytes(3).toString("hex")}`;
+    d1(
+      `INSERT INTO farm_nodes (name, lookup, hash, created_at) VALUES ('${name}', '${token.slice(0, LOOKUP_LEN)}', '${hash}', ${Date.now()})`,
+      { persistTo },
+    );
+    return token;
+  });
 }
 
 /**
@@ -82,19 +101,11 @@ export function bootstrapNode({ persistTo, tokenFile }) {
  * safe to put in a page's address) if `tokenFile` does not hold one yet, and returns it.
  */
 export function bootstrapStatusToken({ persistTo, tokenFile }) {
-  if (existsSync(tokenFile)) return readFileSync(tokenFile, "utf8").trim();
-  const token = `mfp_${randomBytes(20).toString("hex")}`;
-  const hash = createHash("sha256").update(token).digest("hex");
-  const id = String(randomBytes(5).readUIntBE(0, 5)).padStart(12, "0");
-  d1(
-    `INSERT INTO access_tokens (id, user_id, name, lookup, hash, permissions, created_at) ` +
-      `SELECT '${id}', id, 'status widget', '${token.slice(0, LOOKUP_LEN)}', '${hash}', '["STATUS_READ"]', ${Date.now()} ` +
-      `FROM users WHERE name = 'admin'`,
-    { persistTo },
-  );
-  mkdirSync(path.dirname(tokenFile), { recursive: true });
-  writeFileSync(tokenFile, token + "\n", { mode: 0o600 });
-  return token;
+  return rememberedToken(tokenFile, () => {
+    const token = `mfp_${randomBytes(20).toString("hex")}`;
+    d1(adminTokenInsert(token, "status widget", ["STATUS_READ"], Date.now()), { persistTo });
+    return token;
+  });
 }
 
 /** The id of the first repository, if any (for the demo page's address). */

@@ -186,12 +186,7 @@ fn execute(
         return Ok((outcome, Some(pulled.fingerprint)));
     };
     let target = Remote::parse(&mirror.url)?;
-    let push_settings = PushSettings {
-        default_branch: job.repository.default_branch.clone(),
-        keep_divergent_refs: mirror.keep_divergent_refs,
-        only_protected_branches: mirror.only_protected_branches,
-        mirror_branch_regex: mirror.mirror_branch_regex.clone(),
-    };
+    let push_settings = PushSettings::of(mirror, &job.repository.default_branch);
     let pulled = push::pull(&local, &upstream, pull_rules, &job.repository.default_branch)?;
     if let Some(kept) = pulled.plan.pull_divergence_error() {
         warn!(job = job.id, "{kept}");

@@ -110,13 +110,7 @@ pub(crate) fn plan(edge: &EdgeClient, settings: &NodeSettings, repo: &str) -> Re
             )?;
             continue;
         }
-        let settings = PushSettings {
-            default_branch: r.default_branch.clone(),
-            keep_divergent_refs: mirror.keep_divergent_refs,
-            only_protected_branches: mirror.only_protected_branches,
-            mirror_branch_regex: mirror.mirror_branch_regex.clone(),
-        };
-        match push::plan(&local, &source, &target, &settings) {
+        match push::plan(&local, &source, &target, &PushSettings::of(mirror, &r.default_branch)) {
             Ok(plan) => print_plan(&mut out, &plan)?,
             Err(e) => line(&mut out, format!("  cannot plan: {e}"))?,
         }

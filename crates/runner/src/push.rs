@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mirrorfarm_core::mirrors::UpdateOutcome;
-use mirrorfarm_core::nodes::LeasedPull;
+use mirrorfarm_core::nodes::{LeasedMirror, LeasedPull};
 use mirrorfarm_core::sync::{MirrorRules, RefAction, RefUpdate, RefUpdatePlan, Refs, plan_push};
 use tracing::{info, warn};
 
@@ -42,6 +42,16 @@ pub(crate) struct PushSettings {
 }
 
 impl PushSettings {
+    /// A registered push mirror's settings, as the edge hands them out.
+    pub(crate) fn of(mirror: &LeasedMirror, default_branch: &str) -> Self {
+        Self {
+            default_branch: default_branch.to_owned(),
+            keep_divergent_refs: mirror.keep_divergent_refs,
+            only_protected_branches: mirror.only_protected_branches,
+            mirror_branch_regex: mirror.mirror_branch_regex.clone(),
+        }
+    }
+
     /// The core's push rules for these settings.
     pub(crate) fn rules(&self) -> Result<MirrorRules, PushError> {
         MirrorRules::push(

@@ -3,7 +3,7 @@
 //! People need to see at a glance whether a repository's mirrors are healthy, on whatever page
 //! they already use, without a dashboard to run. This crate is that view: a wasm widget (web-sys,
 //! no framework) that reads `GET /rest/mirrorfarm/1.0/repos/{id}/status` — the core's
-//! [`RepositoryStatus`](mirrorfarm_core::status::RepositoryStatus), deserialized as the same type
+//! [`RepositoryStatus`](mirrorfarm_core::status::RepositoryStatus), read back as the same type
 //! the edge serialized — and renders it, kept current.
 //!
 //! Two ways in:

@@ -76,53 +76,44 @@ fn ready(h: &mut Html, s: &RepositoryStatus, problem: Option<&(Problem, u32)>, n
         h.raw(" Showing the last status received.</p>");
     }
 
-    h.raw(r#"<h3 class="mf-sub">Push mirrors</h3>"#);
-    if s.remote_mirrors.is_empty() {
-        h.raw(r#"<p class="mf-none">No push mirrors.</p>"#);
-    } else {
-        h.raw(r#"<ul class="mf-list">"#);
-        for m in &s.remote_mirrors {
-            mirror(h, m, &format!("mf-err-{}", m.id), now, open);
+    section(h, "Push mirrors", "mf-list", &s.remote_mirrors, "No push mirrors.", |h, m| {
+        mirror(h, m, &format!("mf-err-{}", m.id), now, open);
+    });
+    let no_upstream = "No upstream: this repository is not pulled from anywhere.";
+    section(h, "Pull mirror", "mf-list", s.pull_mirror.as_slice(), no_upstream, |h, m| {
+        mirror(h, m, "mf-err-pull", now, open);
+    });
+    section(h, "Queue", "mf-list mf-jobs", &s.jobs, "Nothing queued.", |h, job| queued_job(h, s, job, now));
+    section(h, "Farm nodes", "mf-list mf-nodes", &s.nodes, "No farm node has reported recently.", |h, node| {
+        h.raw("<li>");
+        h.text(&node.name);
+        if let Some(seen) = node.last_seen {
+            h.raw(" · seen ");
+            time(h, seen, now);
         }
-        h.raw("</ul>");
-    }
-    h.raw(r#"<h3 class="mf-sub">Pull mirror</h3>"#);
-    match &s.pull_mirror {
-        Some(m) => {
-            h.raw(r#"<ul class="mf-list">"#);
-            mirror(h, m, "mf-err-pull", now, open);
-            h.raw("</ul>");
-        }
-        None => h.raw(r#"<p class="mf-none">No upstream: this repository is not pulled from anywhere.</p>"#),
-    }
-
-    h.raw(r#"<h3 class="mf-sub">Queue</h3>"#);
-    if s.jobs.is_empty() {
-        h.raw(r#"<p class="mf-none">Nothing queued.</p>"#);
-    } else {
-        h.raw(r#"<ul class="mf-list mf-jobs">"#);
-        for job in &s.jobs {
-            queued_job(h, s, job, now);
-        }
-        h.raw("</ul>");
-    }
-    h.raw(r#"<h3 class="mf-sub">Farm nodes</h3>"#);
-    if s.nodes.is_empty() {
-        h.raw(r#"<p class="mf-none">No farm node has reported recently.</p>"#);
-    } else {
-        h.raw(r#"<ul class="mf-list mf-nodes">"#);
-        for node in &s.nodes {
-            h.raw("<li>");
-            h.text(&node.name);
-            if let Some(seen) = node.last_seen {
-                h.raw(" · seen ");
-                time(h, seen, now);
-            }
-            h.raw("</li>");
-        }
-        h.raw("</ul>");
-    }
+        h.raw("</li>");
+    });
     h.raw("</section>");
+}
+
+/// A titled part of the view: a list of `items`, or the `empty` line when there are none.
+fn section<T>(h: &mut Html, title: &str, class: &str, items: &[T], empty: &str, item: impl Fn(&mut Html, &T)) {
+    h.raw(r#"<h3 class="mf-sub">"#);
+    h.raw(title);
+    h.raw("</h3>");
+    if items.is_empty() {
+        h.raw(r#"<p class="mf-none">"#);
+        h.raw(empty);
+        h.raw("</p>");
+        return;
+    }
+    h.raw(r#"<ul class=""#);
+    h.raw(class);
+    h.raw(r#"">"#);
+    for i in items {
+        item(h, i);
+    }
+    h.raw("</ul>");
 }
 
 fn mirror(h: &mut Html, m: &MirrorStatus, error_id: &str, now: i64, open: &[String]) {
@@ -188,9 +179,9 @@ fn queued_job(h: &mut Html, s: &RepositoryStatus, job: &Job, now: i64) {
             time(h, job.enqueued_at, now);
         }
     }
-    if job.attempt > 0 {
+    if job.current_try() > 1 {
         h.raw(" · try ");
-        h.raw(&(job.attempt + 1).to_string());
+        h.raw(&job.current_try().to_string());
     }
     h.raw("</li>");
 }
@@ -373,7 +364,7 @@ mod tests {
                 remote_mirror_id: Some(2),
                 reason: JobReason::Webhook,
                 state: JobState::Leased,
-                attempt: 1,
+                attempt: 2,
                 enqueued_at: 55 * MIN,
                 not_before: None,
                 lease_owner: Some(3),

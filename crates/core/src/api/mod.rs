@@ -268,6 +268,17 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
         }
     }
 
+    /// The repository `{repositoryId}` (a numeric id) names in our own API, if the caller has
+    /// `need` on it; one they cannot see is a 404, as if it did not exist.
+    async fn repository_at(&self, call: &Call<'_>, need: Level) -> Result<Repository> {
+        let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
+        let id: i64 = call.params.raw("repositoryId").parse().map_err(|_| hidden())?;
+        let repo = self.store.repository_by_id(id).await?.ok_or_else(hidden)?;
+        let level = self.repository_level(call.who.as_ref(), &repo).await?;
+        Self::require(call.who.as_ref(), level, need, hidden)?;
+        Ok(repo)
+    }
+
     /// The caller's level on one repository.
     async fn repository_level(&self, who: Option<&Principal>, repo: &Repository) -> Result<Option<Level>> {
         Ok(Self::level_on_repository(who, &self.grants(who).await?, repo))

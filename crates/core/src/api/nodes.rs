@@ -181,25 +181,9 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         repo: &Repository,
         tracked: &Tracked,
     ) -> Result<LeasedJob> {
-        let upstream_url = match &repo.upstream {
-            Some(url) => Some(self.unsealed(url).await?),
-            None => None,
-        };
-        let pull = match tracked {
-            Tracked::Pull(p) => p.clone(),
-            Tracked::Push(_) => {
-                self.store.pull_mirror(repo.id).await?.unwrap_or_else(|| PullMirror::implicit(repo.id, self.now))
-            }
-        };
-        let remote_mirror = match tracked {
-            Tracked::Push(mirror) => Some(LeasedMirror {
-                id: mirror.id,
-                url: self.unsealed(&mirror.url).await?,
-                keep_divergent_refs: mirror.keep_divergent_refs,
-                only_protected_branches: mirror.only_protected_branches,
-                mirror_branch_regex: mirror.mirror_branch_regex.clone(),
-            }),
-            Tracked::Pull(_) => None,
+        let (pull, remote_mirror) = match tracked {
+            Tracked::Pull(p) => (p.clone(), None),
+            Tracked::Push(mirror) => (self.pull_mirror_of(repo).await?.0, Some(self.leased_mirror(mirror).await?)),
         };
         Ok(LeasedJob {
             id: job.id,
@@ -208,18 +192,17 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             attempt: job.attempt,
             reason: job.reason,
             kind: job.kind,
-            repository: self.leased_repository(repo, pull, upstream_url).await?,
+            repository: self.leased_repository(repo, pull).await?,
             remote_mirror,
         })
     }
 
     /// A repository as nodes see it: with its upstream's credentials and pull rules.
-    async fn leased_repository(
-        &self,
-        repo: &Repository,
-        pull: PullMirror,
-        upstream_url: Option<String>,
-    ) -> Result<LeasedRepository> {
+    async fn leased_repository(&self, repo: &Repository, pull: PullMirror) -> Result<LeasedRepository> {
+        let upstream_url = match &repo.upstream {
+            Some(url) => Some(self.unsealed(url).await?),
+            None => None,
+        };
         Ok(LeasedRepository {
             id: repo.id,
             project_key: repo.project.key.clone(),
@@ -235,6 +218,17 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         })
     }
 
+    /// A push mirror as nodes see it: with its credentials and push rules.
+    async fn leased_mirror(&self, mirror: &RemoteMirror) -> Result<LeasedMirror> {
+        Ok(LeasedMirror {
+            id: mirror.id,
+            url: self.unsealed(&mirror.url).await?,
+            keep_divergent_refs: mirror.keep_divergent_refs,
+            only_protected_branches: mirror.only_protected_branches,
+            mirror_branch_regex: mirror.mirror_branch_regex.clone(),
+        })
+    }
+
     /// `GET …/repos/{id}/work` (nodes only): everything a sync of the repository would do — its
     /// upstream and pull rules, and each enabled push mirror with credentials — without leasing
     /// anything, for `plan <repo>`.
@@ -242,25 +236,15 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         Self::node(call)?;
         let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
         let repo = self.gitlab_repository(call.params.raw("repositoryId")).await?.ok_or_else(hidden)?;
-        let upstream_url = match &repo.upstream {
-            Some(url) => Some(self.unsealed(url).await?),
-            None => None,
-        };
-        let configured = self.store.pull_mirror(repo.id).await?;
-        let pull_enabled = pull_enabled(configured.as_ref(), repo.upstream.is_some());
-        let pull = configured.unwrap_or_else(|| PullMirror::implicit(repo.id, self.now));
+        let (pull, configured) = self.pull_mirror_of(&repo).await?;
+        let pull_enabled = pull_enabled(configured.then_some(&pull), repo.upstream.is_some());
         let mut mirrors = Vec::new();
         for id in self.store.enabled_remote_mirror_ids(repo.id).await? {
-            let Some(m) = self.store.remote_mirror(repo.id, id).await? else { continue };
-            mirrors.push(LeasedMirror {
-                id: m.id,
-                url: self.unsealed(&m.url).await?,
-                keep_divergent_refs: m.keep_divergent_refs,
-                only_protected_branches: m.only_protected_branches,
-                mirror_branch_regex: m.mirror_branch_regex.clone(),
-            });
+            if let Some(m) = self.store.remote_mirror(repo.id, id).await? {
+                mirrors.push(self.leased_mirror(&m).await?);
+            }
         }
-        let repository = self.leased_repository(&repo, pull, upstream_url).await?;
+        let repository = self.leased_repository(&repo, pull).await?;
         Ok(ApiResponse::json(200, &RepositoryWork { repository, pull_enabled, mirrors }))
     }
 

@@ -2,7 +2,7 @@
 //! one read the widget makes. It answers with ETags (see `conditional`) and, for allowed
 //! origins, CORS (see `cors`), so pages elsewhere can poll it cheaply.
 
-use super::{ApiError, ApiResponse, Call, Result, Service};
+use super::{ApiResponse, Call, Result, Service};
 use crate::identity::Level;
 use crate::status::RepositoryStatus;
 use crate::store::{Crypto, Store};
@@ -12,11 +12,7 @@ const MAX_MIRRORS: u64 = 1000;
 
 impl<S: Store, C: Crypto> Service<'_, S, C> {
     pub(super) async fn repository_status(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
-        let id: i64 = call.params.raw("repositoryId").parse().map_err(|_| hidden())?;
-        let repo = self.store.repository_by_id(id).await?.ok_or_else(hidden)?;
-        let level = self.repository_level(call.who.as_ref(), &repo).await?;
-        Self::require(call.who.as_ref(), level, Level::Read, hidden)?;
+        let repo = self.repository_at(call, Level::Read).await?;
         // Every mirror, not a page: the verdict is over all of them.
         let (remote, _) = self.store.list_remote_mirrors(repo.id, 0, MAX_MIRRORS).await?;
         let (pull, _) = self.pull_mirror_of(&repo).await?;

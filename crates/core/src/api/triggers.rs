@@ -32,9 +32,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
 
     /// `PUT …/repos/{id}/webhook`: makes a new webhook secret (shown once) for upstream hosts to sign with.
     pub(super) async fn configure_webhook(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.store.repository_by_id(Self::repository_id(call)?).await?.ok_or_else(no_repository)?;
-        let level = self.repository_level(call.who.as_ref(), &repo).await?;
-        Self::require(call.who.as_ref(), level, Level::Admin, no_repository)?;
+        let repo = self.repository_at(call, Level::Admin).await?;
         let secret = self.random_hex(20)?;
         let mut triggers = self.triggers_of(repo.id).await?;
         triggers.webhook_secret_sealed = Some(self.crypto.seal(&secret).await?);
@@ -47,9 +45,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
 
     /// `DELETE …/repos/{id}/webhook`: forgets the secret; deliveries are refused from then on.
     pub(super) async fn remove_webhook(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.store.repository_by_id(Self::repository_id(call)?).await?.ok_or_else(no_repository)?;
-        let level = self.repository_level(call.who.as_ref(), &repo).await?;
-        Self::require(call.who.as_ref(), level, Level::Admin, no_repository)?;
+        let repo = self.repository_at(call, Level::Admin).await?;
         let mut triggers = self.triggers_of(repo.id).await?;
         triggers.webhook_secret_sealed = None;
         self.store.save_triggers(&triggers).await?;

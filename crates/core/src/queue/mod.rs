@@ -113,6 +113,16 @@ pub struct Job {
     pub lease_id: Option<String>,
 }
 
+impl Job {
+    /// The try a job is on (leased: leasing counted it) or will be on next (queued), from 1.
+    pub fn current_try(&self) -> u32 {
+        match self.state {
+            JobState::Queued => self.attempt + 1,
+            _ => self.attempt.max(1),
+        }
+    }
+}
+
 /// How a leased job ends its lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobCompletion {
@@ -171,6 +181,28 @@ mod tests {
         assert_eq!(push(true, true, true).map(|j| j.reason), Some(JobReason::UrlChanged));
         let pull = job_for_mirror_change(JobKind::PullMirror, 1, None, false, true, false, t).expect("queued");
         assert_eq!((pull.kind, pull.remote_mirror_id), (JobKind::PullMirror, None));
+    }
+
+    #[test]
+    fn a_lease_counts_its_try_a_queued_job_names_its_next() {
+        let job = |state, attempt| Job {
+            id: 1,
+            kind: JobKind::PushMirror,
+            repository_id: 1,
+            remote_mirror_id: Some(1),
+            reason: JobReason::Manual,
+            state,
+            attempt,
+            enqueued_at: 0,
+            not_before: None,
+            lease_owner: None,
+            lease_deadline: None,
+            lease_id: None,
+        };
+        assert_eq!(job(JobState::Queued, 0).current_try(), 1);
+        assert_eq!(job(JobState::Leased, 1).current_try(), 1, "leasing counted the first try");
+        assert_eq!(job(JobState::Queued, 1).current_try(), 2, "waiting to retry");
+        assert_eq!(job(JobState::Leased, 2).current_try(), 2);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! A repository's mirroring status at a glance: the wire type behind
-//! `GET /rest/mirrorfarm/latest/repos/{id}/status`, read by the browser widget and the CLI.
+//! `GET /rest/mirrorfarm/latest/repos/{id}/status`, read by the browser widget.
 //!
 //! It gathers what a person needs to judge health — each push mirror, the pull mirror, waiting
 //! jobs and the farm nodes at work — and the one-line [`StatusSummary`] verdict over them. The
-//! edge builds it with [`RepositoryStatus::new`]; the widget deserializes the same type. It holds
+//! edge builds it with [`RepositoryStatus::new`]; the widget reads the same type back. It holds
 //! no "as of" time, so an unchanged status is byte-for-byte the same and its ETag holds; readers
 //! show times relative to their own clock.
 
