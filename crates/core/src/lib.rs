@@ -29,7 +29,7 @@ pub mod urls;
 pub mod webhooks;
 
 #[cfg(test)]
-pub mod memory_store;
+pub mod test_support;
 
 #[cfg(all(test, target_arch = "wasm32"))]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

@@ -7,6 +7,10 @@ use crate::time::Timestamp;
 /// Prefix of node tokens (user tokens use `mfp_`), so a leaked one is recognisable.
 pub const NODE_TOKEN_PREFIX: &str = "mfn_";
 
+/// A node's contact is written at most this often (ms): it polls for work every few seconds,
+/// and status only needs to know it was seen within minutes.
+pub const CONTACT_WRITE_INTERVAL_MS: i64 = 30_000;
+
 /// A registered farm node. Its token is kept only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FarmNode {

@@ -87,6 +87,19 @@ impl BitbucketPage {
         self.wrap(all[start..end].to_vec(), all.len() as u64)
     }
 
+    /// Wraps one page read from storage, `more` telling whether items follow it.
+    pub fn open<T>(self, values: Vec<T>, more: bool) -> PageOf<T> {
+        let end = self.start + values.len() as u64;
+        PageOf {
+            size: values.len(),
+            limit: self.limit,
+            is_last_page: !more,
+            start: self.start,
+            next_page_start: more.then_some(end),
+            values,
+        }
+    }
+
     /// Wraps one page of a list of `total` items.
     pub fn wrap<T>(self, values: Vec<T>, total: u64) -> PageOf<T> {
         let end = self.start + values.len() as u64;

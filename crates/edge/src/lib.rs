@@ -8,12 +8,28 @@
 mod d1;
 mod webcrypto;
 
-use mirrorfarm_core::api::{ApiRequest, ApiResponse, Config, CorsOrigins, Method, Service, split_request_url};
+use std::rc::Rc;
+
+use mirrorfarm_core::api::{
+    ApiRequest, ApiResponse, CallerCache, Config, CorsOrigins, Method, Service, split_request_url,
+};
+use mirrorfarm_core::store::Store;
 use mirrorfarm_core::time::Timestamp;
 use mirrorfarm_core::urls::HostAllowlist;
 use worker::{
     Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, console_error, console_log, event,
 };
+
+thread_local! {
+    /// Callers remembered by this isolate between requests (see the core's `CallerCache`).
+    static CALLERS: Rc<CallerCache> = Rc::new(CallerCache::new());
+}
+
+/// The `Server-Timing` entry for the D1 round trips a request made.
+fn server_timing((trips, millis): (u32, f64)) -> String {
+    let plural = if trips == 1 { "" } else { "s" };
+    format!("d1;desc=\"{trips} round trip{plural}\";dur={millis:.1}")
+}
 
 /// Name of the D1 binding holding all state.
 const DB_BINDING: &str = "DB";
@@ -101,9 +117,11 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             return Response::error("server misconfigured", 500);
         }
     };
-    let store = d1::D1Store::new(env.d1(DB_BINDING)?);
+    let store = Store::new(d1::D1::new(env.d1(DB_BINDING)?));
     let crypto = webcrypto::WebCrypto::new(setting(&env, "MIRRORFARM_SEAL_KEY"));
-    let response = Service::new(&store, &crypto, &config, now()).handle(&api_req).await;
+    let callers = CALLERS.with(Rc::clone);
+    let mut response = Service::new(&store, &crypto, &config, now()).with_caller_cache(&callers).handle(&api_req).await;
+    response.headers.push(("Server-Timing".into(), server_timing(store.database().spent())));
     // Paths never carry secrets (tokens travel in headers); queries are not logged.
     console_log!("{} {} -> {}", req.method().as_ref(), api_req.path, response.status);
     if let Some(detail) = &response.diagnostic {
@@ -121,7 +139,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         (Err(e), _) => return console_error!("configuration error: {e}"),
         (_, Err(e)) => return console_error!("scheduled: no database: {e}"),
     };
-    let store = d1::D1Store::new(db);
+    let store = Store::new(d1::D1::new(db));
     let crypto = webcrypto::WebCrypto::new(setting(&env, "MIRRORFARM_SEAL_KEY"));
     let service = Service::new(&store, &crypto, &config, now());
     match service.expire_leases().await {
@@ -134,4 +152,11 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         Ok(n) => console_log!("scheduled: {n} upstream poll(s) queued"),
         Err(e) => console_error!("scheduled: queueing polls failed: {e}"),
     }
+    match service.prune_job_history().await {
+        Ok(0) => {}
+        Ok(n) => console_log!("scheduled: {n} finished job(s) deleted from the history"),
+        Err(e) => console_error!("scheduled: pruning job history failed: {e}"),
+    }
+    let (trips, _) = store.database().spent();
+    console_log!("scheduled: {trips} D1 round trip(s)");
 }

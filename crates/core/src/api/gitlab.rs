@@ -8,7 +8,8 @@ use crate::mirrors::{MirrorParams, MirrorRequestError, RemoteMirror, RemoteMirro
 use crate::paging::GitLabPage;
 use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
 use crate::registry::Repository;
-use crate::store::{Crypto, Store};
+use crate::store::port::Database;
+use crate::store::{Crypto, RepositoryKey};
 
 fn project_not_found() -> ApiError {
     ApiError::not_found("Project", "Project not found")
@@ -16,6 +17,23 @@ fn project_not_found() -> ApiError {
 
 fn mirror_not_found() -> ApiError {
     ApiError::not_found("Remote Mirror", "Remote mirror not found")
+}
+
+/// A GitLab `:id`, decoded: a repository id or a project key and slug.
+pub(super) enum GitLabKey {
+    /// `42`.
+    Id(i64),
+    /// `KEY%2Fslug`.
+    Slug(String, String),
+}
+
+impl GitLabKey {
+    pub(super) fn as_key(&self) -> RepositoryKey<'_> {
+        match self {
+            Self::Id(id) => RepositoryKey::Id(*id),
+            Self::Slug(key, slug) => RepositoryKey::Slug(key, slug),
+        }
+    }
 }
 
 impl From<MirrorRequestError> for ApiError {
@@ -31,25 +49,28 @@ impl From<MirrorRequestError> for ApiError {
     }
 }
 
-impl<S: Store, C: Crypto> Service<'_, S, C> {
+impl<D: Database, C: Crypto> Service<'_, D, C> {
     /// The repository a GitLab `:id` names: a numeric id or `KEY/slug` (URL-encoded).
-    pub(super) async fn gitlab_repository(&self, raw: &str) -> Result<Option<Repository>> {
-        let Some(id) = decode_segment(raw) else { return Ok(None) };
+    pub(super) fn gitlab_key(raw: &str) -> Option<GitLabKey> {
+        let id = decode_segment(raw)?;
         if let Ok(n) = id.parse::<i64>() {
-            return Ok(self.store.repository_by_id(n).await?);
+            return Some(GitLabKey::Id(n));
         }
-        let Some((key, slug)) = id.rsplit_once('/') else { return Ok(None) };
-        let Some(project) = self.store.project_by_key(key).await? else { return Ok(None) };
-        Ok(self.store.repository_by_slug(project.id, &slug.to_ascii_lowercase()).await?)
+        let (key, slug) = id.rsplit_once('/')?;
+        Some(GitLabKey::Slug(key.to_owned(), slug.to_owned()))
+    }
+
+    /// The repository a GitLab `:id` names, if the caller has `need` on it; else GitLab's 404
+    /// (or 401/403).
+    pub(super) async fn gitlab_repository(&self, call: &Call<'_>, raw: &str, need: Level) -> Result<Repository> {
+        let key = Self::gitlab_key(raw).ok_or_else(project_not_found)?;
+        self.repository_checked(call, key.as_key(), need, project_not_found).await
     }
 
     /// The repository of a mirror route, checked for the maintainer-level access GitLab requires.
     pub(super) async fn mirror_repository(&self, call: &Call<'_>) -> Result<Repository> {
-        let who = Some(call.principal()?);
-        let repo = self.gitlab_repository(call.params.raw("id")).await?.ok_or_else(project_not_found)?;
-        let level = self.repository_level(who, &repo).await?;
-        Self::require(who, level, Level::Admin, project_not_found)?;
-        Ok(repo)
+        call.principal()?;
+        self.gitlab_repository(call, call.params.raw("id"), Level::Admin).await
     }
 
     async fn mirror_of(&self, call: &Call<'_>, repo: &Repository) -> Result<RemoteMirror> {
@@ -69,9 +90,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
     }
 
     pub(super) async fn gitlab_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.gitlab_repository(call.params.raw("id")).await?.ok_or_else(project_not_found)?;
-        let level = self.repository_level(call.who.as_ref(), &repo).await?;
-        Self::require(call.who.as_ref(), level, Level::Read, project_not_found)?;
+        let repo = self.gitlab_repository(call, call.params.raw("id"), Level::Read).await?;
         let path = format!("{}/{}", repo.project.key, repo.slug);
         Ok(ApiResponse::json(
             200,
@@ -96,9 +115,16 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
     }
 
     pub(super) async fn list_remote_mirrors(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.mirror_repository(call).await?;
+        let who = Some(call.principal()?);
+        let key = Self::gitlab_key(call.params.raw("id")).ok_or_else(project_not_found)?;
         let page = GitLabPage::from_query(&call.query);
-        let (mirrors, total) = self.store.list_remote_mirrors(repo.id, page.offset(), u64::from(page.per_page)).await?;
+        // The repository, the caller's grants and the page: one round trip.
+        let (repo, grants, mirrors, total) = self
+            .store
+            .remote_mirror_page(key.as_key(), Self::user_id(who), page.offset(), u64::from(page.per_page))
+            .await?;
+        let repo = repo.ok_or_else(project_not_found)?;
+        Self::require(who, Self::level_on_repository(who, &grants, &repo), Level::Admin, project_not_found)?;
         let body: Vec<RemoteMirrorDto> = mirrors.iter().map(RemoteMirrorDto::from).collect();
         Ok(ApiResponse::json(200, &body).with_headers(page.headers(&call.url(), &call.query, total)))
     }

@@ -7,7 +7,8 @@ use crate::identity::{
     AccessToken, GlobalRole, Level, NewUser, Permission, Principal, TOKEN_PREFIX, User, UserDto, token_lookup_key,
 };
 use crate::paging::BitbucketPage;
-use crate::store::{Crypto, Store};
+use crate::store::Crypto;
+use crate::store::port::Database;
 use crate::time::Timestamp;
 
 const DAY_MS: i64 = 86_400_000;
@@ -66,7 +67,7 @@ fn validate_user_name(name: &str) -> Result<String> {
     }
 }
 
-impl<S: Store, C: Crypto> Service<'_, S, C> {
+impl<D: Database, C: Crypto> Service<'_, D, C> {
     fn require_admin<'c>(call: &'c Call<'_>) -> Result<&'c Principal> {
         let who = call.principal()?;
         if who.is_admin() { Ok(who) } else { Err(ApiError::Forbidden) }
@@ -79,9 +80,11 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         if names.is_empty() {
             return Err(field("name", "At least one user name is required."));
         }
-        let mut users = Vec::new();
-        for name in names {
-            users.push(self.store.user_by_name(name).await?.ok_or_else(|| no_user(name))?);
+        // One round trip for all of them; a name that matches nobody is an error.
+        let users = self.store.users_by_names(&names).await?;
+        let found = |n: &str| users.iter().any(|u| u.name.eq_ignore_ascii_case(n) || u.slug.eq_ignore_ascii_case(n));
+        if let Some(missing) = names.iter().find(|n| !found(n)) {
+            return Err(no_user(missing));
         }
         Ok(users)
     }
@@ -126,25 +129,15 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             return Err(ApiError::Forbidden);
         }
         self.store.delete_user(user.id).await?;
+        self.forget_callers();
         Ok(ApiResponse::json(200, &UserDto::from(&user)))
     }
 
     pub(super) async fn list_users(&self, call: &Call<'_>) -> Result<ApiResponse> {
         call.principal()?;
-        let filter = call.query.get("filter").map(str::to_ascii_lowercase);
-        let users: Vec<UserDto> = self
-            .store
-            .list_users()
-            .await?
-            .iter()
-            .filter(|u| {
-                filter.as_deref().is_none_or(|f| {
-                    u.name.to_ascii_lowercase().contains(f) || u.display_name.to_ascii_lowercase().contains(f)
-                })
-            })
-            .map(UserDto::from)
-            .collect();
-        Ok(ApiResponse::json(200, &BitbucketPage::from_query(&call.query).slice(&users)))
+        let page = BitbucketPage::from_query(&call.query);
+        let (users, more) = self.store.list_users(call.query.get("filter"), page.start, page.limit).await?;
+        Ok(ApiResponse::json(200, &page.open(users.iter().map(UserDto::from).collect(), more)))
     }
 
     pub(super) async fn get_user(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -173,9 +166,9 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         if !grant && users.iter().any(|u| u.id == who.user.id) {
             return Err(field("name", "You cannot revoke your own global permission."));
         }
-        for user in users {
-            self.store.set_global_role(user.id, role).await?;
-        }
+        let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+        self.store.set_global_roles(&ids, role).await?;
+        self.forget_callers();
         Ok(ApiResponse::empty(204))
     }
 
@@ -189,9 +182,8 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         } else {
             None
         };
-        for user in self.named_users(call).await? {
-            self.store.set_project_grant(project.id, user.id, level).await?;
-        }
+        let ids: Vec<i64> = self.named_users(call).await?.iter().map(|u| u.id).collect();
+        self.store.set_project_grants(project.id, &ids, level).await?;
         Ok(ApiResponse::empty(204))
     }
 
@@ -205,9 +197,8 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         } else {
             None
         };
-        for user in self.named_users(call).await? {
-            self.store.set_repository_grant(repo.id, user.id, level).await?;
-        }
+        let ids: Vec<i64> = self.named_users(call).await?.iter().map(|u| u.id).collect();
+        self.store.set_repository_grants(repo.id, &ids, level).await?;
         Ok(ApiResponse::empty(204))
     }
 
@@ -281,6 +272,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         let user = self.token_owner(call).await?;
         let id = call.param("tokenId")?;
         if self.store.delete_token(user.id, &id).await? {
+            self.forget_callers();
             Ok(ApiResponse::empty(204))
         } else {
             Err(ApiError::not_found("Token", format!("Access token {id} does not exist.")))

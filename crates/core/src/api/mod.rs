@@ -3,6 +3,7 @@
 //! The shells turn their HTTP requests into [`ApiRequest`] and send back [`ApiResponse`]; every
 //! check, decision and wire shape is made here. Handlers are grouped by resource.
 
+mod callers;
 mod conditional;
 mod cors;
 mod gitlab;
@@ -17,6 +18,7 @@ mod routes;
 mod status;
 mod triggers;
 
+pub use callers::{CALLER_TTL_MS, CallerCache};
 pub use cors::{CorsError, CorsOrigins};
 pub use request::{
     ApiRequest, BodyError, FieldError, Fields, MAX_BODY_BYTES, Method, Query, decode_segment, encode, split_request_url,
@@ -29,7 +31,9 @@ use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level
 use crate::nodes::{FarmNode, NODE_TOKEN_PREFIX};
 use crate::registry::{Project, Repository};
 use crate::status::DEFAULT_STALE_AFTER_MS;
+use crate::store::port::Database;
 use crate::store::{Crypto, Grants, Store};
+use crate::store::{RepositoryKey, Viewer};
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, HostAllowlist, StoredUrl};
 
@@ -62,11 +66,12 @@ impl Default for Config {
 }
 
 /// The API over a store and a crypto provider, at one instant.
-pub struct Service<'a, S, C> {
-    store: &'a S,
+pub struct Service<'a, D, C> {
+    store: &'a Store<D>,
     crypto: &'a C,
     config: &'a Config,
     now: Timestamp,
+    callers: Option<&'a CallerCache>,
 }
 
 /// What every handler gets: the caller, the decoded query, path parameters and the request.
@@ -100,6 +105,7 @@ impl Call<'_> {
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// Who is calling.
+#[derive(Debug, Clone)]
 enum Caller {
     /// A user, or nobody (anonymous).
     User(Option<Principal>),
@@ -107,10 +113,25 @@ enum Caller {
     Node(FarmNode),
 }
 
-impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
+impl<'a, D: Database, C: Crypto> Service<'a, D, C> {
     /// A service for one request made at `now`.
-    pub fn new(store: &'a S, crypto: &'a C, config: &'a Config, now: Timestamp) -> Self {
-        Self { store, crypto, config, now }
+    pub fn new(store: &'a Store<D>, crypto: &'a C, config: &'a Config, now: Timestamp) -> Self {
+        Self { store, crypto, config, now, callers: None }
+    }
+
+    /// Remembers callers by token hash in `cache` (kept by the shell between requests), so an
+    /// authenticated request usually costs no storage round trip to authenticate.
+    pub fn with_caller_cache(mut self, cache: &'a CallerCache) -> Self {
+        self.callers = Some(cache);
+        self
+    }
+
+    /// Forgets every remembered caller: after a change to who may do what (a token revoked, a
+    /// user removed, a role changed), nobody is served from memory.
+    fn forget_callers(&self) {
+        if let Some(cache) = self.callers {
+            cache.clear();
+        }
     }
 
     /// Answers a request.
@@ -218,33 +239,63 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
         let Some(credentials) = credentials else { return Ok(Caller::User(None)) };
         let token = credentials.token();
         let hash = self.crypto.sha256_hex(token.as_bytes()).await?;
+        let caller = match self.callers.and_then(|c| c.get(&hash, self.now)) {
+            Some(caller) => caller,
+            None => {
+                let caller = self.look_up_caller(token, &hash).await?;
+                if let Some(cache) = self.callers {
+                    cache.put(hash, caller.clone(), self.now);
+                }
+                caller
+            }
+        };
+        match caller {
+            Caller::Node(node) => Ok(Caller::Node(node)),
+            Caller::User(None) => Err(ApiError::Unauthorized),
+            Caller::User(Some(who)) => {
+                if who.expires_at.is_some_and(|at| at <= self.now) {
+                    return Err(ApiError::Unauthorized);
+                }
+                if let Credentials::UserToken { user: name, .. } = &credentials
+                    && !name.eq_ignore_ascii_case(&who.user.name)
+                    && !name.eq_ignore_ascii_case(&who.user.slug)
+                {
+                    return Err(ApiError::Unauthorized);
+                }
+                Ok(Caller::User(Some(who)))
+            }
+        }
+    }
+
+    /// Finds whose token this is, in one round trip. `Caller::User(None)`: nobody's.
+    async fn look_up_caller(&self, token: &str, hash: &str) -> Result<Caller> {
+        let matches = |h: &str| constant_time_eq(h.as_bytes(), hash.as_bytes());
         if token.starts_with(NODE_TOKEN_PREFIX) {
             let candidates = self.store.nodes_by_lookup(&token_lookup_key(token)).await?;
-            let node = candidates.into_iter().find(|n| constant_time_eq(n.hash.as_bytes(), hash.as_bytes()));
+            let node = candidates.into_iter().find(|n| matches(&n.hash));
             return node.map(Caller::Node).ok_or(ApiError::Unauthorized);
         }
         let candidates = self.store.tokens_by_lookup(&token_lookup_key(token)).await?;
-        let found = candidates.into_iter().find(|t| constant_time_eq(t.hash.as_bytes(), hash.as_bytes()));
-        let token = found.ok_or(ApiError::Unauthorized)?;
-        if token.expires_at.is_some_and(|at| at <= self.now) {
-            return Err(ApiError::Unauthorized);
-        }
-        let user = self.store.user_by_id(token.user_id).await?.ok_or(ApiError::Unauthorized)?;
-        if let Credentials::UserToken { user: name, .. } = &credentials
-            && !name.eq_ignore_ascii_case(&user.name)
-            && !name.eq_ignore_ascii_case(&user.slug)
-        {
-            return Err(ApiError::Unauthorized);
-        }
-        Ok(Caller::User(Some(Principal { user, scope: TokenScope::from_permissions(token.permissions.as_deref()) })))
+        let found = candidates.into_iter().find(|(t, _)| matches(&t.hash));
+        Ok(Caller::User(found.map(|(token, user)| Principal {
+            user,
+            scope: TokenScope::from_permissions(token.permissions.as_deref()),
+            expires_at: token.expires_at,
+        })))
     }
 
-    /// The caller's grants, loaded once per request (none for anonymous callers).
-    async fn grants(&self, who: Option<&Principal>) -> Result<Grants> {
-        Ok(match who {
-            Some(p) => self.store.grants_for(p.user.id).await?,
-            None => Grants::default(),
-        })
+    /// Who is listing, for visibility decided in SQL.
+    fn viewer(who: Option<&Principal>) -> Viewer {
+        match who {
+            None => Viewer::Anonymous,
+            Some(p) if p.user.role >= crate::identity::GlobalRole::Admin => Viewer::Admin,
+            Some(p) => Viewer::User(p.user.id),
+        }
+    }
+
+    /// The caller's user id, for reading their grants alongside the data.
+    fn user_id(who: Option<&Principal>) -> Option<i64> {
+        who.map(|p| p.user.id)
     }
 
     /// The caller's level on a repository (public repositories and projects give read).
@@ -269,19 +320,26 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
     }
 
     /// The repository `{repositoryId}` (a numeric id) names in our own API, if the caller has
-    /// `need` on it; one they cannot see is a 404, as if it did not exist.
+    /// `need` on it; one they cannot see is a 404, as if it did not exist. One round trip.
     async fn repository_at(&self, call: &Call<'_>, need: Level) -> Result<Repository> {
         let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
         let id: i64 = call.params.raw("repositoryId").parse().map_err(|_| hidden())?;
-        let repo = self.store.repository_by_id(id).await?.ok_or_else(hidden)?;
-        let level = self.repository_level(call.who.as_ref(), &repo).await?;
-        Self::require(call.who.as_ref(), level, need, hidden)?;
-        Ok(repo)
+        self.repository_checked(call, RepositoryKey::Id(id), need, hidden).await
     }
 
-    /// The caller's level on one repository.
-    async fn repository_level(&self, who: Option<&Principal>, repo: &Repository) -> Result<Option<Level>> {
-        Ok(Self::level_on_repository(who, &self.grants(who).await?, repo))
+    /// The repository so named, if the caller has `need` on it (else `hidden`, or 401/403).
+    async fn repository_checked(
+        &self,
+        call: &Call<'_>,
+        key: RepositoryKey<'_>,
+        need: Level,
+        hidden: impl Fn() -> ApiError,
+    ) -> Result<Repository> {
+        let who = call.who.as_ref();
+        let (repo, grants) = self.store.repository_access(key, Self::user_id(who)).await?;
+        let repo = repo.ok_or_else(&hidden)?;
+        Self::require(who, Self::level_on_repository(who, &grants, &repo), need, hidden)?;
+        Ok(repo)
     }
 
     /// Checks the caller's level: anonymous callers get 401, callers who can't see the
@@ -316,5 +374,5 @@ impl<'a, S: Store, C: Crypto> Service<'a, S, C> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;

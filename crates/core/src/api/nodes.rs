@@ -11,12 +11,16 @@ use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
 use crate::nodes::{
-    LeasedJob, LeasedMirror, LeasedPull, LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto, RepositoryWork,
+    CONTACT_WRITE_INTERVAL_MS, LeasedJob, LeasedMirror, LeasedPull, LeasedRepository, NODE_TOKEN_PREFIX, NewNode,
+    NodeDto, RepositoryWork,
 };
 use crate::paging::BitbucketPage;
-use crate::queue::{DEFAULT_LEASE_MS, Job, JobCompletion, JobKind, JobReason, JobState, MAX_LEASE_MS, MIN_LEASE_MS};
+use crate::queue::{
+    DEFAULT_LEASE_MS, EXPIRE_BATCH, Job, JobCompletion, JobKind, JobReason, JobState, MAX_LEASE_MS, MIN_LEASE_MS,
+};
 use crate::registry::Repository;
-use crate::store::{Crypto, SavedMirror, Store};
+use crate::store::port::Database;
+use crate::store::{Crypto, SavedMirror};
 use crate::urls::{GitUrl, StoredUrl};
 
 fn lease_lost() -> ApiError {
@@ -26,7 +30,7 @@ fn lease_lost() -> ApiError {
 /// Message recorded when a node stops answering mid-job.
 const LEASE_EXPIRED: &str = "The farm node stopped responding before the update finished; the lease expired.";
 
-impl<S: Store, C: Crypto> Service<'_, S, C> {
+impl<D: Database, C: Crypto> Service<'_, D, C> {
     /// The authenticated node, or 401.
     fn node<'c>(call: &'c Call<'_>) -> Result<&'c crate::nodes::FarmNode> {
         call.node.as_ref().ok_or(ApiError::Unauthorized)
@@ -79,13 +83,14 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
 
     pub(super) async fn list_nodes(&self, call: &Call<'_>) -> Result<ApiResponse> {
         call.principal()?;
-        let nodes: Vec<NodeDto> = self.store.list_nodes().await?.iter().map(NodeDto::from).collect();
-        Ok(ApiResponse::json(200, &BitbucketPage::from_query(&call.query).slice(&nodes)))
+        let page = BitbucketPage::from_query(&call.query);
+        let (nodes, more) = self.store.list_nodes(page.start, page.limit).await?;
+        Ok(ApiResponse::json(200, &page.open(nodes.iter().map(NodeDto::from).collect(), more)))
     }
 
     pub(super) async fn heartbeat(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let node = Self::node(call)?;
-        self.store.touch_node(node.id, self.now).await?;
+        self.store.touch_node(node.id, self.now, self.now.plus_millis(-CONTACT_WRITE_INTERVAL_MS)).await?;
         let mut dto = NodeDto::from(node);
         dto.last_seen = Some(self.now.millis());
         Ok(ApiResponse::json(200, &dto))
@@ -94,7 +99,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
     /// Returns every expired lease to the queue (or gives up on it), recording the lost try on
     /// its mirror. Run by the cron and before each lease. Returns how many expired.
     pub async fn expire_leases(&self) -> Result<usize> {
-        let expired = self.store.expired_leases(self.now).await?;
+        let expired = self.store.expired_leases(self.now, EXPIRE_BATCH).await?;
         for job in &expired {
             let Some(lease_id) = job.lease_id.as_deref() else { continue };
             let outcome = UpdateOutcome::Error(LEASE_EXPIRED.into());
@@ -104,6 +109,11 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
                 .await?;
         }
         Ok(expired.len())
+    }
+
+    /// Deletes finished jobs past the kept history (a bounded number per run, for the cron).
+    pub async fn prune_job_history(&self) -> Result<u64> {
+        Ok(self.store.prune_job_history(self.now).await?)
     }
 
     /// The mirror a job updates: its push mirror, or its repository's pull mirror (implicit
@@ -143,7 +153,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
         let lease_ms = Self::lease_ms(call)?;
         // `sync <repo>` on a node works through one repository's jobs only.
         let repository = call.fields()?.unsigned("repositoryId")?.map(|id| i64::try_from(id).unwrap_or(i64::MAX));
-        self.store.touch_node(node.id, self.now).await?;
+        self.store.touch_node(node.id, self.now, self.now.plus_millis(-CONTACT_WRITE_INTERVAL_MS)).await?;
         self.expire_leases().await?;
         // A job whose repository or mirror vanished (or was disabled) is closed and the next one tried.
         for _ in 0..8 {
@@ -162,10 +172,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             if job.reason != JobReason::Poll {
                 tracked.update().begin(self.now);
                 tracked.touch(self.now);
-                match &tracked {
-                    Tracked::Push(m) => self.store.update_remote_mirror(m, None).await?,
-                    Tracked::Pull(p) => self.store.save_pull_mirror(p, None, None).await?,
-                }
+                self.store.record_update(tracked.saved(), Some((job.id, &lease_id))).await?;
             }
             let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &tracked).await?;
             return Ok(ApiResponse::json(200, &body));
@@ -209,7 +216,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
             slug: repo.slug.clone(),
             default_branch: repo.default_branch.clone(),
             upstream_url,
-            upstream_fingerprint: self.store.triggers(repo.id).await?.and_then(|t| t.upstream_fingerprint),
+            upstream_fingerprint: self.store.triggers(repo.id).await?.upstream_fingerprint,
             pull: LeasedPull {
                 overwrite_diverged_branches: pull.mirror_overwrites_diverged_branches,
                 only_protected_branches: pull.only_mirror_protected_branches,
@@ -235,14 +242,13 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
     pub(super) async fn repository_work(&self, call: &Call<'_>) -> Result<ApiResponse> {
         Self::node(call)?;
         let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
-        let repo = self.gitlab_repository(call.params.raw("repositoryId")).await?.ok_or_else(hidden)?;
+        let key = Self::gitlab_key(call.params.raw("repositoryId")).ok_or_else(hidden)?;
+        let repo = self.store.repository_access(key.as_key(), None).await?.0.ok_or_else(hidden)?;
         let (pull, configured) = self.pull_mirror_of(&repo).await?;
         let pull_enabled = pull_enabled(configured.then_some(&pull), repo.upstream.is_some());
         let mut mirrors = Vec::new();
-        for id in self.store.enabled_remote_mirror_ids(repo.id).await? {
-            if let Some(m) = self.store.remote_mirror(repo.id, id).await? {
-                mirrors.push(self.leased_mirror(&m).await?);
-            }
+        for m in self.store.enabled_remote_mirrors(repo.id).await? {
+            mirrors.push(self.leased_mirror(&m).await?);
         }
         let repository = self.leased_repository(&repo, pull).await?;
         Ok(ApiResponse::json(200, &RepositoryWork { repository, pull_enabled, mirrors }))
@@ -303,7 +309,7 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
                 && matches!(outcome, UpdateOutcome::Pushed | UpdateOutcome::Diverged(_))
                 && let Some(fingerprint) = fingerprint
             {
-                self.upstream_pulled(job.repository_id, fingerprint).await?;
+                self.upstream_pulled(job.repository_id, &fingerprint).await?;
             }
         }
         // Reported before under this lease: nothing changes, the current state is the answer.

@@ -4,14 +4,15 @@ use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::mirrors::{PullMirror, PullMirrorDto, check_pull_update};
 use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
 use crate::registry::Repository;
-use crate::store::{Crypto, Store};
+use crate::store::Crypto;
+use crate::store::port::Database;
 use crate::urls::StoredUrl;
 
 fn not_configured() -> ApiError {
     ApiError::BadRequest("Pull mirror is not configured".into())
 }
 
-impl<S: Store, C: Crypto> Service<'_, S, C> {
+impl<D: Database, C: Crypto> Service<'_, D, C> {
     /// The repository, its configured (or implicit) pull mirror, and whether it was configured.
     pub(super) async fn pull_mirror_of(&self, repo: &Repository) -> Result<(PullMirror, bool)> {
         Ok(match self.store.pull_mirror(repo.id).await? {

@@ -4,7 +4,8 @@ use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::Level;
 use crate::paging::BitbucketPage;
 use crate::registry::{self, NewProject, NewRepository, Project, ProjectDto, RegistryError, Repository, RepositoryDto};
-use crate::store::{Crypto, Store};
+use crate::store::port::Database;
+use crate::store::{Crypto, RepositoryFilter, RepositoryKey};
 use crate::urls::GitUrl;
 
 fn field(name: &str, e: impl std::fmt::Display) -> ApiError {
@@ -19,20 +20,18 @@ fn no_repository(key: &str, slug: &str) -> ApiError {
     ApiError::not_found("Project", format!("Repository {key}/{slug} does not exist."))
 }
 
-impl<S: Store, C: Crypto> Service<'_, S, C> {
+impl<D: Database, C: Crypto> Service<'_, D, C> {
     /// The project named by `{projectKey}`, if the caller may see it at `need`. A caller who
-    /// can read any repository of a project may read the project.
+    /// can read any repository of a project may read the project. One round trip.
     pub(super) async fn project_for(&self, call: &Call<'_>, need: Level) -> Result<Project> {
         let key = call.param("projectKey")?;
-        let project = self.store.project_by_key(&key).await?.ok_or_else(|| no_project(&key))?;
         let who = call.who.as_ref();
-        let grants = self.grants(who).await?;
+        let (project, grants, sees_inside) =
+            self.store.project_access(&key, Self::viewer(who), Self::user_id(who)).await?;
+        let project = project.ok_or_else(|| no_project(&key))?;
         let mut level = Self::level_on_project(who, &grants, &project);
-        if level.is_none() && need == Level::Read {
-            let repos = self.store.list_repositories(Some(project.id)).await?;
-            if repos.iter().any(|r| Self::level_on_repository(who, &grants, r).is_some()) {
-                level = Some(Level::Read);
-            }
+        if level.is_none() && need == Level::Read && sees_inside {
+            level = Some(Level::Read);
         }
         Self::require(who, level, need, || no_project(&key))?;
         Ok(project)
@@ -42,31 +41,15 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
     pub(super) async fn repository_for(&self, call: &Call<'_>, need: Level) -> Result<Repository> {
         let key = call.param("projectKey")?;
         let slug = call.param("repositorySlug")?.to_ascii_lowercase();
-        let project = self.store.project_by_key(&key).await?.ok_or_else(|| no_project(&key))?;
-        let repo = self.store.repository_by_slug(project.id, &slug).await?.ok_or_else(|| no_repository(&key, &slug))?;
-        let level = self.repository_level(call.who.as_ref(), &repo).await?;
-        Self::require(call.who.as_ref(), level, need, || no_repository(&key, &slug))?;
-        Ok(repo)
+        self.repository_checked(call, RepositoryKey::Slug(&key, &slug), need, || no_repository(&key, &slug)).await
     }
 
     pub(super) async fn list_projects(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let who = call.who.as_ref();
-        let grants = self.grants(who).await?;
-        let repos = self.store.list_repositories(None).await?;
-        let visible: Vec<ProjectDto> = self
-            .store
-            .list_projects()
-            .await?
-            .iter()
-            .filter(|p| {
-                Self::level_on_project(who, &grants, p).is_some()
-                    || repos
-                        .iter()
-                        .any(|r| r.project.id == p.id && Self::level_on_repository(who, &grants, r).is_some())
-            })
-            .map(|p| ProjectDto::new(p, &call.req.origin))
-            .collect();
-        Ok(ApiResponse::json(200, &BitbucketPage::from_query(&call.query).slice(&visible)))
+        let page = BitbucketPage::from_query(&call.query);
+        let (projects, more) =
+            self.store.list_projects(Self::viewer(call.who.as_ref()), page.start, page.limit).await?;
+        let values: Vec<ProjectDto> = projects.iter().map(|p| ProjectDto::new(p, &call.req.origin)).collect();
+        Ok(ApiResponse::json(200, &page.open(values, more)))
     }
 
     pub(super) async fn create_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -97,33 +80,28 @@ impl<S: Store, C: Crypto> Service<'_, S, C> {
 
     pub(super) async fn delete_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let project = self.project_for(call, Level::Admin).await?;
-        if !self.store.list_repositories(Some(project.id)).await?.is_empty() {
+        // One statement: a repository created meanwhile keeps its project.
+        if !self.store.delete_empty_project(project.id).await? {
             return Err(ApiError::Conflict(format!(
                 "The project \"{}\" cannot be deleted because it has repositories.",
                 project.key
             )));
         }
-        self.store.delete_project(project.id).await?;
         Ok(ApiResponse::empty(204))
     }
 
     pub(super) async fn list_repositories(&self, call: &Call<'_>, in_project: bool) -> Result<ApiResponse> {
         let project_id = if in_project { Some(self.project_for(call, Level::Read).await?.id) } else { None };
-        let key_filter = call.query.get("projectkey").map(str::to_ascii_uppercase);
-        let name_filter = call.query.get("name").map(str::to_ascii_lowercase);
-        let who = call.who.as_ref();
-        let grants = self.grants(who).await?;
-        let visible: Vec<RepositoryDto> = self
-            .store
-            .list_repositories(project_id)
-            .await?
-            .iter()
-            .filter(|r| key_filter.as_deref().is_none_or(|k| r.project.key == k))
-            .filter(|r| name_filter.as_deref().is_none_or(|n| r.name.to_ascii_lowercase().contains(n)))
-            .filter(|r| Self::level_on_repository(who, &grants, r).is_some())
-            .map(|r| RepositoryDto::new(r, &call.req.origin))
-            .collect();
-        Ok(ApiResponse::json(200, &BitbucketPage::from_query(&call.query).slice(&visible)))
+        let filter = RepositoryFilter {
+            project_id,
+            project_key: call.query.get("projectkey").map(str::to_owned),
+            name: call.query.get("name").map(str::to_owned),
+        };
+        let page = BitbucketPage::from_query(&call.query);
+        let viewer = Self::viewer(call.who.as_ref());
+        let (repos, more) = self.store.list_repositories(viewer, &filter, page.start, page.limit).await?;
+        let values: Vec<RepositoryDto> = repos.iter().map(|r| RepositoryDto::new(r, &call.req.origin)).collect();
+        Ok(ApiResponse::json(200, &page.open(values, more)))
     }
 
     pub(super) async fn create_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {

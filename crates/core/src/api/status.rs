@@ -2,23 +2,33 @@
 //! one read the widget makes. It answers with ETags (see `conditional`) and, for allowed
 //! origins, CORS (see `cors`), so pages elsewhere can poll it cheaply.
 
-use super::{ApiResponse, Call, Result, Service};
+use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::Level;
+use crate::mirrors::PullMirror;
 use crate::status::RepositoryStatus;
-use crate::store::{Crypto, Store};
+use crate::store::Crypto;
+use crate::store::port::Database;
 
-/// More push mirrors than any repository sensibly has; the status lists at most this many.
-const MAX_MIRRORS: u64 = 1000;
-
-impl<S: Store, C: Crypto> Service<'_, S, C> {
+impl<D: Database, C: Crypto> Service<'_, D, C> {
     pub(super) async fn repository_status(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.repository_at(call, Level::Read).await?;
-        // Every mirror, not a page: the verdict is over all of them.
-        let (remote, _) = self.store.list_remote_mirrors(repo.id, 0, MAX_MIRRORS).await?;
-        let (pull, _) = self.pull_mirror_of(&repo).await?;
-        let jobs = self.store.list_jobs(repo.id).await?;
-        let nodes = self.store.list_nodes().await?;
-        let status = RepositoryStatus::new(&repo, &remote, &pull, jobs, &nodes, self.now, self.config.stale_after_ms);
+        let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
+        let id: i64 = call.params.raw("repositoryId").parse().map_err(|_| hidden())?;
+        let who = call.who.as_ref();
+        let cutoff = self.now.plus_millis(-self.config.stale_after_ms);
+        // Everything the status shows, with the caller's grants: one round trip.
+        let snap = self.store.status_snapshot(id, Self::user_id(who), cutoff).await?;
+        let repo = snap.repository.ok_or_else(hidden)?;
+        Self::require(who, Self::level_on_repository(who, &snap.grants, &repo), Level::Read, hidden)?;
+        let pull = snap.pull.unwrap_or_else(|| PullMirror::implicit(repo.id, self.now));
+        let status = RepositoryStatus::new(
+            &repo,
+            &snap.remote_mirrors,
+            &pull,
+            snap.live_jobs,
+            &snap.nodes,
+            self.now,
+            self.config.stale_after_ms,
+        );
         Ok(ApiResponse::json(200, &status))
     }
 }

@@ -1,18 +1,17 @@
-//! Service-level tests over the in-memory store: every route, its errors, and atomicity.
-
-#[cfg(target_arch = "wasm32")]
-use wasm_bindgen_test::wasm_bindgen_test as test;
+//! Service-level tests over the real storage SQL on real SQLite with the real migrations:
+//! every route, its errors, atomicity and round trips.
 
 use serde_json::{Value, json};
 
 use super::*;
 use crate::identity::{AccessToken, GlobalRole, NewUser, token_lookup_key};
-use crate::memory_store::{FakeCrypto, MemoryStore, block_on};
+use crate::store::sqlite::SqliteDatabase;
+use crate::test_support::{FakeCrypto, block_on};
 
 const ADMIN_TOKEN: &str = "mfp_admin_token_0123456789";
 
 struct World {
-    store: MemoryStore,
+    store: Store<SqliteDatabase>,
     crypto: FakeCrypto,
     config: Config,
 }
@@ -32,7 +31,11 @@ impl Reply {
 
 impl World {
     fn new() -> Self {
-        let world = Self { store: MemoryStore::default(), crypto: FakeCrypto::default(), config: Config::default() };
+        let world = Self {
+            store: Store::new(SqliteDatabase::migrated()),
+            crypto: FakeCrypto::default(),
+            config: Config::default(),
+        };
         world.add_user("admin", GlobalRole::SysAdmin, ADMIN_TOKEN);
         world
     }
@@ -66,6 +69,10 @@ impl World {
                 .await
                 .expect("insert token");
         });
+    }
+
+    fn db(&self) -> &SqliteDatabase {
+        self.store.database()
     }
 
     fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: Option<(&str, &str)>) -> Reply {
@@ -219,9 +226,15 @@ fn remote_mirror_lifecycle() {
     assert_eq!(r.body["url"], "https://*****:*****@example.com/m.git");
     assert_eq!((r.body["enabled"].as_bool(), r.body["update_status"].as_str()), (Some(false), Some("none")));
     assert_eq!(r.body["last_error"], Value::Null);
-    assert!(!r.raw.contains("s3cret") && !w.store.mirror_dump().contains("s3cret"));
+    assert!(
+        !r.raw.contains("s3cret")
+            && !w
+                .db()
+                .text("SELECT group_concat(url || url_masked || IFNULL(userinfo_sealed, '')) FROM remote_mirrors")
+                .contains("s3cret")
+    );
     let first = r.body["id"].as_i64().expect("id");
-    assert_eq!(w.store.job_count(), 0, "a disabled mirror queues nothing");
+    assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs"), 0, "a disabled mirror queues nothing");
     // Create with a form body, enabled: a job is queued.
     let r = w.send(
         "POST",
@@ -234,7 +247,7 @@ fn remote_mirror_lifecycle() {
     );
     assert_eq!(r.status, 201, "{}", r.raw);
     assert_eq!((r.body["enabled"].as_bool(), r.body["keep_divergent_refs"].as_bool()), (Some(true), Some(true)));
-    assert_eq!(w.store.job_count(), 1);
+    assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs"), 1);
     // List with GitLab paging.
     let r = w.as_admin("GET", &format!("{list}?per_page=1"), None);
     assert_eq!((r.status, r.body.as_array().map(Vec::len)), (200, Some(1)));
@@ -249,9 +262,9 @@ fn remote_mirror_lifecycle() {
     assert_eq!(w.as_admin("POST", &format!("{one}/sync"), None).status, 400, "disabled mirrors can't sync");
     let r = w.as_admin("PUT", &one, Some(json!({"enabled": true, "mirror_branch_regex": "^release/"})));
     assert_eq!((r.status, r.body["mirror_branch_regex"].as_str()), (200, Some("^release/")));
-    assert_eq!(w.store.job_count(), 2, "enabling queues a sync");
+    assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs"), 2, "enabling queues a sync");
     assert_eq!(w.as_admin("POST", &format!("{one}/sync"), None).status, 204);
-    assert_eq!(w.store.job_count(), 2, "a waiting job absorbs the manual sync");
+    assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs"), 2, "a waiting job absorbs the manual sync");
     assert_eq!(w.as_admin("GET", &format!("/rest/mirrorfarm/latest/repos/{id}/jobs"), None).body["size"], 2);
     assert_eq!(w.as_admin("GET", &format!("{one}/public_key"), None).status, 404);
     assert_eq!(w.as_admin("DELETE", &one, None).status, 204);
@@ -310,13 +323,14 @@ fn allowlisted_internal_hosts_are_accepted() {
 fn a_failed_store_write_leaves_nothing_behind() {
     let w = World::new();
     let id = w.seed_repo();
-    w.store.fail_writes.set(true);
+    // The mirror's insert succeeds; the job queued in the same batch, a later statement, fails.
+    w.db().execute("CREATE TRIGGER fail_jobs BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'injected'); END;");
     let r = w.as_admin("POST", &mirrors_path(id), Some(json!({"url": "https://e.com/x", "enabled": true})));
     assert_eq!(r.status, 500);
     assert!(!r.raw.contains("injected"), "internal detail is not sent");
-    w.store.fail_writes.set(false);
+    w.db().execute("DROP TRIGGER fail_jobs");
     assert_eq!(w.as_admin("GET", &mirrors_path(id), None).header("X-Total"), Some("0"));
-    assert_eq!(w.store.job_count(), 0);
+    assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs"), 0);
 }
 
 #[test]
@@ -625,7 +639,7 @@ mod node_protocol {
         let (w, token, repo) = setup();
         let job = lease(&w, &token).body;
         let id = job["id"].as_i64().expect("id");
-        w.store.set_lease_deadline(id, Timestamp(0));
+        w.db().execute(&format!("UPDATE jobs SET lease_deadline = 0 WHERE id = {id}"));
         let second = lease(&w, &token);
         assert_eq!(second.status, 204, "expired now, but the retry waits out its backoff");
         let m = mirror(&w, repo);
@@ -706,7 +720,7 @@ mod pull_mirrors {
             "https://*****:*****@example.com/up.git"
         );
         assert_eq!(w.as_admin("POST", &pull_path(id), None).status, 200);
-        assert_eq!(w.store.job_count(), 1, "configuring queued a pull; starting joined it");
+        assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs"), 1, "configuring queued a pull; starting joined it");
 
         let node = w.as_admin("POST", "/rest/mirrorfarm/latest/nodes", Some(json!({"name": "n"}))).body["token"]
             .as_str()

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::User;
+use crate::time::Timestamp;
 
 /// A global role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -138,6 +139,8 @@ pub struct Principal {
     pub user: User,
     /// The token's limits.
     pub scope: TokenScope,
+    /// When the token stops working, if it expires.
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Principal {
@@ -180,10 +183,10 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::time::Timestamp;
 
     fn principal(role: GlobalRole, perms: Option<&[Permission]>) -> Principal {
         Principal {
+            expires_at: None,
             user: User {
                 id: 1,
                 name: "u".into(),

@@ -143,6 +143,18 @@ pub const MIN_LEASE_MS: i64 = 5_000;
 /// Longest lease a node may ask for.
 pub const MAX_LEASE_MS: i64 = 3_600_000;
 
+/// How much finished history is kept: at most this many finished jobs per target…
+pub const KEPT_FINISHED_PER_TARGET: i64 = 20;
+/// …and none older than this (ms); the cron deletes the rest.
+pub const KEPT_HISTORY_MS: i64 = 30 * 86_400_000;
+/// Most finished jobs the cron deletes in one run, so each run's work is bounded.
+pub const PRUNE_BATCH: i64 = 500;
+/// Most expired leases one run of the cron (or one lease request) returns to the queue.
+pub const EXPIRE_BATCH: i64 = 100;
+
+/// Most polls one run of the cron queues; the rest wait for the next run.
+pub const POLL_BATCH: i64 = 500;
+
 /// What a change to a mirror asks of the queue: the job to add, if any. Push mirrors name their
 /// mirror; a pull mirror is the repository's own.
 pub fn job_for_mirror_change(

@@ -1,0 +1,332 @@
+//! Users, access tokens and permission grants.
+
+use serde::Deserialize;
+
+use super::port::{Database, sql};
+use super::{Grants, Store, StoreResult, corrupt};
+use crate::identity::{AccessToken, GlobalRole, Level, NewUser, Permission, User};
+use crate::time::Timestamp;
+
+pub(super) fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Read => "READ",
+        Level::Write => "WRITE",
+        Level::Admin => "ADMIN",
+    }
+}
+
+fn parse_level(s: &str) -> Option<Level> {
+    match s {
+        "READ" => Some(Level::Read),
+        "WRITE" => Some(Level::Write),
+        "ADMIN" => Some(Level::Admin),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct UserRow {
+    id: i64,
+    name: String,
+    slug: String,
+    display_name: String,
+    email: Option<String>,
+    role: String,
+    created_at: i64,
+}
+
+impl UserRow {
+    fn into_user(self) -> StoreResult<User> {
+        Ok(User {
+            id: self.id,
+            name: self.name,
+            slug: self.slug,
+            display_name: self.display_name,
+            email: self.email,
+            role: GlobalRole::parse(&self.role).ok_or_else(|| corrupt("user"))?,
+            created_at: Timestamp(self.created_at),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenRow {
+    id: String,
+    user_id: i64,
+    name: String,
+    lookup: String,
+    hash: String,
+    permissions: Option<String>,
+    created_at: i64,
+    expires_at: Option<i64>,
+}
+
+impl TokenRow {
+    fn into_token(self) -> StoreResult<AccessToken> {
+        let permissions = match self.permissions {
+            None => None,
+            Some(json) => {
+                let names: Vec<String> = serde_json::from_str(&json).map_err(|_| corrupt("token"))?;
+                let parsed = names.iter().map(|n| n.parse::<Permission>()).collect::<Result<_, _>>();
+                Some(parsed.map_err(|_| corrupt("token"))?)
+            }
+        };
+        Ok(AccessToken {
+            id: self.id,
+            user_id: self.user_id,
+            name: self.name,
+            lookup: self.lookup,
+            hash: self.hash,
+            permissions,
+            created_at: Timestamp(self.created_at),
+            expires_at: self.expires_at.map(Timestamp),
+        })
+    }
+}
+
+/// A token row with its user's columns (`u_…`), for authentication in one statement.
+#[derive(Deserialize)]
+struct TokenUserRow {
+    #[serde(flatten)]
+    token: TokenRow,
+    u_name: String,
+    u_slug: String,
+    u_display_name: String,
+    u_email: Option<String>,
+    u_role: String,
+    u_created_at: i64,
+}
+
+#[derive(Deserialize)]
+struct GrantRow {
+    target: i64,
+    level: String,
+    kind: String,
+}
+
+/// A user's project (`P`) and repository (`R`) grants, `?1` the user id (`NULL`: none).
+pub(super) const GRANTS: &str = "SELECT project_id AS target, level, 'P' AS kind FROM project_grants WHERE user_id = ?1 \
+     UNION ALL SELECT repository_id AS target, level, 'R' AS kind FROM repository_grants WHERE user_id = ?1";
+
+/// Reads [`GRANTS`] rows.
+pub(super) fn read_grants(outcome: super::port::Outcome) -> StoreResult<Grants> {
+    let mut grants = Grants::default();
+    for row in outcome.read::<GrantRow>()? {
+        let level = parse_level(&row.level).ok_or_else(|| corrupt("grant"))?;
+        let map = if row.kind == "P" { &mut grants.projects } else { &mut grants.repositories };
+        map.insert(row.target, level);
+    }
+    Ok(grants)
+}
+
+impl<D: Database> Store<D> {
+    /// The user with this id.
+    pub async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        self.row::<UserRow>(sql!("SELECT * FROM users WHERE id = ?1", id)).await?.map(UserRow::into_user).transpose()
+    }
+
+    /// The user with this name or slug (case-insensitive).
+    pub async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        self.row::<UserRow>(sql!("SELECT * FROM users WHERE name = ?1 OR slug = ?1", name))
+            .await?
+            .map(UserRow::into_user)
+            .transpose()
+    }
+
+    /// Users with these names or slugs, in one round trip; unknown names are left out.
+    pub async fn users_by_names(&self, names: &[&str]) -> StoreResult<Vec<User>> {
+        let list = serde_json::to_string(names).map_err(|e| super::StoreError::Backend(e.to_string()))?;
+        self.rows::<UserRow>(sql!(
+            "SELECT * FROM users WHERE name IN (SELECT value FROM json_each(?1)) \
+             OR slug IN (SELECT value FROM json_each(?1))",
+            list
+        ))
+        .await?
+        .into_iter()
+        .map(UserRow::into_user)
+        .collect()
+    }
+
+    /// One page of users by name, `filter` matching a part of the name, display name or
+    /// e-mail (case-insensitive), and whether more follow.
+    pub async fn list_users(&self, filter: Option<&str>, offset: u64, limit: u64) -> StoreResult<(Vec<User>, bool)> {
+        let pattern = filter.map(|f| format!("%{}%", f.replace(['%', '_'], "")));
+        let rows = self
+            .rows::<UserRow>(sql!(
+                "SELECT * FROM users WHERE ?1 IS NULL OR name LIKE ?1 OR display_name LIKE ?1 OR email LIKE ?1 \
+                 ORDER BY name LIMIT ?2 OFFSET ?3",
+                pattern,
+                page_limit(limit),
+                page_offset(offset)
+            ))
+            .await?;
+        let users = rows.into_iter().map(UserRow::into_user).collect::<StoreResult<Vec<_>>>()?;
+        Ok(super::split_page(users, limit))
+    }
+
+    /// Adds a user; `Conflict` if the name is taken.
+    pub async fn insert_user(&self, u: &NewUser) -> StoreResult<User> {
+        let row = self
+            .row::<UserRow>(sql!(
+                "INSERT INTO users (name, slug, display_name, email, role, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING *",
+                &u.name,
+                &u.slug,
+                &u.display_name,
+                u.email.as_deref(),
+                u.role.as_str(),
+                u.created_at.millis()
+            ))
+            .await?;
+        row.ok_or_else(|| corrupt("user"))?.into_user()
+    }
+
+    /// Removes a user with their tokens and grants (the schema cascades).
+    pub async fn delete_user(&self, id: i64) -> StoreResult<()> {
+        self.one(sql!("DELETE FROM users WHERE id = ?1", id)).await.map(drop)
+    }
+
+    /// Sets a user's global role.
+    pub async fn set_global_role(&self, user_id: i64, role: GlobalRole) -> StoreResult<()> {
+        self.one(sql!("UPDATE users SET role = ?2 WHERE id = ?1", user_id, role.as_str())).await.map(drop)
+    }
+
+    /// Tokens whose lookup key is `lookup`, each with its user: authentication in one round trip.
+    pub async fn tokens_by_lookup(&self, lookup: &str) -> StoreResult<Vec<(AccessToken, User)>> {
+        let rows = self
+            .rows::<TokenUserRow>(sql!(
+                "SELECT t.*, u.name AS u_name, u.slug AS u_slug, u.display_name AS u_display_name, \
+                 u.email AS u_email, u.role AS u_role, u.created_at AS u_created_at \
+                 FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.lookup = ?1",
+                lookup
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let user = UserRow {
+                    id: r.token.user_id,
+                    name: r.u_name,
+                    slug: r.u_slug,
+                    display_name: r.u_display_name,
+                    email: r.u_email,
+                    role: r.u_role,
+                    created_at: r.u_created_at,
+                }
+                .into_user()?;
+                Ok((r.token.into_token()?, user))
+            })
+            .collect()
+    }
+
+    /// A user's tokens, newest first.
+    pub async fn list_tokens(&self, user_id: i64) -> StoreResult<Vec<AccessToken>> {
+        self.rows::<TokenRow>(sql!(
+            "SELECT * FROM access_tokens WHERE user_id = ?1 ORDER BY created_at DESC, id",
+            user_id
+        ))
+        .await?
+        .into_iter()
+        .map(TokenRow::into_token)
+        .collect()
+    }
+
+    /// Adds a token.
+    pub async fn insert_token(&self, t: &AccessToken) -> StoreResult<()> {
+        let permissions = match &t.permissions {
+            Some(ps) => Some(
+                serde_json::to_string(&ps.iter().map(ToString::to_string).collect::<Vec<_>>())
+                    .map_err(|e| super::StoreError::Backend(e.to_string()))?,
+            ),
+            None => None,
+        };
+        self.one(sql!(
+            "INSERT INTO access_tokens (id, user_id, name, lookup, hash, permissions, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            &t.id,
+            t.user_id,
+            &t.name,
+            &t.lookup,
+            &t.hash,
+            permissions,
+            t.created_at.millis(),
+            t.expires_at.map(Timestamp::millis)
+        ))
+        .await
+        .map(drop)
+    }
+
+    /// Removes a user's token; false if there was none.
+    pub async fn delete_token(&self, user_id: i64, token_id: &str) -> StoreResult<bool> {
+        let gone =
+            self.one(sql!("DELETE FROM access_tokens WHERE user_id = ?1 AND id = ?2", user_id, token_id)).await?;
+        Ok(gone.changes > 0)
+    }
+
+    /// A user's grants.
+    pub async fn grants_for(&self, user_id: i64) -> StoreResult<Grants> {
+        read_grants(self.one(sql!(GRANTS, user_id)).await?)
+    }
+
+    /// Sets (`Some`) or removes (`None`) users' grants on a project, all in one batch.
+    pub async fn set_project_grants(&self, project_id: i64, user_ids: &[i64], level: Option<Level>) -> StoreResult<()> {
+        let statements = user_ids
+            .iter()
+            .map(|&user| match level {
+                Some(l) => sql!(
+                    "INSERT INTO project_grants (project_id, user_id, level) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (project_id, user_id) DO UPDATE SET level = excluded.level",
+                    project_id,
+                    user,
+                    level_name(l)
+                ),
+                None => sql!("DELETE FROM project_grants WHERE project_id = ?1 AND user_id = ?2", project_id, user),
+            })
+            .collect();
+        self.batch(statements).await.map(drop)
+    }
+
+    /// Sets (`Some`) or removes (`None`) users' grants on a repository, all in one batch.
+    pub async fn set_repository_grants(
+        &self,
+        repository_id: i64,
+        user_ids: &[i64],
+        level: Option<Level>,
+    ) -> StoreResult<()> {
+        let statements = user_ids
+            .iter()
+            .map(|&user| match level {
+                Some(l) => sql!(
+                    "INSERT INTO repository_grants (repository_id, user_id, level) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (repository_id, user_id) DO UPDATE SET level = excluded.level",
+                    repository_id,
+                    user,
+                    level_name(l)
+                ),
+                None => {
+                    sql!("DELETE FROM repository_grants WHERE repository_id = ?1 AND user_id = ?2", repository_id, user)
+                }
+            })
+            .collect();
+        self.batch(statements).await.map(drop)
+    }
+
+    /// Sets users' global roles, all in one batch.
+    pub async fn set_global_roles(&self, user_ids: &[i64], role: GlobalRole) -> StoreResult<()> {
+        let statements = user_ids
+            .iter()
+            .map(|&user| sql!("UPDATE users SET role = ?2 WHERE id = ?1", user, role.as_str()))
+            .collect();
+        self.batch(statements).await.map(drop)
+    }
+}
+
+/// A page size as a SQL parameter.
+pub(super) fn page_limit(limit: u64) -> i64 {
+    // One more than asked, to learn whether another page follows.
+    i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
+}
+
+/// A page offset as a SQL parameter.
+pub(super) fn page_offset(offset: u64) -> i64 {
+    i64::try_from(offset).unwrap_or(i64::MAX)
+}

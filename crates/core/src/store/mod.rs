@@ -1,0 +1,185 @@
+//! Storage and cryptography for the core's service. Storage is written once, as SQL, in
+//! [`Store`]; each platform lends it a [`port::Database`] (D1 on the edge, SQLite in tests)
+//! that runs a batch of statements atomically. Cryptography is the [`Crypto`] port (WebCrypto on
+//! the edge).
+//!
+//! Every write method is one batch: it either happens whole or not at all, so a request that
+//! fails writes nothing.
+
+#![allow(async_fn_in_trait)] // The shells are single-threaded (Workers); no `Send` bound is wanted.
+
+mod identity;
+mod mirrors;
+mod nodes;
+pub mod port;
+mod queue;
+mod registry;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub mod sqlite;
+mod triggers;
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+
+pub use mirrors::{STATUS_MIRRORS, StatusSnapshot};
+use port::{Database, DatabaseError, Outcome, Statement};
+pub use registry::{RepositoryFilter, RepositoryKey, Viewer};
+
+use crate::identity::Level;
+use crate::mirrors::{PullMirror, RemoteMirror};
+use crate::time::Timestamp;
+
+/// Why a storage call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (the message names what clashed).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The storage backend failed.
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// A user's project and repository grants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Project id → level.
+    pub projects: HashMap<i64, Level>,
+    /// Repository id → level.
+    pub repositories: HashMap<i64, Level>,
+}
+
+/// The mirror whose update state a finished job saves.
+#[derive(Debug, Clone, Copy)]
+pub enum SavedMirror<'a> {
+    /// A push mirror.
+    Push(&'a RemoteMirror),
+    /// A repository's pull mirror.
+    Pull(&'a PullMirror),
+}
+
+/// What starts a repository's syncs besides the API: its webhook and its polls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepositoryTriggers {
+    /// The repository.
+    pub repository_id: i64,
+    /// The webhook secret, sealed; `None` when no webhook is set up.
+    pub webhook_secret_sealed: Option<String>,
+    /// SHA-256 of the upstream's ref listing at the last pull.
+    pub upstream_fingerprint: Option<String>,
+    /// When the repository was last polled.
+    pub last_polled_at: Option<Timestamp>,
+}
+
+/// Result of a storage call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<DatabaseError> for StoreError {
+    fn from(e: DatabaseError) -> Self {
+        match e {
+            DatabaseError::Unique(detail) => Self::Conflict(conflict_message(&detail).into()),
+            other => Self::Backend(other.to_string()),
+        }
+    }
+}
+
+/// What a client is told about a uniqueness clash, by the table and column SQLite names.
+fn conflict_message(detail: &str) -> &'static str {
+    if detail.contains("users.") {
+        "A user with that name already exists."
+    } else if detail.contains("projects.key") {
+        "That project key is already taken."
+    } else if detail.contains("projects.name") {
+        "That project name is already taken."
+    } else if detail.contains("repositories.") {
+        "A repository with that name already exists in this project."
+    } else if detail.contains("farm_nodes.") {
+        "A node with that name already exists."
+    } else {
+        "That already exists."
+    }
+}
+
+/// A row that does not read as its domain type.
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("unreadable {what} row"))
+}
+
+/// Durable state — users, tokens, projects, repositories, grants, mirrors, the job queue and
+/// farm nodes — as SQL over a [`Database`]. The statements live with their resource
+/// (`identity`, `registry`, `mirrors`, `queue`, `nodes`, `triggers`); each method is one batch,
+/// so one round trip, and a write either happens whole or not at all.
+pub struct Store<D> {
+    db: D,
+}
+
+impl<D: Database> Store<D> {
+    /// Storage over a database that has the `migrations/` applied.
+    pub fn new(db: D) -> Self {
+        Self { db }
+    }
+
+    /// The database underneath.
+    pub fn database(&self) -> &D {
+        &self.db
+    }
+
+    /// Runs statements as one atomic batch.
+    async fn batch(&self, statements: Vec<Statement>) -> StoreResult<Vec<Outcome>> {
+        Ok(self.db.batch(statements).await?)
+    }
+
+    /// Runs one statement.
+    async fn one(&self, statement: Statement) -> StoreResult<Outcome> {
+        self.batch(vec![statement]).await?.pop().ok_or_else(|| StoreError::Backend("no result".into()))
+    }
+
+    /// Runs one statement and reads its rows as `T`.
+    async fn rows<T: DeserializeOwned>(&self, statement: Statement) -> StoreResult<Vec<T>> {
+        Ok(self.one(statement).await?.read()?)
+    }
+
+    /// Runs one statement and reads its first row as `T`.
+    async fn row<T: DeserializeOwned>(&self, statement: Statement) -> StoreResult<Option<T>> {
+        Ok(self.one(statement).await?.first()?)
+    }
+}
+
+/// Rows fetched with one more than `limit`: the page, and whether another follows.
+fn split_page<T>(mut rows: Vec<T>, limit: u64) -> (Vec<T>, bool) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    (rows, more)
+}
+
+/// The outcome of statement `i` of a batch.
+fn nth(outcomes: &mut [Outcome], i: usize) -> StoreResult<Outcome> {
+    outcomes.get_mut(i).map(std::mem::take).ok_or_else(|| StoreError::Backend("missing batch result".into()))
+}
+
+/// Why a cryptographic operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The sealing key is missing or unusable.
+    #[error("sealing key unavailable: {0}")]
+    Key(String),
+    /// The platform's crypto failed.
+    #[error("crypto failure: {0}")]
+    Platform(String),
+}
+
+/// Sealing secrets, hashing tokens and drawing random bytes: the platform's cryptography.
+pub trait Crypto {
+    /// Seals (AEAD-encrypts) a secret for storage.
+    async fn seal(&self, plaintext: &str) -> Result<String, CryptoError>;
+    /// Opens a value sealed by [`Crypto::seal`].
+    async fn unseal(&self, sealed: &str) -> Result<String, CryptoError>;
+    /// HMAC-SHA256 of `data` under `key`, lower-case hex (webhook signatures).
+    async fn hmac_sha256_hex(&self, key: &[u8], data: &[u8]) -> Result<String, CryptoError>;
+    /// SHA-256 of `data`, lower-case hex.
+    async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError>;
+    /// `len` bytes from a cryptographically secure generator.
+    fn random_bytes(&self, len: usize) -> Result<Vec<u8>, CryptoError>;
+}

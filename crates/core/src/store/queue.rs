@@ -1,0 +1,303 @@
+//! The job queue: at most one waiting job per target (a partial unique index), exclusive
+//! leases per target, pushes after their repository's pull, and bounded history.
+
+use serde::Deserialize;
+
+use super::mirrors::{save_pull_update, save_push_update};
+use super::port::{Database, Outcome, Statement, sql};
+use super::{SavedMirror, Store, StoreResult, corrupt, nth, split_page};
+use crate::queue::{
+    Job, JobCompletion, JobKind, JobReason, JobState, KEPT_FINISHED_PER_TARGET, KEPT_HISTORY_MS, NewJob, PRUNE_BATCH,
+};
+use crate::time::Timestamp;
+
+#[derive(Deserialize)]
+struct JobRow {
+    id: i64,
+    kind: String,
+    repository_id: i64,
+    remote_mirror_id: Option<i64>,
+    reason: String,
+    state: String,
+    attempt: u32,
+    enqueued_at: i64,
+    not_before: Option<i64>,
+    lease_owner: Option<i64>,
+    lease_deadline: Option<i64>,
+    lease_id: Option<String>,
+}
+
+impl JobRow {
+    fn into_job(self) -> StoreResult<Job> {
+        Ok(Job {
+            id: self.id,
+            kind: JobKind::parse(&self.kind).ok_or_else(|| corrupt("job"))?,
+            repository_id: self.repository_id,
+            remote_mirror_id: self.remote_mirror_id,
+            reason: JobReason::parse(&self.reason).ok_or_else(|| corrupt("job"))?,
+            state: JobState::parse(&self.state).ok_or_else(|| corrupt("job"))?,
+            attempt: self.attempt,
+            enqueued_at: self.enqueued_at,
+            not_before: self.not_before,
+            lease_owner: self.lease_owner,
+            lease_deadline: self.lease_deadline,
+            lease_id: self.lease_id,
+        })
+    }
+}
+
+pub(super) fn read_jobs(outcome: Outcome) -> StoreResult<Vec<Job>> {
+    outcome.read::<JobRow>()?.into_iter().map(JobRow::into_job).collect()
+}
+
+const JOB_COLUMNS: &str = "id, kind, repository_id, remote_mirror_id, reason, state, attempt, enqueued_at, \
+     not_before, lease_owner, lease_deadline, lease_id";
+
+/// Same target as the job `j` (kind, repository, mirror).
+const SAME_TARGET: &str = "o.kind = j.kind AND o.repository_id = j.repository_id \
+     AND IFNULL(o.remote_mirror_id, 0) = IFNULL(j.remote_mirror_id, 0)";
+
+/// Queues `job` unless one for the same target waits (the partial unique index decides);
+/// `mirror` is the SQL for its mirror id (`?3` binds the job's own).
+pub(super) fn enqueue_statement(job: &NewJob, mirror: &str) -> Statement {
+    sql!(
+        format!(
+            "INSERT OR IGNORE INTO jobs (kind, repository_id, remote_mirror_id, reason, enqueued_at) \
+             VALUES (?1, ?2, {mirror}, ?4, ?5)"
+        ),
+        job.kind.as_str(),
+        job.repository_id,
+        job.remote_mirror_id,
+        job.reason.as_str(),
+        job.enqueued_at.millis()
+    )
+}
+
+/// A repository's queued and leased jobs, newest first.
+pub(super) fn live_jobs(repository_id: i64) -> Statement {
+    sql!(
+        format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE repository_id = ?1 AND state IN ('QUEUED', 'LEASED') ORDER BY id DESC"
+        ),
+        repository_id
+    )
+}
+
+/// Queues a pull of repository `?1` if it has an upstream and its pull mirror is enabled
+/// (never configured counts as enabled: an exact mirror).
+const ENQUEUE_PULL: &str = "INSERT OR IGNORE INTO jobs (kind, repository_id, remote_mirror_id, reason, enqueued_at) \
+     SELECT 'PULL_MIRROR', r.id, NULL, ?2, ?3 FROM repositories r \
+     LEFT JOIN pull_mirrors p ON p.repository_id = r.id \
+     WHERE r.id = ?1 AND r.upstream_url IS NOT NULL AND IFNULL(p.enabled, 1) = 1";
+
+/// Queues a push to every enabled push mirror of repository `?1`.
+const ENQUEUE_PUSHES: &str = "INSERT OR IGNORE INTO jobs (kind, repository_id, remote_mirror_id, reason, enqueued_at) \
+     SELECT 'PUSH_MIRROR', m.repository_id, m.id, ?2, ?3 FROM remote_mirrors m \
+     WHERE m.repository_id = ?1 AND m.enabled = 1";
+
+impl<D: Database> Store<D> {
+    /// Queues a job unless one for the same target is already waiting; returns the waiting job.
+    pub async fn enqueue(&self, job: &NewJob) -> StoreResult<Job> {
+        let find = sql!(
+            format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'QUEUED' AND kind = ?1 AND repository_id = ?2 \
+                 AND IFNULL(remote_mirror_id, 0) = IFNULL(?3, 0)"
+            ),
+            job.kind.as_str(),
+            job.repository_id,
+            job.remote_mirror_id
+        );
+        let mut out = self.batch(vec![enqueue_statement(job, "?3"), find]).await?;
+        read_jobs(nth(&mut out, 1)?)?.pop().ok_or_else(|| corrupt("job"))
+    }
+
+    /// Queues, in one batch, a pull of the repository (if its pull mirror is on) when `pull`,
+    /// and a push to each enabled push mirror when `pushes`. Returns how many of those jobs now
+    /// wait (queued now or already waiting).
+    pub async fn queue_repository_syncs(
+        &self,
+        repository_id: i64,
+        pull: bool,
+        pushes: bool,
+        reason: JobReason,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let mut batch = Vec::new();
+        if pull {
+            batch.push(sql!(ENQUEUE_PULL, repository_id, reason.as_str(), now.millis()));
+        }
+        if pushes {
+            batch.push(sql!(ENQUEUE_PUSHES, repository_id, reason.as_str(), now.millis()));
+        }
+        batch.push(sql!(
+            "SELECT COUNT(*) AS n FROM jobs j WHERE j.repository_id = ?1 AND j.state = 'QUEUED' AND \
+             ((?2 AND j.kind = 'PULL_MIRROR') OR (?3 AND j.kind = 'PUSH_MIRROR' AND EXISTS \
+               (SELECT 1 FROM remote_mirrors m WHERE m.id = j.remote_mirror_id AND m.enabled = 1)))",
+            repository_id,
+            pull,
+            pushes
+        ));
+        let last = batch.len() - 1;
+        let mut out = self.batch(batch).await?;
+        Ok(nth(&mut out, last)?.first::<super::registry::CountRow>()?.map_or(0, |c| c.n))
+    }
+
+    /// One page of a repository's jobs, newest first, and whether more follow.
+    pub async fn list_jobs(&self, repository_id: i64, offset: u64, limit: u64) -> StoreResult<(Vec<Job>, bool)> {
+        let out = self
+            .one(sql!(
+                format!("SELECT {JOB_COLUMNS} FROM jobs WHERE repository_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"),
+                repository_id,
+                super::identity::page_limit(limit),
+                super::identity::page_offset(offset)
+            ))
+            .await?;
+        Ok(split_page(read_jobs(out)?, limit))
+    }
+
+    /// A job by id.
+    pub async fn job(&self, id: i64) -> StoreResult<Option<Job>> {
+        Ok(read_jobs(self.one(sql!(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), id)).await?)?.pop())
+    }
+
+    /// Atomically leases the oldest due queued job (of `repository` only, if given) whose target
+    /// no other lease holds: it becomes `LEASED` by `node_id` under `lease_id` until `deadline`,
+    /// its attempt counted. A push waits while its repository's pull is leased or due: the pull
+    /// decides what the copy holds, and queues the pushes again if the upstream moved, so pushing
+    /// first would only push a stale copy twice.
+    pub async fn lease_next_job(
+        &self,
+        node_id: i64,
+        lease_id: &str,
+        now: Timestamp,
+        deadline: Timestamp,
+        repository: Option<i64>,
+    ) -> StoreResult<Option<Job>> {
+        // One statement, so two nodes can never lease the same row.
+        let lease = sql!(
+            format!(
+                "UPDATE jobs SET state = 'LEASED', attempt = attempt + 1, lease_owner = ?1, lease_id = ?2, \
+                 lease_deadline = ?3 \
+                 WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
+                   AND (?5 IS NULL OR j.repository_id = ?5) \
+                   AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
+                   AND (j.kind = 'PULL_MIRROR' OR NOT EXISTS (SELECT 1 FROM jobs p WHERE p.kind = 'PULL_MIRROR' \
+                     AND p.repository_id = j.repository_id \
+                     AND (p.state = 'LEASED' OR (p.state = 'QUEUED' AND IFNULL(p.not_before, 0) <= ?4)))) \
+                   ORDER BY j.enqueued_at, j.id LIMIT 1) \
+                 RETURNING {JOB_COLUMNS}"
+            ),
+            node_id,
+            lease_id,
+            deadline.millis(),
+            now.millis(),
+            repository
+        );
+        Ok(read_jobs(self.one(lease).await?)?.pop())
+    }
+
+    /// Extends the lease `lease_id` if it is still held; false if not.
+    pub async fn renew_lease(&self, job_id: i64, lease_id: &str, deadline: Timestamp) -> StoreResult<bool> {
+        let out = self
+            .one(sql!(
+                "UPDATE jobs SET lease_deadline = ?3 WHERE id = ?1 AND lease_id = ?2 AND state = 'LEASED'",
+                job_id,
+                lease_id,
+                deadline.millis()
+            ))
+            .await?;
+        Ok(out.changes > 0)
+    }
+
+    /// Ends the lease `lease_id` as `completion` and records `mirror`'s update state, in one
+    /// batch; false (and nothing written) if that lease is not the job's current one. When the
+    /// node `reported` the outcome, the lease id is kept so a repeated report is recognised;
+    /// otherwise (expiry, release) it is forgotten and a late report is refused. A job sent back
+    /// to the queue while another waits for the same target is closed instead: the waiting one
+    /// does the work.
+    pub async fn finish_job(
+        &self,
+        job_id: i64,
+        lease_id: &str,
+        completion: JobCompletion,
+        reported: bool,
+        now: Timestamp,
+        mirror: Option<SavedMirror<'_>>,
+    ) -> StoreResult<bool> {
+        let held = "id = ?1 AND lease_id = ?2 AND state = 'LEASED'";
+        let kept_lease = if reported { "lease_id" } else { "NULL" };
+        // The mirror goes first, guarded by the lease, so it is saved exactly when the job
+        // statements below (same guard) take effect.
+        let mut batch = match mirror {
+            Some(SavedMirror::Push(m)) => vec![save_push_update(m, Some((job_id, lease_id)))],
+            Some(SavedMirror::Pull(p)) => vec![save_pull_update(p, Some((job_id, lease_id)))],
+            None => Vec::new(),
+        };
+        let first_job_stmt = batch.len();
+        // Back to the queue only if no other job waits for the same target; otherwise the next
+        // statement closes it and the waiting job does the work.
+        let requeue = |not_before: i64, attempt_delta: i64| {
+            sql!(
+                format!(
+                    "UPDATE jobs SET state = 'QUEUED', not_before = ?3, attempt = attempt + ?4, lease_deadline = NULL, \
+                     lease_id = {kept_lease} WHERE {held} AND NOT EXISTS \
+                     (SELECT 1 FROM jobs o, jobs j WHERE j.id = ?1 AND o.id != j.id AND o.state = 'QUEUED' AND {SAME_TARGET})"
+                ),
+                job_id,
+                lease_id,
+                not_before,
+                attempt_delta
+            )
+        };
+        let close = |state: &str| {
+            sql!(
+                format!(
+                    "UPDATE jobs SET state = '{state}', finished_at = ?3, lease_deadline = NULL, \
+                     lease_id = {kept_lease} WHERE {held}"
+                ),
+                job_id,
+                lease_id,
+                now.millis()
+            )
+        };
+        match completion {
+            JobCompletion::Done => batch.push(close("DONE")),
+            JobCompletion::Failed => batch.push(close("FAILED")),
+            JobCompletion::RetryAt(at) => batch.extend([requeue(at.millis(), 0), close("DONE")]),
+            JobCompletion::Released => batch.extend([requeue(now.millis(), -1), close("DONE")]),
+        }
+        let out = self.batch(batch).await?;
+        Ok(out[first_job_stmt..].iter().map(|o| o.changes).sum::<u64>() > 0)
+    }
+
+    /// Leased jobs whose deadline has passed, oldest first, at most `limit`.
+    pub async fn expired_leases(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<Job>> {
+        read_jobs(
+            self.one(sql!(
+                format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'LEASED' AND lease_deadline < ?1 \
+                     ORDER BY lease_deadline LIMIT ?2"
+                ),
+                now.millis(),
+                limit
+            ))
+            .await?,
+        )
+    }
+
+    /// Deletes finished jobs beyond the newest [`KEPT_FINISHED_PER_TARGET`] of each target and
+    /// those older than [`KEPT_HISTORY_MS`], at most [`PRUNE_BATCH`] per call. Returns how many.
+    pub async fn prune_job_history(&self, now: Timestamp) -> StoreResult<u64> {
+        let out = self
+            .one(sql!(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM (SELECT id, finished_at, ROW_NUMBER() OVER \
+                   (PARTITION BY kind, repository_id, IFNULL(remote_mirror_id, 0) ORDER BY id DESC) AS age \
+                   FROM jobs WHERE state IN ('DONE', 'FAILED')) WHERE age > ?1 OR finished_at < ?2 LIMIT ?3)",
+                KEPT_FINISHED_PER_TARGET,
+                now.millis() - KEPT_HISTORY_MS,
+                PRUNE_BATCH
+            ))
+            .await?;
+        Ok(out.changes)
+    }
+}

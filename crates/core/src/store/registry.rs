@@ -1,0 +1,312 @@
+//! Projects and repositories, with visibility and paging done in SQL.
+
+use serde::Deserialize;
+
+use super::identity::{GRANTS, page_limit, page_offset, read_grants};
+use super::port::{Database, Statement, Value, sql};
+use super::{Grants, Store, StoreResult, corrupt, nth, split_page};
+use crate::registry::{NewProject, NewRepository, Project, Repository};
+use crate::time::Timestamp;
+use crate::urls::StoredUrl;
+
+#[derive(Deserialize)]
+struct ProjectRow {
+    id: i64,
+    key: String,
+    name: String,
+    description: Option<String>,
+    public: i64,
+    created_at: i64,
+}
+
+impl From<ProjectRow> for Project {
+    fn from(r: ProjectRow) -> Self {
+        Self {
+            id: r.id,
+            key: r.key,
+            name: r.name,
+            description: r.description,
+            public: r.public != 0,
+            created_at: Timestamp(r.created_at),
+        }
+    }
+}
+
+/// A repository with its project's columns (`p_…`).
+pub(super) const REPO_SELECT: &str = "SELECT r.id, r.slug, r.name, r.description, r.default_branch, r.public, \
+     r.forkable, r.upstream_url, r.upstream_url_masked, r.upstream_userinfo_sealed, r.hierarchy_id, r.created_at, \
+     p.id AS p_id, p.key AS p_key, p.name AS p_name, p.description AS p_description, p.public AS p_public, \
+     p.created_at AS p_created_at FROM repositories r JOIN projects p ON p.id = r.project_id";
+
+#[derive(Deserialize)]
+pub(super) struct RepoRow {
+    id: i64,
+    slug: String,
+    name: String,
+    description: Option<String>,
+    default_branch: String,
+    public: i64,
+    forkable: i64,
+    upstream_url: Option<String>,
+    upstream_url_masked: Option<String>,
+    upstream_userinfo_sealed: Option<String>,
+    hierarchy_id: String,
+    created_at: i64,
+    p_id: i64,
+    p_key: String,
+    p_name: String,
+    p_description: Option<String>,
+    p_public: i64,
+    p_created_at: i64,
+}
+
+impl From<RepoRow> for Repository {
+    fn from(r: RepoRow) -> Self {
+        let upstream = r.upstream_url.map(|plain| StoredUrl {
+            masked: r.upstream_url_masked.unwrap_or_else(|| plain.clone()),
+            plain,
+            sealed_userinfo: r.upstream_userinfo_sealed,
+        });
+        Self {
+            id: r.id,
+            project: Project {
+                id: r.p_id,
+                key: r.p_key,
+                name: r.p_name,
+                description: r.p_description,
+                public: r.p_public != 0,
+                created_at: Timestamp(r.p_created_at),
+            },
+            slug: r.slug,
+            name: r.name,
+            description: r.description,
+            default_branch: r.default_branch,
+            public: r.public != 0,
+            forkable: r.forkable != 0,
+            upstream,
+            hierarchy_id: r.hierarchy_id,
+            created_at: Timestamp(r.created_at),
+        }
+    }
+}
+
+/// How a repository is named in a path: by id, or by project key and slug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepositoryKey<'a> {
+    /// The numeric id.
+    Id(i64),
+    /// Project key and repository slug (both case-insensitive).
+    Slug(&'a str, &'a str),
+}
+
+impl RepositoryKey<'_> {
+    /// `?1`, `?2`, `?3`: the id, or the project key and slug (the others `NULL`).
+    pub(super) fn params(self) -> [Value; 3] {
+        match self {
+            Self::Id(id) => [Value::Integer(id), Value::Null, Value::Null],
+            Self::Slug(key, slug) => [Value::Null, key.into(), slug.to_ascii_lowercase().into()],
+        }
+    }
+
+    /// SQL for the repository's id, from [`Self::params`] bound as `?1`–`?3`.
+    pub(super) fn id_expression(self) -> &'static str {
+        "(SELECT r.id FROM repositories r JOIN projects p ON p.id = r.project_id          WHERE r.id = ?1 OR (p.key = ?2 AND r.slug = ?3))"
+    }
+
+    /// The statement that reads the repository.
+    pub(super) fn select(self) -> Statement {
+        Statement::new(format!("{REPO_SELECT} WHERE r.id = ?1 OR (p.key = ?2 AND r.slug = ?3)"), self.params().into())
+    }
+}
+
+/// Who is listing: decides what is visible, in SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// Nobody signed in: public repositories and projects only.
+    Anonymous,
+    /// A signed-in user without a global admin role: public ones and those they hold a grant on.
+    User(i64),
+    /// A global ADMIN or SYS_ADMIN: everything.
+    Admin,
+}
+
+impl Viewer {
+    /// `?1` for the visibility clauses below.
+    fn param(self) -> Value {
+        match self {
+            Self::Anonymous => Value::Integer(0),
+            Self::User(id) => Value::Integer(id),
+            Self::Admin => Value::Integer(-1),
+        }
+    }
+}
+
+/// A repository `r` (of project `p`) the viewer `?1` may see (`-1`: an admin; `0`: anonymous).
+const REPO_VISIBLE: &str = "(?1 = -1 OR r.public = 1 OR p.public = 1 \
+     OR EXISTS (SELECT 1 FROM repository_grants g WHERE g.repository_id = r.id AND g.user_id = ?1) \
+     OR EXISTS (SELECT 1 FROM project_grants g WHERE g.project_id = p.id AND g.user_id = ?1))";
+
+/// A project `p` the viewer `?1` may see: itself, or any repository in it.
+const PROJECT_VISIBLE: &str = "(?1 = -1 OR p.public = 1 \
+     OR EXISTS (SELECT 1 FROM project_grants g WHERE g.project_id = p.id AND g.user_id = ?1) \
+     OR EXISTS (SELECT 1 FROM repositories r WHERE r.project_id = p.id AND (r.public = 1 \
+       OR EXISTS (SELECT 1 FROM repository_grants g WHERE g.repository_id = r.id AND g.user_id = ?1))))";
+
+/// Filters of a repository list.
+#[derive(Debug, Clone, Default)]
+pub struct RepositoryFilter {
+    /// Only this project (by id).
+    pub project_id: Option<i64>,
+    /// Only projects with this key (case-insensitive).
+    pub project_key: Option<String>,
+    /// Only names containing this (case-insensitive).
+    pub name: Option<String>,
+}
+
+impl<D: Database> Store<D> {
+    /// Adds a project; `Conflict` if the key or name is taken.
+    pub async fn insert_project(&self, p: &NewProject) -> StoreResult<Project> {
+        let row = self
+            .row::<ProjectRow>(sql!(
+                "INSERT INTO projects (key, name, description, public, created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING *",
+                &p.key,
+                &p.name,
+                p.description.as_deref(),
+                p.public,
+                p.created_at.millis()
+            ))
+            .await?;
+        Ok(row.ok_or_else(|| corrupt("project"))?.into())
+    }
+
+    /// The project with this key (case-insensitive), the caller's grants (`user`), and whether
+    /// the caller sees a repository in it: what deciding access to a project needs, in one round trip.
+    pub async fn project_access(
+        &self,
+        key: &str,
+        viewer: Viewer,
+        user: Option<i64>,
+    ) -> StoreResult<(Option<Project>, Grants, bool)> {
+        let mut out = self
+            .batch(vec![
+                sql!("SELECT * FROM projects WHERE key = ?1", key),
+                sql!(GRANTS, user),
+                sql!(
+                    format!("SELECT COUNT(*) AS n FROM projects p WHERE p.key = ?2 AND {PROJECT_VISIBLE}"),
+                    viewer.param(),
+                    key
+                ),
+            ])
+            .await?;
+        let project = nth(&mut out, 0)?.first::<ProjectRow>()?.map(Project::from);
+        let grants = read_grants(nth(&mut out, 1)?)?;
+        let visible = nth(&mut out, 2)?.first::<CountRow>()?.is_some_and(|c| c.n > 0);
+        Ok((project, grants, visible))
+    }
+
+    /// One page of the projects the viewer may see, by key, and whether more follow.
+    pub async fn list_projects(&self, viewer: Viewer, offset: u64, limit: u64) -> StoreResult<(Vec<Project>, bool)> {
+        let rows = self
+            .rows::<ProjectRow>(sql!(
+                format!("SELECT p.* FROM projects p WHERE {PROJECT_VISIBLE} ORDER BY p.key LIMIT ?2 OFFSET ?3"),
+                viewer.param(),
+                page_limit(limit),
+                page_offset(offset)
+            ))
+            .await?;
+        Ok(split_page(rows.into_iter().map(Project::from).collect(), limit))
+    }
+
+    /// Removes a project if it holds no repositories; false (and nothing removed) if it does.
+    pub async fn delete_empty_project(&self, id: i64) -> StoreResult<bool> {
+        let out = self
+            .one(sql!(
+                "DELETE FROM projects WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM repositories WHERE project_id = ?1)",
+                id
+            ))
+            .await?;
+        Ok(out.changes > 0)
+    }
+
+    /// Adds a repository; `Conflict` if the slug is taken in its project.
+    pub async fn insert_repository(&self, r: &NewRepository) -> StoreResult<Repository> {
+        let up = r.upstream.as_ref();
+        let mut out = self
+            .batch(vec![
+                sql!(
+                    "INSERT INTO repositories (project_id, slug, name, description, default_branch, public, forkable, \
+                     upstream_url, upstream_url_masked, upstream_userinfo_sealed, hierarchy_id, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    r.project_id,
+                    &r.slug,
+                    &r.name,
+                    r.description.as_deref(),
+                    &r.default_branch,
+                    r.public,
+                    r.forkable,
+                    up.map(|u| u.plain.as_str()),
+                    up.map(|u| u.masked.as_str()),
+                    up.and_then(|u| u.sealed_userinfo.as_deref()),
+                    &r.hierarchy_id,
+                    r.created_at.millis()
+                ),
+                sql!(format!("{REPO_SELECT} WHERE r.id = last_insert_rowid()")),
+            ])
+            .await?;
+        nth(&mut out, 1)?.first::<RepoRow>()?.map(Repository::from).ok_or_else(|| corrupt("repository"))
+    }
+
+    /// The repository with this id.
+    pub async fn repository_by_id(&self, id: i64) -> StoreResult<Option<Repository>> {
+        Ok(self.row::<RepoRow>(RepositoryKey::Id(id).select()).await?.map(Repository::from))
+    }
+
+    /// The repository so named and the caller's grants (`user`), in one round trip.
+    pub async fn repository_access(
+        &self,
+        key: RepositoryKey<'_>,
+        user: Option<i64>,
+    ) -> StoreResult<(Option<Repository>, Grants)> {
+        let mut out = self.batch(vec![key.select(), sql!(GRANTS, user)]).await?;
+        let repo = nth(&mut out, 0)?.first::<RepoRow>()?.map(Repository::from);
+        Ok((repo, read_grants(nth(&mut out, 1)?)?))
+    }
+
+    /// One page of the repositories the viewer may see, by project key then slug, and whether
+    /// more follow.
+    pub async fn list_repositories(
+        &self,
+        viewer: Viewer,
+        filter: &RepositoryFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<Repository>, bool)> {
+        let name = filter.name.as_ref().map(|n| format!("%{}%", n.replace(['%', '_'], "")));
+        let rows = self
+            .rows::<RepoRow>(sql!(
+                format!(
+                    "{REPO_SELECT} WHERE {REPO_VISIBLE} AND (?2 IS NULL OR r.project_id = ?2) \
+                     AND (?3 IS NULL OR p.key = ?3) AND (?4 IS NULL OR r.name LIKE ?4) \
+                     ORDER BY p.key, r.slug LIMIT ?5 OFFSET ?6"
+                ),
+                viewer.param(),
+                filter.project_id,
+                filter.project_key.as_deref(),
+                name,
+                page_limit(limit),
+                page_offset(offset)
+            ))
+            .await?;
+        Ok(split_page(rows.into_iter().map(Repository::from).collect(), limit))
+    }
+
+    /// Removes a repository with its mirrors, grants and jobs (the schema cascades).
+    pub async fn delete_repository(&self, id: i64) -> StoreResult<()> {
+        self.one(sql!("DELETE FROM repositories WHERE id = ?1", id)).await.map(drop)
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CountRow {
+    pub(super) n: u64,
+}

@@ -1,0 +1,121 @@
+//! What starts a repository's syncs besides the API: its webhook secret, the upstream's last
+//! fingerprint and the last poll. Each is written by its own statement touching only its
+//! column, so a webhook secret set while polls and results run is never lost.
+
+use serde::Deserialize;
+
+use super::port::{Database, Statement, sql};
+use super::{RepositoryTriggers, Store, StoreResult, nth};
+use crate::queue::JobReason;
+use crate::time::Timestamp;
+
+#[derive(Deserialize)]
+struct TriggersRow {
+    repository_id: i64,
+    webhook_secret_sealed: Option<String>,
+    upstream_fingerprint: Option<String>,
+    last_polled_at: Option<i64>,
+}
+
+/// Upserts one column of a repository's triggers row (`?1` the repository, `?2` the value).
+fn set_column(column: &str, repository_id: i64, value: super::port::Value) -> Statement {
+    Statement::new(
+        format!(
+            "INSERT INTO repository_triggers (repository_id, {column}) VALUES (?1, ?2) \
+             ON CONFLICT (repository_id) DO UPDATE SET {column} = excluded.{column}"
+        ),
+        vec![repository_id.into(), value],
+    )
+}
+
+impl<D: Database> Store<D> {
+    /// A repository's triggers (webhook secret, last upstream fingerprint, last poll).
+    pub async fn triggers(&self, repository_id: i64) -> StoreResult<RepositoryTriggers> {
+        let row = self
+            .row::<TriggersRow>(sql!("SELECT * FROM repository_triggers WHERE repository_id = ?1", repository_id))
+            .await?;
+        Ok(row.map_or(RepositoryTriggers { repository_id, ..RepositoryTriggers::default() }, |r| RepositoryTriggers {
+            repository_id: r.repository_id,
+            webhook_secret_sealed: r.webhook_secret_sealed,
+            upstream_fingerprint: r.upstream_fingerprint,
+            last_polled_at: r.last_polled_at.map(Timestamp),
+        }))
+    }
+
+    /// Sets (or, `None`, removes) a repository's sealed webhook secret.
+    pub async fn set_webhook_secret(&self, repository_id: i64, sealed: Option<&str>) -> StoreResult<()> {
+        self.one(set_column("webhook_secret_sealed", repository_id, sealed.into())).await.map(drop)
+    }
+
+    /// Records the upstream's fingerprint after a pull and, if it changed, queues a push to
+    /// every enabled push mirror, in one batch. Returns whether it changed.
+    pub async fn record_upstream_fingerprint(
+        &self,
+        repository_id: i64,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let changed = "NOT EXISTS (SELECT 1 FROM repository_triggers WHERE repository_id = ?1 \
+             AND upstream_fingerprint IS ?2)";
+        let mut out = self
+            .batch(vec![
+                // Decided before the fingerprint is written, in the same transaction.
+                sql!(format!("SELECT {changed} AS changed"), repository_id, fingerprint),
+                sql!(
+                    format!(
+                        "INSERT OR IGNORE INTO jobs (kind, repository_id, remote_mirror_id, reason, enqueued_at) \
+                         SELECT 'PUSH_MIRROR', m.repository_id, m.id, ?3, ?4 FROM remote_mirrors m \
+                         WHERE m.repository_id = ?1 AND m.enabled = 1 AND {changed}"
+                    ),
+                    repository_id,
+                    fingerprint,
+                    JobReason::Upstream.as_str(),
+                    now.millis()
+                ),
+                set_column("upstream_fingerprint", repository_id, fingerprint.into()),
+            ])
+            .await?;
+        #[derive(Deserialize)]
+        struct Changed {
+            changed: i64,
+        }
+        Ok(nth(&mut out, 0)?.first::<Changed>()?.is_some_and(|c| c.changed != 0))
+    }
+
+    /// Queues a poll of every repository with an upstream and an enabled (or implicit) pull
+    /// mirror not polled since `before`, at most `limit`, and marks them polled, in one batch
+    /// of a fixed number of statements. Returns how many were due.
+    pub async fn queue_due_polls(&self, before: Timestamp, now: Timestamp, limit: i64) -> StoreResult<u64> {
+        let due = "SELECT r.id FROM repositories r \
+             LEFT JOIN pull_mirrors p ON p.repository_id = r.id \
+             LEFT JOIN repository_triggers t ON t.repository_id = r.id \
+             WHERE r.upstream_url IS NOT NULL AND IFNULL(p.enabled, 1) = 1 \
+             AND (t.last_polled_at IS NULL OR t.last_polled_at < ?1) ORDER BY r.id LIMIT ?2";
+        // The jobs go in first: they do not change which repositories are due, so the second
+        // statement marks exactly those polled.
+        let mut out = self
+            .batch(vec![
+                sql!(
+                    format!(
+                        "INSERT OR IGNORE INTO jobs (kind, repository_id, remote_mirror_id, reason, enqueued_at) \
+                         SELECT 'PULL_MIRROR', id, NULL, ?3, ?4 FROM ({due})"
+                    ),
+                    before.millis(),
+                    limit,
+                    JobReason::Poll.as_str(),
+                    now.millis()
+                ),
+                sql!(
+                    format!(
+                        "INSERT INTO repository_triggers (repository_id, last_polled_at) SELECT id, ?3 FROM ({due}) \
+                         WHERE true ON CONFLICT (repository_id) DO UPDATE SET last_polled_at = excluded.last_polled_at"
+                    ),
+                    before.millis(),
+                    limit,
+                    now.millis()
+                ),
+            ])
+            .await?;
+        Ok(nth(&mut out, 1)?.changes)
+    }
+}
