@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { bootstrapAdmin, migrate } from "../../scripts/lib/bootstrap.mjs";
+import { bootstrapAdmin, d1, migrate } from "../../scripts/lib/bootstrap.mjs";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const OUTPUT = path.join(ROOT, "test-output");
@@ -24,10 +24,12 @@ function freePort() {
 }
 
 /** A running Worker: `url`, `adminToken`, `stateDir`, `logs()` and `stop()`. */
-export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000, corsOrigins = "" } = {}) {
+export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000, corsOrigins = "", seedSql } = {}) {
   const stateDir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-e2e-"));
   migrate({ persistTo: stateDir });
   const adminToken = bootstrapAdmin({ persistTo: stateDir, token: `mfp_e2e_${randomBytes(16).toString("hex")}` });
+  // Bulk fixtures go straight into the database before the Worker holds it.
+  if (seedSql) d1(seedSql, { persistTo: stateDir });
   const port = await freePort();
   const sealKey = randomBytes(32).toString("hex");
   const child = spawn(
@@ -77,6 +79,14 @@ export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, poll
       rmSync(stateDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The D1 round trips a response's `Server-Timing` header reports (throws if it has none). */
+export function roundTrips(response) {
+  const timing = response.headers.get("server-timing") ?? "";
+  const m = /d1;desc="(\d+) round trips?"/.exec(timing);
+  if (!m) throw new Error(`no D1 Server-Timing entry in ${JSON.stringify(timing)}`);
+  return Number(m[1]);
 }
 
 /** A small HTTP client: `call(method, path, {token, json, form, headers})` → {status, headers, body, text}. */

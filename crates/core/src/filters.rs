@@ -52,6 +52,31 @@ impl BranchFilter {
     }
 }
 
+/// A mirror's branch selection after an update, by GitLab's update rule: sending a regex
+/// alone turns protected-only off, sending protected-only (true) alone clears the regex, and
+/// only a request that asks for both at once is refused. `sent_regex` is `Some(None)` when the
+/// regex was sent empty (cleared). Returns (protected only, regex).
+pub fn update_selection(
+    current: (bool, Option<String>),
+    sent_protected: Option<bool>,
+    sent_regex: Option<Option<String>>,
+) -> Result<(bool, Option<String>), FilterError> {
+    let sent_regex = sent_regex.map(|r| r.filter(|p| !p.is_empty()));
+    let (protected, regex) = match (sent_protected, sent_regex) {
+        (Some(true), Some(Some(_))) => return Err(FilterError::Exclusive),
+        (Some(p), Some(r)) => (p, r),
+        (Some(true), None) => (true, None),
+        (Some(false), None) => (false, current.1),
+        (None, Some(Some(r))) => (false, Some(r)),
+        (None, Some(None)) => (current.0, None),
+        (None, None) => current,
+    };
+    if let Some(pattern) = &regex {
+        compile(pattern)?;
+    }
+    Ok((protected, regex))
+}
+
 /// Checks a branch regex: length and syntax.
 pub fn compile(pattern: &str) -> Result<regex_lite::Regex, FilterError> {
     if pattern.chars().count() > MAX_BRANCH_REGEX_LEN {
@@ -84,6 +109,24 @@ mod tests {
     #[test]
     fn refuses_bad_patterns() {
         assert_eq!(BranchFilter::new(true, Some("x")).err(), Some(FilterError::Exclusive));
+    }
+
+    #[test]
+    fn updates_follow_gitlabs_rule_for_protected_only_and_regex() {
+        let protected = (true, None);
+        let regex = (false, Some("^rel".to_owned()));
+        // A regex sent alone turns protected-only off.
+        assert_eq!(update_selection(protected.clone(), None, Some(Some("^a".into()))), Ok((false, Some("^a".into()))));
+        // Protected-only sent alone clears the regex.
+        assert_eq!(update_selection(regex.clone(), Some(true), None), Ok((true, None)));
+        // Only both at once is refused.
+        assert_eq!(update_selection(regex.clone(), Some(true), Some(Some("x".into()))), Err(FilterError::Exclusive));
+        // Everything else keeps or replaces what it names.
+        assert_eq!(update_selection(regex.clone(), Some(false), None), Ok(regex.clone()));
+        assert_eq!(update_selection(regex.clone(), None, Some(None)), Ok((false, None)));
+        assert_eq!(update_selection(protected.clone(), Some(true), Some(None)), Ok((true, None)));
+        assert_eq!(update_selection(regex.clone(), None, None), Ok(regex));
+        assert!(matches!(update_selection(protected, None, Some(Some("(".into()))), Err(FilterError::Invalid(_))));
         assert_eq!(compile(&"a".repeat(256)).err(), Some(FilterError::TooLong));
         assert!(compile(&"a".repeat(255)).is_ok());
         assert!(matches!(compile("(unclosed"), Err(FilterError::Invalid(_))));

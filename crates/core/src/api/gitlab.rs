@@ -73,9 +73,16 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         self.gitlab_repository(call, call.params.raw("id"), Level::Admin).await
     }
 
-    async fn mirror_of(&self, call: &Call<'_>, repo: &Repository) -> Result<RemoteMirror> {
+    /// The repository and remote mirror a `…/remote_mirrors/:mirror_id` route names, checked
+    /// for maintainer access: one round trip.
+    async fn mirror_route(&self, call: &Call<'_>) -> Result<(Repository, RemoteMirror)> {
+        let who = Some(call.principal()?);
+        let key = Self::gitlab_key(call.params.raw("id")).ok_or_else(project_not_found)?;
         let id: i64 = call.params.raw("mirror_id").parse().map_err(|_| mirror_not_found())?;
-        self.store.remote_mirror(repo.id, id).await?.ok_or_else(mirror_not_found)
+        let (repo, grants, mirror) = self.store.remote_mirror_access(key.as_key(), Self::user_id(who), id).await?;
+        let repo = repo.ok_or_else(project_not_found)?;
+        Self::require(who, Self::level_on_repository(who, &grants, &repo), Level::Admin, project_not_found)?;
+        Ok((repo, mirror.ok_or_else(mirror_not_found)?))
     }
 
     pub(super) async fn gitlab_current_user(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -130,8 +137,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn get_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.mirror_repository(call).await?;
-        let mirror = self.mirror_of(call, &repo).await?;
+        let (repo, mirror) = self.mirror_route(call).await?;
         Ok(ApiResponse::json(200, &RemoteMirrorDto::from(&mirror)))
     }
 
@@ -147,8 +153,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn update_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.mirror_repository(call).await?;
-        let current = self.mirror_of(call, &repo).await?;
+        let (repo, current) = self.mirror_route(call).await?;
         let change = MirrorParams::from_fields(&call.fields()?)?.check_update(&current, &self.config.allowed_hosts)?;
         let url = match &change.new_url {
             Some(url) => Some(self.stored_url(url, change.keep_credentials.then_some(&current.url)).await?),
@@ -170,16 +175,14 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn delete_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.mirror_repository(call).await?;
-        let mirror = self.mirror_of(call, &repo).await?;
+        let (repo, mirror) = self.mirror_route(call).await?;
         self.store.delete_remote_mirror(repo.id, mirror.id).await?;
         Ok(ApiResponse::empty(204))
     }
 
     /// Records a sync request; a farm node carries it out. A disabled mirror can't be synced.
     pub(super) async fn sync_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.mirror_repository(call).await?;
-        let mirror = self.mirror_of(call, &repo).await?;
+        let (repo, mirror) = self.mirror_route(call).await?;
         if !mirror.enabled {
             return Err(ApiError::BadRequest("Remote mirror is disabled".into()));
         }
@@ -196,8 +199,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     /// Only mirrors authenticated by SSH key have a public key; none here do yet.
     pub(super) async fn remote_mirror_public_key(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.mirror_repository(call).await?;
-        self.mirror_of(call, &repo).await?;
+        self.mirror_route(call).await?;
         Err(ApiError::not_found("Public key", "This mirror does not use SSH key authentication"))
     }
 }

@@ -133,17 +133,8 @@ impl MirrorParams {
         if let Some(method) = self.auth_method.filter(|m| m != "password") {
             return Err(MirrorRequestError::AuthMethod(method));
         }
-        let only_protected_branches = self.only_protected_branches.unwrap_or(only_protected);
-        let mirror_branch_regex = match self.mirror_branch_regex {
-            Some(new) => new.filter(|r| !r.is_empty()),
-            None => regex,
-        };
-        if let Some(pattern) = &mirror_branch_regex {
-            filters::compile(pattern)?;
-        }
-        if only_protected_branches && mirror_branch_regex.is_some() {
-            return Err(FilterError::Exclusive.into());
-        }
+        let (only_protected_branches, mirror_branch_regex) =
+            filters::update_selection((only_protected, regex), self.only_protected_branches, self.mirror_branch_regex)?;
         Ok(MirrorChange {
             new_url,
             keep_credentials,
@@ -288,9 +279,14 @@ mod tests {
     }
 
     #[test]
-    fn protected_only_conflicts_with_kept_regex() {
+    fn protected_only_replaces_a_kept_regex_and_both_at_once_are_refused() {
         let current = mirror();
-        let err = params(serde_json::json!({"only_protected_branches": true}))
+        let change = params(serde_json::json!({"only_protected_branches": true}))
+            .and_then(|p| p.check_update(&current, &open()))
+            .expect("GitLab clears the regex");
+        assert!(change.only_protected_branches);
+        assert_eq!(change.mirror_branch_regex, None);
+        let err = params(serde_json::json!({"only_protected_branches": true, "mirror_branch_regex": "x"}))
             .and_then(|p| p.check_update(&current, &open()));
         assert_eq!(err.err(), Some(FilterError::Exclusive.into()));
     }

@@ -138,19 +138,13 @@ pub fn check_pull_update(
     let mut mirror = current.clone();
     mirror.enabled = fields.boolean("enabled")?.unwrap_or(mirror.enabled);
     mirror.mirror_trigger_builds = fields.boolean("mirror_trigger_builds")?.unwrap_or(mirror.mirror_trigger_builds);
-    mirror.only_mirror_protected_branches =
-        fields.boolean("only_mirror_protected_branches")?.unwrap_or(mirror.only_mirror_protected_branches);
     mirror.mirror_overwrites_diverged_branches =
         fields.boolean("mirror_overwrites_diverged_branches")?.unwrap_or(mirror.mirror_overwrites_diverged_branches);
-    if let Some(regex) = fields.nullable_string("mirror_branch_regex")? {
-        mirror.mirror_branch_regex = regex;
-    }
-    if let Some(pattern) = &mirror.mirror_branch_regex {
-        filters::compile(pattern)?;
-    }
-    if mirror.only_mirror_protected_branches && mirror.mirror_branch_regex.is_some() {
-        return Err(FilterError::Exclusive.into());
-    }
+    (mirror.only_mirror_protected_branches, mirror.mirror_branch_regex) = filters::update_selection(
+        (mirror.only_mirror_protected_branches, mirror.mirror_branch_regex.take()),
+        fields.boolean("only_mirror_protected_branches")?,
+        fields.nullable_string("mirror_branch_regex")?,
+    )?;
     if new_url.is_some() {
         mirror.update = UpdateState::default();
     }

@@ -218,6 +218,34 @@ impl<D: Database> Store<D> {
         Ok((repo, grants, mirrors, total))
     }
 
+    /// The repository so named, the caller's grants and its remote mirror `mirror_id`, in one
+    /// round trip.
+    pub async fn remote_mirror_access(
+        &self,
+        key: RepositoryKey<'_>,
+        user: Option<i64>,
+        mirror_id: i64,
+    ) -> StoreResult<(Option<Repository>, Grants, Option<RemoteMirror>)> {
+        let id = key.id_expression();
+        let [a, b, c] = key.params();
+        let mut out = self
+            .batch(vec![
+                key.select(),
+                sql!(identity::GRANTS, user),
+                sql!(
+                    format!("SELECT * FROM remote_mirrors WHERE repository_id = {id} AND id = ?4"),
+                    a,
+                    b,
+                    c,
+                    mirror_id
+                ),
+            ])
+            .await?;
+        let repo = nth(&mut out, 0)?.first::<RepoRow>()?.map(Repository::from);
+        let grants = identity::read_grants(nth(&mut out, 1)?)?;
+        Ok((repo, grants, read_mirrors(nth(&mut out, 2)?)?.pop()))
+    }
+
     /// A repository's status inputs and the caller's grants, in one round trip: its mirrors,
     /// pull mirror, live jobs (never the history) and the nodes seen since `nodes_since`.
     pub async fn status_snapshot(
