@@ -1,0 +1,89 @@
+// API latency and throughput under workerd with a real local D1: health (no storage), the
+// caller (`GET /api/v4/user`), a mirror list and a status, at 1 and at 20 concurrent clients,
+// as ratios to health measured in the same run. A report, not a test: it prints figures and
+// says which targets are met.
+import http from "node:http";
+import autocannon from "autocannon";
+import { startWorker, client, roundTrips } from "../../tests/support/worker.mjs";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const worker = await startWorker();
+try {
+  const call = client(worker.url);
+  const token = worker.adminToken;
+  await call("POST", "/rest/api/1.0/projects", { token, json: { key: "BENCH", name: "Bench" } });
+  const repo = (await call("POST", "/rest/api/1.0/projects/BENCH/repos", {
+    token,
+    json: { name: "r", upstreamUrl: "https://example.com/up.git" },
+  })).body;
+  for (const i of [1, 2, 3]) {
+    await call("POST", `/api/v4/projects/${repo.id}/remote_mirrors`, {
+      token,
+      json: { url: `https://bot:pw@example.com/t${i}.git`, enabled: true },
+    });
+  }
+  const routes = [
+    ["health", "/rest/mirrorfarm/1.0/health"],
+    ["GET /api/v4/user", "/api/v4/user"],
+    ["mirror list", `/api/v4/projects/${repo.id}/remote_mirrors`],
+    ["status", `/rest/mirrorfarm/1.0/repos/${repo.id}/status`],
+  ];
+  const headers = { "PRIVATE-TOKEN": token };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const once = (path) =>
+    new Promise((resolve, reject) => {
+      const started = process.hrtime.bigint();
+      const req = http.get(`${worker.url}${path}`, { agent, headers }, (res) => {
+        res.resume();
+        res.on("end", () => resolve([Number(process.hrtime.bigint() - started) / 1e6, res.statusCode]));
+      });
+      req.on("error", reject);
+    });
+  // One client: precise medians from sequential requests over one kept-alive connection.
+  const single = async (path) => {
+    const times = [];
+    const end = Date.now() + SECONDS * 1000;
+    for (let i = 0; i < 20; i++) await once(path); // warm-up
+    while (Date.now() < end) {
+      const [ms, status] = await once(path);
+      if (status !== 200) throw new Error(`${path}: ${status}`);
+      times.push(ms);
+    }
+    times.sort((a, b) => a - b);
+    return { median: times[Math.floor(times.length / 2)], rps: times.length / SECONDS };
+  };
+  // Twenty clients: autocannon's throughput.
+  const loaded = (path) =>
+    new Promise((resolve, reject) =>
+      autocannon({ url: `${worker.url}${path}`, connections: 20, duration: SECONDS, headers }, (err, r) => {
+        if (err) return reject(err);
+        if (r.non2xx) return reject(new Error(`${path}: ${r.non2xx} non-2xx answers`));
+        resolve({ median: r.latency.p50, rps: r.requests.average });
+      }),
+    );
+  const rows = [];
+  for (const [name, path] of routes) {
+    const trips = roundTrips(await call("GET", path, { token }));
+    rows.push({ name, trips, one: await single(path), twenty: await loaded(path) });
+  }
+  const [health] = rows;
+  const f = (n, d = 1) => n.toFixed(d);
+  console.log(`\nAPI under workerd + local D1, ${SECONDS} s per measurement (ratios to health in this run)`);
+  console.log("route                 D1 trips | 1 client: median ms  ratio   req/s | 20 clients: req/s  ratio  median ms");
+  for (const r of rows) {
+    console.log(
+      `${r.name.padEnd(21)} ${String(r.trips).padStart(8)} | ${f(r.one.median, 2).padStart(19)} ${f(r.one.median / health.one.median, 2).padStart(6)}× ${f(r.one.rps, 0).padStart(7)} | ${f(r.twenty.rps, 0).padStart(17)} ${f(r.twenty.rps / health.twenty.rps, 2).padStart(5)}× ${String(r.twenty.median).padStart(10)}`,
+    );
+  }
+  for (const r of rows.filter((r) => r.name === "mirror list" || r.name === "status")) {
+    const latency = r.one.median / health.one.median;
+    const throughput = r.twenty.rps / health.twenty.rps;
+    console.log(
+      `target ${r.name}: median ≤ 2× health at 1 client: ${f(latency, 2)}× ${latency <= 2 ? "met" : "MISSED"}; ` +
+        `throughput ≥ 0.5× health at 20 clients: ${f(throughput, 2)}× ${throughput >= 0.5 ? "met" : "MISSED"}`,
+    );
+  }
+  agent.destroy();
+} finally {
+  await worker.stop();
+}
