@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::mirrors::UpdateOutcome;
 use crate::time::Timestamp;
 
 /// Prefix of node tokens (user tokens use `mfp_`), so a leaked one is recognisable.
@@ -161,17 +162,104 @@ pub struct RepositoryWork {
     pub mirrors: Vec<LeasedMirror>,
 }
 
+/// `POST …/jobs/lease`: what a node asks for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseRequest {
+    /// How long the lease should last (clamped to the queue's bounds); the default if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
+    /// Only jobs of this repository (`sync <repo>` on a node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_id: Option<i64>,
+}
+
+/// `POST …/jobs/{id}/renew`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewRequest {
+    /// The lease to extend.
+    pub lease_id: String,
+    /// The new length from now (clamped); the default if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
+}
+
+/// The answer to a renewal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseRenewed {
+    /// The lease's new deadline (epoch ms).
+    pub lease_deadline: i64,
+}
+
+/// `POST …/jobs/{id}/release`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRequest {
+    /// The lease to give back.
+    pub lease_id: String,
+}
+
+/// The answer to `POST …/repos/{id}/sync`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncQueued {
+    /// The repository.
+    pub repository_id: i64,
+    /// How many of its jobs now wait.
+    pub queued: u64,
+}
+
+/// How a try ended, as a node reports it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The target now has what was sent (or the copy was refreshed).
+    Pushed,
+    /// Refs were held back because they diverged (the message lists them).
+    Diverged,
+    /// The try failed (the message says why, scrubbed).
+    Error,
+    /// A poll found the upstream unchanged: nothing was done.
+    Unchanged,
+}
+
 /// A node's report of one try, as sent to `POST …/jobs/{id}/result`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct JobReport {
     /// The lease the try ran under.
     pub lease_id: String,
-    /// `pushed`, `diverged`, `error` or `unchanged`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: Outcome,
     /// Error or divergence text (scrubbed by the node and again by the edge).
+    #[serde(default)]
     pub message: String,
     /// For pulls: SHA-256 of the upstream's ref listing (`sync::ref_listing`) just pulled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+}
+
+impl JobReport {
+    /// The report of `outcome` under `lease_id` (`message` is the caller's to scrub).
+    pub fn new(lease_id: &str, outcome: &UpdateOutcome, fingerprint: Option<String>) -> Self {
+        let (outcome, message) = match outcome {
+            UpdateOutcome::Pushed => (Outcome::Pushed, String::new()),
+            UpdateOutcome::Diverged(m) => (Outcome::Diverged, m.clone()),
+            UpdateOutcome::Error(m) => (Outcome::Error, m.clone()),
+            UpdateOutcome::Unchanged => (Outcome::Unchanged, String::new()),
+        };
+        Self { lease_id: lease_id.to_owned(), outcome, message, fingerprint }
+    }
+
+    /// What the report means for the mirror's update state.
+    pub fn update_outcome(&self) -> UpdateOutcome {
+        match self.outcome {
+            Outcome::Pushed => UpdateOutcome::Pushed,
+            Outcome::Diverged => UpdateOutcome::Diverged(self.message.clone()),
+            Outcome::Error => UpdateOutcome::Error(self.message.clone()),
+            Outcome::Unchanged => UpdateOutcome::Unchanged,
+        }
+    }
 }

@@ -211,14 +211,9 @@ fn execute(
 
 /// Reports an outcome, retrying while the edge is unreachable (results are idempotent).
 fn report(edge: &EdgeClient, job: &LeasedJob, outcome: &UpdateOutcome, fingerprint: Option<String>) {
-    let (kind, message) = match outcome {
-        UpdateOutcome::Pushed => ("pushed", String::new()),
-        UpdateOutcome::Diverged(m) => ("diverged", m.clone()),
-        UpdateOutcome::Error(m) => ("error", m.clone()),
-        UpdateOutcome::Unchanged => ("unchanged", String::new()),
-    };
-    let report =
-        JobReport { lease_id: job.lease_id.clone(), outcome: kind.into(), message: scrub_text(&message), fingerprint };
+    let mut report = JobReport::new(&job.lease_id, outcome, fingerprint);
+    report.message = scrub_text(&report.message);
+    let kind = format!("{:?}", report.outcome).to_ascii_lowercase();
     for attempt in 1..=5u32 {
         match edge.report(job, &report) {
             Ok(()) if report.message.is_empty() => return info!(job = job.id, outcome = kind, "reported"),

@@ -3,8 +3,12 @@
 use std::time::Duration;
 
 use mirrorfarm_core::api::encode;
-use mirrorfarm_core::nodes::{JobReport, LeasedJob, RepositoryWork};
-use serde_json::{Value, json};
+use mirrorfarm_core::nodes::{
+    JobReport, LeaseRequest, LeasedJob, ReleaseRequest, RenewRequest, RepositoryWork, SyncQueued,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Why a call to the edge failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +48,15 @@ impl EdgeClient {
         Self { base: base.trim_end_matches('/').to_owned(), authorization: format!("Bearer {node_token}"), agent }
     }
 
-    fn post(&self, path: &str, body: &Value) -> Result<Option<Value>, EdgeError> {
+    fn post(&self, path: &str, body: &impl Serialize) -> Result<Option<Value>, EdgeError> {
         let url = format!("{}/rest/mirrorfarm/1.0{path}", self.base);
+        let body = serde_json::to_value(body).map_err(|e| EdgeError::Transport(e.to_string()))?;
         Self::answer(self.agent.post(&url).set("Authorization", &self.authorization).send_json(body))
+    }
+
+    /// Reads an answer as the node protocol's type for it.
+    fn read<T: DeserializeOwned>(answer: Value, what: &str) -> Result<T, EdgeError> {
+        serde_json::from_value(answer).map_err(|e| EdgeError::Transport(format!("unreadable {what}: {e}")))
     }
 
     fn get(&self, path: &str) -> Result<Option<Value>, EdgeError> {
@@ -69,56 +79,43 @@ impl EdgeClient {
 
     /// Tells the edge this node is alive.
     pub(crate) fn heartbeat(&self) -> Result<(), EdgeError> {
-        self.post("/nodes/heartbeat", &json!({})).map(|_| ())
+        self.post("/nodes/heartbeat", &serde_json::Map::new()).map(|_| ())
     }
 
     /// Leases the next job (of one repository only, if given), if any.
     pub(crate) fn lease(&self, lease_seconds: u64, repository: Option<i64>) -> Result<Option<LeasedJob>, EdgeError> {
-        let body = match repository {
-            Some(id) => json!({ "leaseSeconds": lease_seconds, "repositoryId": id }),
-            None => json!({ "leaseSeconds": lease_seconds }),
-        };
-        match self.post("/jobs/lease", &body)? {
-            None => Ok(None),
-            Some(v) => {
-                serde_json::from_value(v).map(Some).map_err(|e| EdgeError::Transport(format!("unreadable job: {e}")))
-            }
-        }
+        let asked = LeaseRequest { lease_seconds: Some(lease_seconds), repository_id: repository };
+        self.post("/jobs/lease", &asked)?.map(|v| Self::read(v, "job")).transpose()
     }
 
     /// Queues a sync of one repository (`repo`: its id or `KEY/slug`); returns its id and how
     /// many jobs wait for it.
     pub(crate) fn sync_repository(&self, repo: &str) -> Result<(i64, u64), EdgeError> {
-        let answer = self.post(&format!("/repos/{}/sync", encode(repo)), &json!({}))?.unwrap_or_default();
-        match (answer["repositoryId"].as_i64(), answer["queued"].as_u64()) {
-            (Some(id), Some(queued)) => Ok((id, queued)),
-            _ => Err(EdgeError::Transport("unreadable sync answer".into())),
-        }
+        let answer = self.post(&format!("/repos/{}/sync", encode(repo)), &serde_json::Map::new())?;
+        let queued: SyncQueued = Self::read(answer.unwrap_or_default(), "sync answer")?;
+        Ok((queued.repository_id, queued.queued))
     }
 
     /// What a sync of one repository involves, with credentials (nothing is leased).
     pub(crate) fn repository_work(&self, repo: &str) -> Result<RepositoryWork, EdgeError> {
         let answer = self.get(&format!("/repos/{}/work", encode(repo)))?.unwrap_or_default();
-        serde_json::from_value(answer).map_err(|e| EdgeError::Transport(format!("unreadable work: {e}")))
+        Self::read(answer, "work")
     }
 
     /// Extends a lease.
     pub(crate) fn renew(&self, job: &LeasedJob, lease_seconds: u64) -> Result<(), EdgeError> {
-        self.post(
-            &format!("/jobs/{}/renew", job.id),
-            &json!({ "leaseId": job.lease_id, "leaseSeconds": lease_seconds }),
-        )
-        .map(|_| ())
+        let asked = RenewRequest { lease_id: job.lease_id.clone(), lease_seconds: Some(lease_seconds) };
+        self.post(&format!("/jobs/{}/renew", job.id), &asked).map(|_| ())
     }
 
     /// Reports a try's outcome.
     pub(crate) fn report(&self, job: &LeasedJob, report: &JobReport) -> Result<(), EdgeError> {
-        let body = serde_json::to_value(report).map_err(|e| EdgeError::Transport(e.to_string()))?;
-        self.post(&format!("/jobs/{}/result", job.id), &body).map(|_| ())
+        self.post(&format!("/jobs/{}/result", job.id), report).map(|_| ())
     }
 
     /// Gives a job back unfinished.
     pub(crate) fn release(&self, job: &LeasedJob) -> Result<(), EdgeError> {
-        self.post(&format!("/jobs/{}/release", job.id), &json!({ "leaseId": job.lease_id })).map(|_| ())
+        let asked = ReleaseRequest { lease_id: job.lease_id.clone() };
+        self.post(&format!("/jobs/{}/release", job.id), &asked).map(|_| ())
     }
 }

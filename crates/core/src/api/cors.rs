@@ -1,8 +1,8 @@
 //! Cross-origin reads of status, for pages that embed the widget: only origins on the
 //! deployment's allowlist (`MIRRORFARM_CORS_ORIGINS`) may read, and only the routes that opt in
-//! ([`Handler::allows_cross_origin`]). Everything else stays same-origin.
+//! (`cors` in the route table). Everything else stays same-origin.
 
-use super::{ApiError, ApiRequest, ApiResponse, Dialect, Handler, Method, Resolution, resolve};
+use super::{ApiError, ApiRequest, ApiResponse, Dialect, Method, Resolution, resolve};
 
 /// The origins allowed to read status cross-origin: exact `scheme://host[:port]` values, or `*`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,13 +36,6 @@ impl CorsOrigins {
     }
 }
 
-impl Handler {
-    /// Whether pages on allowed origins may call this route.
-    pub fn allows_cross_origin(self) -> bool {
-        matches!(self, Self::RepositoryStatus)
-    }
-}
-
 /// Adds the CORS headers to a response of a cross-origin route when the caller's origin is
 /// allowed — errors included, so the widget can tell "unauthorized" from a network failure.
 pub(super) fn allow(req: &ApiRequest, origins: &CorsOrigins, response: &mut ApiResponse) {
@@ -55,12 +48,12 @@ pub(super) fn allow(req: &ApiRequest, origins: &CorsOrigins, response: &mut ApiR
 /// Answers a CORS preflight (`OPTIONS`): `None` if the path has no cross-origin GET, so the
 /// request is handled (and refused) like any other.
 pub(super) fn preflight(req: &ApiRequest, origins: &CorsOrigins) -> Option<ApiResponse> {
-    let Resolution::Found(handler, ..) = resolve(Method::Get, &req.path) else { return None };
-    if !handler.allows_cross_origin() {
+    let Resolution::Found(route, ..) = resolve(Method::Get, &req.path) else { return None };
+    if !route.cors {
         return None;
     }
     let Some(origin) = req.header("origin").filter(|o| origins.allows(o)) else {
-        return Some(ApiError::Forbidden.into_response(Dialect::Bitbucket));
+        return Some(ApiError::OriginNotAllowed.into_response(Dialect::Bitbucket));
     };
     Some(ApiResponse::empty(204).with_headers(vec![
         ("Access-Control-Allow-Origin".into(), origin),

@@ -3,7 +3,6 @@
 use serde_json::json;
 
 use super::{ApiError, ApiResponse, Call, Result, Service, decode_segment};
-use crate::identity::Level;
 use crate::mirrors::{MirrorParams, MirrorRequestError, RemoteMirror, RemoteMirrorDto};
 use crate::paging::GitLabPage;
 use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
@@ -60,17 +59,17 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         Some(GitLabKey::Slug(key.to_owned(), slug.to_owned()))
     }
 
-    /// The repository a GitLab `:id` names, if the caller has `need` on it; else GitLab's 404
-    /// (or 401/403).
-    pub(super) async fn gitlab_repository(&self, call: &Call<'_>, raw: &str, need: Level) -> Result<Repository> {
+    /// The repository a GitLab `:id` names, if the caller has the route's level on it; else
+    /// GitLab's 404 (or 401/403).
+    pub(super) async fn gitlab_repository(&self, call: &Call<'_>, raw: &str) -> Result<Repository> {
         let key = Self::gitlab_key(raw).ok_or_else(project_not_found)?;
-        self.repository_checked(call, key.as_key(), need, project_not_found).await
+        self.repository_checked(call, key.as_key(), call.need(), project_not_found).await
     }
 
     /// The repository of a mirror route, checked for the maintainer-level access GitLab requires.
     pub(super) async fn mirror_repository(&self, call: &Call<'_>) -> Result<Repository> {
         call.principal()?;
-        self.gitlab_repository(call, call.params.raw("id"), Level::Admin).await
+        self.gitlab_repository(call, call.params.raw("id")).await
     }
 
     /// The repository and remote mirror a `…/remote_mirrors/:mirror_id` route names, checked
@@ -81,7 +80,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         let id: i64 = call.params.raw("mirror_id").parse().map_err(|_| mirror_not_found())?;
         let (repo, grants, mirror) = self.store.remote_mirror_access(key.as_key(), Self::user_id(who), id).await?;
         let repo = repo.ok_or_else(project_not_found)?;
-        Self::require(who, Self::level_on_repository(who, &grants, &repo), Level::Admin, project_not_found)?;
+        Self::require(who, Self::level_on_repository(who, &grants, &repo), call.need(), project_not_found)?;
         Ok((repo, mirror.ok_or_else(mirror_not_found)?))
     }
 
@@ -97,7 +96,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn gitlab_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.gitlab_repository(call, call.params.raw("id"), Level::Read).await?;
+        let repo = self.gitlab_repository(call, call.params.raw("id")).await?;
         let path = format!("{}/{}", repo.project.key, repo.slug);
         Ok(ApiResponse::json(
             200,
@@ -131,13 +130,13 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             .remote_mirror_page(key.as_key(), Self::user_id(who), page.offset(), u64::from(page.per_page))
             .await?;
         let repo = repo.ok_or_else(project_not_found)?;
-        Self::require(who, Self::level_on_repository(who, &grants, &repo), Level::Admin, project_not_found)?;
+        Self::require(who, Self::level_on_repository(who, &grants, &repo), call.need(), project_not_found)?;
         let body: Vec<RemoteMirrorDto> = mirrors.iter().map(RemoteMirrorDto::from).collect();
         Ok(ApiResponse::json(200, &body).with_headers(page.headers(&call.url(), &call.query, total)))
     }
 
     pub(super) async fn get_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let (repo, mirror) = self.mirror_route(call).await?;
+        let (_, mirror) = self.mirror_route(call).await?;
         Ok(ApiResponse::json(200, &RemoteMirrorDto::from(&mirror)))
     }
 

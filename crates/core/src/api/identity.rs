@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::{
-    AccessToken, GlobalRole, Level, NewUser, Permission, Principal, TOKEN_PREFIX, User, UserDto, token_lookup_key,
+    AccessToken, GlobalRole, Level, NewUser, Permission, TOKEN_PREFIX, User, UserDto, token_lookup_key,
 };
 use crate::paging::BitbucketPage;
 use crate::store::Crypto;
@@ -68,11 +68,6 @@ fn validate_user_name(name: &str) -> Result<String> {
 }
 
 impl<D: Database, C: Crypto> Service<'_, D, C> {
-    fn require_admin<'c>(call: &'c Call<'_>) -> Result<&'c Principal> {
-        let who = call.principal()?;
-        if who.is_admin() { Ok(who) } else { Err(ApiError::Forbidden) }
-    }
-
     /// The users named by the `name` query parameters (at least one).
     async fn named_users(&self, call: &Call<'_>) -> Result<Vec<User>> {
         let names: Vec<&str> =
@@ -96,7 +91,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn create_user(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        Self::require_admin(call)?;
+        call.principal()?;
         let fields = call.fields()?;
         if fields.string("password")?.is_some() {
             return Err(field("password", "Passwords are not supported; authenticate with access tokens."));
@@ -119,7 +114,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn delete_user(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let who = Self::require_admin(call)?;
+        let who = call.principal()?;
         let name = call.query.get("name").ok_or_else(|| field("name", "A user name is required."))?;
         let user = self.store.user_by_name(name).await?.ok_or_else(|| no_user(name))?;
         if user.id == who.user.id {
@@ -149,7 +144,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     /// Grants (or, with `grant == false`, takes back) a global role.
     pub(super) async fn set_global_role(&self, call: &Call<'_>, grant: bool) -> Result<ApiResponse> {
-        let who = Self::require_admin(call)?;
+        let who = call.principal()?;
         let role = if grant {
             match Self::permission_param(call)? {
                 Permission::Global(role) => role,
@@ -173,7 +168,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn set_project_grant(&self, call: &Call<'_>, grant: bool) -> Result<ApiResponse> {
-        let project = self.project_for(call, Level::Admin).await?;
+        let project = self.project_for(call).await?;
         let level = if grant {
             match Self::permission_param(call)? {
                 Permission::Project(level) => Some(level),
@@ -188,7 +183,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn set_repository_grant(&self, call: &Call<'_>, grant: bool) -> Result<ApiResponse> {
-        let repo = self.repository_for(call, Level::Admin).await?;
+        let repo = self.repository_for(call).await?;
         let level = if grant {
             match Self::permission_param(call)? {
                 Permission::Repo(level) => Some(level),

@@ -24,7 +24,7 @@ pub use request::{
     ApiRequest, BodyError, FieldError, Fields, MAX_BODY_BYTES, Method, Query, decode_segment, encode, split_request_url,
 };
 pub use response::{ApiError, ApiResponse, Dialect};
-pub use routes::{Handler, Params, Resolution, resolve};
+pub use routes::{Access, Body, Handler, Params, ROUTES, Resolution, Route, resolve};
 pub use triggers::MAX_WEBHOOK_BYTES;
 
 use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level, constant_time_eq, token_lookup_key};
@@ -74,8 +74,9 @@ pub struct Service<'a, D, C> {
     callers: Option<&'a CallerCache>,
 }
 
-/// What every handler gets: the caller, the decoded query, path parameters and the request.
+/// What every handler gets: its route, the caller, the decoded query, path parameters and the request.
 struct Call<'r> {
+    route: &'static Route,
     who: Option<Principal>,
     node: Option<FarmNode>,
     query: Query,
@@ -84,12 +85,29 @@ struct Call<'r> {
 }
 
 impl Call<'_> {
+    /// The level the route table asks for on the repository or project the path names.
+    fn need(&self) -> Level {
+        self.route.access.level().unwrap_or(Level::Read)
+    }
+
     fn principal(&self) -> Result<&Principal, ApiError> {
         self.who.as_ref().ok_or(ApiError::Unauthorized)
     }
 
     fn param(&self, name: &str) -> Result<String, ApiError> {
         decode_segment(self.params.raw(name)).ok_or_else(|| ApiError::BadRequest(format!("{name} is not valid UTF-8")))
+    }
+
+    /// The body as the route's typed input: JSON (an empty body reads as `{}`).
+    fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if let Some(kind) = self.req.content_type.as_deref()
+            && !self.req.body.is_empty()
+            && !kind.split(';').next().is_some_and(|k| k.trim().eq_ignore_ascii_case("application/json"))
+        {
+            return Err(ApiError::UnsupportedMediaType(format!("content type {kind:?} is not supported; send JSON")));
+        }
+        let body: &[u8] = if self.req.body.is_empty() { b"{}" } else { &self.req.body };
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))
     }
 
     fn fields(&self) -> Result<Fields, ApiError> {
@@ -141,38 +159,59 @@ impl<'a, D: Database, C: Crypto> Service<'a, D, C> {
         {
             return response;
         }
-        let (handler, params, dialect) = match resolve(req.method, &req.path) {
-            Resolution::Found(h, p, d) => (h, p, d),
+        let (route, params, dialect) = match resolve(req.method, &req.path) {
+            Resolution::Found(r, p, d) => (r, p, d),
             Resolution::WrongMethod(d) => return ApiError::MethodNotAllowed.into_response(d),
             Resolution::Missing(d) => return ApiError::not_found("", "No such resource").into_response(d),
         };
-        // Webhook deliveries list commits and may be larger than API bodies.
-        let limit = if handler == Handler::ReceiveWebhook { MAX_WEBHOOK_BYTES } else { MAX_BODY_BYTES };
+        let limit = route.body.limit();
         if req.declared_length.is_some_and(|n| n > limit as u64) || req.body.len() > limit {
             return ApiError::PayloadTooLarge.into_response(dialect);
         }
         let query = Query::parse(&req.query);
         let result = match self.authenticate(req).await {
-            // Status tokens are pasted into web pages: they read status and nothing else.
-            Ok(Caller::User(Some(p))) if p.scope.status_only && handler != Handler::RepositoryStatus => {
-                Err(ApiError::Forbidden)
-            }
-            Ok(Caller::User(who)) => self.dispatch(handler, Call { who, node: None, query, params, req }).await,
-            Ok(Caller::Node(node)) => {
-                self.dispatch(handler, Call { who: None, node: Some(node), query, params, req }).await
-            }
+            Ok(caller) => match Self::authorize(route.access, &caller) {
+                Ok(()) => {
+                    let (who, node) = match caller {
+                        Caller::User(who) => (who, None),
+                        Caller::Node(node) => (None, Some(node)),
+                    };
+                    self.dispatch(route.handler, Call { route, who, node, query, params, req }).await
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let mut response = result.unwrap_or_else(|e| e.into_response(dialect));
         if req.method == Method::Get {
             response = conditional::answer(req, response);
         }
-        if handler.allows_cross_origin() {
+        if route.cors {
             // Read by scripts in web pages: a Basic challenge would make browsers ask for a password.
             response.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("www-authenticate"));
             cors::allow(req, &self.config.cors_origins, &mut response);
         }
         response
+    }
+
+    /// What the route table says about the caller, checked before any handler runs: the kind
+    /// of caller and global roles. Levels on the repository or project the path names are
+    /// checked where that resource is read (see [`Call::need`]).
+    fn authorize(access: Access, caller: &Caller) -> Result<()> {
+        use Access as A;
+        match (access, caller) {
+            // Status tokens are pasted into web pages: they read status and nothing else.
+            (a, Caller::User(Some(p))) if p.scope.status_only && a != A::Status => Err(ApiError::Forbidden),
+            (A::Anyone | A::WebhookSigner, _) => Ok(()),
+            (A::Node | A::NodeOrRepository(_), Caller::Node(_)) => Ok(()),
+            // Node tokens act for nodes only.
+            (_, Caller::Node(_)) | (A::Node, _) => Err(ApiError::Unauthorized),
+            (A::User | A::SelfOrAdmin | A::Admin, Caller::User(None)) => Err(ApiError::Unauthorized),
+            (A::Admin, Caller::User(Some(p))) if !p.is_admin() => Err(ApiError::Forbidden),
+            // Anonymous callers may read what is public, and nothing more.
+            (a, Caller::User(None)) if a.level().is_some_and(|l| l > Level::Read) => Err(ApiError::Unauthorized),
+            _ => Ok(()),
+        }
     }
 
     async fn dispatch(&self, handler: Handler, call: Call<'_>) -> Result<ApiResponse> {
@@ -320,11 +359,11 @@ impl<'a, D: Database, C: Crypto> Service<'a, D, C> {
     }
 
     /// The repository `{repositoryId}` (a numeric id) names in our own API, if the caller has
-    /// `need` on it; one they cannot see is a 404, as if it did not exist. One round trip.
-    async fn repository_at(&self, call: &Call<'_>, need: Level) -> Result<Repository> {
+    /// the route's level on it; one they cannot see is a 404, as if it did not exist. One round trip.
+    async fn repository_at(&self, call: &Call<'_>) -> Result<Repository> {
         let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
         let id: i64 = call.params.raw("repositoryId").parse().map_err(|_| hidden())?;
-        self.repository_checked(call, RepositoryKey::Id(id), need, hidden).await
+        self.repository_checked(call, RepositoryKey::Id(id), call.need(), hidden).await
     }
 
     /// The repository so named, if the caller has `need` on it (else `hidden`, or 401/403).

@@ -11,8 +11,8 @@ use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
 use crate::nodes::{
-    CONTACT_WRITE_INTERVAL_MS, LeasedJob, LeasedMirror, LeasedPull, LeasedRepository, NODE_TOKEN_PREFIX, NewNode,
-    NodeDto, RepositoryWork,
+    CONTACT_WRITE_INTERVAL_MS, JobReport, LeaseRenewed, LeaseRequest, LeasedJob, LeasedMirror, LeasedPull,
+    LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto, ReleaseRequest, RenewRequest, RepositoryWork,
 };
 use crate::paging::BitbucketPage;
 use crate::queue::{
@@ -46,17 +46,15 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         })
     }
 
-    fn lease_ms(call: &Call<'_>) -> Result<i64> {
-        let seconds = call.fields()?.unsigned("leaseSeconds")?;
-        Ok(seconds
+    /// A lease length a node asked for, in the queue's bounds.
+    fn lease_ms(seconds: Option<u64>) -> i64 {
+        seconds
             .map_or(DEFAULT_LEASE_MS, |s| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000))
-            .clamp(MIN_LEASE_MS, MAX_LEASE_MS))
+            .clamp(MIN_LEASE_MS, MAX_LEASE_MS)
     }
 
     pub(super) async fn register_node(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        if !call.principal()?.is_admin() {
-            return Err(ApiError::Forbidden);
-        }
+        call.principal()?;
         let name = call.fields()?.string("name")?.filter(|n| !n.trim().is_empty());
         let name =
             name.ok_or_else(|| ApiError::Field { field: "name".into(), message: "A node name is required.".into() })?;
@@ -150,9 +148,10 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     pub(super) async fn lease_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let node = Self::node(call)?;
-        let lease_ms = Self::lease_ms(call)?;
+        let asked: LeaseRequest = call.json()?;
+        let lease_ms = Self::lease_ms(asked.lease_seconds);
         // `sync <repo>` on a node works through one repository's jobs only.
-        let repository = call.fields()?.unsigned("repositoryId")?.map(|id| i64::try_from(id).unwrap_or(i64::MAX));
+        let repository = asked.repository_id;
         self.store.touch_node(node.id, self.now, self.now.plus_millis(-CONTACT_WRITE_INTERVAL_MS)).await?;
         self.expire_leases().await?;
         // A job whose repository or mirror vanished (or was disabled) is closed and the next one tried.
@@ -254,47 +253,33 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         Ok(ApiResponse::json(200, &RepositoryWork { repository, pull_enabled, mirrors }))
     }
 
-    /// The job named in the path, with the lease the node claims, checked.
-    async fn leased(&self, call: &Call<'_>) -> Result<(Job, String)> {
+    /// The job named in the path, if the node holds (or last held) the lease `lease_id`.
+    async fn leased(&self, call: &Call<'_>, lease_id: &str) -> Result<Job> {
         let node = Self::node(call)?;
         let hidden = || ApiError::not_found("Job", "Job does not exist.");
         let id: i64 = call.params.raw("jobId").parse().map_err(|_| hidden())?;
         let job = self.store.job(id).await?.ok_or_else(hidden)?;
-        let lease_id = call.fields()?.string("leaseId")?.ok_or(ApiError::Field {
-            field: "leaseId".into(),
-            message: "The lease id given with the job is required.".into(),
-        })?;
-        if job.lease_id.as_deref() != Some(lease_id.as_str()) || job.lease_owner != Some(node.id) {
+        if job.lease_id.as_deref() != Some(lease_id) || job.lease_owner != Some(node.id) {
             return Err(lease_lost());
         }
-        Ok((job, lease_id))
+        Ok(job)
     }
 
     pub(super) async fn renew_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let (job, lease_id) = self.leased(call).await?;
-        let deadline = self.now.plus_millis(Self::lease_ms(call)?);
-        if job.state != JobState::Leased || !self.store.renew_lease(job.id, &lease_id, deadline).await? {
+        let asked: RenewRequest = call.json()?;
+        let job = self.leased(call, &asked.lease_id).await?;
+        let deadline = self.now.plus_millis(Self::lease_ms(asked.lease_seconds));
+        if job.state != JobState::Leased || !self.store.renew_lease(job.id, &asked.lease_id, deadline).await? {
             return Err(lease_lost());
         }
-        Ok(ApiResponse::json(200, &json!({ "leaseDeadline": deadline.millis() })))
+        Ok(ApiResponse::json(200, &LeaseRenewed { lease_deadline: deadline.millis() }))
     }
 
     pub(super) async fn report_result(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let (job, lease_id) = self.leased(call).await?;
-        let fields = call.fields()?;
-        let message = fields.string("message")?.unwrap_or_default();
-        let outcome = match fields.string("outcome")?.as_deref() {
-            Some("pushed") => UpdateOutcome::Pushed,
-            Some("diverged") => UpdateOutcome::Diverged(message),
-            Some("error") => UpdateOutcome::Error(message),
-            Some("unchanged") => UpdateOutcome::Unchanged,
-            _ => {
-                return Err(ApiError::Field {
-                    field: "outcome".into(),
-                    message: "outcome must be \"pushed\", \"diverged\", \"error\" or \"unchanged\".".into(),
-                });
-            }
-        };
+        let report: JobReport = call.json()?;
+        let lease_id = report.lease_id.clone();
+        let job = self.leased(call, &lease_id).await?;
+        let outcome = report.update_outcome();
         if job.state == JobState::Leased {
             let (completion, tracked) = self.conclude(&job, &outcome).await?;
             if !self
@@ -304,7 +289,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             {
                 return Err(lease_lost());
             }
-            let fingerprint = fields.string("fingerprint")?;
+            let fingerprint = report.fingerprint;
             if job.kind == JobKind::PullMirror
                 && matches!(outcome, UpdateOutcome::Pushed | UpdateOutcome::Diverged(_))
                 && let Some(fingerprint) = fingerprint
@@ -320,7 +305,9 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn release_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let (job, lease_id) = self.leased(call).await?;
+        let asked: ReleaseRequest = call.json()?;
+        let lease_id = asked.lease_id;
+        let job = self.leased(call, &lease_id).await?;
         if job.state != JobState::Leased {
             return Ok(ApiResponse::empty(204));
         }

@@ -1,14 +1,13 @@
 //! Our own read-only view of a repository's work queue.
 
 use super::{ApiResponse, Call, Result, Service};
-use crate::identity::Level;
 use crate::paging::BitbucketPage;
 use crate::store::Crypto;
 use crate::store::port::Database;
 
 impl<D: Database, C: Crypto> Service<'_, D, C> {
     pub(super) async fn list_jobs(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.repository_at(call, Level::Read).await?;
+        let repo = self.repository_at(call).await?;
         let page = BitbucketPage::from_query(&call.query);
         let (jobs, more) = self.store.list_jobs(repo.id, page.start, page.limit).await?;
         Ok(ApiResponse::json(200, &page.open(jobs, more)))

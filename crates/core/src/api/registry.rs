@@ -21,9 +21,10 @@ fn no_repository(key: &str, slug: &str) -> ApiError {
 }
 
 impl<D: Database, C: Crypto> Service<'_, D, C> {
-    /// The project named by `{projectKey}`, if the caller may see it at `need`. A caller who
+    /// The project named by `{projectKey}`, if the caller has the route's level on it. A caller who
     /// can read any repository of a project may read the project. One round trip.
-    pub(super) async fn project_for(&self, call: &Call<'_>, need: Level) -> Result<Project> {
+    pub(super) async fn project_for(&self, call: &Call<'_>) -> Result<Project> {
+        let need = call.need();
         let key = call.param("projectKey")?;
         let who = call.who.as_ref();
         let (project, grants, sees_inside) =
@@ -37,11 +38,12 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         Ok(project)
     }
 
-    /// The repository named by `{projectKey}/{repositorySlug}`, checked for `need`.
-    pub(super) async fn repository_for(&self, call: &Call<'_>, need: Level) -> Result<Repository> {
+    /// The repository named by `{projectKey}/{repositorySlug}`, checked for the route's level.
+    pub(super) async fn repository_for(&self, call: &Call<'_>) -> Result<Repository> {
         let key = call.param("projectKey")?;
         let slug = call.param("repositorySlug")?.to_ascii_lowercase();
-        self.repository_checked(call, RepositoryKey::Slug(&key, &slug), need, || no_repository(&key, &slug)).await
+        self.repository_checked(call, RepositoryKey::Slug(&key, &slug), call.need(), || no_repository(&key, &slug))
+            .await
     }
 
     pub(super) async fn list_projects(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -53,10 +55,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn create_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let who = call.principal()?;
-        if !who.is_admin() {
-            return Err(ApiError::Forbidden);
-        }
+        call.principal()?;
         let fields = call.fields()?;
         let key = fields.string("key")?.ok_or_else(|| field("key", "A project key is required."))?;
         let key = registry::validate_project_key(&key).map_err(|e| field("key", e))?;
@@ -74,12 +73,12 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn get_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let project = self.project_for(call, Level::Read).await?;
+        let project = self.project_for(call).await?;
         Ok(ApiResponse::json(200, &ProjectDto::new(&project, &call.req.origin)))
     }
 
     pub(super) async fn delete_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let project = self.project_for(call, Level::Admin).await?;
+        let project = self.project_for(call).await?;
         // One statement: a repository created meanwhile keeps its project.
         if !self.store.delete_empty_project(project.id).await? {
             return Err(ApiError::Conflict(format!(
@@ -91,7 +90,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn list_repositories(&self, call: &Call<'_>, in_project: bool) -> Result<ApiResponse> {
-        let project_id = if in_project { Some(self.project_for(call, Level::Read).await?.id) } else { None };
+        let project_id = if in_project { Some(self.project_for(call).await?.id) } else { None };
         let filter = RepositoryFilter {
             project_id,
             project_key: call.query.get("projectkey").map(str::to_owned),
@@ -105,7 +104,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn create_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let project = self.project_for(call, Level::Admin).await?;
+        let project = self.project_for(call).await?;
         let fields = call.fields()?;
         let name = fields.string("name")?.ok_or_else(|| field("name", RegistryError::NameLength))?;
         let slug = registry::repository_slug(&name).map_err(|e| field("name", e))?;
@@ -143,13 +142,13 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     }
 
     pub(super) async fn get_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.repository_for(call, Level::Read).await?;
+        let repo = self.repository_for(call).await?;
         Ok(ApiResponse::json(200, &RepositoryDto::new(&repo, &call.req.origin)))
     }
 
     /// Bitbucket answers 202: deletion is accepted (here it is also done).
     pub(super) async fn delete_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.repository_for(call, Level::Admin).await?;
+        let repo = self.repository_for(call).await?;
         self.store.delete_repository(repo.id).await?;
         Ok(ApiResponse::empty(202))
     }

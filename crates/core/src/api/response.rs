@@ -68,6 +68,9 @@ pub enum ApiError {
     /// Authenticated, but not allowed.
     #[error("You are not permitted to access this resource")]
     Forbidden,
+    /// A cross-origin request from an origin not on the allowlist (CORS preflight).
+    #[error("This origin may not call this resource")]
+    OriginNotAllowed,
     /// The resource does not exist or is hidden from the caller.
     #[error("{message}")]
     NotFound {
@@ -94,12 +97,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The HTTP status of each error.
-    pub fn status(&self) -> u16 {
+    /// The HTTP status of each error in a dialect. Bitbucket answers 401, not 403, to a
+    /// signed-in caller who lacks a permission; GitLab answers 403.
+    pub fn status(&self, dialect: Dialect) -> u16 {
         match self {
             Self::BadRequest(_) | Self::Field { .. } => 400,
             Self::Unauthorized => 401,
-            Self::Forbidden => 403,
+            Self::Forbidden if dialect == Dialect::Bitbucket => 401,
+            Self::Forbidden | Self::OriginNotAllowed => 403,
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed => 405,
             Self::Conflict(_) => 409,
@@ -116,7 +121,7 @@ impl ApiError {
 
     /// Renders the error in the dialect's shape.
     pub fn into_response(self, dialect: Dialect) -> ApiResponse {
-        let status = self.status();
+        let status = self.status(dialect);
         let diagnostic = match &self {
             Self::Internal(detail) => Some(detail.clone()),
             _ => None,
@@ -128,7 +133,7 @@ impl ApiError {
                 Self::NotFound { what: "", .. } => json!({ "message": "404 Not Found" }),
                 Self::NotFound { what, .. } => json!({ "message": format!("404 {what} Not Found") }),
                 Self::Unauthorized => json!({ "message": "401 Unauthorized" }),
-                Self::Forbidden => json!({ "message": "403 Forbidden" }),
+                Self::Forbidden | Self::OriginNotAllowed => json!({ "message": "403 Forbidden" }),
                 Self::MethodNotAllowed => json!({ "message": "405 Method Not Allowed" }),
                 Self::Conflict(m) => json!({ "message": format!("409 Conflict - {m}") }),
                 Self::PayloadTooLarge => json!({ "message": "413 Request Entity Too Large" }),
@@ -149,7 +154,7 @@ impl ApiError {
         };
         let mut response = ApiResponse::json(status, &body);
         response.diagnostic = diagnostic;
-        if status == 401 && dialect == Dialect::Bitbucket {
+        if self == ApiError::Unauthorized && dialect == Dialect::Bitbucket {
             response.headers.push(("WWW-Authenticate".into(), "Basic realm=\"mirrorfarm\"".into()));
         }
         response

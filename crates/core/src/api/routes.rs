@@ -112,59 +112,354 @@ pub enum Handler {
 use Handler as H;
 use Method::{Delete, Get, Post, Put};
 
-const GL: &str = "/api/v4/projects/{id}/remote_mirrors";
+use crate::identity::Level::{Admin as ADMIN, Read as READ};
 
-/// The route table: method, path pattern, handler.
-const ROUTES: &[(Method, &str, Handler)] = &[
-    (Get, "/api/v4/user", H::GitLabCurrentUser),
-    (Get, "/api/v4/projects/{id}", H::GitLabProject),
-    (Get, GL, H::ListRemoteMirrors),
-    (Post, GL, H::CreateRemoteMirror),
-    (Get, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}", H::GetRemoteMirror),
-    (Put, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}", H::UpdateRemoteMirror),
-    (Delete, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}", H::DeleteRemoteMirror),
-    (Post, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/sync", H::SyncRemoteMirror),
-    (Get, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/public_key", H::RemoteMirrorPublicKey),
-    (Get, "/api/v4/projects/{id}/mirror/pull", H::GetPullMirror),
-    (Put, "/api/v4/projects/{id}/mirror/pull", H::UpdatePullMirror),
-    (Post, "/api/v4/projects/{id}/mirror/pull", H::StartPullMirror),
-    (Get, "/rest/api/latest/projects", H::ListProjects),
-    (Post, "/rest/api/latest/projects", H::CreateProject),
-    (Get, "/rest/api/latest/projects/{projectKey}", H::GetProject),
-    (Delete, "/rest/api/latest/projects/{projectKey}", H::DeleteProject),
-    (Get, "/rest/api/latest/projects/{projectKey}/repos", H::ListProjectRepositories),
-    (Post, "/rest/api/latest/projects/{projectKey}/repos", H::CreateRepository),
-    (Get, "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}", H::GetRepository),
-    (Delete, "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}", H::DeleteRepository),
-    (Get, "/rest/api/latest/repos", H::ListRepositories),
-    (Put, "/rest/api/latest/projects/{projectKey}/permissions/users", H::GrantProject),
-    (Delete, "/rest/api/latest/projects/{projectKey}/permissions/users", H::RevokeProject),
-    (Put, "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/permissions/users", H::GrantRepository),
-    (Delete, "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/permissions/users", H::RevokeRepository),
-    (Put, "/rest/api/latest/admin/permissions/users", H::GrantGlobal),
-    (Delete, "/rest/api/latest/admin/permissions/users", H::RevokeGlobal),
-    (Post, "/rest/api/latest/admin/users", H::CreateUser),
-    (Delete, "/rest/api/latest/admin/users", H::DeleteUser),
-    (Get, "/rest/api/latest/users", H::ListUsers),
-    (Get, "/rest/api/latest/users/{userSlug}", H::GetUser),
-    (Put, "/rest/access-tokens/latest/users/{userSlug}", H::CreateToken),
-    (Get, "/rest/access-tokens/latest/users/{userSlug}", H::ListTokens),
-    (Delete, "/rest/access-tokens/latest/users/{userSlug}/{tokenId}", H::DeleteToken),
-    (Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/jobs", H::ListJobs),
-    (Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/status", H::RepositoryStatus),
-    (Post, "/rest/mirrorfarm/latest/repos/{repositoryId}/sync", H::SyncRepository),
-    (Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/work", H::RepositoryWork),
-    (Get, "/rest/mirrorfarm/latest/health", H::Health),
-    (Put, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::ConfigureWebhook),
-    (Delete, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::RemoveWebhook),
-    (Post, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::ReceiveWebhook),
-    (Post, "/rest/mirrorfarm/latest/nodes", H::RegisterNode),
-    (Get, "/rest/mirrorfarm/latest/nodes", H::ListNodes),
-    (Post, "/rest/mirrorfarm/latest/nodes/heartbeat", H::Heartbeat),
-    (Post, "/rest/mirrorfarm/latest/jobs/lease", H::LeaseJob),
-    (Post, "/rest/mirrorfarm/latest/jobs/{jobId}/renew", H::RenewJob),
-    (Post, "/rest/mirrorfarm/latest/jobs/{jobId}/result", H::ReportResult),
-    (Post, "/rest/mirrorfarm/latest/jobs/{jobId}/release", H::ReleaseJob),
+/// Who may call a route. The dispatcher checks the caller's kind and global role before the
+/// handler runs; a level on a repository or project is checked by the one loader of the
+/// resource the path names, in the same round trip as the data, with the level declared here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Anyone,
+    /// Whoever holds the repository's webhook secret: the request is signed with it.
+    WebhookSigner,
+    /// Any signed-in user.
+    User,
+    /// A farm node.
+    Node,
+    /// At least this level on the repository the path names (public ones give anonymous read).
+    Repository(crate::identity::Level),
+    /// At least this level on the project the path names (public ones give anonymous read).
+    Project(crate::identity::Level),
+    /// A farm node, or a user with this level on the repository the path names.
+    NodeOrRepository(crate::identity::Level),
+    /// The user the path names, or a global administrator.
+    SelfOrAdmin,
+    /// A global ADMIN or SYS_ADMIN.
+    Admin,
+    /// Status: REPO_READ on the repository, also through a `STATUS_READ` token.
+    Status,
+}
+
+impl Access {
+    /// The level needed on the resource the path names, if the route names one.
+    pub fn level(self) -> Option<crate::identity::Level> {
+        match self {
+            Self::Repository(l) | Self::Project(l) | Self::NodeOrRepository(l) => Some(l),
+            Self::Status => Some(READ),
+            _ => None,
+        }
+    }
+
+    /// The route's access as one word, as the OpenAPI document and the permission matrix name it.
+    pub fn name(self) -> String {
+        match self {
+            Self::Anyone => "ANYONE".into(),
+            Self::WebhookSigner => "WEBHOOK_SIGNER".into(),
+            Self::User => "USER".into(),
+            Self::Node => "NODE".into(),
+            Self::Repository(l) => format!("REPO_{}", level_word(l)),
+            Self::Project(l) => format!("PROJECT_{}", level_word(l)),
+            Self::NodeOrRepository(l) => format!("NODE_OR_REPO_{}", level_word(l)),
+            Self::SelfOrAdmin => "SELF_OR_ADMIN".into(),
+            Self::Admin => "ADMIN".into(),
+            Self::Status => "STATUS".into(),
+        }
+    }
+}
+
+fn level_word(l: crate::identity::Level) -> &'static str {
+    match l {
+        crate::identity::Level::Read => "READ",
+        crate::identity::Level::Write => "WRITE",
+        crate::identity::Level::Admin => "ADMIN",
+    }
+}
+
+/// What a route reads from the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Nothing (parameters, if any, come in the query).
+    None,
+    /// Fields, as JSON or as a form (or in the query), at most [`super::MAX_BODY_BYTES`].
+    Fields,
+    /// A webhook delivery: raw bytes, at most [`super::MAX_WEBHOOK_BYTES`].
+    Webhook,
+}
+
+impl Body {
+    /// The largest body accepted.
+    pub fn limit(self) -> usize {
+        match self {
+            Self::Webhook => super::MAX_WEBHOOK_BYTES,
+            Self::None | Self::Fields => super::MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// One route: what it matches, who may call it, what it reads, and what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The method.
+    pub method: Method,
+    /// The path pattern (`{name}` captures one segment; `latest` also answers as `1.0`).
+    pub path: &'static str,
+    /// What it does.
+    pub handler: Handler,
+    /// Who may call it.
+    pub access: Access,
+    /// What it reads from the body.
+    pub body: Body,
+    /// Whether pages on allowed origins may call it (CORS).
+    pub cors: bool,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+}
+
+const fn route(
+    method: Method,
+    path: &'static str,
+    handler: Handler,
+    access: Access,
+    body: Body,
+    summary: &'static str,
+) -> Route {
+    Route { method, path, handler, access, body, cors: false, summary }
+}
+
+use Access::{
+    Admin as AdminOnly, Anyone, Node, NodeOrRepository, Project, Repository, SelfOrAdmin, User, WebhookSigner,
+};
+use Body::{Fields, None as NoBody, Webhook};
+
+const GL: &str = "/api/v4/projects/{id}/remote_mirrors";
+const GL_ONE: &str = "/api/v4/projects/{id}/remote_mirrors/{mirror_id}";
+const GL_PULL: &str = "/api/v4/projects/{id}/mirror/pull";
+const BB_PROJECT: &str = "/rest/api/latest/projects/{projectKey}";
+const BB_REPO: &str = "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}";
+
+/// Every route served: one row each.
+pub const ROUTES: &[Route] = &[
+    route(Get, "/api/v4/user", H::GitLabCurrentUser, User, NoBody, "The caller, as a GitLab user"),
+    route(
+        Get,
+        "/api/v4/projects/{id}",
+        H::GitLabProject,
+        Repository(READ),
+        NoBody,
+        "A repository, as a GitLab project",
+    ),
+    route(Get, GL, H::ListRemoteMirrors, Repository(ADMIN), NoBody, "List a project's remote (push) mirrors"),
+    route(Post, GL, H::CreateRemoteMirror, Repository(ADMIN), Fields, "Create a remote mirror"),
+    route(Get, GL_ONE, H::GetRemoteMirror, Repository(ADMIN), NoBody, "Get one remote mirror"),
+    route(Put, GL_ONE, H::UpdateRemoteMirror, Repository(ADMIN), Fields, "Update a remote mirror"),
+    route(Delete, GL_ONE, H::DeleteRemoteMirror, Repository(ADMIN), NoBody, "Delete a remote mirror"),
+    route(
+        Post,
+        "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/sync",
+        H::SyncRemoteMirror,
+        Repository(ADMIN),
+        NoBody,
+        "Queue a push to a remote mirror",
+    ),
+    route(
+        Get,
+        "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/public_key",
+        H::RemoteMirrorPublicKey,
+        Repository(ADMIN),
+        NoBody,
+        "A remote mirror's SSH public key (none: SSH keys are not offered)",
+    ),
+    route(Get, GL_PULL, H::GetPullMirror, Repository(ADMIN), NoBody, "The project's pull mirror"),
+    route(Put, GL_PULL, H::UpdatePullMirror, Repository(ADMIN), Fields, "Configure the pull mirror"),
+    route(Post, GL_PULL, H::StartPullMirror, Repository(ADMIN), NoBody, "Start a pull now"),
+    route(Get, "/rest/api/latest/projects", H::ListProjects, Anyone, NoBody, "Projects the caller may see"),
+    route(Post, "/rest/api/latest/projects", H::CreateProject, AdminOnly, Fields, "Create a project"),
+    route(Get, BB_PROJECT, H::GetProject, Project(READ), NoBody, "A project"),
+    route(Delete, BB_PROJECT, H::DeleteProject, Project(ADMIN), NoBody, "Delete an empty project"),
+    route(
+        Get,
+        "/rest/api/latest/projects/{projectKey}/repos",
+        H::ListProjectRepositories,
+        Project(READ),
+        NoBody,
+        "A project's repositories the caller may see",
+    ),
+    route(
+        Post,
+        "/rest/api/latest/projects/{projectKey}/repos",
+        H::CreateRepository,
+        Project(ADMIN),
+        Fields,
+        "Create a repository",
+    ),
+    route(Get, BB_REPO, H::GetRepository, Repository(READ), NoBody, "A repository"),
+    route(Delete, BB_REPO, H::DeleteRepository, Repository(ADMIN), NoBody, "Delete a repository"),
+    route(Get, "/rest/api/latest/repos", H::ListRepositories, Anyone, NoBody, "Repositories the caller may see"),
+    route(
+        Put,
+        "/rest/api/latest/projects/{projectKey}/permissions/users",
+        H::GrantProject,
+        Project(ADMIN),
+        NoBody,
+        "Grant users a project permission",
+    ),
+    route(
+        Delete,
+        "/rest/api/latest/projects/{projectKey}/permissions/users",
+        H::RevokeProject,
+        Project(ADMIN),
+        NoBody,
+        "Revoke users' project permissions",
+    ),
+    route(
+        Put,
+        "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/permissions/users",
+        H::GrantRepository,
+        Repository(ADMIN),
+        NoBody,
+        "Grant users a repository permission",
+    ),
+    route(
+        Delete,
+        "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/permissions/users",
+        H::RevokeRepository,
+        Repository(ADMIN),
+        NoBody,
+        "Revoke users' repository permissions",
+    ),
+    route(
+        Put,
+        "/rest/api/latest/admin/permissions/users",
+        H::GrantGlobal,
+        AdminOnly,
+        NoBody,
+        "Grant users a global permission",
+    ),
+    route(
+        Delete,
+        "/rest/api/latest/admin/permissions/users",
+        H::RevokeGlobal,
+        AdminOnly,
+        NoBody,
+        "Revoke users' global permissions",
+    ),
+    route(Post, "/rest/api/latest/admin/users", H::CreateUser, AdminOnly, Fields, "Create a user"),
+    route(Delete, "/rest/api/latest/admin/users", H::DeleteUser, AdminOnly, NoBody, "Delete a user"),
+    route(Get, "/rest/api/latest/users", H::ListUsers, User, NoBody, "Users"),
+    route(Get, "/rest/api/latest/users/{userSlug}", H::GetUser, User, NoBody, "A user"),
+    route(
+        Put,
+        "/rest/access-tokens/latest/users/{userSlug}",
+        H::CreateToken,
+        SelfOrAdmin,
+        Fields,
+        "Create an access token (shown once)",
+    ),
+    route(
+        Get,
+        "/rest/access-tokens/latest/users/{userSlug}",
+        H::ListTokens,
+        SelfOrAdmin,
+        NoBody,
+        "A user's access tokens",
+    ),
+    route(
+        Delete,
+        "/rest/access-tokens/latest/users/{userSlug}/{tokenId}",
+        H::DeleteToken,
+        SelfOrAdmin,
+        NoBody,
+        "Revoke an access token",
+    ),
+    route(
+        Get,
+        "/rest/mirrorfarm/latest/repos/{repositoryId}/jobs",
+        H::ListJobs,
+        Repository(READ),
+        NoBody,
+        "A repository's jobs, newest first",
+    ),
+    Route {
+        cors: true,
+        ..route(
+            Get,
+            "/rest/mirrorfarm/latest/repos/{repositoryId}/status",
+            H::RepositoryStatus,
+            Access::Status,
+            NoBody,
+            "A repository's mirroring status at a glance",
+        )
+    },
+    route(
+        Post,
+        "/rest/mirrorfarm/latest/repos/{repositoryId}/sync",
+        H::SyncRepository,
+        NodeOrRepository(ADMIN),
+        NoBody,
+        "Queue a repository's pull and pushes",
+    ),
+    route(
+        Get,
+        "/rest/mirrorfarm/latest/repos/{repositoryId}/work",
+        H::RepositoryWork,
+        Node,
+        NoBody,
+        "What a sync of a repository involves (nodes)",
+    ),
+    route(Get, "/rest/mirrorfarm/latest/health", H::Health, Anyone, NoBody, "Liveness"),
+    route(
+        Put,
+        "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook",
+        H::ConfigureWebhook,
+        Repository(ADMIN),
+        NoBody,
+        "Make a new webhook secret (shown once)",
+    ),
+    route(
+        Delete,
+        "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook",
+        H::RemoveWebhook,
+        Repository(ADMIN),
+        NoBody,
+        "Remove the webhook secret",
+    ),
+    route(
+        Post,
+        "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook",
+        H::ReceiveWebhook,
+        WebhookSigner,
+        Webhook,
+        "A push webhook delivery (GitHub, GitLab, Gitea, Bitbucket)",
+    ),
+    route(
+        Post,
+        "/rest/mirrorfarm/latest/nodes",
+        H::RegisterNode,
+        AdminOnly,
+        Fields,
+        "Register a farm node (its token is shown once)",
+    ),
+    route(Get, "/rest/mirrorfarm/latest/nodes", H::ListNodes, AdminOnly, NoBody, "Farm nodes"),
+    route(Post, "/rest/mirrorfarm/latest/nodes/heartbeat", H::Heartbeat, Node, Fields, "A node is alive"),
+    route(Post, "/rest/mirrorfarm/latest/jobs/lease", H::LeaseJob, Node, Fields, "Lease the next due job"),
+    route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/renew", H::RenewJob, Node, Fields, "Extend a lease"),
+    route(
+        Post,
+        "/rest/mirrorfarm/latest/jobs/{jobId}/result",
+        H::ReportResult,
+        Node,
+        Fields,
+        "Report a leased job's outcome",
+    ),
+    route(
+        Post,
+        "/rest/mirrorfarm/latest/jobs/{jobId}/release",
+        H::ReleaseJob,
+        Node,
+        Fields,
+        "Give a leased job back unfinished",
+    ),
 ];
 
 /// Path parameters captured by a route, still percent-encoded.
@@ -182,7 +477,7 @@ impl Params {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
     /// A route matched.
-    Found(Handler, Params, Dialect),
+    Found(&'static Route, Params, Dialect),
     /// The path exists, but not for this method.
     WrongMethod(Dialect),
     /// No such path.
@@ -209,10 +504,10 @@ pub fn resolve(method: Method, path: &str) -> Resolution {
     let path = normalize(path);
     let dialect = dialect_of(&path);
     let mut path_matched = false;
-    for (m, pattern, handler) in ROUTES {
-        if let Some(params) = match_pattern(pattern, &path) {
-            if *m == method {
-                return Resolution::Found(*handler, params, dialect);
+    for route in ROUTES {
+        if let Some(params) = match_pattern(route.path, &path) {
+            if route.method == method {
+                return Resolution::Found(route, params, dialect);
             }
             path_matched = true;
         }
@@ -248,17 +543,20 @@ mod tests {
 
     #[test]
     fn resolves_with_aliases_and_encoded_ids() {
-        let Resolution::Found(h, params, d) = resolve(Method::Get, "/api/v4/projects/MF%2Frepo/remote_mirrors/7/")
+        let Resolution::Found(r, params, d) = resolve(Method::Get, "/api/v4/projects/MF%2Frepo/remote_mirrors/7/")
         else {
             panic!("expected a match")
         };
-        assert_eq!((h, d), (Handler::GetRemoteMirror, Dialect::GitLab));
+        assert_eq!((r.handler, d), (Handler::GetRemoteMirror, Dialect::GitLab));
         assert_eq!((params.raw("id"), params.raw("mirror_id")), ("MF%2Frepo", "7"));
         assert!(matches!(
             resolve(Method::Post, "/rest/api/1.0/projects"),
-            Resolution::Found(Handler::CreateProject, _, Dialect::Bitbucket)
+            Resolution::Found(Route { handler: Handler::CreateProject, .. }, _, Dialect::Bitbucket)
         ));
-        assert!(matches!(resolve(Method::Get, "/rest/mirrorfarm/1.0/health"), Resolution::Found(Handler::Health, ..)));
+        assert!(matches!(
+            resolve(Method::Get, "/rest/mirrorfarm/1.0/health"),
+            Resolution::Found(Route { handler: Handler::Health, .. }, ..)
+        ));
     }
 
     #[test]
@@ -273,9 +571,9 @@ mod tests {
 
     #[test]
     fn every_route_is_reachable() {
-        for (m, pattern, handler) in ROUTES {
-            let path = pattern.replace(['{', '}'], "");
-            assert!(matches!(resolve(*m, &path), Resolution::Found(h, ..) if h == *handler), "{pattern}");
+        for route in ROUTES {
+            let path = route.path.replace(['{', '}'], "");
+            assert!(matches!(resolve(route.method, &path), Resolution::Found(r, ..) if r == route), "{}", route.path);
         }
     }
 }

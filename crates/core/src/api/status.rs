@@ -3,7 +3,6 @@
 //! origins, CORS (see `cors`), so pages elsewhere can poll it cheaply.
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
-use crate::identity::Level;
 use crate::mirrors::PullMirror;
 use crate::status::RepositoryStatus;
 use crate::store::Crypto;
@@ -18,7 +17,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         // Everything the status shows, with the caller's grants: one round trip.
         let snap = self.store.status_snapshot(id, Self::user_id(who), cutoff).await?;
         let repo = snap.repository.ok_or_else(hidden)?;
-        Self::require(who, Self::level_on_repository(who, &snap.grants, &repo), Level::Read, hidden)?;
+        Self::require(who, Self::level_on_repository(who, &snap.grants, &repo), call.need(), hidden)?;
         let pull = snap.pull.unwrap_or_else(|| PullMirror::implicit(repo.id, self.now));
         let status = RepositoryStatus::new(
             &repo,

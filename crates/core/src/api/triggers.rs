@@ -4,8 +4,9 @@
 use serde_json::json;
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
-use crate::identity::{Level, constant_time_eq};
+use crate::identity::constant_time_eq;
 use crate::mirrors::PullMirror;
+use crate::nodes::SyncQueued;
 use crate::queue::{JobReason, POLL_BATCH};
 use crate::store::Crypto;
 use crate::store::port::Database;
@@ -25,7 +26,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     /// `PUT …/repos/{id}/webhook`: makes a new webhook secret (shown once) for upstream hosts to sign with.
     pub(super) async fn configure_webhook(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.repository_at(call, Level::Admin).await?;
+        let repo = self.repository_at(call).await?;
         let secret = self.random_hex(20)?;
         self.store.set_webhook_secret(repo.id, Some(&self.crypto.seal(&secret).await?)).await?;
         Ok(ApiResponse::json(
@@ -36,7 +37,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     /// `DELETE …/repos/{id}/webhook`: forgets the secret; deliveries are refused from then on.
     pub(super) async fn remove_webhook(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.repository_at(call, Level::Admin).await?;
+        let repo = self.repository_at(call).await?;
         self.store.set_webhook_secret(repo.id, None).await?;
         Ok(ApiResponse::empty(204))
     }
@@ -77,10 +78,10 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         let repo = if call.node.is_some() {
             self.store.repository_access(key.as_key(), None).await?.0.ok_or_else(no_repository)?
         } else {
-            self.repository_checked(call, key.as_key(), Level::Admin, no_repository).await?
+            self.repository_checked(call, key.as_key(), call.need(), no_repository).await?
         };
         let queued = self.store.queue_repository_syncs(repo.id, true, true, JobReason::Manual, self.now).await?;
-        Ok(ApiResponse::json(202, &json!({ "repositoryId": repo.id, "queued": queued })))
+        Ok(ApiResponse::json(202, &SyncQueued { repository_id: repo.id, queued }))
     }
 
     /// A pull reported the upstream's fingerprint: remember it, and if it changed, the push

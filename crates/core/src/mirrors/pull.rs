@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{MirrorRequestError, UpdateState};
 use crate::api::{FieldError, Fields, encode};
-use crate::filters::{self, FilterError};
+use crate::filters;
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, HostAllowlist, StoredUrl, UrlError};
 
@@ -208,7 +208,7 @@ mod tests {
             check(
                 serde_json::json!({"url": "https://e.com/x", "only_mirror_protected_branches": true, "mirror_branch_regex": "a"})
             ),
-            Some(FilterError::Exclusive.into())
+            Some(crate::filters::FilterError::Exclusive.into())
         );
     }
 }
