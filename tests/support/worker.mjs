@@ -31,11 +31,13 @@ export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, poll
   // Bulk fixtures go straight into the database before the Worker holds it.
   if (seedSql) d1(seedSql, { persistTo: stateDir });
   const port = await freePort();
+  // Its own inspector port too, so a running `npm start` (or another suite) does not collide.
+  const inspectorPort = await freePort();
   const sealKey = randomBytes(32).toString("hex");
   const child = spawn(
     path.join(ROOT, "node_modules/.bin/wrangler"),
     [
-      "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", stateDir,
+      "dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspectorPort), "--persist-to", stateDir,
       "--show-interactive-dev-session=false",
       // Serves /__scheduled, so tests can run the cron on demand (with static assets configured,
       // /cdn-cgi/handler/scheduled no longer reaches the Worker).

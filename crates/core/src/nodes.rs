@@ -44,6 +44,7 @@ pub struct NewNode {
 
 /// A node as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeDto {
     /// Id.
@@ -70,6 +71,7 @@ impl From<&FarmNode> for NodeDto {
 /// A leased job as the edge hands it to a node: everything the node needs, credentials included
 /// (only authenticated nodes ever receive this).
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LeasedJob {
     /// Job id.
@@ -103,6 +105,7 @@ impl std::fmt::Debug for LeasedJob {
 
 /// The repository part of a leased job.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LeasedRepository {
     /// Id.
@@ -123,6 +126,7 @@ pub struct LeasedRepository {
 
 /// How a node refreshes its copy from upstream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LeasedPull {
     /// Overwrite branches upstream rewrote, and follow deletions.
@@ -135,6 +139,7 @@ pub struct LeasedPull {
 
 /// The mirror part of a leased job.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LeasedMirror {
     /// Id.
@@ -152,6 +157,7 @@ pub struct LeasedMirror {
 /// What a sync of one repository involves, as `GET …/repos/{id}/work` tells a node (for a dry
 /// run): nothing is leased.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryWork {
     /// The repository, its upstream and pull rules.
@@ -162,8 +168,32 @@ pub struct RepositoryWork {
     pub mirrors: Vec<LeasedMirror>,
 }
 
+/// The answer to registering a node: the node and its token, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RegisteredNode {
+    /// The node.
+    #[serde(flatten)]
+    pub node: NodeDto,
+    /// Its `mfn_` token.
+    pub token: String,
+}
+
+/// The answer to a result: the job and its mirror's update status now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ResultRecorded {
+    /// The job.
+    pub job: crate::queue::Job,
+    /// The mirror's update status, if the mirror still exists.
+    pub update_status: Option<crate::mirrors::UpdateStatus>,
+}
+
 /// `POST …/jobs/lease`: what a node asks for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseRequest {
     /// How long the lease should last (clamped to the queue's bounds); the default if absent.
@@ -176,6 +206,7 @@ pub struct LeaseRequest {
 
 /// `POST …/jobs/{id}/renew`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RenewRequest {
     /// The lease to extend.
@@ -187,6 +218,7 @@ pub struct RenewRequest {
 
 /// The answer to a renewal.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseRenewed {
     /// The lease's new deadline (epoch ms).
@@ -195,6 +227,7 @@ pub struct LeaseRenewed {
 
 /// `POST …/jobs/{id}/release`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseRequest {
     /// The lease to give back.
@@ -203,6 +236,7 @@ pub struct ReleaseRequest {
 
 /// The answer to `POST …/repos/{id}/sync`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SyncQueued {
     /// The repository.
@@ -213,6 +247,7 @@ pub struct SyncQueued {
 
 /// How a try ended, as a node reports it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The target now has what was sent (or the copy was refreshed).
@@ -227,6 +262,7 @@ pub enum Outcome {
 
 /// A node's report of one try, as sent to `POST …/jobs/{id}/result`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobReport {
     /// The lease the try ran under.

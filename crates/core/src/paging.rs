@@ -117,6 +117,7 @@ impl BitbucketPage {
 
 /// Bitbucket's page envelope.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PageOf<T> {
     /// Items in this page.

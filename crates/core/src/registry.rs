@@ -161,6 +161,7 @@ pub fn validate_branch_name(name: &str) -> Result<String, RegistryError> {
 
 /// A Bitbucket link (`{"href": …}`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Link {
     /// Target.
     pub href: String,
@@ -171,6 +172,7 @@ pub struct Link {
 
 /// Bitbucket's `links` object.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Links {
     /// Clone URLs (repositories only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,6 +184,7 @@ pub struct Links {
 
 /// Bitbucket's project shape.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectDto {
     /// Key.
@@ -219,6 +222,7 @@ impl ProjectDto {
 
 /// Bitbucket's repository shape, plus `upstreamUrl` and `defaultBranch`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryDto {
     /// Slug.

@@ -74,3 +74,14 @@ mod tests {
         assert_eq!(Timestamp(-1).to_iso8601(), "1969-12-31T23:59:59.999Z");
     }
 }
+
+/// Documented as GitLab sends it: an ISO 8601 UTC time.
+#[cfg(feature = "openapi")]
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "date-time" })
+    }
+}

@@ -22,6 +22,33 @@ pub enum Event {
     Other,
 }
 
+/// The answer to making a webhook secret: where to send deliveries and the secret, shown once.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSecret {
+    /// Where the upstream host sends deliveries.
+    pub url: String,
+    /// The secret to sign them with.
+    pub secret: String,
+    /// The content type to send.
+    pub content_type: String,
+    /// The events that matter.
+    pub events: Vec<String>,
+}
+
+/// The answer to a delivery: who sent it and, for a push, how many jobs now wait (a ping
+/// answers without `queued`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct WebhookAnswer {
+    /// `github`, `gitea`, `gitlab` or `bitbucket`.
+    pub host: String,
+    /// Jobs now waiting, for a push; absent for a ping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<u64>,
+}
+
 /// A delivery's sender, proof and event, read from its headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {

@@ -54,7 +54,8 @@ async fn api_request(req: &mut Request) -> Result<ApiRequest> {
     let body = if too_large { Vec::new() } else { req.bytes().await.unwrap_or_default() };
     let headers = req.headers().entries().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     Ok(ApiRequest {
-        method: Method::parse(req.method().as_ref()),
+        // The raw method: workers-rs reads methods it does not know as GET.
+        method: Method::parse(&req.inner().method()),
         origin: origin.to_owned(),
         path: path.to_owned(),
         query: query.to_owned(),
@@ -123,7 +124,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let mut response = Service::new(&store, &crypto, &config, now()).with_caller_cache(&callers).handle(&api_req).await;
     response.headers.push(("Server-Timing".into(), server_timing(store.database().spent())));
     // Paths never carry secrets (tokens travel in headers); queries are not logged.
-    console_log!("{} {} -> {}", req.method().as_ref(), api_req.path, response.status);
+    console_log!("{} {} -> {}", req.inner().method(), api_req.path, response.status);
     if let Some(detail) = &response.diagnostic {
         console_error!("internal error on {}: {detail}", api_req.path);
     }

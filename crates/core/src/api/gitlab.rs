@@ -1,6 +1,6 @@
 //! GitLab's API: remote (push) mirrors, plus the project and user look-ups clients make first.
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::{ApiError, ApiResponse, Call, Result, Service, decode_segment};
 use crate::mirrors::{MirrorParams, MirrorRequestError, RemoteMirror, RemoteMirrorDto};
@@ -16,6 +16,47 @@ fn project_not_found() -> ApiError {
 
 fn mirror_not_found() -> ApiError {
     ApiError::not_found("Remote Mirror", "Remote mirror not found")
+}
+
+/// GitLab's user entity, the fields clients read.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub(super) struct GitLabUser {
+    id: i64,
+    username: String,
+    name: String,
+    state: String,
+    email: Option<String>,
+    is_admin: bool,
+}
+
+/// GitLab's project entity for a repository, the fields clients read.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub(super) struct GitLabProject {
+    id: i64,
+    description: Option<String>,
+    name: String,
+    name_with_namespace: String,
+    path: String,
+    path_with_namespace: String,
+    created_at: crate::time::Timestamp,
+    default_branch: String,
+    visibility: String,
+    web_url: String,
+    namespace: GitLabNamespace,
+    mirror: bool,
+}
+
+/// A project's namespace (its Bitbucket project, as a GitLab group).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+struct GitLabNamespace {
+    id: i64,
+    name: String,
+    path: String,
+    kind: String,
+    full_path: String,
 }
 
 /// A GitLab `:id`, decoded: a repository id or a project key and slug.
@@ -88,10 +129,14 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         let p = call.principal()?;
         Ok(ApiResponse::json(
             200,
-            &json!({
-                "id": p.user.id, "username": p.user.slug, "name": p.user.display_name,
-                "state": "active", "email": p.user.email, "is_admin": p.is_admin(),
-            }),
+            &GitLabUser {
+                id: p.user.id,
+                username: p.user.slug.clone(),
+                name: p.user.display_name.clone(),
+                state: "active".into(),
+                email: p.user.email.clone(),
+                is_admin: p.is_admin(),
+            },
         ))
     }
 
@@ -100,23 +145,26 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         let path = format!("{}/{}", repo.project.key, repo.slug);
         Ok(ApiResponse::json(
             200,
-            &json!({
-                "id": repo.id,
-                "description": repo.description,
-                "name": repo.name,
-                "name_with_namespace": format!("{} / {}", repo.project.name, repo.name),
-                "path": repo.slug,
-                "path_with_namespace": path,
-                "created_at": repo.created_at,
-                "default_branch": repo.default_branch,
-                "visibility": if repo.public || repo.project.public { "public" } else { "private" },
-                "web_url": format!("{}/projects/{}/repos/{}", call.req.origin, repo.project.key, repo.slug),
-                "namespace": {
-                    "id": repo.project.id, "name": repo.project.name, "path": repo.project.key,
-                    "kind": "group", "full_path": repo.project.key,
+            &GitLabProject {
+                id: repo.id,
+                description: repo.description.clone(),
+                name: repo.name.clone(),
+                name_with_namespace: format!("{} / {}", repo.project.name, repo.name),
+                path: repo.slug.clone(),
+                path_with_namespace: path,
+                created_at: repo.created_at,
+                default_branch: repo.default_branch.clone(),
+                visibility: if repo.public || repo.project.public { "public" } else { "private" }.into(),
+                web_url: format!("{}/projects/{}/repos/{}", call.req.origin, repo.project.key, repo.slug),
+                namespace: GitLabNamespace {
+                    id: repo.project.id,
+                    name: repo.project.name.clone(),
+                    path: repo.project.key.clone(),
+                    kind: "group".into(),
+                    full_path: repo.project.key.clone(),
                 },
-                "mirror": repo.upstream.is_some(),
-            }),
+                mirror: repo.upstream.is_some(),
+            },
         ))
     }
 

@@ -23,8 +23,9 @@ fn no_user(name: &str) -> ApiError {
 
 /// Bitbucket's access token shape; `token` is present only in the answer to its creation.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
-struct TokenDto {
+pub(super) struct TokenDto {
     id: String,
     created_date: i64,
     name: String,

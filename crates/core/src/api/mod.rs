@@ -9,6 +9,8 @@ mod cors;
 mod gitlab;
 mod identity;
 mod nodes;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod pull_mirrors;
 mod queue;
 mod registry;
@@ -121,6 +123,14 @@ impl Call<'_> {
 }
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// `GET …/health`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: String,
+}
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -255,7 +265,7 @@ impl<'a, D: Database, C: Crypto> Service<'a, D, C> {
             H::RepositoryStatus => self.repository_status(&call).await,
             H::SyncRepository => self.sync_repository(&call).await,
             H::RepositoryWork => self.repository_work(&call).await,
-            H::Health => Ok(ApiResponse::json(200, &serde_json::json!({ "status": "ok" }))),
+            H::Health => Ok(ApiResponse::json(200, &Health { status: "ok".into() })),
             H::ConfigureWebhook => self.configure_webhook(&call).await,
             H::RemoveWebhook => self.remove_webhook(&call).await,
             H::ReceiveWebhook => self.receive_webhook(&call).await,

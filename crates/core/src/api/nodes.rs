@@ -4,15 +4,14 @@
 //! the job goes back (expiry runs on the cron and before every lease). Results are idempotent:
 //! a result is keyed by its lease, so reporting it twice changes nothing.
 
-use serde_json::json;
-
 use super::triggers::pull_enabled;
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
 use crate::nodes::{
     CONTACT_WRITE_INTERVAL_MS, JobReport, LeaseRenewed, LeaseRequest, LeasedJob, LeasedMirror, LeasedPull,
-    LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto, ReleaseRequest, RenewRequest, RepositoryWork,
+    LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto, RegisteredNode, ReleaseRequest, RenewRequest,
+    RepositoryWork, ResultRecorded,
 };
 use crate::paging::BitbucketPage;
 use crate::queue::{
@@ -74,9 +73,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
                 created_at: self.now,
             })
             .await?;
-        let mut body = serde_json::to_value(NodeDto::from(&node)).map_err(|e| ApiError::Internal(e.to_string()))?;
-        body["token"] = json!(token);
-        Ok(ApiResponse::json(201, &body))
+        Ok(ApiResponse::json(201, &RegisteredNode { node: NodeDto::from(&node), token }))
     }
 
     pub(super) async fn list_nodes(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -301,7 +298,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         let job = self.store.job(job.id).await?.ok_or_else(|| ApiError::not_found("Job", "Job does not exist."))?;
         let mut tracked = self.tracked(&job).await?;
         let status = tracked.as_mut().map(|t| t.update().status);
-        Ok(ApiResponse::json(200, &json!({ "job": job, "updateStatus": status })))
+        Ok(ApiResponse::json(200, &ResultRecorded { job, update_status: status }))
     }
 
     pub(super) async fn release_job(&self, call: &Call<'_>) -> Result<ApiResponse> {

@@ -127,29 +127,28 @@ impl ApiError {
             _ => None,
         };
         let body = match dialect {
-            Dialect::GitLab => match &self {
-                Self::Field { field, message } => json!({ "message": { field: [message] } }),
-                Self::BadRequest(m) => json!({ "message": format!("400 Bad request - {m}") }),
-                Self::NotFound { what: "", .. } => json!({ "message": "404 Not Found" }),
-                Self::NotFound { what, .. } => json!({ "message": format!("404 {what} Not Found") }),
-                Self::Unauthorized => json!({ "message": "401 Unauthorized" }),
-                Self::Forbidden | Self::OriginNotAllowed => json!({ "message": "403 Forbidden" }),
-                Self::MethodNotAllowed => json!({ "message": "405 Method Not Allowed" }),
-                Self::Conflict(m) => json!({ "message": format!("409 Conflict - {m}") }),
-                Self::PayloadTooLarge => json!({ "message": "413 Request Entity Too Large" }),
-                Self::UnsupportedMediaType(m) => json!({ "message": format!("415 Unsupported Media Type - {m}") }),
-                Self::Internal(_) => json!({ "message": "500 Internal Server Error" }),
-            },
+            Dialect::GitLab => json!(GitLabError {
+                message: match &self {
+                    Self::Field { field, message } => json!({ field: [message] }),
+                    Self::BadRequest(m) => json!(format!("400 Bad request - {m}")),
+                    Self::NotFound { what: "", .. } => json!("404 Not Found"),
+                    Self::NotFound { what, .. } => json!(format!("404 {what} Not Found")),
+                    Self::Unauthorized => json!("401 Unauthorized"),
+                    Self::Forbidden | Self::OriginNotAllowed => json!("403 Forbidden"),
+                    Self::MethodNotAllowed => json!("405 Method Not Allowed"),
+                    Self::Conflict(m) => json!(format!("409 Conflict - {m}")),
+                    Self::PayloadTooLarge => json!("413 Request Entity Too Large"),
+                    Self::UnsupportedMediaType(m) => json!(format!("415 Unsupported Media Type - {m}")),
+                    Self::Internal(_) => json!("500 Internal Server Error"),
+                }
+            }),
             Dialect::Bitbucket => {
-                let context = match &self {
-                    Self::Field { field, .. } => json!(field),
-                    _ => json!(null),
+                let (context, message) = match &self {
+                    Self::Field { field, message } => (Some(field.clone()), message.clone()),
+                    other => (None, other.to_string()),
                 };
-                let message = match &self {
-                    Self::Field { message, .. } => message.clone(),
-                    other => other.to_string(),
-                };
-                json!({ "errors": [{ "context": context, "message": message, "exceptionName": exception_name(&self) }] })
+                let exception_name = exception_name(&self).map(str::to_owned);
+                json!(BitbucketErrors { errors: vec![BitbucketError { context, message, exception_name }] })
             }
         };
         let mut response = ApiResponse::json(status, &body);
@@ -159,6 +158,35 @@ impl ApiError {
         }
         response
     }
+}
+
+/// GitLab's error body: a sentence, or field → messages.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub(crate) struct GitLabError {
+    /// `"404 Project Not Found"`, or `{"field": ["message"]}` for a bad field.
+    message: serde_json::Value,
+}
+
+/// Bitbucket's error body.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub(crate) struct BitbucketErrors {
+    /// One entry per problem (always one here).
+    errors: Vec<BitbucketError>,
+}
+
+/// One Bitbucket error.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BitbucketError {
+    /// The field at fault, if one is.
+    context: Option<String>,
+    /// What is wrong, for people.
+    message: String,
+    /// Bitbucket's exception class (clients sometimes branch on it).
+    exception_name: Option<String>,
 }
 
 /// Bitbucket's exception class for an error (clients sometimes branch on it).

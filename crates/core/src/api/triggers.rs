@@ -1,7 +1,7 @@
 //! What starts syncs besides the API: push webhooks from upstream hosts, and periodic polls that
 //! skip all work while the upstream's ref fingerprint is unchanged.
 
-use serde_json::json;
+use crate::webhooks::{WebhookAnswer, WebhookSecret};
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::constant_time_eq;
@@ -31,7 +31,12 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         self.store.set_webhook_secret(repo.id, Some(&self.crypto.seal(&secret).await?)).await?;
         Ok(ApiResponse::json(
             200,
-            &json!({ "url": call.url(), "secret": secret, "contentType": "application/json", "events": ["push"] }),
+            &WebhookSecret {
+                url: call.url(),
+                secret,
+                content_type: "application/json".into(),
+                events: vec!["push".into()],
+            },
         ))
     }
 
@@ -63,11 +68,13 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             return Err(ApiError::Unauthorized);
         }
         let queued = match delivery.event {
-            Event::Ping => return Ok(ApiResponse::json(200, &json!({ "host": delivery.host, "message": "pong" }))),
+            Event::Ping => {
+                return Ok(ApiResponse::json(200, &WebhookAnswer { host: delivery.host.into(), queued: None }));
+            }
             Event::Other => 0,
             Event::Push => self.store.queue_repository_syncs(repo.id, true, true, JobReason::Webhook, self.now).await?,
         };
-        Ok(ApiResponse::json(202, &json!({ "host": delivery.host, "queued": queued })))
+        Ok(ApiResponse::json(202, &WebhookAnswer { host: delivery.host.into(), queued: Some(queued) }))
     }
 
     /// `POST …/repos/{id}/sync` (a node, or a user with REPO_ADMIN; the id may also be

@@ -72,6 +72,7 @@ pub struct AccessToken {
 
 /// Bitbucket's user shape (`RestApplicationUser`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UserDto {
     /// Login name.

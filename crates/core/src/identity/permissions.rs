@@ -106,6 +106,20 @@ impl serde::Serialize for Permission {
     }
 }
 
+/// Documented as the names Bitbucket uses.
+#[cfg(feature = "openapi")]
+impl schemars::JsonSchema for Permission {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Permission".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "enum": [
+            "PROJECT_READ", "PROJECT_WRITE", "PROJECT_ADMIN", "REPO_READ", "REPO_WRITE", "REPO_ADMIN",
+            "LICENSED_USER", "ADMIN", "SYS_ADMIN", "STATUS_READ"
+        ] })
+    }
+}
+
 /// What the token used limits its holder to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenScope {

@@ -18,6 +18,7 @@ use crate::urls::StoredUrl;
 
 /// Where a mirror's last update stands (GitLab's `update_status`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateStatus {
     /// Never run.
@@ -55,6 +56,7 @@ impl UpdateStatus {
 
 /// How the node authenticates to the mirror. Only `password` (credentials in the URL) is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     /// User name and password or token in the URL.
@@ -65,6 +67,7 @@ pub enum AuthMethod {
 /// (serialized with GitLab's field names, flattened into both wire shapes). Its transitions live
 /// in one place: the `state` module.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UpdateState {
     /// Status of the last update.
     #[serde(rename = "update_status")]
@@ -108,6 +111,7 @@ pub struct RemoteMirror {
 
 /// GitLab's `RemoteMirror` entity, every field as GitLab sends it (nulls included).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RemoteMirrorDto {
     /// Enabled.
     pub enabled: bool,

@@ -51,6 +51,7 @@ impl PullMirror {
 
 /// GitLab's pull-mirror entity.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PullMirrorDto {
     /// Id (the repository's).
     pub id: i64,

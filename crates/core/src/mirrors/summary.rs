@@ -6,6 +6,7 @@ use super::UpdateStatus;
 
 /// Counts of mirror states and the verdict they add up to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StatusSummary {
     /// Mirrors counted.

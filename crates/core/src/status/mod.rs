@@ -25,6 +25,7 @@ pub const DEFAULT_STALE_AFTER_MS: i64 = 10 * 60 * 1000;
 
 /// Everything the status view shows for one repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryStatus {
     /// The repository.
@@ -43,6 +44,7 @@ pub struct RepositoryStatus {
 
 /// Which repository a status is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryName {
     /// Id.
@@ -57,6 +59,7 @@ pub struct RepositoryName {
 
 /// One mirror's state, push or pull. Times are epoch ms, as in the rest of our own API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MirrorStatus {
     /// The remote mirror's id (the repository's id for the pull mirror).

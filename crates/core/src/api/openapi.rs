@@ -1,0 +1,231 @@
+//! The OpenAPI 3.1 document of everything served, made from the route table (paths, methods,
+//! who may call, bodies) and the schemas derived from the DTOs the handlers send, so it cannot
+//! drift from what runs. Built natively with the `openapi` feature (scripts/build runs the
+//! `openapi` example) and served by the Worker as a static file at
+//! `/rest/mirrorfarm/1.0/openapi.json`; the Worker itself carries none of it.
+
+use schemars::generate::SchemaSettings;
+use schemars::{Schema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+use super::gitlab::{GitLabProject, GitLabUser};
+use super::identity::TokenDto;
+use super::response::{BitbucketErrors, GitLabError};
+use super::routes::{Access, Body, Handler, ROUTES, Route, dialect_of};
+use super::{Dialect, Health, Method};
+use crate::identity::UserDto;
+use crate::mirrors::{PullMirrorDto, RemoteMirrorDto};
+use crate::nodes::{
+    JobReport, LeaseRenewed, LeaseRequest, LeasedJob, NodeDto, RegisteredNode, ReleaseRequest, RenewRequest,
+    RepositoryWork, ResultRecorded, SyncQueued,
+};
+use crate::paging::PageOf;
+use crate::queue::Job;
+use crate::registry::{ProjectDto, RepositoryDto};
+use crate::status::RepositoryStatus;
+use crate::webhooks::{WebhookAnswer, WebhookSecret};
+
+/// A successful answer: its status and, if it has a body, the body's schema.
+type Answer = (u16, Option<Schema>);
+
+/// What each handler answers when it succeeds. An exhaustive match: a new handler does not
+/// compile until it says what it sends.
+fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
+    use Handler as H;
+    let one = |status: u16, schema: Schema| vec![(status, Some(schema))];
+    match handler {
+        H::GitLabCurrentUser => one(200, g.subschema_for::<GitLabUser>()),
+        H::GitLabProject => one(200, g.subschema_for::<GitLabProject>()),
+        H::ListRemoteMirrors => one(200, g.subschema_for::<Vec<RemoteMirrorDto>>()),
+        H::CreateRemoteMirror => one(201, g.subschema_for::<RemoteMirrorDto>()),
+        H::GetRemoteMirror | H::UpdateRemoteMirror => one(200, g.subschema_for::<RemoteMirrorDto>()),
+        H::GetPullMirror | H::UpdatePullMirror | H::StartPullMirror => one(200, g.subschema_for::<PullMirrorDto>()),
+        H::ListProjects => one(200, g.subschema_for::<PageOf<ProjectDto>>()),
+        H::CreateProject => one(201, g.subschema_for::<ProjectDto>()),
+        H::GetProject => one(200, g.subschema_for::<ProjectDto>()),
+        H::ListProjectRepositories | H::ListRepositories => one(200, g.subschema_for::<PageOf<RepositoryDto>>()),
+        H::CreateRepository => one(201, g.subschema_for::<RepositoryDto>()),
+        H::GetRepository => one(200, g.subschema_for::<RepositoryDto>()),
+        H::DeleteRepository => vec![(202, None)],
+        H::DeleteUser | H::GetUser => one(200, g.subschema_for::<UserDto>()),
+        H::ListUsers => one(200, g.subschema_for::<PageOf<UserDto>>()),
+        H::CreateToken => one(200, g.subschema_for::<TokenDto>()),
+        H::ListTokens => one(200, g.subschema_for::<PageOf<TokenDto>>()),
+        H::ListJobs => one(200, g.subschema_for::<PageOf<Job>>()),
+        H::RepositoryStatus => one(200, g.subschema_for::<RepositoryStatus>()),
+        H::SyncRepository => one(202, g.subschema_for::<SyncQueued>()),
+        H::RepositoryWork => one(200, g.subschema_for::<RepositoryWork>()),
+        H::Health => one(200, g.subschema_for::<Health>()),
+        H::ConfigureWebhook => one(200, g.subschema_for::<WebhookSecret>()),
+        H::ReceiveWebhook => {
+            let answer = g.subschema_for::<WebhookAnswer>();
+            vec![(200, Some(answer.clone())), (202, Some(answer))]
+        }
+        H::RegisterNode => one(201, g.subschema_for::<RegisteredNode>()),
+        H::ListNodes => one(200, g.subschema_for::<PageOf<NodeDto>>()),
+        H::Heartbeat => one(200, g.subschema_for::<NodeDto>()),
+        H::LeaseJob => vec![(200, Some(g.subschema_for::<LeasedJob>())), (204, None)],
+        H::RenewJob => one(200, g.subschema_for::<LeaseRenewed>()),
+        H::ReportResult => one(200, g.subschema_for::<ResultRecorded>()),
+        H::DeleteRemoteMirror
+        | H::SyncRemoteMirror
+        | H::DeleteProject
+        | H::GrantProject
+        | H::RevokeProject
+        | H::GrantRepository
+        | H::RevokeRepository
+        | H::GrantGlobal
+        | H::RevokeGlobal
+        | H::CreateUser
+        | H::DeleteToken
+        | H::RemoveWebhook
+        | H::ReleaseJob => vec![(204, None)],
+        // Only mirrors authenticated by SSH key have one, and none are yet.
+        H::RemoteMirrorPublicKey => Vec::new(),
+    }
+}
+
+/// The schema of a route's request body, if it reads one.
+fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
+    use Handler as H;
+    Some(match (route.body, route.handler) {
+        (Body::None, _) => return None,
+        (_, H::LeaseJob) => g.subschema_for::<LeaseRequest>(),
+        (_, H::RenewJob) => g.subschema_for::<RenewRequest>(),
+        (_, H::ReportResult) => g.subschema_for::<JobReport>(),
+        (_, H::ReleaseJob) => g.subschema_for::<ReleaseRequest>(),
+        // Fields (JSON or form) are validated one by one by the handler; any object may be sent.
+        (Body::Fields | Body::Webhook, _) => schemars::json_schema!({ "type": "object" }),
+    })
+}
+
+fn error_schema(dialect: Dialect, g: &mut SchemaGenerator) -> Schema {
+    match dialect {
+        Dialect::GitLab => g.subschema_for::<GitLabError>(),
+        Dialect::Bitbucket => g.subschema_for::<BitbucketErrors>(),
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Get => "get",
+        Method::Post => "post",
+        Method::Put => "put",
+        Method::Delete => "delete",
+        Method::Options => "options",
+        Method::Other => "x-other",
+    }
+}
+
+fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
+    let dialect = dialect_of(route.path);
+    let params: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "minLength": 1 } }))
+        .collect();
+    let mut responses = Map::new();
+    for (status, schema) in answers(route.handler, g) {
+        let mut answer = json!({ "description": "Success" });
+        if let Some(schema) = schema {
+            answer["content"] = json!({ "application/json": { "schema": schema } });
+        }
+        responses.insert(status.to_string(), answer);
+    }
+    if route.method == Method::Get {
+        responses.insert("304".into(), json!({ "description": "Not modified (If-None-Match matched the ETag)" }));
+    }
+    let error = error_schema(dialect, g);
+    let mut errors = vec![
+        (400, "The request is malformed or a field is wrong"),
+        (401, "No or bad credentials, or (Bitbucket) a signed-in caller lacks the permission"),
+        (404, "No such resource, or one the caller may not see"),
+        (409, "The request clashes with the current state"),
+        (413, "The body is too large"),
+        (415, "The body's content type is not accepted"),
+    ];
+    if dialect == Dialect::GitLab {
+        errors.push((403, "The caller lacks the permission"));
+    } else if route.access != Access::Status {
+        errors.push((403, "A STATUS_READ token used outside status"));
+    }
+    for (status, description) in errors {
+        responses.insert(
+            status.to_string(),
+            json!({ "description": description, "content": { "application/json": { "schema": error } } }),
+        );
+    }
+    let mut op = json!({
+        "summary": route.summary,
+        "operationId": format!("{:?}", route.handler),
+        "tags": [match dialect { Dialect::GitLab => "GitLab", Dialect::Bitbucket => "Bitbucket and mirrorfarm" }],
+        "parameters": params,
+        "responses": responses,
+        "x-mirrorfarm-access": route.access.name(),
+    });
+    if let Some(schema) = request(route, g) {
+        op["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": schema } } });
+    }
+    op["security"] = match route.access {
+        Access::Anyone | Access::WebhookSigner => json!([{}, { "privateToken": [] }, { "bearer": [] }, { "basic": [] }]),
+        Access::Node => json!([{ "bearer": [] }]),
+        Access::Repository(crate::identity::Level::Read) | Access::Project(crate::identity::Level::Read) | Access::Status => {
+            json!([{}, { "privateToken": [] }, { "bearer": [] }, { "basic": [] }])
+        }
+        _ => json!([{ "privateToken": [] }, { "bearer": [] }, { "basic": [] }]),
+    };
+    op
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let settings = SchemaSettings::draft2020_12().with(|s| s.definitions_path = "#/components/schemas/".into());
+    let mut g = settings.for_serialize().into_generator();
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let item = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
+        item[method_name(route.method)] = operation(route, &mut g);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mirrorfarm",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "GitLab's remote and pull mirror APIs, Bitbucket Data Center's project, repository, \
+                user, permission and access-token APIs, and mirrorfarm's own status, webhook and farm-node \
+                protocol. Every `/rest/<api>/latest/` path also answers as `/rest/<api>/1.0/`. \
+                `x-mirrorfarm-access` names who may call each operation.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": g.take_definitions(true),
+            "securitySchemes": {
+                "privateToken": { "type": "apiKey", "in": "header", "name": "PRIVATE-TOKEN" },
+                "bearer": { "type": "http", "scheme": "bearer" },
+                "basic": { "type": "http", "scheme": "basic", "description": "user name and token" },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_every_route_with_its_access_and_resolvable_refs() {
+        let doc = document();
+        for route in ROUTES {
+            let op = &doc["paths"][route.path][method_name(route.method)];
+            assert_eq!(op["x-mirrorfarm-access"], route.access.name(), "{} {}", route.path, method_name(route.method));
+        }
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().expect("name");
+            assert!(schemas.contains_key(name), "{name} is referenced but not defined");
+        }
+        assert!(schemas.contains_key("RepositoryStatus") && schemas.contains_key("BitbucketErrors"));
+    }
+}
