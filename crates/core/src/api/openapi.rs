@@ -168,9 +168,13 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
         op["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": schema } } });
     }
     op["security"] = match route.access {
-        Access::Anyone | Access::WebhookSigner => json!([{}, { "privateToken": [] }, { "bearer": [] }, { "basic": [] }]),
+        Access::Anyone | Access::WebhookSigner => {
+            json!([{}, { "privateToken": [] }, { "bearer": [] }, { "basic": [] }])
+        }
         Access::Node => json!([{ "bearer": [] }]),
-        Access::Repository(crate::identity::Level::Read) | Access::Project(crate::identity::Level::Read) | Access::Status => {
+        Access::Repository(crate::identity::Level::Read)
+        | Access::Project(crate::identity::Level::Read)
+        | Access::Status => {
             json!([{}, { "privateToken": [] }, { "bearer": [] }, { "basic": [] }])
         }
         _ => json!([{ "privateToken": [] }, { "bearer": [] }, { "basic": [] }]),

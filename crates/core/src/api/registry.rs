@@ -31,7 +31,8 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             self.store.project_access(&key, Self::viewer(who), Self::user_id(who)).await?;
         let project = project.ok_or_else(|| no_project(&key))?;
         let mut level = Self::level_on_project(who, &grants, &project);
-        if level.is_none() && need == Level::Read && sees_inside {
+        // Who sees a repository inside sees the project: asking more of it is refused, not hidden.
+        if level.is_none() && sees_inside {
             level = Some(Level::Read);
         }
         Self::require(who, level, need, || no_project(&key))?;
