@@ -153,8 +153,9 @@ pub const KEPT_FINISHED_PER_TARGET: i64 = 20;
 pub const KEPT_HISTORY_MS: i64 = 30 * 86_400_000;
 /// Most finished jobs the cron deletes in one run, so each run's work is bounded.
 pub const PRUNE_BATCH: i64 = 500;
-/// Most expired leases one run of the cron (or one lease request) returns to the queue.
-pub const EXPIRE_BATCH: i64 = 100;
+/// Most expired leases one run of the cron (or one lease request) returns to the queue: each costs
+/// about three round trips, and D1 caps the statements of one invocation (50 on the free plan).
+pub const EXPIRE_BATCH: i64 = 10;
 
 /// Most polls one run of the cron queues; the rest wait for the next run.
 pub const POLL_BATCH: i64 = 500;
