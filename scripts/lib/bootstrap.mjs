@@ -113,15 +113,20 @@ export function firstRepositoryId({ persistTo } = {}) {
   return d1("SELECT MIN(id) AS id FROM repositories", { persistTo })[0]?.id ?? null;
 }
 
+// From scripts/start, before `wrangler dev` starts (never beside it: it holds the SQLite file).
+// MIRRORFARM_STATE_DIR: the local D1 (default .wrangler/state); MIRRORFARM_DATA_DIR: where the
+// node's and the widget's tokens are kept (default .mirrorfarm).
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const persistTo = process.env.MIRRORFARM_STATE_DIR || undefined;
+  const dataDir = path.resolve(ROOT, process.env.MIRRORFARM_DATA_DIR || ".mirrorfarm");
   if (process.argv[2] === "status-token") {
-    process.stdout.write(bootstrapStatusToken({ tokenFile: path.join(ROOT, ".mirrorfarm/status.token") }));
+    process.stdout.write(bootstrapStatusToken({ persistTo, tokenFile: path.join(dataDir, "status.token") }));
   } else if (process.argv[2] === "first-repo") {
-    process.stdout.write(String(firstRepositoryId() ?? ""));
+    process.stdout.write(String(firstRepositoryId({ persistTo }) ?? ""));
   } else if (process.argv[2] === "node") {
-    process.stdout.write(bootstrapNode({ tokenFile: path.join(ROOT, ".mirrorfarm/node.token") }));
+    process.stdout.write(bootstrapNode({ persistTo, tokenFile: path.join(dataDir, "node.token") }));
   } else {
-    const created = bootstrapAdmin({ token: process.env.MIRRORFARM_BOOTSTRAP_TOKEN || undefined });
+    const created = bootstrapAdmin({ persistTo, token: process.env.MIRRORFARM_BOOTSTRAP_TOKEN || undefined });
     if (created) process.stdout.write(created);
   }
 }

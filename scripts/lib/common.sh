@@ -7,4 +7,5 @@ export WRANGLER_SEND_METRICS=false
 export WASM_BINDGEN_BIN=wasm-bindgen
 WASM_BINDGEN_VERSION=0.2.130
 WORKER_BUILD_VERSION=0.8.7
+WASM_PACK_VERSION=0.15.1
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
