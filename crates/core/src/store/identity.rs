@@ -269,20 +269,7 @@ impl<D: Database> Store<D> {
 
     /// Sets (`Some`) or removes (`None`) users' grants on a project, all in one batch.
     pub async fn set_project_grants(&self, project_id: i64, user_ids: &[i64], level: Option<Level>) -> StoreResult<()> {
-        let statements = user_ids
-            .iter()
-            .map(|&user| match level {
-                Some(l) => sql!(
-                    "INSERT INTO project_grants (project_id, user_id, level) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (project_id, user_id) DO UPDATE SET level = excluded.level",
-                    project_id,
-                    user,
-                    level_name(l)
-                ),
-                None => sql!("DELETE FROM project_grants WHERE project_id = ?1 AND user_id = ?2", project_id, user),
-            })
-            .collect();
-        self.batch(statements).await.map(drop)
+        self.batch(grant_statements(GrantOn::Project, project_id, user_ids, level)).await.map(drop)
     }
 
     /// Sets (`Some`) or removes (`None`) users' grants on a repository, all in one batch.
@@ -292,22 +279,7 @@ impl<D: Database> Store<D> {
         user_ids: &[i64],
         level: Option<Level>,
     ) -> StoreResult<()> {
-        let statements = user_ids
-            .iter()
-            .map(|&user| match level {
-                Some(l) => sql!(
-                    "INSERT INTO repository_grants (repository_id, user_id, level) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (repository_id, user_id) DO UPDATE SET level = excluded.level",
-                    repository_id,
-                    user,
-                    level_name(l)
-                ),
-                None => {
-                    sql!("DELETE FROM repository_grants WHERE repository_id = ?1 AND user_id = ?2", repository_id, user)
-                }
-            })
-            .collect();
-        self.batch(statements).await.map(drop)
+        self.batch(grant_statements(GrantOn::Repository, repository_id, user_ids, level)).await.map(drop)
     }
 
     /// Sets users' global roles, all in one batch.
@@ -318,6 +290,36 @@ impl<D: Database> Store<D> {
             .collect();
         self.batch(statements).await.map(drop)
     }
+}
+
+/// What a grant is on: its table and the column naming the target.
+#[derive(Clone, Copy)]
+enum GrantOn {
+    Project,
+    Repository,
+}
+
+/// One upsert (`Some` level) or delete (`None`) per user of their grant on `target`.
+fn grant_statements(on: GrantOn, target: i64, user_ids: &[i64], level: Option<Level>) -> Vec<super::port::Statement> {
+    let (table, column) = match on {
+        GrantOn::Project => ("project_grants", "project_id"),
+        GrantOn::Repository => ("repository_grants", "repository_id"),
+    };
+    user_ids
+        .iter()
+        .map(|&user| match level {
+            Some(l) => sql!(
+                format!(
+                    "INSERT INTO {table} ({column}, user_id, level) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT ({column}, user_id) DO UPDATE SET level = excluded.level"
+                ),
+                target,
+                user,
+                level_name(l)
+            ),
+            None => sql!(format!("DELETE FROM {table} WHERE {column} = ?1 AND user_id = ?2"), target, user),
+        })
+        .collect()
 }
 
 /// A page size as a SQL parameter.

@@ -111,7 +111,7 @@ pub(super) fn lease_held(job: usize, lease: usize) -> String {
 /// Records a push mirror's update state (only those columns), if `guard` (SQL) holds.
 pub(super) fn save_push_update(m: &RemoteMirror, guard: Option<(i64, &str)>) -> Statement {
     let u = &m.update;
-    let (job, lease) = guard.map_or((None, None), |(j, l)| (Some(j), Some(l)));
+    let (job, lease) = guard.unzip();
     sql!(
         format!(
             "UPDATE remote_mirrors SET update_status = ?2, last_update_at = ?3, last_update_started_at = ?4, \
@@ -136,7 +136,7 @@ pub(super) fn save_push_update(m: &RemoteMirror, guard: Option<(i64, &str)>) -> 
 pub(super) fn save_pull_update(p: &PullMirror, guard: Option<(i64, &str)>) -> Statement {
     let u = &p.update;
     let implicit = PullMirror::implicit(p.repository_id, p.updated_at);
-    let (job, lease) = guard.map_or((None, None), |(j, l)| (Some(j), Some(l)));
+    let (job, lease) = guard.unzip();
     sql!(
         format!(
             "INSERT INTO pull_mirrors (repository_id, enabled, only_mirror_protected_branches, \
