@@ -217,7 +217,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             url_changed,
             self.now,
         );
-        self.store.update_remote_mirror(&next, job.as_ref()).await?;
+        self.store.update_remote_mirror(&next, url_changed, job.as_ref()).await?;
         Ok(ApiResponse::json(200, &RemoteMirrorDto::from(&next)))
     }
 

@@ -354,24 +354,25 @@ impl<D: Database> Store<D> {
         read_mirrors(nth(&mut out, 0)?)?.pop().ok_or_else(|| corrupt("mirror"))
     }
 
-    /// Saves what a user changed about a mirror — its settings, and the update state the
-    /// change resets — and, in the same batch, queues `job`.
-    pub async fn update_remote_mirror(&self, m: &RemoteMirror, job: Option<&NewJob>) -> StoreResult<()> {
-        let mut batch = vec![
-            sql!(
-                "UPDATE remote_mirrors SET url = ?2, url_masked = ?3, userinfo_sealed = ?4, enabled = ?5, \
+    /// Saves what a user changed about a mirror — its settings, and, when a new URL `reset` it,
+    /// its update state — and, in the same batch, queues `job`. Without a reset the update state
+    /// is left to the nodes: a result recorded meanwhile is kept.
+    pub async fn update_remote_mirror(&self, m: &RemoteMirror, reset: bool, job: Option<&NewJob>) -> StoreResult<()> {
+        let mut batch = vec![sql!(
+            "UPDATE remote_mirrors SET url = ?2, url_masked = ?3, userinfo_sealed = ?4, enabled = ?5, \
                  only_protected_branches = ?6, keep_divergent_refs = ?7, mirror_branch_regex = ?8 WHERE id = ?1",
-                m.id,
-                &m.url.plain,
-                &m.url.masked,
-                m.url.sealed_userinfo.as_deref(),
-                m.enabled,
-                m.only_protected_branches,
-                m.keep_divergent_refs,
-                m.mirror_branch_regex.as_deref()
-            ),
-            save_push_update(m, None),
-        ];
+            m.id,
+            &m.url.plain,
+            &m.url.masked,
+            m.url.sealed_userinfo.as_deref(),
+            m.enabled,
+            m.only_protected_branches,
+            m.keep_divergent_refs,
+            m.mirror_branch_regex.as_deref()
+        )];
+        if reset {
+            batch.push(save_push_update(m, None));
+        }
         if let Some(job) = job {
             batch.push(enqueue_statement(job, "?3"));
         }
@@ -390,34 +391,33 @@ impl<D: Database> Store<D> {
         read_pull(self.one(sql!("SELECT * FROM pull_mirrors WHERE repository_id = ?1", repository_id)).await?)
     }
 
-    /// Saves pull-mirror settings and the state they reset and, in the same batch, a new
-    /// upstream URL for the repository and a job to queue.
+    /// Saves pull-mirror settings and, in the same batch, a new upstream URL for the repository
+    /// (which resets the update state) and a job to queue. Without a new URL the update state is
+    /// left to the nodes.
     pub async fn save_pull_mirror(
         &self,
         p: &PullMirror,
         upstream: Option<&StoredUrl>,
         job: Option<&NewJob>,
     ) -> StoreResult<()> {
-        let mut batch = vec![
-            sql!(
-                "INSERT INTO pull_mirrors (repository_id, enabled, only_mirror_protected_branches, \
+        let mut batch = vec![sql!(
+            "INSERT INTO pull_mirrors (repository_id, enabled, only_mirror_protected_branches, \
                  mirror_overwrites_diverged_branches, mirror_branch_regex, mirror_trigger_builds, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (repository_id) DO UPDATE SET \
                  enabled = excluded.enabled, only_mirror_protected_branches = excluded.only_mirror_protected_branches, \
                  mirror_overwrites_diverged_branches = excluded.mirror_overwrites_diverged_branches, \
                  mirror_branch_regex = excluded.mirror_branch_regex, \
                  mirror_trigger_builds = excluded.mirror_trigger_builds, updated_at = excluded.updated_at",
-                p.repository_id,
-                p.enabled,
-                p.only_mirror_protected_branches,
-                p.mirror_overwrites_diverged_branches,
-                p.mirror_branch_regex.as_deref(),
-                p.mirror_trigger_builds,
-                p.updated_at.millis()
-            ),
-            save_pull_update(p, None),
-        ];
+            p.repository_id,
+            p.enabled,
+            p.only_mirror_protected_branches,
+            p.mirror_overwrites_diverged_branches,
+            p.mirror_branch_regex.as_deref(),
+            p.mirror_trigger_builds,
+            p.updated_at.millis()
+        )];
         if let Some(url) = upstream {
+            batch.push(save_pull_update(p, None));
             batch.push(sql!(
                 "UPDATE repositories SET upstream_url = ?2, upstream_url_masked = ?3, upstream_userinfo_sealed = ?4 \
                  WHERE id = ?1",

@@ -16,6 +16,8 @@ mod queue;
 mod registry;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub mod sqlite;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
 mod triggers;
 
 use std::collections::HashMap;

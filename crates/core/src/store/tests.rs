@@ -1,0 +1,148 @@
+//! The storage SQL on real SQLite with the real migrations: batches are all or nothing, and
+//! writers of different columns never undo each other.
+
+use super::port::{Database, sql};
+use super::sqlite::SqliteDatabase;
+use super::*;
+use crate::mirrors::{AuthMethod, UpdateState, UpdateStatus};
+use crate::registry::{NewProject, NewRepository};
+use crate::test_support::block_on;
+use crate::urls::StoredUrl;
+
+fn store_with_repository() -> (Store<SqliteDatabase>, i64) {
+    let store = Store::new(SqliteDatabase::migrated());
+    let repo = block_on(async {
+        let project = store
+            .insert_project(&NewProject {
+                key: "ST".into(),
+                name: "Store".into(),
+                description: None,
+                public: false,
+                created_at: Timestamp(1),
+            })
+            .await
+            .expect("project");
+        store
+            .insert_repository(&NewRepository {
+                project_id: project.id,
+                slug: "r".into(),
+                name: "r".into(),
+                description: None,
+                default_branch: "main".into(),
+                public: false,
+                forkable: true,
+                upstream: None,
+                hierarchy_id: "h".into(),
+                created_at: Timestamp(1),
+            })
+            .await
+            .expect("repository")
+    });
+    (store, repo.id)
+}
+
+fn mirror(repository_id: i64) -> RemoteMirror {
+    RemoteMirror {
+        id: 0,
+        repository_id,
+        url: StoredUrl { plain: "https://e.com/x".into(), masked: "https://e.com/x".into(), sealed_userinfo: None },
+        enabled: true,
+        only_protected_branches: false,
+        keep_divergent_refs: false,
+        mirror_branch_regex: None,
+        auth_method: AuthMethod::Password,
+        update: UpdateState::default(),
+        created_at: Timestamp(1),
+        updated_at: Timestamp(1),
+    }
+}
+
+#[test]
+fn a_batch_whose_later_statement_fails_writes_nothing() {
+    let (store, repo) = store_with_repository();
+    let db = store.database();
+    let result = block_on(db.batch(vec![
+        sql!("INSERT INTO repository_triggers (repository_id, webhook_secret_sealed) VALUES (?1, 's')", repo),
+        sql!(
+            "INSERT INTO jobs (kind, repository_id, reason, enqueued_at) VALUES ('PULL_MIRROR', ?1, 'MANUAL', 1)",
+            repo
+        ),
+        // A third statement that breaks a constraint: the repository's slug is taken.
+        sql!(
+            "INSERT INTO repositories (project_id, slug, name, default_branch, hierarchy_id, created_at) \
+             SELECT project_id, slug, name, default_branch, 'x', 1 FROM repositories WHERE id = ?1",
+            repo
+        ),
+    ]));
+    assert!(matches!(result, Err(DatabaseError::Unique(_))), "{result:?}");
+    assert_eq!(db.count("SELECT COUNT(*) FROM repository_triggers"), 0);
+    assert_eq!(db.count("SELECT COUNT(*) FROM jobs"), 0);
+    assert_eq!(
+        StoreError::from(result.expect_err("failed")),
+        StoreError::Conflict("A repository with that name already exists in this project.".into())
+    );
+}
+
+#[test]
+fn a_settings_change_keeps_a_result_recorded_meanwhile() {
+    let (store, repo) = store_with_repository();
+    block_on(async {
+        let read = store.insert_remote_mirror(&mirror(repo), None).await.expect("insert");
+        // A node records a result after the user's request read the mirror…
+        let mut done = read.clone();
+        done.update.status = UpdateStatus::Finished;
+        done.update.last_successful_update_at = Some(Timestamp(5));
+        store.record_update(SavedMirror::Push(&done), None).await.expect("record");
+        // …then the user's change (same URL: no reset) is saved from what it read.
+        let mut changed = read.clone();
+        changed.keep_divergent_refs = true;
+        store.update_remote_mirror(&changed, false, None).await.expect("update");
+        let now = store.remote_mirror(repo, read.id).await.expect("read").expect("exists");
+        assert!(now.keep_divergent_refs, "the user's change is saved");
+        assert_eq!(now.update.status, UpdateStatus::Finished, "and the node's result is kept");
+        // A new URL resets the state on purpose.
+        store.update_remote_mirror(&changed, true, None).await.expect("reset");
+        let reset = store.remote_mirror(repo, read.id).await.expect("read").expect("exists");
+        assert_eq!(reset.update.status, UpdateStatus::None);
+    });
+}
+
+#[test]
+fn webhook_secret_fingerprint_and_polls_are_separate_writes() {
+    let (store, repo) = store_with_repository();
+    block_on(async {
+        store.set_webhook_secret(repo, Some("sealed")).await.expect("secret");
+        assert!(store.record_upstream_fingerprint(repo, "fp1", Timestamp(2)).await.expect("fp"));
+        assert!(!store.record_upstream_fingerprint(repo, "fp1", Timestamp(3)).await.expect("same fp"));
+        let t = store.triggers(repo).await.expect("triggers");
+        assert_eq!(t.webhook_secret_sealed.as_deref(), Some("sealed"));
+        assert_eq!(t.upstream_fingerprint.as_deref(), Some("fp1"));
+        store.set_webhook_secret(repo, None).await.expect("remove");
+        let t = store.triggers(repo).await.expect("triggers");
+        assert_eq!((t.webhook_secret_sealed, t.upstream_fingerprint.as_deref()), (None, Some("fp1")));
+    });
+}
+
+#[test]
+fn finished_history_is_pruned_to_the_newest_per_target() {
+    let (store, repo) = store_with_repository();
+    let db = store.database();
+    let now = Timestamp(crate::queue::KEPT_HISTORY_MS * 2);
+    db.execute(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30) \
+         INSERT INTO jobs (kind, repository_id, reason, state, enqueued_at, finished_at) \
+         SELECT 'PULL_MIRROR', {repo}, 'POLL', 'DONE', i, {} FROM n",
+        now.millis()
+    ));
+    db.execute(&format!(
+        "INSERT INTO jobs (kind, repository_id, reason, state, enqueued_at, finished_at) \
+         VALUES ('PULL_MIRROR', {repo}, 'POLL', 'FAILED', 0, 1)"
+    ));
+    let deleted = block_on(store.prune_job_history(now)).expect("prune");
+    // 31 finished: the 11 beyond the newest 20 go, and so does the newest, which finished too
+    // long ago.
+    assert_eq!(deleted, 12);
+    assert_eq!(db.count("SELECT COUNT(*) FROM jobs"), crate::queue::KEPT_FINISHED_PER_TARGET - 1);
+    assert_eq!(db.count("SELECT COUNT(*) FROM jobs WHERE state = 'FAILED'"), 0);
+    assert_eq!(block_on(store.prune_job_history(now)).expect("again"), 0);
+}
