@@ -70,6 +70,33 @@ test("every response reports its D1 round trips, within its route class's bound"
   assert.ok(roundTrips(bad) <= 1);
 });
 
+test("the node protocol's round trips: an empty poll is one, a lease three, a report two", async () => {
+  const trips = {};
+  const measure = async (what, r, most) => {
+    assert.ok(r.status < 300, `${what}: ${r.status} ${r.text}`);
+    trips[what] = roundTrips(r);
+    assert.ok(trips[what] <= most, `${what}: ${trips[what]} round trips, at most ${most}`);
+    return r;
+  };
+  await asNode("POST", `${API}/nodes/heartbeat`, {}); // the node is remembered from here on
+  // Drain whatever earlier tests queued, so the next poll is empty.
+  for (;;) {
+    const job = await asNode("POST", `${API}/jobs/lease`, { leaseSeconds: 60 });
+    if (job.status === 204) break;
+    await asNode("POST", `${API}/jobs/${job.body.id}/result`, { leaseId: job.body.leaseId, outcome: "pushed" });
+  }
+  await measure("empty poll", await asNode("POST", `${API}/jobs/lease`, { leaseSeconds: 60 }), 1);
+  await measure("heartbeat", await asNode("POST", `${API}/nodes/heartbeat`, {}), 1);
+  await call("POST", `${API}/repos/${repoId}/sync`, { token: admin });
+  const job = await measure("lease", await asNode("POST", `${API}/jobs/lease`, { leaseSeconds: 60 }), 3);
+  const lease = { leaseId: job.body.leaseId };
+  await measure("renew", await asNode("POST", `${API}/jobs/${job.body.id}/renew`, { ...lease, leaseSeconds: 60 }), 1);
+  const done = await measure("report", await asNode("POST", `${API}/jobs/${job.body.id}/result`, { ...lease, outcome: "pushed", fingerprint: "fp-trips" }), 2);
+  assert.equal(done.body.job.state, "DONE");
+  await measure("repeated report", await asNode("POST", `${API}/jobs/${job.body.id}/result`, { ...lease, outcome: "pushed" }), 1);
+  console.log(`node protocol round trips: ${Object.entries(trips).map(([k, v]) => `${k} ${v}`).join("; ")}`);
+});
+
 test("20 concurrent creations of one project key give exactly one 201", async () => {
   const answers = await Promise.all(
     Array.from({ length: 20 }, (_, i) =>

@@ -19,7 +19,8 @@ use crate::queue::{
 };
 use crate::registry::Repository;
 use crate::store::port::Database;
-use crate::store::{Crypto, SavedMirror};
+use crate::store::{Crypto, JobContext, SavedMirror};
+use crate::time::Timestamp;
 use crate::urls::{GitUrl, StoredUrl};
 
 fn lease_lost() -> ApiError {
@@ -91,19 +92,25 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         Ok(ApiResponse::json(200, &dto))
     }
 
-    /// Returns every expired lease to the queue (or gives up on it), recording the lost try on
-    /// its mirror. Run by the cron and before each lease. Returns how many expired.
+    /// Returns expired leases to the queue (or gives up on them), recording the lost try on
+    /// their mirrors, at most [`EXPIRE_BATCH`] per call (two round trips each). Run by the cron
+    /// and whenever a node polls for work. Returns how many expired.
     pub async fn expire_leases(&self) -> Result<usize> {
         let expired = self.store.expired_leases(self.now, EXPIRE_BATCH).await?;
-        for job in &expired {
-            let Some(lease_id) = job.lease_id.as_deref() else { continue };
-            let outcome = UpdateOutcome::Error(LEASE_EXPIRED.into());
-            let (completion, tracked) = self.conclude(job, &outcome).await?;
-            self.store
-                .finish_job(job.id, lease_id, completion, false, self.now, tracked.as_ref().map(Tracked::saved))
-                .await?;
-        }
+        self.return_expired(&expired).await?;
         Ok(expired.len())
+    }
+
+    async fn return_expired(&self, expired: &[Job]) -> Result<()> {
+        for job in expired {
+            let Some(lease_id) = job.lease_id.as_deref() else { continue };
+            let context = self.store.job_context(job.id).await?;
+            let outcome = UpdateOutcome::Error(LEASE_EXPIRED.into());
+            let (completion, tracked) = self.conclude(job, Self::tracked(&context, self.now), &outcome);
+            let saved = tracked.as_ref().map(Tracked::saved);
+            self.store.finish_job(job.id, lease_id, completion, false, self.now, saved, None).await?;
+        }
+        Ok(())
     }
 
     /// Deletes finished jobs past the kept history (a bounded number per run, for the cron).
@@ -113,26 +120,29 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     /// The mirror a job updates: its push mirror, or its repository's pull mirror (implicit
     /// settings if never configured). `None` if it is gone.
-    async fn tracked(&self, job: &Job) -> Result<Option<Tracked>> {
-        Ok(match job.kind {
-            JobKind::PushMirror => match job.remote_mirror_id {
-                Some(id) => self.store.remote_mirror_by_id(id).await?.map(Tracked::Push),
-                None => None,
-            },
-            JobKind::PullMirror => match self.store.repository_by_id(job.repository_id).await? {
-                Some(repo) if repo.upstream.is_some() => Some(Tracked::Pull(
-                    self.store.pull_mirror(repo.id).await?.unwrap_or_else(|| PullMirror::implicit(repo.id, self.now)),
-                )),
+    fn tracked(context: &JobContext, now: Timestamp) -> Option<Tracked> {
+        let job = context.job.as_ref()?;
+        match job.kind {
+            JobKind::PushMirror => context.remote_mirror.clone().map(Tracked::Push),
+            JobKind::PullMirror => match &context.repository {
+                Some(repo) if repo.upstream.is_some() => {
+                    Some(Tracked::Pull(context.pull.clone().unwrap_or_else(|| PullMirror::implicit(repo.id, now))))
+                }
                 _ => None,
             },
-        })
+        }
     }
 
     /// What a try's outcome means for the job and its mirror.
-    async fn conclude(&self, job: &Job, outcome: &UpdateOutcome) -> Result<(JobCompletion, Option<Tracked>)> {
-        let Some(mut tracked) = self.tracked(job).await? else {
+    fn conclude(
+        &self,
+        job: &Job,
+        tracked: Option<Tracked>,
+        outcome: &UpdateOutcome,
+    ) -> (JobCompletion, Option<Tracked>) {
+        let Some(mut tracked) = tracked else {
             // The mirror was deleted meanwhile: nothing left to record.
-            return Ok((JobCompletion::Done, None));
+            return (JobCompletion::Done, None);
         };
         tracked.touch(self.now);
         let completion = match tracked.update().end(outcome, job.attempt, self.config.retry_base_ms, self.now) {
@@ -140,28 +150,38 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             NextStep::RetryAt(at) => JobCompletion::RetryAt(at),
             NextStep::GiveUp => JobCompletion::Failed,
         };
-        Ok((completion, Some(tracked)))
+        (completion, Some(tracked))
     }
 
+    /// A node asks for work. An empty poll is one round trip (contact, expired leases and the
+    /// lease in one batch); a leased job two more: its context, and the mirror marked started.
     pub(super) async fn lease_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let node = Self::node(call)?;
         let asked: LeaseRequest = call.json()?;
         let lease_ms = Self::lease_ms(asked.lease_seconds);
         // `sync <repo>` on a node works through one repository's jobs only.
         let repository = asked.repository_id;
-        self.store.touch_node(node.id, self.now, self.now.plus_millis(-CONTACT_WRITE_INTERVAL_MS)).await?;
-        self.expire_leases().await?;
+        let contact_since = self.now.plus_millis(-CONTACT_WRITE_INTERVAL_MS);
         // A job whose repository or mirror vanished (or was disabled) is closed and the next one tried.
         for _ in 0..8 {
             let lease_id = self.random_hex(16)?;
             let deadline = self.now.plus_millis(lease_ms);
-            let Some(job) = self.store.lease_next_job(node.id, &lease_id, self.now, deadline, repository).await? else {
-                return Ok(ApiResponse::empty(204));
+            let poll = self
+                .store
+                .poll_for_job(node.id, &lease_id, self.now, deadline, repository, contact_since, EXPIRE_BATCH)
+                .await?;
+            // Expired leases go back to the queue; if nothing else was due, the next try may lease one.
+            self.return_expired(&poll.expired).await?;
+            let Some(job) = poll.leased else {
+                if poll.expired.is_empty() {
+                    return Ok(ApiResponse::empty(204));
+                }
+                continue;
             };
-            let repo = self.store.repository_by_id(job.repository_id).await?;
-            let tracked = self.tracked(&job).await?.filter(Tracked::enabled);
-            let (Some(repo), Some(mut tracked)) = (repo, tracked) else {
-                self.store.finish_job(job.id, &lease_id, JobCompletion::Done, false, self.now, None).await?;
+            let context = self.store.job_context(job.id).await?;
+            let tracked = Self::tracked(&context, self.now).filter(Tracked::enabled);
+            let (Some(repo), Some(mut tracked)) = (context.repository.clone(), tracked) else {
+                self.store.finish_job(job.id, &lease_id, JobCompletion::Done, false, self.now, None, None).await?;
                 continue;
             };
             // A poll may find nothing to do, so it does not mark the mirror started.
@@ -170,7 +190,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
                 tracked.touch(self.now);
                 self.store.record_update(tracked.saved(), Some((job.id, &lease_id))).await?;
             }
-            let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &tracked).await?;
+            let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &context, &tracked).await?;
             return Ok(ApiResponse::json(200, &body));
         }
         Ok(ApiResponse::empty(204))
@@ -182,11 +202,15 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         lease_id: &str,
         deadline: i64,
         repo: &Repository,
+        context: &JobContext,
         tracked: &Tracked,
     ) -> Result<LeasedJob> {
         let (pull, remote_mirror) = match tracked {
             Tracked::Pull(p) => (p.clone(), None),
-            Tracked::Push(mirror) => (self.pull_mirror_of(repo).await?.0, Some(self.leased_mirror(mirror).await?)),
+            Tracked::Push(mirror) => (
+                context.pull.clone().unwrap_or_else(|| PullMirror::implicit(repo.id, self.now)),
+                Some(self.leased_mirror(mirror).await?),
+            ),
         };
         Ok(LeasedJob {
             id: job.id,
@@ -195,13 +219,18 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             attempt: job.attempt,
             reason: job.reason,
             kind: job.kind,
-            repository: self.leased_repository(repo, pull).await?,
+            repository: self.leased_repository(repo, pull, context.upstream_fingerprint.clone()).await?,
             remote_mirror,
         })
     }
 
     /// A repository as nodes see it: with its upstream's credentials and pull rules.
-    async fn leased_repository(&self, repo: &Repository, pull: PullMirror) -> Result<LeasedRepository> {
+    async fn leased_repository(
+        &self,
+        repo: &Repository,
+        pull: PullMirror,
+        upstream_fingerprint: Option<String>,
+    ) -> Result<LeasedRepository> {
         let upstream_url = match &repo.upstream {
             Some(url) => Some(self.unsealed(url).await?),
             None => None,
@@ -212,7 +241,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             slug: repo.slug.clone(),
             default_branch: repo.default_branch.clone(),
             upstream_url,
-            upstream_fingerprint: self.store.triggers(repo.id).await?.upstream_fingerprint,
+            upstream_fingerprint,
             pull: LeasedPull {
                 overwrite_diverged_branches: pull.mirror_overwrites_diverged_branches,
                 only_protected_branches: pull.only_mirror_protected_branches,
@@ -246,77 +275,82 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         for m in self.store.enabled_remote_mirrors(repo.id).await? {
             mirrors.push(self.leased_mirror(&m).await?);
         }
-        let repository = self.leased_repository(&repo, pull).await?;
+        let fingerprint = self.store.triggers(repo.id).await?.upstream_fingerprint;
+        let repository = self.leased_repository(&repo, pull, fingerprint).await?;
         Ok(ApiResponse::json(200, &RepositoryWork { repository, pull_enabled, mirrors }))
     }
 
-    /// The job named in the path, if the node holds (or last held) the lease `lease_id`.
-    async fn leased(&self, call: &Call<'_>, lease_id: &str) -> Result<Job> {
+    /// The job named in the path and its context (one round trip), if the node holds (or last
+    /// held) the lease `lease_id`.
+    async fn leased(&self, call: &Call<'_>, lease_id: &str) -> Result<(Job, JobContext)> {
         let node = Self::node(call)?;
         let hidden = || ApiError::not_found("Job", "Job does not exist.");
         let id: i64 = call.params.raw("jobId").parse().map_err(|_| hidden())?;
-        let job = self.store.job(id).await?.ok_or_else(hidden)?;
+        let context = self.store.job_context(id).await?;
+        let job = context.job.clone().ok_or_else(hidden)?;
         if job.lease_id.as_deref() != Some(lease_id) || job.lease_owner != Some(node.id) {
             return Err(lease_lost());
         }
-        Ok(job)
+        Ok((job, context))
     }
 
+    /// Extends a lease: one round trip while it is held.
     pub(super) async fn renew_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let node = Self::node(call)?;
         let asked: RenewRequest = call.json()?;
-        let job = self.leased(call, &asked.lease_id).await?;
+        let hidden = || ApiError::not_found("Job", "Job does not exist.");
+        let id: i64 = call.params.raw("jobId").parse().map_err(|_| hidden())?;
         let deadline = self.now.plus_millis(Self::lease_ms(asked.lease_seconds));
-        if job.state != JobState::Leased || !self.store.renew_lease(job.id, &asked.lease_id, deadline).await? {
-            return Err(lease_lost());
+        if self.store.renew_lease(id, node.id, &asked.lease_id, deadline).await? {
+            return Ok(ApiResponse::json(200, &LeaseRenewed { lease_deadline: deadline.millis() }));
         }
-        Ok(ApiResponse::json(200, &LeaseRenewed { lease_deadline: deadline.millis() }))
+        // Not renewed: say whether the job is unknown or the lease lost.
+        self.store.job(id).await?.ok_or_else(hidden)?;
+        Err(lease_lost())
     }
 
+    /// A node reports a try: two round trips (the job's context; the outcome recorded, with the
+    /// upstream's fingerprint for pulls, in one batch that also answers the job's new state).
     pub(super) async fn report_result(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let report: JobReport = call.json()?;
-        let lease_id = report.lease_id.clone();
-        let job = self.leased(call, &lease_id).await?;
+        let (job, context) = self.leased(call, &report.lease_id).await?;
         let outcome = report.update_outcome();
-        if job.state == JobState::Leased {
-            let (completion, tracked) = self.conclude(&job, &outcome).await?;
-            if !self
-                .store
-                .finish_job(job.id, &lease_id, completion, true, self.now, tracked.as_ref().map(Tracked::saved))
-                .await?
-            {
-                return Err(lease_lost());
-            }
-            let fingerprint = report.fingerprint;
-            if job.kind == JobKind::PullMirror
-                && matches!(outcome, UpdateOutcome::Pushed | UpdateOutcome::Diverged(_))
-                && let Some(fingerprint) = fingerprint
-            {
-                self.upstream_pulled(job.repository_id, &fingerprint).await?;
-            }
+        let mut tracked = Self::tracked(&context, self.now);
+        if job.state != JobState::Leased {
+            // Reported before under this lease: nothing changes, the current state is the answer.
+            let update_status = tracked.as_mut().map(|t| t.update().status);
+            return Ok(ApiResponse::json(200, &ResultRecorded { job, update_status }));
         }
-        // Reported before under this lease: nothing changes, the current state is the answer.
-        let job = self.store.job(job.id).await?.ok_or_else(|| ApiError::not_found("Job", "Job does not exist."))?;
-        let mut tracked = self.tracked(&job).await?;
-        let status = tracked.as_mut().map(|t| t.update().status);
-        Ok(ApiResponse::json(200, &ResultRecorded { job, update_status: status }))
+        let (completion, tracked) = self.conclude(&job, tracked, &outcome);
+        let pulled =
+            job.kind == JobKind::PullMirror && matches!(outcome, UpdateOutcome::Pushed | UpdateOutcome::Diverged(_));
+        let fingerprint = report.fingerprint.as_deref().filter(|_| pulled).map(|f| (job.repository_id, f));
+        let saved = tracked.as_ref().map(Tracked::saved);
+        let after =
+            self.store.finish_job(job.id, &report.lease_id, completion, true, self.now, saved, fingerprint).await?;
+        let job = after.ok_or_else(lease_lost)?;
+        let update_status = tracked.map(|mut t| t.update().status);
+        Ok(ApiResponse::json(200, &ResultRecorded { job, update_status }))
     }
 
+    /// A node gives a job back unfinished: two round trips.
     pub(super) async fn release_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let asked: ReleaseRequest = call.json()?;
-        let lease_id = asked.lease_id;
-        let job = self.leased(call, &lease_id).await?;
+        let (job, context) = self.leased(call, &asked.lease_id).await?;
         if job.state != JobState::Leased {
             return Ok(ApiResponse::empty(204));
         }
-        let mut tracked = self.tracked(&job).await?;
+        let mut tracked = Self::tracked(&context, self.now);
         if let Some(t) = tracked.as_mut() {
             t.update().release();
             t.touch(self.now);
         }
         let saved = tracked.as_ref().map(Tracked::saved);
-        if !self.store.finish_job(job.id, &lease_id, JobCompletion::Released, false, self.now, saved).await? {
-            return Err(lease_lost());
-        }
+        let after = self
+            .store
+            .finish_job(job.id, &asked.lease_id, JobCompletion::Released, false, self.now, saved, None)
+            .await?;
+        after.ok_or_else(lease_lost)?;
         Ok(ApiResponse::empty(204))
     }
 }

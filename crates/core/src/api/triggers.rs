@@ -91,13 +91,6 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         Ok(ApiResponse::json(202, &SyncQueued { repository_id: repo.id, queued }))
     }
 
-    /// A pull reported the upstream's fingerprint: remember it, and if it changed, the push
-    /// mirrors follow (one batch).
-    pub(super) async fn upstream_pulled(&self, repository_id: i64, fingerprint: &str) -> Result<()> {
-        self.store.record_upstream_fingerprint(repository_id, fingerprint, self.now).await?;
-        Ok(())
-    }
-
     /// The cron: queues a poll of every repository whose upstream was not polled for
     /// `poll_interval_ms` (at most [`POLL_BATCH`] per run; the rest wait for the next run). A
     /// poll whose upstream fingerprint is unchanged does nothing more.

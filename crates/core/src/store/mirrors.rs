@@ -58,7 +58,7 @@ impl MirrorRow {
     }
 }
 
-fn read_mirrors(outcome: super::port::Outcome) -> StoreResult<Vec<RemoteMirror>> {
+pub(super) fn read_mirrors(outcome: super::port::Outcome) -> StoreResult<Vec<RemoteMirror>> {
     outcome.read::<MirrorRow>()?.into_iter().map(MirrorRow::into_mirror).collect()
 }
 

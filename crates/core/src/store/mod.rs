@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 
 pub use mirrors::{STATUS_MIRRORS, StatusSnapshot};
 use port::{Database, DatabaseError, Outcome, Statement};
+pub use queue::{JobContext, Poll};
 pub use registry::{RepositoryFilter, RepositoryKey, Viewer};
 
 use crate::identity::Level;

@@ -36,6 +36,16 @@ pub(super) fn read_nodes(outcome: Outcome) -> StoreResult<Vec<FarmNode>> {
     Ok(outcome.read::<NodeRow>()?.into_iter().map(FarmNode::from).collect())
 }
 
+/// Records a node's contact unless it was recorded at or after `unless_since`.
+pub(super) fn touch_statement(id: i64, now: Timestamp, unless_since: Timestamp) -> super::port::Statement {
+    sql!(
+        "UPDATE farm_nodes SET last_seen = ?2 WHERE id = ?1 AND (last_seen IS NULL OR last_seen < ?3)",
+        id,
+        now.millis(),
+        unless_since.millis()
+    )
+}
+
 impl<D: Database> Store<D> {
     /// Registers a farm node; `Conflict` if the name is taken.
     pub async fn insert_node(&self, node: &NewNode) -> StoreResult<FarmNode> {
@@ -71,13 +81,6 @@ impl<D: Database> Store<D> {
     /// Records contact from a node, unless it was recorded at or after `unless_since`: a node
     /// polling for work is written at most once per interval.
     pub async fn touch_node(&self, id: i64, now: Timestamp, unless_since: Timestamp) -> StoreResult<()> {
-        self.one(sql!(
-            "UPDATE farm_nodes SET last_seen = ?2 WHERE id = ?1 AND (last_seen IS NULL OR last_seen < ?3)",
-            id,
-            now.millis(),
-            unless_since.millis()
-        ))
-        .await
-        .map(drop)
+        self.one(touch_statement(id, now, unless_since)).await.map(drop)
     }
 }

@@ -95,7 +95,128 @@ const ENQUEUE_PUSHES: &str = "INSERT OR IGNORE INTO jobs (kind, repository_id, r
      SELECT 'PUSH_MIRROR', m.repository_id, m.id, ?2, ?3 FROM remote_mirrors m \
      WHERE m.repository_id = ?1 AND m.enabled = 1";
 
+/// A job and everything about it a node's lease or report needs, read in one round trip.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The job, if it exists.
+    pub job: Option<Job>,
+    /// Its repository, if it still exists.
+    pub repository: Option<crate::registry::Repository>,
+    /// The repository's pull mirror, if configured or ever pulled.
+    pub pull: Option<crate::mirrors::PullMirror>,
+    /// The job's push mirror, for push jobs, if it still exists.
+    pub remote_mirror: Option<crate::mirrors::RemoteMirror>,
+    /// The upstream's fingerprint at the last pull.
+    pub upstream_fingerprint: Option<String>,
+}
+
+/// What a node's poll for work found: the job it leased, and leases found expired on the way.
+#[derive(Debug, Clone)]
+pub struct Poll {
+    /// The job now leased to the node, if one was due.
+    pub leased: Option<Job>,
+    /// Leases past their deadline, for the caller to return to the queue.
+    pub expired: Vec<Job>,
+}
+
+/// Leases the oldest due job (see [`Store::lease_next_job`]). One statement, so two nodes can
+/// never lease the same row.
+fn lease_statement(
+    node_id: i64,
+    lease_id: &str,
+    now: Timestamp,
+    deadline: Timestamp,
+    repository: Option<i64>,
+) -> Statement {
+    sql!(
+        format!(
+            "UPDATE jobs SET state = 'LEASED', attempt = attempt + 1, lease_owner = ?1, lease_id = ?2, \
+             lease_deadline = ?3 \
+             WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
+               AND (?5 IS NULL OR j.repository_id = ?5) \
+               AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
+               AND (j.kind = 'PULL_MIRROR' OR NOT EXISTS (SELECT 1 FROM jobs p WHERE p.kind = 'PULL_MIRROR' \
+                 AND p.repository_id = j.repository_id \
+                 AND (p.state = 'LEASED' OR (p.state = 'QUEUED' AND IFNULL(p.not_before, 0) <= ?4)))) \
+               ORDER BY j.enqueued_at, j.id LIMIT 1) \
+             RETURNING {JOB_COLUMNS}"
+        ),
+        node_id,
+        lease_id,
+        deadline.millis(),
+        now.millis(),
+        repository
+    )
+}
+
+/// Leased jobs whose deadline has passed, oldest first, at most `limit`.
+fn expired_statement(now: Timestamp, limit: i64) -> Statement {
+    sql!(
+        format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'LEASED' AND lease_deadline < ?1 \
+             ORDER BY lease_deadline LIMIT ?2"
+        ),
+        now.millis(),
+        limit
+    )
+}
+
 impl<D: Database> Store<D> {
+    /// A job's context (see [`JobContext`]) in one round trip.
+    pub async fn job_context(&self, job_id: i64) -> StoreResult<JobContext> {
+        let of_job = |column: &str| format!("(SELECT {column} FROM jobs WHERE id = ?1)");
+        let mut out = self
+            .batch(vec![
+                sql!(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), job_id),
+                sql!(format!("{} WHERE r.id = {}", super::registry::REPO_SELECT, of_job("repository_id")), job_id),
+                sql!(format!("SELECT * FROM pull_mirrors WHERE repository_id = {}", of_job("repository_id")), job_id),
+                sql!(format!("SELECT * FROM remote_mirrors WHERE id = {}", of_job("remote_mirror_id")), job_id),
+                sql!(
+                    format!(
+                        "SELECT upstream_fingerprint FROM repository_triggers WHERE repository_id = {}",
+                        of_job("repository_id")
+                    ),
+                    job_id
+                ),
+            ])
+            .await?;
+        #[derive(Deserialize)]
+        struct Fingerprint {
+            upstream_fingerprint: Option<String>,
+        }
+        Ok(JobContext {
+            job: read_jobs(nth(&mut out, 0)?)?.pop(),
+            repository: nth(&mut out, 1)?.first::<super::registry::RepoRow>()?.map(Into::into),
+            pull: super::mirrors::read_pull(nth(&mut out, 2)?)?,
+            remote_mirror: super::mirrors::read_mirrors(nth(&mut out, 3)?)?.pop(),
+            upstream_fingerprint: nth(&mut out, 4)?.first::<Fingerprint>()?.and_then(|f| f.upstream_fingerprint),
+        })
+    }
+
+    /// A node's poll for work, in one round trip: records its contact (unless recorded since
+    /// `contact_since`), finds leases past their deadline (at most `expired_limit`) and leases
+    /// the next due job (see [`Store::lease_next_job`]).
+    #[allow(clippy::too_many_arguments)] // One batch of three statements and their parameters.
+    pub async fn poll_for_job(
+        &self,
+        node_id: i64,
+        lease_id: &str,
+        now: Timestamp,
+        deadline: Timestamp,
+        repository: Option<i64>,
+        contact_since: Timestamp,
+        expired_limit: i64,
+    ) -> StoreResult<Poll> {
+        let mut out = self
+            .batch(vec![
+                super::nodes::touch_statement(node_id, now, contact_since),
+                expired_statement(now, expired_limit),
+                lease_statement(node_id, lease_id, now, deadline, repository),
+            ])
+            .await?;
+        Ok(Poll { expired: read_jobs(nth(&mut out, 1)?)?, leased: read_jobs(nth(&mut out, 2)?)?.pop() })
+    }
+
     /// Queues a job unless one for the same target is already waiting; returns the waiting job.
     pub async fn enqueue(&self, job: &NewJob) -> StoreResult<Job> {
         let find = sql!(
@@ -173,35 +294,23 @@ impl<D: Database> Store<D> {
         deadline: Timestamp,
         repository: Option<i64>,
     ) -> StoreResult<Option<Job>> {
-        // One statement, so two nodes can never lease the same row.
-        let lease = sql!(
-            format!(
-                "UPDATE jobs SET state = 'LEASED', attempt = attempt + 1, lease_owner = ?1, lease_id = ?2, \
-                 lease_deadline = ?3 \
-                 WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
-                   AND (?5 IS NULL OR j.repository_id = ?5) \
-                   AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
-                   AND (j.kind = 'PULL_MIRROR' OR NOT EXISTS (SELECT 1 FROM jobs p WHERE p.kind = 'PULL_MIRROR' \
-                     AND p.repository_id = j.repository_id \
-                     AND (p.state = 'LEASED' OR (p.state = 'QUEUED' AND IFNULL(p.not_before, 0) <= ?4)))) \
-                   ORDER BY j.enqueued_at, j.id LIMIT 1) \
-                 RETURNING {JOB_COLUMNS}"
-            ),
-            node_id,
-            lease_id,
-            deadline.millis(),
-            now.millis(),
-            repository
-        );
-        Ok(read_jobs(self.one(lease).await?)?.pop())
+        Ok(read_jobs(self.one(lease_statement(node_id, lease_id, now, deadline, repository)).await?)?.pop())
     }
 
-    /// Extends the lease `lease_id` if it is still held; false if not.
-    pub async fn renew_lease(&self, job_id: i64, lease_id: &str, deadline: Timestamp) -> StoreResult<bool> {
+    /// Extends the lease `lease_id` of `node_id` if it is still held; false if not.
+    pub async fn renew_lease(
+        &self,
+        job_id: i64,
+        node_id: i64,
+        lease_id: &str,
+        deadline: Timestamp,
+    ) -> StoreResult<bool> {
         let out = self
             .one(sql!(
-                "UPDATE jobs SET lease_deadline = ?3 WHERE id = ?1 AND lease_id = ?2 AND state = 'LEASED'",
+                "UPDATE jobs SET lease_deadline = ?4 WHERE id = ?1 AND lease_owner = ?2 AND lease_id = ?3 \
+                 AND state = 'LEASED'",
                 job_id,
+                node_id,
                 lease_id,
                 deadline.millis()
             ))
@@ -210,11 +319,14 @@ impl<D: Database> Store<D> {
     }
 
     /// Ends the lease `lease_id` as `completion` and records `mirror`'s update state, in one
-    /// batch; false (and nothing written) if that lease is not the job's current one. When the
+    /// batch, and answers the job as it now is; `None` (and nothing written) if that lease is not
+    /// the job's current one. When the
     /// node `reported` the outcome, the lease id is kept so a repeated report is recognised;
     /// otherwise (expiry, release) it is forgotten and a late report is refused. A job sent back
     /// to the queue while another waits for the same target is closed instead: the waiting one
-    /// does the work.
+    /// does the work. A pull that reports the upstream's `fingerprint` has it recorded in the
+    /// same batch, and the push mirrors queued if it changed.
+    #[allow(clippy::too_many_arguments)] // One batch: each argument is one part of it.
     pub async fn finish_job(
         &self,
         job_id: i64,
@@ -223,7 +335,8 @@ impl<D: Database> Store<D> {
         reported: bool,
         now: Timestamp,
         mirror: Option<SavedMirror<'_>>,
-    ) -> StoreResult<bool> {
+        fingerprint: Option<(i64, &str)>,
+    ) -> StoreResult<Option<Job>> {
         let held = "id = ?1 AND lease_id = ?2 AND state = 'LEASED'";
         let kept_lease = if reported { "lease_id" } else { "NULL" };
         // The mirror goes first, guarded by the lease, so it is saved exactly when the job
@@ -233,6 +346,14 @@ impl<D: Database> Store<D> {
             Some(SavedMirror::Pull(p)) => vec![save_pull_update(p, Some((job_id, lease_id)))],
             None => Vec::new(),
         };
+        if let Some((repository_id, fingerprint)) = fingerprint {
+            batch.extend(super::triggers::fingerprint_statements(
+                repository_id,
+                fingerprint,
+                now,
+                Some((job_id, lease_id)),
+            ));
+        }
         let first_job_stmt = batch.len();
         // Back to the queue only if no other job waits for the same target; otherwise the next
         // statement closes it and the waiting job does the work.
@@ -266,23 +387,15 @@ impl<D: Database> Store<D> {
             JobCompletion::RetryAt(at) => batch.extend([requeue(at.millis(), 0), close("DONE")]),
             JobCompletion::Released => batch.extend([requeue(now.millis(), -1), close("DONE")]),
         }
-        let out = self.batch(batch).await?;
-        Ok(out[first_job_stmt..].iter().map(|o| o.changes).sum::<u64>() > 0)
+        batch.push(sql!(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), job_id));
+        let mut out = self.batch(batch).await?;
+        let after = read_jobs(out.pop().unwrap_or_default())?.pop();
+        Ok(after.filter(|_| out[first_job_stmt..].iter().map(|o| o.changes).sum::<u64>() > 0))
     }
 
     /// Leased jobs whose deadline has passed, oldest first, at most `limit`.
     pub async fn expired_leases(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<Job>> {
-        read_jobs(
-            self.one(sql!(
-                format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'LEASED' AND lease_deadline < ?1 \
-                     ORDER BY lease_deadline LIMIT ?2"
-                ),
-                now.millis(),
-                limit
-            ))
-            .await?,
-        )
+        read_jobs(self.one(expired_statement(now, limit)).await?)
     }
 
     /// Deletes finished jobs beyond the newest [`KEPT_FINISHED_PER_TARGET`] of each target and

@@ -28,6 +28,57 @@ fn set_column(column: &str, repository_id: i64, value: super::port::Value) -> St
     )
 }
 
+/// Records the upstream's fingerprint after a pull and, if it changed, queues a push to every
+/// enabled push mirror; while the lease `guard` (job, lease id) is held, if given. The first
+/// statement answers whether it changed (see [`read_changed`]).
+pub(super) fn fingerprint_statements(
+    repository_id: i64,
+    fingerprint: &str,
+    now: Timestamp,
+    guard: Option<(i64, &str)>,
+) -> Vec<Statement> {
+    let changed = "NOT EXISTS (SELECT 1 FROM repository_triggers WHERE repository_id = ?1 \
+         AND upstream_fingerprint IS ?2)";
+    let (job, lease) = guard.unzip();
+    let held = format!("(?3 IS NULL OR {})", super::mirrors::lease_held(3, 4));
+    vec![
+        // Decided before the fingerprint is written, in the same transaction.
+        sql!(format!("SELECT {changed} AND {held} AS changed"), repository_id, fingerprint, job, lease),
+        sql!(
+            format!(
+                "INSERT OR IGNORE INTO jobs (kind, repository_id, remote_mirror_id, reason, enqueued_at) \
+                 SELECT 'PUSH_MIRROR', m.repository_id, m.id, ?5, ?6 FROM remote_mirrors m \
+                 WHERE m.repository_id = ?1 AND m.enabled = 1 AND {changed} AND {held}"
+            ),
+            repository_id,
+            fingerprint,
+            job,
+            lease,
+            JobReason::Upstream.as_str(),
+            now.millis()
+        ),
+        sql!(
+            format!(
+                "INSERT INTO repository_triggers (repository_id, upstream_fingerprint) SELECT ?1, ?2 WHERE {held} \
+                 ON CONFLICT (repository_id) DO UPDATE SET upstream_fingerprint = excluded.upstream_fingerprint"
+            ),
+            repository_id,
+            fingerprint,
+            job,
+            lease
+        ),
+    ]
+}
+
+/// Whether [`fingerprint_statements`] found a new fingerprint.
+pub(super) fn read_changed(outcome: super::port::Outcome) -> StoreResult<bool> {
+    #[derive(Deserialize)]
+    struct Changed {
+        changed: i64,
+    }
+    Ok(outcome.first::<Changed>()?.is_some_and(|c| c.changed != 0))
+}
+
 impl<D: Database> Store<D> {
     /// A repository's triggers (webhook secret, last upstream fingerprint, last poll).
     pub async fn triggers(&self, repository_id: i64) -> StoreResult<RepositoryTriggers> {
@@ -55,31 +106,8 @@ impl<D: Database> Store<D> {
         fingerprint: &str,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let changed = "NOT EXISTS (SELECT 1 FROM repository_triggers WHERE repository_id = ?1 \
-             AND upstream_fingerprint IS ?2)";
-        let mut out = self
-            .batch(vec![
-                // Decided before the fingerprint is written, in the same transaction.
-                sql!(format!("SELECT {changed} AS changed"), repository_id, fingerprint),
-                sql!(
-                    format!(
-                        "INSERT OR IGNORE INTO jobs (kind, repository_id, remote_mirror_id, reason, enqueued_at) \
-                         SELECT 'PUSH_MIRROR', m.repository_id, m.id, ?3, ?4 FROM remote_mirrors m \
-                         WHERE m.repository_id = ?1 AND m.enabled = 1 AND {changed}"
-                    ),
-                    repository_id,
-                    fingerprint,
-                    JobReason::Upstream.as_str(),
-                    now.millis()
-                ),
-                set_column("upstream_fingerprint", repository_id, fingerprint.into()),
-            ])
-            .await?;
-        #[derive(Deserialize)]
-        struct Changed {
-            changed: i64,
-        }
-        Ok(nth(&mut out, 0)?.first::<Changed>()?.is_some_and(|c| c.changed != 0))
+        let mut out = self.batch(fingerprint_statements(repository_id, fingerprint, now, None)).await?;
+        read_changed(nth(&mut out, 0)?)
     }
 
     /// Queues a poll of every repository with an upstream and an enabled (or implicit) pull
