@@ -1,8 +1,6 @@
 //! Users, access tokens and permission grants.
 
-use serde::Deserialize;
-
-use super::port::{Database, sql};
+use super::port::{Database, row, sql};
 use super::{Grants, Store, StoreResult, corrupt};
 use crate::identity::{AccessToken, GlobalRole, Level, NewUser, Permission, User};
 use crate::time::Timestamp;
@@ -24,15 +22,16 @@ fn parse_level(s: &str) -> Option<Level> {
     }
 }
 
-#[derive(Deserialize)]
-struct UserRow {
-    id: i64,
-    name: String,
-    slug: String,
-    display_name: String,
-    email: Option<String>,
-    role: String,
-    created_at: i64,
+row! {
+    struct UserRow {
+        id: i64,
+        name: String,
+        slug: String,
+        display_name: String,
+        email: Option<String>,
+        role: String,
+        created_at: i64,
+    }
 }
 
 impl UserRow {
@@ -49,16 +48,17 @@ impl UserRow {
     }
 }
 
-#[derive(Deserialize)]
-struct TokenRow {
-    id: String,
-    user_id: i64,
-    name: String,
-    lookup: String,
-    hash: String,
-    permissions: Option<String>,
-    created_at: i64,
-    expires_at: Option<i64>,
+row! {
+    struct TokenRow {
+        id: String,
+        user_id: i64,
+        name: String,
+        lookup: String,
+        hash: String,
+        permissions: Option<String>,
+        created_at: i64,
+        expires_at: Option<i64>,
+    }
 }
 
 impl TokenRow {
@@ -84,24 +84,32 @@ impl TokenRow {
     }
 }
 
-/// A token row with its user's columns (`u_…`), for authentication in one statement.
-#[derive(Deserialize)]
-struct TokenUserRow {
-    #[serde(flatten)]
-    token: TokenRow,
-    u_name: String,
-    u_slug: String,
-    u_display_name: String,
-    u_email: Option<String>,
-    u_role: String,
-    u_created_at: i64,
+row! {
+    /// A token row with its user's columns (`u_…`), for authentication in one statement.
+    struct TokenUserRow {
+        id: String,
+        user_id: i64,
+        name: String,
+        lookup: String,
+        hash: String,
+        permissions: Option<String>,
+        created_at: i64,
+        expires_at: Option<i64>,
+        u_name: String,
+        u_slug: String,
+        u_display_name: String,
+        u_email: Option<String>,
+        u_role: String,
+        u_created_at: i64,
+    }
 }
 
-#[derive(Deserialize)]
-struct GrantRow {
-    target: i64,
-    level: String,
-    kind: String,
+row! {
+    struct GrantRow {
+        target: i64,
+        level: String,
+        kind: String,
+    }
 }
 
 /// A user's project (`P`) and repository (`R`) grants, `?1` the user id (`NULL`: none).
@@ -204,7 +212,7 @@ impl<D: Database> Store<D> {
         rows.into_iter()
             .map(|r| {
                 let user = UserRow {
-                    id: r.token.user_id,
+                    id: r.user_id,
                     name: r.u_name,
                     slug: r.u_slug,
                     display_name: r.u_display_name,
@@ -213,7 +221,17 @@ impl<D: Database> Store<D> {
                     created_at: r.u_created_at,
                 }
                 .into_user()?;
-                Ok((r.token.into_token()?, user))
+                let token = TokenRow {
+                    id: r.id,
+                    user_id: r.user_id,
+                    name: r.name,
+                    lookup: r.lookup,
+                    hash: r.hash,
+                    permissions: r.permissions,
+                    created_at: r.created_at,
+                    expires_at: r.expires_at,
+                };
+                Ok((token.into_token()?, user))
             })
             .collect()
     }

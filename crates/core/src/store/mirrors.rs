@@ -2,9 +2,7 @@
 //! updates are written by different statements that touch only their own columns, so a result
 //! reported by a node never undoes a settings change made meanwhile, and the other way round.
 
-use serde::Deserialize;
-
-use super::port::{Database, Statement, sql};
+use super::port::{Database, Statement, row, sql};
 use super::queue::enqueue_statement;
 use super::registry::{CountRow, RepoRow, RepositoryKey};
 use super::{Grants, Store, StoreResult, corrupt, identity, nth};
@@ -14,24 +12,25 @@ use crate::registry::Repository;
 use crate::time::Timestamp;
 use crate::urls::StoredUrl;
 
-#[derive(Deserialize)]
-struct MirrorRow {
-    id: i64,
-    repository_id: i64,
-    url: String,
-    url_masked: String,
-    userinfo_sealed: Option<String>,
-    enabled: i64,
-    only_protected_branches: i64,
-    keep_divergent_refs: i64,
-    mirror_branch_regex: Option<String>,
-    update_status: String,
-    last_update_at: Option<i64>,
-    last_update_started_at: Option<i64>,
-    last_successful_update_at: Option<i64>,
-    last_error: Option<String>,
-    created_at: i64,
-    updated_at: i64,
+row! {
+    struct MirrorRow {
+        id: i64,
+        repository_id: i64,
+        url: String,
+        url_masked: String,
+        userinfo_sealed: Option<String>,
+        enabled: i64,
+        only_protected_branches: i64,
+        keep_divergent_refs: i64,
+        mirror_branch_regex: Option<String>,
+        update_status: String,
+        last_update_at: Option<i64>,
+        last_update_started_at: Option<i64>,
+        last_successful_update_at: Option<i64>,
+        last_error: Option<String>,
+        created_at: i64,
+        updated_at: i64,
+    }
 }
 
 impl MirrorRow {
@@ -62,20 +61,21 @@ pub(super) fn read_mirrors(outcome: super::port::Outcome) -> StoreResult<Vec<Rem
     outcome.read::<MirrorRow>()?.into_iter().map(MirrorRow::into_mirror).collect()
 }
 
-#[derive(Deserialize)]
-struct PullRow {
-    repository_id: i64,
-    enabled: i64,
-    only_mirror_protected_branches: i64,
-    mirror_overwrites_diverged_branches: i64,
-    mirror_branch_regex: Option<String>,
-    mirror_trigger_builds: i64,
-    update_status: String,
-    last_update_at: Option<i64>,
-    last_update_started_at: Option<i64>,
-    last_successful_update_at: Option<i64>,
-    last_error: Option<String>,
-    updated_at: i64,
+row! {
+    struct PullRow {
+        repository_id: i64,
+        enabled: i64,
+        only_mirror_protected_branches: i64,
+        mirror_overwrites_diverged_branches: i64,
+        mirror_branch_regex: Option<String>,
+        mirror_trigger_builds: i64,
+        update_status: String,
+        last_update_at: Option<i64>,
+        last_update_started_at: Option<i64>,
+        last_successful_update_at: Option<i64>,
+        last_error: Option<String>,
+        updated_at: i64,
+    }
 }
 
 impl PullRow {

@@ -22,8 +22,6 @@ mod triggers;
 
 use std::collections::HashMap;
 
-use serde::de::DeserializeOwned;
-
 pub use mirrors::{STATUS_MIRRORS, StatusSnapshot};
 use port::{Database, DatabaseError, Outcome, Statement};
 pub use queue::{JobContext, Poll};
@@ -139,12 +137,12 @@ impl<D: Database> Store<D> {
     }
 
     /// Runs one statement and reads its rows as `T`.
-    async fn rows<T: DeserializeOwned>(&self, statement: Statement) -> StoreResult<Vec<T>> {
+    async fn rows<T: port::FromRow>(&self, statement: Statement) -> StoreResult<Vec<T>> {
         Ok(self.one(statement).await?.read()?)
     }
 
     /// Runs one statement and reads its first row as `T`.
-    async fn row<T: DeserializeOwned>(&self, statement: Statement) -> StoreResult<Option<T>> {
+    async fn row<T: port::FromRow>(&self, statement: Statement) -> StoreResult<Option<T>> {
         Ok(self.one(statement).await?.first()?)
     }
 }

@@ -1,22 +1,21 @@
 //! Farm nodes.
 
-use serde::Deserialize;
-
-use super::port::{Database, Outcome, sql};
+use super::port::{Database, Outcome, row, sql};
 use super::{Store, StoreResult, corrupt, split_page};
 use crate::nodes::{FarmNode, NewNode};
 use crate::time::Timestamp;
 
 pub(super) const NODE_SELECT: &str = "SELECT id, name, lookup, hash, created_at, last_seen FROM farm_nodes";
 
-#[derive(Deserialize)]
-struct NodeRow {
-    id: i64,
-    name: String,
-    lookup: String,
-    hash: String,
-    created_at: i64,
-    last_seen: Option<i64>,
+row! {
+    struct NodeRow {
+        id: i64,
+        name: String,
+        lookup: String,
+        hash: String,
+        created_at: i64,
+        last_seen: Option<i64>,
+    }
 }
 
 impl From<NodeRow> for FarmNode {

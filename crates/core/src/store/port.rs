@@ -6,8 +6,6 @@
 
 #![allow(async_fn_in_trait)] // The shells are single-threaded (Workers); no `Send` bound is wanted.
 
-use serde::de::DeserializeOwned;
-
 /// A value bound to a statement parameter (`?1`, `?2`, …).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -74,33 +72,93 @@ macro_rules! sql {
 }
 pub(crate) use sql;
 
-/// A row as the database returns it: column name → JSON value.
-pub type Row = serde_json::Map<String, serde_json::Value>;
-
 /// What one statement of a batch produced.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// The rows it returned (a `SELECT`, or a write with `RETURNING`).
-    pub rows: Vec<Row>,
+    /// The rows it returned (a `SELECT`, or a write with `RETURNING`), as a JSON array of
+    /// objects (column name → value): D1 hands rows over as JSON anyway, and reading them
+    /// straight into their types is the smallest code in the Worker.
+    pub rows: String,
     /// How many rows it inserted, updated or deleted.
     pub changes: u64,
 }
 
 impl Outcome {
     /// The rows, read as `T`.
-    pub fn read<T: DeserializeOwned>(self) -> Result<Vec<T>, DatabaseError> {
-        self.rows
-            .into_iter()
-            .map(|row| serde_json::from_value(serde_json::Value::Object(row)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| DatabaseError::Unreadable(e.to_string()))
+    pub fn read<T: FromRow>(self) -> Result<Vec<T>, DatabaseError> {
+        if self.rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Row> = serde_json::from_str(&self.rows).map_err(|e| DatabaseError::Unreadable(e.to_string()))?;
+        rows.iter().map(T::from_row).collect()
     }
 
     /// The first row, read as `T`.
-    pub fn first<T: DeserializeOwned>(self) -> Result<Option<T>, DatabaseError> {
+    pub fn first<T: FromRow>(self) -> Result<Option<T>, DatabaseError> {
         Ok(self.read::<T>()?.into_iter().next())
     }
 }
+
+/// One row: column name → value.
+pub type Row = serde_json::Map<String, serde_json::Value>;
+
+/// A type read from a row by column names; declared with [`row!`](crate::store::port::row).
+pub trait FromRow: Sized {
+    /// Reads one row.
+    fn from_row(row: &Row) -> Result<Self, DatabaseError>;
+}
+
+/// A column's value type.
+pub trait Column: Sized {
+    /// The value of column `name`.
+    fn column(row: &Row, name: &str) -> Result<Self, DatabaseError>;
+}
+
+fn unreadable(name: &str) -> DatabaseError {
+    DatabaseError::Unreadable(format!("column {name}"))
+}
+
+impl Column for i64 {
+    fn column(row: &Row, name: &str) -> Result<Self, DatabaseError> {
+        row.get(name).and_then(serde_json::Value::as_i64).ok_or_else(|| unreadable(name))
+    }
+}
+impl Column for u64 {
+    fn column(row: &Row, name: &str) -> Result<Self, DatabaseError> {
+        row.get(name).and_then(serde_json::Value::as_u64).ok_or_else(|| unreadable(name))
+    }
+}
+impl Column for u32 {
+    fn column(row: &Row, name: &str) -> Result<Self, DatabaseError> {
+        u32::try_from(u64::column(row, name)?).map_err(|_| unreadable(name))
+    }
+}
+impl Column for String {
+    fn column(row: &Row, name: &str) -> Result<Self, DatabaseError> {
+        row.get(name).and_then(serde_json::Value::as_str).map(str::to_owned).ok_or_else(|| unreadable(name))
+    }
+}
+impl<T: Column> Column for Option<T> {
+    fn column(row: &Row, name: &str) -> Result<Self, DatabaseError> {
+        match row.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(_) => T::column(row, name).map(Some),
+        }
+    }
+}
+
+/// Declares a struct read from a row: each field is the column of its name.
+macro_rules! row {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($fvis:vis $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])* $vis struct $name { $($fvis $field: $ty),* }
+        impl $crate::store::port::FromRow for $name {
+            fn from_row(row: &$crate::store::port::Row) -> Result<Self, $crate::store::port::DatabaseError> {
+                Ok(Self { $($field: $crate::store::port::Column::column(row, stringify!($field))?),* })
+            }
+        }
+    };
+}
+pub(crate) use row;
 
 /// Why a batch failed. Nothing of a failed batch is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

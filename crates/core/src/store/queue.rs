@@ -1,30 +1,29 @@
 //! The job queue: at most one waiting job per target (a partial unique index), exclusive
 //! leases per target, pushes after their repository's pull, and bounded history.
 
-use serde::Deserialize;
-
 use super::mirrors::{save_pull_update, save_push_update};
-use super::port::{Database, Outcome, Statement, sql};
+use super::port::{Database, Outcome, Statement, row, sql};
 use super::{SavedMirror, Store, StoreResult, corrupt, nth, split_page};
 use crate::queue::{
     Job, JobCompletion, JobKind, JobReason, JobState, KEPT_FINISHED_PER_TARGET, KEPT_HISTORY_MS, NewJob, PRUNE_BATCH,
 };
 use crate::time::Timestamp;
 
-#[derive(Deserialize)]
-struct JobRow {
-    id: i64,
-    kind: String,
-    repository_id: i64,
-    remote_mirror_id: Option<i64>,
-    reason: String,
-    state: String,
-    attempt: u32,
-    enqueued_at: i64,
-    not_before: Option<i64>,
-    lease_owner: Option<i64>,
-    lease_deadline: Option<i64>,
-    lease_id: Option<String>,
+row! {
+    struct JobRow {
+        id: i64,
+        kind: String,
+        repository_id: i64,
+        remote_mirror_id: Option<i64>,
+        reason: String,
+        state: String,
+        attempt: u32,
+        enqueued_at: i64,
+        not_before: Option<i64>,
+        lease_owner: Option<i64>,
+        lease_deadline: Option<i64>,
+        lease_id: Option<String>,
+    }
 }
 
 impl JobRow {
@@ -180,9 +179,10 @@ impl<D: Database> Store<D> {
                 ),
             ])
             .await?;
-        #[derive(Deserialize)]
-        struct Fingerprint {
-            upstream_fingerprint: Option<String>,
+        row! {
+            struct Fingerprint {
+                upstream_fingerprint: Option<String>,
+            }
         }
         Ok(JobContext {
             job: read_jobs(nth(&mut out, 0)?)?.pop(),

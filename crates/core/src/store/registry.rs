@@ -1,22 +1,21 @@
 //! Projects and repositories, with visibility and paging done in SQL.
 
-use serde::Deserialize;
-
 use super::identity::{GRANTS, page_limit, page_offset, read_grants};
-use super::port::{Database, Statement, Value, sql};
+use super::port::{Database, Statement, Value, row, sql};
 use super::{Grants, Store, StoreResult, corrupt, nth, split_page};
 use crate::registry::{NewProject, NewRepository, Project, Repository};
 use crate::time::Timestamp;
 use crate::urls::StoredUrl;
 
-#[derive(Deserialize)]
-struct ProjectRow {
-    id: i64,
-    key: String,
-    name: String,
-    description: Option<String>,
-    public: i64,
-    created_at: i64,
+row! {
+    struct ProjectRow {
+        id: i64,
+        key: String,
+        name: String,
+        description: Option<String>,
+        public: i64,
+        created_at: i64,
+    }
 }
 
 impl From<ProjectRow> for Project {
@@ -38,26 +37,27 @@ pub(super) const REPO_SELECT: &str = "SELECT r.id, r.slug, r.name, r.description
      p.id AS p_id, p.key AS p_key, p.name AS p_name, p.description AS p_description, p.public AS p_public, \
      p.created_at AS p_created_at FROM repositories r JOIN projects p ON p.id = r.project_id";
 
-#[derive(Deserialize)]
-pub(super) struct RepoRow {
-    id: i64,
-    slug: String,
-    name: String,
-    description: Option<String>,
-    default_branch: String,
-    public: i64,
-    forkable: i64,
-    upstream_url: Option<String>,
-    upstream_url_masked: Option<String>,
-    upstream_userinfo_sealed: Option<String>,
-    hierarchy_id: String,
-    created_at: i64,
-    p_id: i64,
-    p_key: String,
-    p_name: String,
-    p_description: Option<String>,
-    p_public: i64,
-    p_created_at: i64,
+row! {
+    pub(super) struct RepoRow {
+        id: i64,
+        slug: String,
+        name: String,
+        description: Option<String>,
+        default_branch: String,
+        public: i64,
+        forkable: i64,
+        upstream_url: Option<String>,
+        upstream_url_masked: Option<String>,
+        upstream_userinfo_sealed: Option<String>,
+        hierarchy_id: String,
+        created_at: i64,
+        p_id: i64,
+        p_key: String,
+        p_name: String,
+        p_description: Option<String>,
+        p_public: i64,
+        p_created_at: i64,
+    }
 }
 
 impl From<RepoRow> for Repository {
@@ -306,7 +306,8 @@ impl<D: Database> Store<D> {
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct CountRow {
-    pub(super) n: u64,
+row! {
+    pub(super) struct CountRow {
+        pub(super) n: u64,
+    }
 }

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
 
-use super::port::{Database, DatabaseError, Outcome, Row, Statement, Value};
+use super::port::{Database, DatabaseError, Outcome, Statement, Value};
 
 /// An in-memory SQLite database with the schema applied.
 pub struct SqliteDatabase {
@@ -73,7 +73,7 @@ impl SqliteDatabase {
         let mut rows = stmt.query(params).map_err(failure)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(failure)? {
-            let mut map = Row::new();
+            let mut map = serde_json::Map::new();
             for (i, name) in names.iter().enumerate() {
                 let value = match row.get_ref(i).map_err(failure)? {
                     ValueRef::Null => serde_json::Value::Null,
@@ -87,7 +87,8 @@ impl SqliteDatabase {
             out.push(map);
         }
         drop(rows);
-        Ok(Outcome { rows: out, changes: if readonly { 0 } else { conn.changes() } })
+        let rows = serde_json::to_string(&out).map_err(|e| DatabaseError::Unreadable(e.to_string()))?;
+        Ok(Outcome { rows, changes: if readonly { 0 } else { conn.changes() } })
     }
 }
 

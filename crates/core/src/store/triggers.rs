@@ -2,19 +2,18 @@
 //! fingerprint and the last poll. Each is written by its own statement touching only its
 //! column, so a webhook secret set while polls and results run is never lost.
 
-use serde::Deserialize;
-
-use super::port::{Database, Statement, sql};
+use super::port::{Database, Statement, row, sql};
 use super::{RepositoryTriggers, Store, StoreResult, nth};
 use crate::queue::JobReason;
 use crate::time::Timestamp;
 
-#[derive(Deserialize)]
-struct TriggersRow {
-    repository_id: i64,
-    webhook_secret_sealed: Option<String>,
-    upstream_fingerprint: Option<String>,
-    last_polled_at: Option<i64>,
+row! {
+    struct TriggersRow {
+        repository_id: i64,
+        webhook_secret_sealed: Option<String>,
+        upstream_fingerprint: Option<String>,
+        last_polled_at: Option<i64>,
+    }
 }
 
 /// Upserts one column of a repository's triggers row (`?1` the repository, `?2` the value).
@@ -72,9 +71,10 @@ pub(super) fn fingerprint_statements(
 
 /// Whether [`fingerprint_statements`] found a new fingerprint.
 pub(super) fn read_changed(outcome: super::port::Outcome) -> StoreResult<bool> {
-    #[derive(Deserialize)]
-    struct Changed {
-        changed: i64,
+    row! {
+        struct Changed {
+            changed: i64,
+        }
     }
     Ok(outcome.first::<Changed>()?.is_some_and(|c| c.changed != 0))
 }
