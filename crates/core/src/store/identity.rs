@@ -128,11 +128,6 @@ pub(super) fn read_grants(outcome: super::port::Outcome) -> StoreResult<Grants> 
 }
 
 impl<D: Database> Store<D> {
-    /// The user with this id.
-    pub async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
-        self.row::<UserRow>(sql!("SELECT * FROM users WHERE id = ?1", id)).await?.map(UserRow::into_user).transpose()
-    }
-
     /// The user with this name or slug (case-insensitive).
     pub async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
         self.row::<UserRow>(sql!("SELECT * FROM users WHERE name = ?1 OR slug = ?1", name))
@@ -278,11 +273,6 @@ impl<D: Database> Store<D> {
         let gone =
             self.one(sql!("DELETE FROM access_tokens WHERE user_id = ?1 AND id = ?2", user_id, token_id)).await?;
         Ok(gone.changes > 0)
-    }
-
-    /// A user's grants.
-    pub async fn grants_for(&self, user_id: i64) -> StoreResult<Grants> {
-        read_grants(self.one(sql!(GRANTS, user_id)).await?)
     }
 
     /// Sets (`Some`) or removes (`None`) users' grants on a project, all in one batch.

@@ -313,14 +313,6 @@ impl<D: Database> Store<D> {
         )
     }
 
-    /// A remote mirror by id, whatever its repository.
-    pub async fn remote_mirror_by_id(&self, id: i64) -> StoreResult<Option<RemoteMirror>> {
-        self.row::<MirrorRow>(sql!("SELECT * FROM remote_mirrors WHERE id = ?1", id))
-            .await?
-            .map(MirrorRow::into_mirror)
-            .transpose()
-    }
-
     /// Adds a mirror (its `id` is ignored and assigned) and, in the same batch, queues `job`
     /// for it (the job's mirror id is filled in).
     pub async fn insert_remote_mirror(&self, m: &RemoteMirror, job: Option<&NewJob>) -> StoreResult<RemoteMirror> {

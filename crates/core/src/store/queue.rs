@@ -118,8 +118,11 @@ pub struct Poll {
     pub expired: Vec<Job>,
 }
 
-/// Leases the oldest due job (see [`Store::lease_next_job`]). One statement, so two nodes can
-/// never lease the same row.
+/// Leases the oldest due queued job (of `repository` only, if given) whose target no other
+/// lease holds: it becomes `LEASED` by `node_id` under `lease_id` until `deadline`, its attempt
+/// counted. A push waits while its repository's pull is leased or due: the pull decides what the
+/// copy holds, and queues the pushes again if the upstream moved, so pushing first would only push
+/// a stale copy twice. One statement, so two nodes can never lease the same row.
 fn lease_statement(
     node_id: i64,
     lease_id: &str,
@@ -195,7 +198,7 @@ impl<D: Database> Store<D> {
 
     /// A node's poll for work, in one round trip: records its contact (unless recorded since
     /// `contact_since`), finds leases past their deadline (at most `expired_limit`) and leases
-    /// the next due job (see [`Store::lease_next_job`]).
+    /// the next due job (see `lease_statement`).
     #[allow(clippy::too_many_arguments)] // One batch of three statements and their parameters.
     pub async fn poll_for_job(
         &self,
@@ -279,22 +282,6 @@ impl<D: Database> Store<D> {
     /// A job by id.
     pub async fn job(&self, id: i64) -> StoreResult<Option<Job>> {
         Ok(read_jobs(self.one(sql!(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), id)).await?)?.pop())
-    }
-
-    /// Atomically leases the oldest due queued job (of `repository` only, if given) whose target
-    /// no other lease holds: it becomes `LEASED` by `node_id` under `lease_id` until `deadline`,
-    /// its attempt counted. A push waits while its repository's pull is leased or due: the pull
-    /// decides what the copy holds, and queues the pushes again if the upstream moved, so pushing
-    /// first would only push a stale copy twice.
-    pub async fn lease_next_job(
-        &self,
-        node_id: i64,
-        lease_id: &str,
-        now: Timestamp,
-        deadline: Timestamp,
-        repository: Option<i64>,
-    ) -> StoreResult<Option<Job>> {
-        Ok(read_jobs(self.one(lease_statement(node_id, lease_id, now, deadline, repository)).await?)?.pop())
     }
 
     /// Extends the lease `lease_id` of `node_id` if it is still held; false if not.
