@@ -191,6 +191,20 @@ pub struct ResultRecorded {
     pub update_status: Option<crate::mirrors::UpdateStatus>,
 }
 
+/// What `POST …/nodes` sends to register a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct NodeParams {
+    /// The node's name (required, unique, at most 128 characters).
+    pub name: Option<String>,
+}
+
+impl crate::api::FromFields for NodeParams {
+    fn from_fields(fields: &crate::api::Fields) -> Result<Self, crate::api::FieldError> {
+        Ok(Self { name: fields.string("name")? })
+    }
+}
+
 /// `POST …/jobs/lease`: what a node asks for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::api::{FieldError, Fields, FromFields};
+
 use crate::time::Timestamp;
 use crate::urls::StoredUrl;
 
@@ -88,6 +90,65 @@ pub struct NewRepository {
     pub hierarchy_id: String,
     /// Creation time.
     pub created_at: Timestamp,
+}
+
+/// What `POST /rest/api/latest/projects` sends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema), schemars(rename_all = "camelCase"))]
+pub struct ProjectParams {
+    /// The key (required; upper-cased).
+    pub key: Option<String>,
+    /// The name (required).
+    pub name: Option<String>,
+    /// A description.
+    pub description: Option<String>,
+    /// Readable by anyone.
+    pub public: Option<bool>,
+}
+
+impl FromFields for ProjectParams {
+    fn from_fields(fields: &Fields) -> Result<Self, FieldError> {
+        Ok(Self {
+            key: fields.string("key")?,
+            name: fields.string("name")?,
+            description: fields.string("description")?,
+            public: fields.boolean("public")?,
+        })
+    }
+}
+
+/// What `POST /rest/api/latest/projects/{key}/repos` sends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema), schemars(rename_all = "camelCase"))]
+pub struct RepositoryParams {
+    /// The name (required; the slug follows it).
+    pub name: Option<String>,
+    /// Only `git`.
+    pub scm_id: Option<String>,
+    /// The default branch (`main` if absent).
+    pub default_branch: Option<String>,
+    /// A description.
+    pub description: Option<String>,
+    /// Readable by anyone.
+    pub public: Option<bool>,
+    /// May be forked (default true).
+    pub forkable: Option<bool>,
+    /// Where its content comes from (ours: it is then a pull mirror).
+    pub upstream_url: Option<String>,
+}
+
+impl FromFields for RepositoryParams {
+    fn from_fields(fields: &Fields) -> Result<Self, FieldError> {
+        Ok(Self {
+            name: fields.string("name")?,
+            scm_id: fields.string("scmId")?,
+            default_branch: fields.string("defaultBranch")?,
+            description: fields.string("description")?,
+            public: fields.boolean("public")?,
+            forkable: fields.boolean("forkable")?,
+            upstream_url: fields.string("upstreamUrl")?,
+        })
+    }
 }
 
 /// Why a project or repository field was refused; the field is named by the caller.

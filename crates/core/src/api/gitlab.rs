@@ -190,7 +190,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     pub(super) async fn create_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let repo = self.mirror_repository(call).await?;
-        let change = MirrorParams::from_fields(&call.fields()?)?.check_create(&self.config.allowed_hosts)?;
+        let change = call.input::<MirrorParams>()?.check_create(&self.config.allowed_hosts)?;
         let url = change.new_url.clone().ok_or(ApiError::Internal("create without url".into()))?;
         let stored = self.stored_url(&url, None).await?;
         let mirror = change.into_new_mirror(repo.id, stored, self.now);
@@ -201,7 +201,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     pub(super) async fn update_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let (repo, current) = self.mirror_route(call).await?;
-        let change = MirrorParams::from_fields(&call.fields()?)?.check_update(&current, &self.config.allowed_hosts)?;
+        let change = call.input::<MirrorParams>()?.check_update(&current, &self.config.allowed_hosts)?;
         let url = match &change.new_url {
             Some(url) => Some(self.stored_url(url, change.keep_credentials.then_some(&current.url)).await?),
             None => None,

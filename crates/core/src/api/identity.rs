@@ -4,7 +4,8 @@ use serde::Serialize;
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::{
-    AccessToken, GlobalRole, Level, NewUser, Permission, TOKEN_PREFIX, User, UserDto, token_lookup_key,
+    AccessToken, GlobalRole, Level, NewUser, Permission, TOKEN_PREFIX, TokenParams, User, UserDto, UserParams,
+    token_lookup_key,
 };
 use crate::paging::BitbucketPage;
 use crate::store::Crypto;
@@ -93,19 +94,15 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     pub(super) async fn create_user(&self, call: &Call<'_>) -> Result<ApiResponse> {
         call.principal()?;
-        let fields = call.fields()?;
-        if fields.string("password")?.is_some() {
+        let params: UserParams = call.input()?;
+        if params.password.is_some() {
             return Err(field("password", "Passwords are not supported; authenticate with access tokens."));
         }
-        let name =
-            validate_user_name(&fields.string("name")?.ok_or_else(|| field("name", "A user name is required."))?)?;
+        let name = validate_user_name(&params.name.ok_or_else(|| field("name", "A user name is required."))?)?;
         let new = NewUser {
             slug: name.to_ascii_lowercase(),
-            display_name: fields
-                .string("displayName")?
-                .filter(|d| !d.trim().is_empty())
-                .unwrap_or_else(|| name.clone()),
-            email: fields.string("emailAddress")?.filter(|e| !e.is_empty()),
+            display_name: params.display_name.filter(|d| !d.trim().is_empty()).unwrap_or_else(|| name.clone()),
+            email: params.email_address.filter(|e| !e.is_empty()),
             name,
             role: GlobalRole::User,
             created_at: self.now,
@@ -211,15 +208,13 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     pub(super) async fn create_token(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let user = self.token_owner(call).await?;
-        let fields = call.fields()?;
-        let name = fields
-            .string("name")?
-            .filter(|n| !n.trim().is_empty())
-            .ok_or_else(|| field("name", "A token name is required."))?;
+        let params: TokenParams = call.input()?;
+        let name =
+            params.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| field("name", "A token name is required."))?;
         if name.chars().count() > 255 {
             return Err(field("name", "Token names must be at most 255 characters."));
         }
-        let permissions = match fields.string_list("permissions")? {
+        let permissions = match params.permissions {
             None => full_permissions(),
             Some(list) if list.is_empty() => return Err(field("permissions", "At least one permission is required.")),
             Some(list) => list
@@ -233,7 +228,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
                 })
                 .collect::<Result<Vec<_>>>()?,
         };
-        let expires_at = match fields.unsigned("expiryDays")? {
+        let expires_at = match params.expiry_days {
             None => None,
             Some(days @ 1..=3650) => Some(self.now.plus_millis(i64::try_from(days).unwrap_or(3650) * DAY_MS)),
             Some(_) => return Err(field("expiryDays", "Expiry must be between 1 and 3650 days.")),

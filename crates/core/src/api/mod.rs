@@ -23,10 +23,11 @@ mod triggers;
 pub use callers::{CALLER_TTL_MS, CallerCache};
 pub use cors::{CorsError, CorsOrigins};
 pub use request::{
-    ApiRequest, BodyError, FieldError, Fields, MAX_BODY_BYTES, Method, Query, decode_segment, encode, split_request_url,
+    ApiRequest, BodyError, FieldError, Fields, FromFields, MAX_BODY_BYTES, Method, Query, decode_segment, encode,
+    split_request_url,
 };
 pub use response::{ApiError, ApiResponse, Dialect};
-pub use routes::{Access, Body, Handler, Params, ROUTES, Resolution, Route, resolve};
+pub use routes::{Access, Handler, Input, Params, ROUTES, Resolution, Route, resolve};
 pub use triggers::MAX_WEBHOOK_BYTES;
 
 use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level, constant_time_eq, token_lookup_key};
@@ -112,6 +113,11 @@ impl Call<'_> {
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))
     }
 
+    /// The route's typed input, from a JSON or form body (or the query).
+    fn input<T: FromFields>(&self) -> Result<T, ApiError> {
+        Ok(T::from_fields(&self.fields()?)?)
+    }
+
     fn fields(&self) -> Result<Fields, ApiError> {
         Ok(Fields::parse(self.req.content_type.as_deref(), &self.req.body, &self.query)?)
     }
@@ -174,7 +180,7 @@ impl<'a, D: Database, C: Crypto> Service<'a, D, C> {
             Resolution::WrongMethod(d) => return ApiError::MethodNotAllowed.into_response(d),
             Resolution::Missing(d) => return ApiError::not_found("", "No such resource").into_response(d),
         };
-        let limit = route.body.limit();
+        let limit = route.input.limit();
         if req.declared_length.is_some_and(|n| n > limit as u64) || req.body.len() > limit {
             return ApiError::PayloadTooLarge.into_response(dialect);
         }

@@ -10,7 +10,7 @@ use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
 use crate::nodes::{
     CONTACT_WRITE_INTERVAL_MS, JobReport, LeaseRenewed, LeaseRequest, LeasedJob, LeasedMirror, LeasedPull,
-    LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto, RegisteredNode, ReleaseRequest, RenewRequest,
+    LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto, NodeParams, RegisteredNode, ReleaseRequest, RenewRequest,
     RepositoryWork, ResultRecorded,
 };
 use crate::paging::BitbucketPage;
@@ -55,7 +55,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     pub(super) async fn register_node(&self, call: &Call<'_>) -> Result<ApiResponse> {
         call.principal()?;
-        let name = call.fields()?.string("name")?.filter(|n| !n.trim().is_empty());
+        let name = call.input::<NodeParams>()?.name.filter(|n| !n.trim().is_empty());
         let name =
             name.ok_or_else(|| ApiError::Field { field: "name".into(), message: "A node name is required.".into() })?;
         if name.len() > 128 {

@@ -11,17 +11,17 @@ use serde_json::{Map, Value, json};
 use super::gitlab::{GitLabProject, GitLabUser};
 use super::identity::TokenDto;
 use super::response::{BitbucketErrors, GitLabError};
-use super::routes::{Access, Body, Handler, ROUTES, Route, dialect_of};
+use super::routes::{Access, Handler, Input, ROUTES, Route, dialect_of};
 use super::{Dialect, Health, Method};
-use crate::identity::UserDto;
-use crate::mirrors::{PullMirrorDto, RemoteMirrorDto};
+use crate::identity::{TokenParams, UserDto, UserParams};
+use crate::mirrors::{MirrorParams, PullMirrorDto, PullMirrorParams, RemoteMirrorDto};
 use crate::nodes::{
-    JobReport, LeaseRenewed, LeaseRequest, LeasedJob, NodeDto, RegisteredNode, ReleaseRequest, RenewRequest,
-    RepositoryWork, ResultRecorded, SyncQueued,
+    JobReport, LeaseRenewed, LeaseRequest, LeasedJob, NodeDto, NodeParams, RegisteredNode, ReleaseRequest,
+    RenewRequest, RepositoryWork, ResultRecorded, SyncQueued,
 };
 use crate::paging::PageOf;
 use crate::queue::Job;
-use crate::registry::{ProjectDto, RepositoryDto};
+use crate::registry::{ProjectDto, ProjectParams, RepositoryDto, RepositoryParams};
 use crate::status::RepositoryStatus;
 use crate::webhooks::{WebhookAnswer, WebhookSecret};
 
@@ -85,17 +85,24 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
     }
 }
 
-/// The schema of a route's request body, if it reads one.
+/// The schema of a route's typed input, if it reads one. An exhaustive match: a new input does
+/// not compile until it is documented.
 fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
-    use Handler as H;
-    Some(match (route.body, route.handler) {
-        (Body::None, _) => return None,
-        (_, H::LeaseJob) => g.subschema_for::<LeaseRequest>(),
-        (_, H::RenewJob) => g.subschema_for::<RenewRequest>(),
-        (_, H::ReportResult) => g.subschema_for::<JobReport>(),
-        (_, H::ReleaseJob) => g.subschema_for::<ReleaseRequest>(),
-        // Fields (JSON or form) are validated one by one by the handler; any object may be sent.
-        (Body::Fields | Body::Webhook, _) => schemars::json_schema!({ "type": "object" }),
+    Some(match route.input {
+        Input::None => return None,
+        Input::RemoteMirror => g.subschema_for::<MirrorParams>(),
+        Input::PullMirror => g.subschema_for::<PullMirrorParams>(),
+        Input::Project => g.subschema_for::<ProjectParams>(),
+        Input::Repository => g.subschema_for::<RepositoryParams>(),
+        Input::User => g.subschema_for::<UserParams>(),
+        Input::Token => g.subschema_for::<TokenParams>(),
+        Input::Node => g.subschema_for::<NodeParams>(),
+        Input::Lease => g.subschema_for::<LeaseRequest>(),
+        Input::Renew => g.subschema_for::<RenewRequest>(),
+        Input::Report => g.subschema_for::<JobReport>(),
+        Input::Release => g.subschema_for::<ReleaseRequest>(),
+        // A delivery is whatever the upstream host sends; it is judged by its signature.
+        Input::Webhook => schemars::json_schema!({ "type": "object" }),
     })
 }
 

@@ -33,7 +33,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         let repo = self.mirror_repository(call).await?;
         let (current, configured) = self.pull_mirror_of(&repo).await?;
         let change =
-            check_pull_update(&call.fields()?, &current, repo.upstream.as_ref(), &self.config.allowed_hosts, self.now)?;
+            check_pull_update(call.input()?, &current, repo.upstream.as_ref(), &self.config.allowed_hosts, self.now)?;
         let new_url: Option<StoredUrl> = match &change.new_url {
             Some(url) => {
                 Some(self.stored_url(url, change.keep_credentials.then_some(repo.upstream.as_ref()).flatten()).await?)

@@ -3,7 +3,10 @@
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::Level;
 use crate::paging::BitbucketPage;
-use crate::registry::{self, NewProject, NewRepository, Project, ProjectDto, RegistryError, Repository, RepositoryDto};
+use crate::registry::{
+    self, NewProject, NewRepository, Project, ProjectDto, ProjectParams, RegistryError, Repository, RepositoryDto,
+    RepositoryParams,
+};
 use crate::store::port::Database;
 use crate::store::{Crypto, RepositoryFilter, RepositoryKey};
 use crate::urls::GitUrl;
@@ -57,16 +60,16 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     pub(super) async fn create_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
         call.principal()?;
-        let fields = call.fields()?;
-        let key = fields.string("key")?.ok_or_else(|| field("key", "A project key is required."))?;
+        let params: ProjectParams = call.input()?;
+        let key = params.key.ok_or_else(|| field("key", "A project key is required."))?;
         let key = registry::validate_project_key(&key).map_err(|e| field("key", e))?;
-        let name = fields.string("name")?.ok_or_else(|| field("name", "A project name is required."))?;
+        let name = params.name.ok_or_else(|| field("name", "A project name is required."))?;
         let name = registry::validate_name(&name).map_err(|e| field("name", e))?;
         let new = NewProject {
             key,
             name,
-            description: fields.string("description")?.filter(|d| !d.is_empty()),
-            public: fields.boolean("public")?.unwrap_or(false),
+            description: params.description.filter(|d| !d.is_empty()),
+            public: params.public.unwrap_or(false),
             created_at: self.now,
         };
         let project = self.store.insert_project(&new).await?;
@@ -106,19 +109,19 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     pub(super) async fn create_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let project = self.project_for(call).await?;
-        let fields = call.fields()?;
-        let name = fields.string("name")?.ok_or_else(|| field("name", RegistryError::NameLength))?;
+        let params: RepositoryParams = call.input()?;
+        let name = params.name.ok_or_else(|| field("name", RegistryError::NameLength))?;
         let slug = registry::repository_slug(&name).map_err(|e| field("name", e))?;
-        if let Some(scm) = fields.string("scmId")?
+        if let Some(scm) = params.scm_id
             && scm != "git"
         {
             return Err(field("scmId", format!("{scm:?} is not a supported SCM; only \"git\" is.")));
         }
-        let default_branch = match fields.string("defaultBranch")? {
+        let default_branch = match params.default_branch {
             Some(b) => registry::validate_branch_name(&b).map_err(|e| field("defaultBranch", e))?,
             None => "main".to_owned(),
         };
-        let upstream = match fields.string("upstreamUrl")?.filter(|u| !u.trim().is_empty()) {
+        let upstream = match params.upstream_url.filter(|u| !u.trim().is_empty()) {
             None => None,
             Some(text) => {
                 let url = GitUrl::parse(text.trim()).map_err(|e| field("upstreamUrl", e))?;
@@ -130,10 +133,10 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             project_id: project.id,
             name: registry::validate_name(&name).map_err(|e| field("name", e))?,
             slug,
-            description: fields.string("description")?.filter(|d| !d.is_empty()),
+            description: params.description.filter(|d| !d.is_empty()),
             default_branch,
-            public: fields.boolean("public")?.unwrap_or(false),
-            forkable: fields.boolean("forkable")?.unwrap_or(true),
+            public: params.public.unwrap_or(false),
+            forkable: params.forkable.unwrap_or(true),
             upstream,
             hierarchy_id: self.random_hex(10)?,
             created_at: self.now,

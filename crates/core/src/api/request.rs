@@ -206,6 +206,14 @@ enum FieldValue {
     Text(String),
 }
 
+/// A route's typed input, read from a JSON object, a form or the query string (the body wins),
+/// as leniently as Bitbucket's and GitLab's clients send it (booleans and numbers as text). The
+/// route table names each route's input ([`super::Input`]).
+pub trait FromFields: Sized {
+    /// Reads the input.
+    fn from_fields(fields: &Fields) -> Result<Self, FieldError>;
+}
+
 /// Named parameters from a JSON object, a form body and the query string (body wins).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fields(BTreeMap<String, FieldValue>);

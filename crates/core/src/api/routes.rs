@@ -176,23 +176,44 @@ fn level_word(l: crate::identity::Level) -> &'static str {
     }
 }
 
-/// What a route reads from the request body.
+/// A route's typed input: what it reads from the request body (JSON, or for inputs read as
+/// fields also a form or the query), by the type it is read into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Body {
+pub enum Input {
     /// Nothing (parameters, if any, come in the query).
     None,
-    /// Fields, as JSON or as a form (or in the query), at most [`super::MAX_BODY_BYTES`].
-    Fields,
-    /// A webhook delivery: raw bytes, at most [`super::MAX_WEBHOOK_BYTES`].
+    /// [`crate::mirrors::MirrorParams`].
+    RemoteMirror,
+    /// [`crate::mirrors::PullMirrorParams`].
+    PullMirror,
+    /// [`crate::registry::ProjectParams`].
+    Project,
+    /// [`crate::registry::RepositoryParams`].
+    Repository,
+    /// [`crate::identity::UserParams`].
+    User,
+    /// [`crate::identity::TokenParams`].
+    Token,
+    /// [`crate::nodes::NodeParams`].
+    Node,
+    /// [`crate::nodes::LeaseRequest`] (JSON).
+    Lease,
+    /// [`crate::nodes::RenewRequest`] (JSON).
+    Renew,
+    /// [`crate::nodes::JobReport`] (JSON).
+    Report,
+    /// [`crate::nodes::ReleaseRequest`] (JSON).
+    Release,
+    /// A webhook delivery: raw bytes, signed by the upstream host.
     Webhook,
 }
 
-impl Body {
-    /// The largest body accepted.
+impl Input {
+    /// The largest body accepted: webhook deliveries list commits and may be larger.
     pub fn limit(self) -> usize {
         match self {
             Self::Webhook => super::MAX_WEBHOOK_BYTES,
-            Self::None | Self::Fields => super::MAX_BODY_BYTES,
+            _ => super::MAX_BODY_BYTES,
         }
     }
 }
@@ -208,8 +229,8 @@ pub struct Route {
     pub handler: Handler,
     /// Who may call it.
     pub access: Access,
-    /// What it reads from the body.
-    pub body: Body,
+    /// Its typed input.
+    pub input: Input,
     /// Whether pages on allowed origins may call it (CORS).
     pub cors: bool,
     /// One line for the OpenAPI document.
@@ -221,16 +242,16 @@ const fn route(
     path: &'static str,
     handler: Handler,
     access: Access,
-    body: Body,
+    input: Input,
     summary: &'static str,
 ) -> Route {
-    Route { method, path, handler, access, body, cors: false, summary }
+    Route { method, path, handler, access, input, cors: false, summary }
 }
 
 use Access::{
     Admin as AdminOnly, Anyone, Node, NodeOrRepository, Project, Repository, SelfOrAdmin, User, WebhookSigner,
 };
-use Body::{Fields, None as NoBody, Webhook};
+use Input::None as NoBody;
 
 const GL: &str = "/api/v4/projects/{id}/remote_mirrors";
 const GL_ONE: &str = "/api/v4/projects/{id}/remote_mirrors/{mirror_id}";
@@ -244,21 +265,21 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/api/v4/user", H::GitLabCurrentUser, User, NoBody, "The caller, as a GitLab user"),
     route(Get, "/api/v4/projects/{id}", H::GitLabProject, Repository(READ), NoBody, "A repository, as a GitLab project"),
     route(Get, GL, H::ListRemoteMirrors, Repository(ADMIN), NoBody, "List a project's remote (push) mirrors"),
-    route(Post, GL, H::CreateRemoteMirror, Repository(ADMIN), Fields, "Create a remote mirror"),
+    route(Post, GL, H::CreateRemoteMirror, Repository(ADMIN), Input::RemoteMirror, "Create a remote mirror"),
     route(Get, GL_ONE, H::GetRemoteMirror, Repository(ADMIN), NoBody, "Get one remote mirror"),
-    route(Put, GL_ONE, H::UpdateRemoteMirror, Repository(ADMIN), Fields, "Update a remote mirror"),
+    route(Put, GL_ONE, H::UpdateRemoteMirror, Repository(ADMIN), Input::RemoteMirror, "Update a remote mirror"),
     route(Delete, GL_ONE, H::DeleteRemoteMirror, Repository(ADMIN), NoBody, "Delete a remote mirror"),
     route(Post, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/sync", H::SyncRemoteMirror, Repository(ADMIN), NoBody, "Queue a push to a remote mirror"),
     route(Get, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/public_key", H::RemoteMirrorPublicKey, Repository(ADMIN), NoBody, "A remote mirror's SSH public key (none: SSH keys are not offered)"),
     route(Get, GL_PULL, H::GetPullMirror, Repository(ADMIN), NoBody, "The project's pull mirror"),
-    route(Put, GL_PULL, H::UpdatePullMirror, Repository(ADMIN), Fields, "Configure the pull mirror"),
+    route(Put, GL_PULL, H::UpdatePullMirror, Repository(ADMIN), Input::PullMirror, "Configure the pull mirror"),
     route(Post, GL_PULL, H::StartPullMirror, Repository(ADMIN), NoBody, "Start a pull now"),
     route(Get, "/rest/api/latest/projects", H::ListProjects, Anyone, NoBody, "Projects the caller may see"),
-    route(Post, "/rest/api/latest/projects", H::CreateProject, AdminOnly, Fields, "Create a project"),
+    route(Post, "/rest/api/latest/projects", H::CreateProject, AdminOnly, Input::Project, "Create a project"),
     route(Get, BB_PROJECT, H::GetProject, Project(READ), NoBody, "A project"),
     route(Delete, BB_PROJECT, H::DeleteProject, Project(ADMIN), NoBody, "Delete an empty project"),
     route(Get, "/rest/api/latest/projects/{projectKey}/repos", H::ListProjectRepositories, Project(READ), NoBody, "A project's repositories the caller may see"),
-    route(Post, "/rest/api/latest/projects/{projectKey}/repos", H::CreateRepository, Project(ADMIN), Fields, "Create a repository"),
+    route(Post, "/rest/api/latest/projects/{projectKey}/repos", H::CreateRepository, Project(ADMIN), Input::Repository, "Create a repository"),
     route(Get, BB_REPO, H::GetRepository, Repository(READ), NoBody, "A repository"),
     route(Delete, BB_REPO, H::DeleteRepository, Repository(ADMIN), NoBody, "Delete a repository"),
     route(Get, "/rest/api/latest/repos", H::ListRepositories, Anyone, NoBody, "Repositories the caller may see"),
@@ -268,11 +289,11 @@ pub const ROUTES: &[Route] = &[
     route(Delete, "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/permissions/users", H::RevokeRepository, Repository(ADMIN), NoBody, "Revoke users' repository permissions"),
     route(Put, "/rest/api/latest/admin/permissions/users", H::GrantGlobal, AdminOnly, NoBody, "Grant users a global permission"),
     route(Delete, "/rest/api/latest/admin/permissions/users", H::RevokeGlobal, AdminOnly, NoBody, "Revoke users' global permissions"),
-    route(Post, "/rest/api/latest/admin/users", H::CreateUser, AdminOnly, Fields, "Create a user"),
+    route(Post, "/rest/api/latest/admin/users", H::CreateUser, AdminOnly, Input::User, "Create a user"),
     route(Delete, "/rest/api/latest/admin/users", H::DeleteUser, AdminOnly, NoBody, "Delete a user"),
     route(Get, "/rest/api/latest/users", H::ListUsers, User, NoBody, "Users"),
     route(Get, "/rest/api/latest/users/{userSlug}", H::GetUser, User, NoBody, "A user"),
-    route(Put, "/rest/access-tokens/latest/users/{userSlug}", H::CreateToken, SelfOrAdmin, Fields, "Create an access token (shown once)"),
+    route(Put, "/rest/access-tokens/latest/users/{userSlug}", H::CreateToken, SelfOrAdmin, Input::Token, "Create an access token (shown once)"),
     route(Get, "/rest/access-tokens/latest/users/{userSlug}", H::ListTokens, SelfOrAdmin, NoBody, "A user's access tokens"),
     route(Delete, "/rest/access-tokens/latest/users/{userSlug}/{tokenId}", H::DeleteToken, SelfOrAdmin, NoBody, "Revoke an access token"),
     route(Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/jobs", H::ListJobs, Repository(READ), NoBody, "A repository's jobs, newest first"),
@@ -282,14 +303,14 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/rest/mirrorfarm/latest/health", H::Health, Anyone, NoBody, "Liveness"),
     route(Put, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::ConfigureWebhook, Repository(ADMIN), NoBody, "Make a new webhook secret (shown once)"),
     route(Delete, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::RemoveWebhook, Repository(ADMIN), NoBody, "Remove the webhook secret"),
-    route(Post, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::ReceiveWebhook, WebhookSigner, Webhook, "A push webhook delivery (GitHub, GitLab, Gitea, Bitbucket)"),
-    route(Post, "/rest/mirrorfarm/latest/nodes", H::RegisterNode, AdminOnly, Fields, "Register a farm node (its token is shown once)"),
+    route(Post, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::ReceiveWebhook, WebhookSigner, Input::Webhook, "A push webhook delivery (GitHub, GitLab, Gitea, Bitbucket)"),
+    route(Post, "/rest/mirrorfarm/latest/nodes", H::RegisterNode, AdminOnly, Input::Node, "Register a farm node (its token is shown once)"),
     route(Get, "/rest/mirrorfarm/latest/nodes", H::ListNodes, AdminOnly, NoBody, "Farm nodes"),
-    route(Post, "/rest/mirrorfarm/latest/nodes/heartbeat", H::Heartbeat, Node, Fields, "A node is alive"),
-    route(Post, "/rest/mirrorfarm/latest/jobs/lease", H::LeaseJob, Node, Fields, "Lease the next due job"),
-    route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/renew", H::RenewJob, Node, Fields, "Extend a lease"),
-    route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/result", H::ReportResult, Node, Fields, "Report a leased job's outcome"),
-    route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/release", H::ReleaseJob, Node, Fields, "Give a leased job back unfinished"),
+    route(Post, "/rest/mirrorfarm/latest/nodes/heartbeat", H::Heartbeat, Node, NoBody, "A node is alive"),
+    route(Post, "/rest/mirrorfarm/latest/jobs/lease", H::LeaseJob, Node, Input::Lease, "Lease the next due job"),
+    route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/renew", H::RenewJob, Node, Input::Renew, "Extend a lease"),
+    route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/result", H::ReportResult, Node, Input::Report, "Report a leased job's outcome"),
+    route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/release", H::ReleaseJob, Node, Input::Release, "Give a leased job back unfinished"),
 ];
 
 /// Path parameters captured by a route, still percent-encoded.

@@ -11,6 +11,7 @@ pub use permissions::{GlobalRole, Level, Permission, PermissionParseError, Princ
 
 use serde::Serialize;
 
+use crate::api::{FieldError, Fields, FromFields};
 use crate::time::Timestamp;
 
 /// A user account.
@@ -103,5 +104,53 @@ impl From<&User> for UserDto {
             slug: u.slug.clone(),
             kind: "NORMAL",
         }
+    }
+}
+
+/// What `POST /rest/api/latest/admin/users` sends (Bitbucket's clients send them as query
+/// parameters; a JSON or form body works too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema), schemars(rename_all = "camelCase"))]
+pub struct UserParams {
+    /// The user name (required).
+    pub name: Option<String>,
+    /// Refused: users authenticate with access tokens.
+    pub password: Option<String>,
+    /// The display name (the name if absent).
+    pub display_name: Option<String>,
+    /// The e-mail address.
+    pub email_address: Option<String>,
+}
+
+impl FromFields for UserParams {
+    fn from_fields(fields: &Fields) -> Result<Self, FieldError> {
+        Ok(Self {
+            name: fields.string("name")?,
+            password: fields.string("password")?,
+            display_name: fields.string("displayName")?,
+            email_address: fields.string("emailAddress")?,
+        })
+    }
+}
+
+/// What `PUT /rest/access-tokens/latest/users/{slug}` sends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema), schemars(rename_all = "camelCase"))]
+pub struct TokenParams {
+    /// The token's name (required).
+    pub name: Option<String>,
+    /// What it may do (`PROJECT_*`, `REPO_*`, `STATUS_READ`); the user's full rights if absent.
+    pub permissions: Option<Vec<String>>,
+    /// Days until it expires (1 to 3650); never if absent.
+    pub expiry_days: Option<u64>,
+}
+
+impl FromFields for TokenParams {
+    fn from_fields(fields: &Fields) -> Result<Self, FieldError> {
+        Ok(Self {
+            name: fields.string("name")?,
+            permissions: fields.string_list("permissions")?,
+            expiry_days: fields.unsigned("expiryDays")?,
+        })
     }
 }

@@ -7,7 +7,7 @@ mod state;
 mod summary;
 
 pub use params::{MirrorChange, MirrorParams, MirrorRequestError};
-pub use pull::{PullChange, PullMirror, PullMirrorDto, check_pull_update};
+pub use pull::{PullChange, PullMirror, PullMirrorDto, PullMirrorParams, check_pull_update};
 pub use state::{MAX_TRIES, NextStep, UpdateOutcome, backoff_ms};
 pub use summary::{StatusSummary, Verdict};
 

@@ -1,7 +1,7 @@
 //! Reading and checking the parameters of a create or update request.
 
 use super::{AuthMethod, RemoteMirror, UpdateState};
-use crate::api::{FieldError, Fields};
+use crate::api::{FieldError, Fields, FromFields};
 use crate::filters::{self, FilterError};
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, HostAllowlist, StoredUrl, UrlError};
@@ -37,6 +37,7 @@ impl MirrorRequestError {
 
 /// The parameters of `POST`/`PUT …/remote_mirrors`, each optional as sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct MirrorParams {
     /// `url`.
     pub url: Option<String>,
@@ -69,9 +70,8 @@ pub struct MirrorChange {
     pub mirror_branch_regex: Option<String>,
 }
 
-impl MirrorParams {
-    /// Reads the parameters from a JSON or form body.
-    pub fn from_fields(fields: &Fields) -> Result<Self, MirrorRequestError> {
+impl FromFields for MirrorParams {
+    fn from_fields(fields: &Fields) -> Result<Self, FieldError> {
         Ok(Self {
             url: fields.string("url")?,
             enabled: fields.boolean("enabled")?,
@@ -81,7 +81,9 @@ impl MirrorParams {
             auth_method: fields.string("auth_method")?,
         })
     }
+}
 
+impl MirrorParams {
     /// Checks a create request: `url` is required; the mirror starts disabled unless `enabled`.
     pub fn check_create(self, allow: &HostAllowlist) -> Result<MirrorChange, MirrorRequestError> {
         let url = self.url.clone().ok_or(FieldError::Missing("url"))?;
@@ -195,7 +197,7 @@ mod tests {
     use crate::mirrors::UpdateStatus;
 
     fn params(json: serde_json::Value) -> Result<MirrorParams, MirrorRequestError> {
-        MirrorParams::from_fields(&Fields::from_json(json).expect("object"))
+        Ok(MirrorParams::from_fields(&Fields::from_json(json).expect("object"))?)
     }
 
     fn open() -> HostAllowlist {

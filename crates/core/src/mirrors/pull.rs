@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::{MirrorRequestError, UpdateState};
-use crate::api::{FieldError, Fields, encode};
+use crate::api::{FieldError, Fields, FromFields, encode};
 use crate::filters;
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, HostAllowlist, StoredUrl, UrlError};
@@ -99,17 +99,54 @@ pub struct PullChange {
     pub keep_credentials: bool,
 }
 
+/// What `PUT …/mirror/pull` may send; each absent field keeps its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct PullMirrorParams {
+    /// `url`: the upstream (required when the repository has none yet).
+    pub url: Option<String>,
+    /// `auth_user`: becomes the URL's user.
+    pub auth_user: Option<String>,
+    /// `auth_password`: becomes the URL's password.
+    pub auth_password: Option<String>,
+    /// `enabled`.
+    pub enabled: Option<bool>,
+    /// `only_mirror_protected_branches`.
+    pub only_mirror_protected_branches: Option<bool>,
+    /// `mirror_overwrites_diverged_branches`.
+    pub mirror_overwrites_diverged_branches: Option<bool>,
+    /// `mirror_branch_regex`: `Some(None)` clears it (sent empty or null).
+    pub mirror_branch_regex: Option<Option<String>>,
+    /// `mirror_trigger_builds` (stored only).
+    pub mirror_trigger_builds: Option<bool>,
+}
+
+impl FromFields for PullMirrorParams {
+    fn from_fields(fields: &Fields) -> Result<Self, FieldError> {
+        Ok(Self {
+            url: fields.string("url")?,
+            auth_user: fields.string("auth_user")?,
+            auth_password: fields.string("auth_password")?,
+            enabled: fields.boolean("enabled")?,
+            only_mirror_protected_branches: fields.boolean("only_mirror_protected_branches")?,
+            mirror_overwrites_diverged_branches: fields.boolean("mirror_overwrites_diverged_branches")?,
+            mirror_branch_regex: fields.nullable_string("mirror_branch_regex")?,
+            mirror_trigger_builds: fields.boolean("mirror_trigger_builds")?,
+        })
+    }
+}
+
 /// Checks a `PUT …/mirror/pull` against the current settings and upstream URL. `auth_user` and
 /// `auth_password`, when sent, become the URL's credentials.
 pub fn check_pull_update(
-    fields: &Fields,
+    params: PullMirrorParams,
     current: &PullMirror,
     upstream: Option<&StoredUrl>,
     allow: &HostAllowlist,
     now: Timestamp,
 ) -> Result<PullChange, MirrorRequestError> {
-    let url_text = fields.string("url")?;
-    let (auth_user, auth_password) = (fields.string("auth_user")?, fields.string("auth_password")?);
+    let url_text = params.url;
+    let (auth_user, auth_password) = (params.auth_user, params.auth_password);
     let (new_url, keep_credentials) = match (url_text, upstream) {
         (None, None) => return Err(FieldError::Missing("url").into()),
         (None, Some(_)) if auth_user.is_none() && auth_password.is_none() => (None, false),
@@ -137,14 +174,14 @@ pub fn check_pull_update(
         }
     };
     let mut mirror = current.clone();
-    mirror.enabled = fields.boolean("enabled")?.unwrap_or(mirror.enabled);
-    mirror.mirror_trigger_builds = fields.boolean("mirror_trigger_builds")?.unwrap_or(mirror.mirror_trigger_builds);
+    mirror.enabled = params.enabled.unwrap_or(mirror.enabled);
+    mirror.mirror_trigger_builds = params.mirror_trigger_builds.unwrap_or(mirror.mirror_trigger_builds);
     mirror.mirror_overwrites_diverged_branches =
-        fields.boolean("mirror_overwrites_diverged_branches")?.unwrap_or(mirror.mirror_overwrites_diverged_branches);
+        params.mirror_overwrites_diverged_branches.unwrap_or(mirror.mirror_overwrites_diverged_branches);
     (mirror.only_mirror_protected_branches, mirror.mirror_branch_regex) = filters::update_selection(
         (mirror.only_mirror_protected_branches, mirror.mirror_branch_regex.take()),
-        fields.boolean("only_mirror_protected_branches")?,
-        fields.nullable_string("mirror_branch_regex")?,
+        params.only_mirror_protected_branches,
+        params.mirror_branch_regex,
     )?;
     if new_url.is_some() {
         mirror.update = UpdateState::default();
@@ -160,8 +197,8 @@ mod tests {
 
     use super::*;
 
-    fn fields(v: serde_json::Value) -> Fields {
-        Fields::from_json(v).expect("object")
+    fn fields(v: serde_json::Value) -> PullMirrorParams {
+        PullMirrorParams::from_fields(&Fields::from_json(v).expect("object")).expect("readable")
     }
 
     fn upstream() -> StoredUrl {
@@ -186,8 +223,8 @@ mod tests {
         let f = fields(
             serde_json::json!({"auth_user": "bot", "auth_password": "p@ss", "mirror_overwrites_diverged_branches": false}),
         );
-        let change =
-            check_pull_update(&f, &current, Some(&upstream()), &HostAllowlist::default(), Timestamp(5)).expect("valid");
+        let change = check_pull_update(f.clone(), &current, Some(&upstream()), &HostAllowlist::default(), Timestamp(5))
+            .expect("valid");
         let url = change.new_url.expect("new credentials");
         assert_eq!(url.userinfo().as_deref(), Some("bot:p%40ss"));
         assert_eq!(url.masked(), "https://*****:*****@e.com/r.git");
@@ -199,10 +236,10 @@ mod tests {
     fn settings_only_keep_the_url_and_refusals_match_push_mirrors() {
         let current = PullMirror::implicit(1, Timestamp(0));
         let f = fields(serde_json::json!({"enabled": false}));
-        let change =
-            check_pull_update(&f, &current, Some(&upstream()), &HostAllowlist::default(), Timestamp(5)).expect("valid");
+        let change = check_pull_update(f.clone(), &current, Some(&upstream()), &HostAllowlist::default(), Timestamp(5))
+            .expect("valid");
         assert_eq!((change.new_url, change.mirror.enabled), (None, false));
-        let check = |v| check_pull_update(&fields(v), &current, None, &HostAllowlist::default(), Timestamp(5)).err();
+        let check = |v| check_pull_update(fields(v), &current, None, &HostAllowlist::default(), Timestamp(5)).err();
         assert_eq!(check(serde_json::json!({})), Some(FieldError::Missing("url").into()));
         assert_eq!(check(serde_json::json!({"url": "http://10.0.0.1/x"})), Some(UrlError::LocalNetwork.into()));
         assert_eq!(
