@@ -13,12 +13,12 @@
 import { spawn, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startGitServer } from "./support/git_http.mjs";
 import { git, gitEnv, refs } from "./support/git.mjs";
+import { freePort } from "./support/worker.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const SOAK_SECONDS = Number(process.env.SOAK_SECONDS || 60);
@@ -38,16 +38,6 @@ function check(ok, what) {
   return ok;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
 
 const dir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-soak-"));
 const served = (name) => path.join(dir, "served", name);

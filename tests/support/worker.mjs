@@ -12,7 +12,8 @@ import { bootstrapAdmin, d1, migrate } from "../../scripts/lib/bootstrap.mjs";
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const OUTPUT = path.join(ROOT, "test-output");
 
-function freePort() {
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.listen(0, "127.0.0.1", () => {

@@ -2,7 +2,7 @@
 //! updates are written by different statements that touch only their own columns, so a result
 //! reported by a node never undoes a settings change made meanwhile, and the other way round.
 
-use super::port::{Database, Statement, row, sql};
+use super::port::{Database, Statement, Value, row, sql};
 use super::queue::enqueue_statement;
 use super::registry::{CountRow, RepoRow, RepositoryKey};
 use super::{Grants, Store, StoreResult, corrupt, identity, nth};
@@ -109,35 +109,48 @@ pub(super) fn lease_held(job: usize, lease: usize) -> String {
 }
 
 /// Records a push mirror's update state (only those columns), if `guard` (SQL) holds.
+/// The parameters `?1` … `?7` both update-state writes bind: the row's key, the state, when.
+fn update_params(key: i64, u: &UpdateState, updated_at: Timestamp) -> Vec<Value> {
+    vec![
+        key.into(),
+        u.status.as_str().into(),
+        u.last_update_at.map(Timestamp::millis).into(),
+        u.last_update_started_at.map(Timestamp::millis).into(),
+        u.last_successful_update_at.map(Timestamp::millis).into(),
+        u.last_error.as_deref().into(),
+        updated_at.millis().into(),
+    ]
+}
+
 pub(super) fn save_push_update(m: &RemoteMirror, guard: Option<(i64, &str)>) -> Statement {
-    let u = &m.update;
     let (job, lease) = guard.unzip();
-    sql!(
+    let mut params = update_params(m.id, &m.update, m.updated_at);
+    params.extend([job.into(), lease.into()]);
+    Statement::new(
         format!(
             "UPDATE remote_mirrors SET update_status = ?2, last_update_at = ?3, last_update_started_at = ?4, \
              last_successful_update_at = ?5, last_error = ?6, updated_at = ?7 \
              WHERE id = ?1 AND (?8 IS NULL OR {})",
             lease_held(8, 9)
         ),
-        m.id,
-        u.status.as_str(),
-        u.last_update_at.map(Timestamp::millis),
-        u.last_update_started_at.map(Timestamp::millis),
-        u.last_successful_update_at.map(Timestamp::millis),
-        u.last_error.as_deref(),
-        m.updated_at.millis(),
-        job,
-        lease
+        params,
     )
 }
 
 /// Records a pull mirror's update state (only those columns; a repository never configured
 /// gets a row with the implicit settings), if the lease `guard` is held.
 pub(super) fn save_pull_update(p: &PullMirror, guard: Option<(i64, &str)>) -> Statement {
-    let u = &p.update;
     let implicit = PullMirror::implicit(p.repository_id, p.updated_at);
     let (job, lease) = guard.unzip();
-    sql!(
+    let mut params = update_params(p.repository_id, &p.update, p.updated_at);
+    params.extend([
+        implicit.enabled.into(),
+        implicit.only_mirror_protected_branches.into(),
+        implicit.mirror_overwrites_diverged_branches.into(),
+        job.into(),
+        lease.into(),
+    ]);
+    Statement::new(
         format!(
             "INSERT INTO pull_mirrors (repository_id, enabled, only_mirror_protected_branches, \
              mirror_overwrites_diverged_branches, mirror_branch_regex, mirror_trigger_builds, update_status, \
@@ -149,18 +162,7 @@ pub(super) fn save_pull_update(p: &PullMirror, guard: Option<(i64, &str)>) -> St
              updated_at = excluded.updated_at",
             lease_held(11, 12)
         ),
-        p.repository_id,
-        u.status.as_str(),
-        u.last_update_at.map(Timestamp::millis),
-        u.last_update_started_at.map(Timestamp::millis),
-        u.last_successful_update_at.map(Timestamp::millis),
-        u.last_error.as_deref(),
-        p.updated_at.millis(),
-        implicit.enabled,
-        implicit.only_mirror_protected_branches,
-        implicit.mirror_overwrites_diverged_branches,
-        job,
-        lease
+        params,
     )
 }
 
