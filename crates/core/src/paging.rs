@@ -80,13 +80,6 @@ impl BitbucketPage {
         Self { start, limit }
     }
 
-    /// Pages an already complete list.
-    pub fn slice<T: Clone>(self, all: &[T]) -> PageOf<T> {
-        let start = usize::try_from(self.start).unwrap_or(usize::MAX).min(all.len());
-        let end = start.saturating_add(usize::try_from(self.limit).unwrap_or(usize::MAX)).min(all.len());
-        self.wrap(all[start..end].to_vec(), all.len() as u64)
-    }
-
     /// Wraps one page read from storage, `more` telling whether items follow it.
     pub fn open<T>(self, values: Vec<T>, more: bool) -> PageOf<T> {
         let end = self.start + values.len() as u64;
@@ -96,20 +89,6 @@ impl BitbucketPage {
             is_last_page: !more,
             start: self.start,
             next_page_start: more.then_some(end),
-            values,
-        }
-    }
-
-    /// Wraps one page of a list of `total` items.
-    pub fn wrap<T>(self, values: Vec<T>, total: u64) -> PageOf<T> {
-        let end = self.start + values.len() as u64;
-        let is_last = end >= total;
-        PageOf {
-            size: values.len(),
-            limit: self.limit,
-            is_last_page: is_last,
-            start: self.start,
-            next_page_start: (!is_last).then_some(end),
             values,
         }
     }
@@ -177,11 +156,17 @@ mod tests {
     #[test]
     fn bitbucket_pages() {
         let items: Vec<u32> = (0..5).collect();
-        let p = BitbucketPage::from_query(&Query::parse("start=2&limit=2")).slice(&items);
+        // Storage reads one row more than the limit to learn whether more follow.
+        let page = |q: BitbucketPage| {
+            let rows: Vec<u32> = items.iter().copied().skip(q.start as usize).take(q.limit as usize + 1).collect();
+            let more = rows.len() > q.limit as usize;
+            q.open(rows.into_iter().take(q.limit as usize).collect(), more)
+        };
+        let p = page(BitbucketPage::from_query(&Query::parse("start=2&limit=2")));
         assert_eq!((p.size, p.is_last_page, p.next_page_start, p.values.clone()), (2, false, Some(4), vec![2, 3]));
-        let last = BitbucketPage { start: 4, limit: 2 }.slice(&items);
+        let last = page(BitbucketPage { start: 4, limit: 2 });
         assert!(last.is_last_page && last.next_page_start.is_none());
-        let beyond = BitbucketPage { start: 9, limit: 2 }.slice(&items);
+        let beyond = page(BitbucketPage { start: 9, limit: 2 });
         assert_eq!(beyond.size, 0);
         assert!(beyond.is_last_page);
         assert_eq!(BitbucketPage::from_query(&Query::parse("limit=5000")).limit, 1000);

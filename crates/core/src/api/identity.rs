@@ -254,9 +254,10 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
 
     pub(super) async fn list_tokens(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let user = self.token_owner(call).await?;
-        let tokens: Vec<TokenDto> =
-            self.store.list_tokens(user.id).await?.iter().map(|t| TokenDto::new(t, &user, None)).collect();
-        Ok(ApiResponse::json(200, &BitbucketPage::from_query(&call.query).slice(&tokens)))
+        let page = BitbucketPage::from_query(&call.query);
+        let (tokens, more) = self.store.list_tokens(user.id, page.start, page.limit).await?;
+        let values: Vec<TokenDto> = tokens.iter().map(|t| TokenDto::new(t, &user, None)).collect();
+        Ok(ApiResponse::json(200, &page.open(values, more)))
     }
 
     pub(super) async fn delete_token(&self, call: &Call<'_>) -> Result<ApiResponse> {

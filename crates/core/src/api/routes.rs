@@ -158,21 +158,13 @@ impl Access {
             Self::WebhookSigner => "WEBHOOK_SIGNER".into(),
             Self::User => "USER".into(),
             Self::Node => "NODE".into(),
-            Self::Repository(l) => format!("REPO_{}", level_word(l)),
-            Self::Project(l) => format!("PROJECT_{}", level_word(l)),
-            Self::NodeOrRepository(l) => format!("NODE_OR_REPO_{}", level_word(l)),
+            Self::Repository(l) => format!("REPO_{}", l.as_str()),
+            Self::Project(l) => format!("PROJECT_{}", l.as_str()),
+            Self::NodeOrRepository(l) => format!("NODE_OR_REPO_{}", l.as_str()),
             Self::SelfOrAdmin => "SELF_OR_ADMIN".into(),
             Self::Admin => "ADMIN".into(),
             Self::Status => "STATUS".into(),
         }
-    }
-}
-
-fn level_word(l: crate::identity::Level) -> &'static str {
-    match l {
-        crate::identity::Level::Read => "READ",
-        crate::identity::Level::Write => "WRITE",
-        crate::identity::Level::Admin => "ADMIN",
     }
 }
 

@@ -49,6 +49,22 @@ pub enum Level {
     Admin,
 }
 
+impl Level {
+    /// The level's name, as grants store it and permission names end: `READ`, `WRITE`, `ADMIN`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "READ",
+            Self::Write => "WRITE",
+            Self::Admin => "ADMIN",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Read, Self::Write, Self::Admin].into_iter().find(|l| l.as_str() == text)
+    }
+}
+
 /// A permission as Bitbucket names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
@@ -86,14 +102,9 @@ impl FromStr for Permission {
 
 impl fmt::Display for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let level = |l: Level| match l {
-            Level::Read => "READ",
-            Level::Write => "WRITE",
-            Level::Admin => "ADMIN",
-        };
         match self {
-            Self::Project(l) => write!(f, "PROJECT_{}", level(*l)),
-            Self::Repo(l) => write!(f, "REPO_{}", level(*l)),
+            Self::Project(l) => write!(f, "PROJECT_{}", l.as_str()),
+            Self::Repo(l) => write!(f, "REPO_{}", l.as_str()),
             Self::Global(r) => f.write_str(r.as_str()),
             Self::StatusRead => f.write_str("STATUS_READ"),
         }

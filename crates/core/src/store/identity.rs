@@ -5,23 +5,6 @@ use super::{Grants, Store, StoreResult, corrupt};
 use crate::identity::{AccessToken, GlobalRole, Level, NewUser, Permission, User};
 use crate::time::Timestamp;
 
-pub(super) fn level_name(l: Level) -> &'static str {
-    match l {
-        Level::Read => "READ",
-        Level::Write => "WRITE",
-        Level::Admin => "ADMIN",
-    }
-}
-
-fn parse_level(s: &str) -> Option<Level> {
-    match s {
-        "READ" => Some(Level::Read),
-        "WRITE" => Some(Level::Write),
-        "ADMIN" => Some(Level::Admin),
-        _ => None,
-    }
-}
-
 row! {
     struct UserRow {
         id: i64,
@@ -120,7 +103,7 @@ pub(super) const GRANTS: &str = "SELECT project_id AS target, level, 'P' AS kind
 pub(super) fn read_grants(outcome: super::port::Outcome) -> StoreResult<Grants> {
     let mut grants = Grants::default();
     for row in outcome.read::<GrantRow>()? {
-        let level = parse_level(&row.level).ok_or_else(|| corrupt("grant"))?;
+        let level = Level::parse(&row.level).ok_or_else(|| corrupt("grant"))?;
         let map = if row.kind == "P" { &mut grants.projects } else { &mut grants.repositories };
         map.insert(row.target, level);
     }
@@ -189,11 +172,6 @@ impl<D: Database> Store<D> {
         self.one(sql!("DELETE FROM users WHERE id = ?1", id)).await.map(drop)
     }
 
-    /// Sets a user's global role.
-    pub async fn set_global_role(&self, user_id: i64, role: GlobalRole) -> StoreResult<()> {
-        self.one(sql!("UPDATE users SET role = ?2 WHERE id = ?1", user_id, role.as_str())).await.map(drop)
-    }
-
     /// Tokens whose lookup key is `lookup`, each with its user: authentication in one round trip.
     pub async fn tokens_by_lookup(&self, lookup: &str) -> StoreResult<Vec<(AccessToken, User)>> {
         let rows = self
@@ -231,16 +209,18 @@ impl<D: Database> Store<D> {
             .collect()
     }
 
-    /// A user's tokens, newest first.
-    pub async fn list_tokens(&self, user_id: i64) -> StoreResult<Vec<AccessToken>> {
-        self.rows::<TokenRow>(sql!(
-            "SELECT * FROM access_tokens WHERE user_id = ?1 ORDER BY created_at DESC, id",
-            user_id
-        ))
-        .await?
-        .into_iter()
-        .map(TokenRow::into_token)
-        .collect()
+    /// One page of a user's tokens, newest first, and whether more follow.
+    pub async fn list_tokens(&self, user_id: i64, offset: u64, limit: u64) -> StoreResult<(Vec<AccessToken>, bool)> {
+        let rows = self
+            .rows::<TokenRow>(sql!(
+                "SELECT * FROM access_tokens WHERE user_id = ?1 ORDER BY created_at DESC, id LIMIT ?2 OFFSET ?3",
+                user_id,
+                page_limit(limit),
+                page_offset(offset)
+            ))
+            .await?;
+        let tokens = rows.into_iter().map(TokenRow::into_token).collect::<StoreResult<Vec<_>>>()?;
+        Ok(super::split_page(tokens, limit))
     }
 
     /// Adds a token.
@@ -323,7 +303,7 @@ fn grant_statements(on: GrantOn, target: i64, user_ids: &[i64], level: Option<Le
                 ),
                 target,
                 user,
-                level_name(l)
+                l.as_str()
             ),
             None => sql!(format!("DELETE FROM {table} WHERE {column} = ?1 AND user_id = ?2"), target, user),
         })

@@ -4,7 +4,7 @@
 
 use super::port::{Database, Statement, Value, row, sql};
 use super::queue::enqueue_statement;
-use super::registry::{CountRow, RepoRow, RepositoryKey};
+use super::registry::{CountRow, RepositoryKey};
 use super::{Grants, Store, StoreResult, corrupt, identity, nth};
 use crate::mirrors::{AuthMethod, PullMirror, RemoteMirror, UpdateState, UpdateStatus};
 use crate::queue::NewJob;
@@ -197,26 +197,21 @@ impl<D: Database> Store<D> {
         limit: u64,
     ) -> StoreResult<(Option<Repository>, Grants, Vec<RemoteMirror>, u64)> {
         let id = key.id_expression();
-        let [a, b, c] = key.params();
-        let mut out = self
-            .batch(vec![
-                key.select(),
-                sql!(identity::GRANTS, user),
-                sql!(
-                    format!("SELECT * FROM remote_mirrors WHERE repository_id = {id} ORDER BY id LIMIT ?4 OFFSET ?5"),
-                    a.clone(),
-                    b.clone(),
-                    c.clone(),
-                    identity::page_limit(limit) - 1,
-                    identity::page_offset(offset)
-                ),
-                sql!(format!("SELECT COUNT(*) AS n FROM remote_mirrors WHERE repository_id = {id}"), a, b, c),
-            ])
-            .await?;
-        let repo = nth(&mut out, 0)?.first::<RepoRow>()?.map(Repository::from);
-        let grants = identity::read_grants(nth(&mut out, 1)?)?;
-        let mirrors = read_mirrors(nth(&mut out, 2)?)?;
-        let total = nth(&mut out, 3)?.first::<CountRow>()?.map_or(0, |c| c.n);
+        let mut page = key.params().to_vec();
+        page.extend([(identity::page_limit(limit) - 1).into(), identity::page_offset(offset).into()]);
+        let data = vec![
+            Statement::new(
+                format!("SELECT * FROM remote_mirrors WHERE repository_id = {id} ORDER BY id LIMIT ?4 OFFSET ?5"),
+                page,
+            ),
+            Statement::new(
+                format!("SELECT COUNT(*) AS n FROM remote_mirrors WHERE repository_id = {id}"),
+                key.params().to_vec(),
+            ),
+        ];
+        let (repo, grants, mut out) = self.repository_with(key, user, data).await?;
+        let mirrors = read_mirrors(nth(&mut out, 0)?)?;
+        let total = nth(&mut out, 1)?.first::<CountRow>()?.map_or(0, |c| c.n);
         Ok((repo, grants, mirrors, total))
     }
 
@@ -228,24 +223,14 @@ impl<D: Database> Store<D> {
         user: Option<i64>,
         mirror_id: i64,
     ) -> StoreResult<(Option<Repository>, Grants, Option<RemoteMirror>)> {
-        let id = key.id_expression();
-        let [a, b, c] = key.params();
-        let mut out = self
-            .batch(vec![
-                key.select(),
-                sql!(identity::GRANTS, user),
-                sql!(
-                    format!("SELECT * FROM remote_mirrors WHERE repository_id = {id} AND id = ?4"),
-                    a,
-                    b,
-                    c,
-                    mirror_id
-                ),
-            ])
-            .await?;
-        let repo = nth(&mut out, 0)?.first::<RepoRow>()?.map(Repository::from);
-        let grants = identity::read_grants(nth(&mut out, 1)?)?;
-        Ok((repo, grants, read_mirrors(nth(&mut out, 2)?)?.pop()))
+        let mut params = key.params().to_vec();
+        params.push(mirror_id.into());
+        let mirror = Statement::new(
+            format!("SELECT * FROM remote_mirrors WHERE repository_id = {} AND id = ?4", key.id_expression()),
+            params,
+        );
+        let (repo, grants, mut out) = self.repository_with(key, user, vec![mirror]).await?;
+        Ok((repo, grants, read_mirrors(nth(&mut out, 0)?)?.pop()))
     }
 
     /// A repository's status inputs and the caller's grants, in one round trip: its mirrors,
@@ -256,30 +241,24 @@ impl<D: Database> Store<D> {
         user: Option<i64>,
         nodes_since: Timestamp,
     ) -> StoreResult<StatusSnapshot> {
-        let mut out = self
-            .batch(vec![
-                RepositoryKey::Id(repository_id).select(),
-                sql!(identity::GRANTS, user),
-                sql!(
-                    "SELECT * FROM remote_mirrors WHERE repository_id = ?1 ORDER BY id LIMIT ?2",
-                    repository_id,
-                    STATUS_MIRRORS
-                ),
-                sql!("SELECT * FROM pull_mirrors WHERE repository_id = ?1", repository_id),
-                super::queue::live_jobs(repository_id),
-                sql!(
-                    format!("{} WHERE last_seen >= ?1 ORDER BY name", super::nodes::NODE_SELECT),
-                    nodes_since.millis()
-                ),
-            ])
-            .await?;
+        let data = vec![
+            sql!(
+                "SELECT * FROM remote_mirrors WHERE repository_id = ?1 ORDER BY id LIMIT ?2",
+                repository_id,
+                STATUS_MIRRORS
+            ),
+            sql!("SELECT * FROM pull_mirrors WHERE repository_id = ?1", repository_id),
+            super::queue::live_jobs(repository_id),
+            sql!(format!("{} WHERE last_seen >= ?1 ORDER BY name", super::nodes::NODE_SELECT), nodes_since.millis()),
+        ];
+        let (repository, grants, mut out) = self.repository_with(RepositoryKey::Id(repository_id), user, data).await?;
         Ok(StatusSnapshot {
-            repository: nth(&mut out, 0)?.first::<RepoRow>()?.map(Repository::from),
-            grants: identity::read_grants(nth(&mut out, 1)?)?,
-            remote_mirrors: read_mirrors(nth(&mut out, 2)?)?,
-            pull: read_pull(nth(&mut out, 3)?)?,
-            live_jobs: super::queue::read_jobs(nth(&mut out, 4)?)?,
-            nodes: super::nodes::read_nodes(nth(&mut out, 5)?)?,
+            repository,
+            grants,
+            remote_mirrors: read_mirrors(nth(&mut out, 0)?)?,
+            pull: read_pull(nth(&mut out, 1)?)?,
+            live_jobs: super::queue::read_jobs(nth(&mut out, 2)?)?,
+            nodes: super::nodes::read_nodes(nth(&mut out, 3)?)?,
         })
     }
 

@@ -220,19 +220,9 @@ impl<D: Database> Store<D> {
         Ok(Poll { expired: read_jobs(nth(&mut out, 1)?)?, leased: read_jobs(nth(&mut out, 2)?)?.pop() })
     }
 
-    /// Queues a job unless one for the same target is already waiting; returns the waiting job.
-    pub async fn enqueue(&self, job: &NewJob) -> StoreResult<Job> {
-        let find = sql!(
-            format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'QUEUED' AND kind = ?1 AND repository_id = ?2 \
-                 AND IFNULL(remote_mirror_id, 0) = IFNULL(?3, 0)"
-            ),
-            job.kind.as_str(),
-            job.repository_id,
-            job.remote_mirror_id
-        );
-        let mut out = self.batch(vec![enqueue_statement(job, "?3"), find]).await?;
-        read_jobs(nth(&mut out, 1)?)?.pop().ok_or_else(|| corrupt("job"))
+    /// Queues a job unless one for the same target is already waiting (it then absorbs this one).
+    pub async fn enqueue(&self, job: &NewJob) -> StoreResult<()> {
+        self.one(enqueue_statement(job, "?3")).await.map(drop)
     }
 
     /// Queues, in one batch, a pull of the repository (if its pull mirror is on) when `pull`,
@@ -334,12 +324,7 @@ impl<D: Database> Store<D> {
             None => Vec::new(),
         };
         if let Some((repository_id, fingerprint)) = fingerprint {
-            batch.extend(super::triggers::fingerprint_statements(
-                repository_id,
-                fingerprint,
-                now,
-                Some((job_id, lease_id)),
-            ));
+            batch.extend(super::triggers::fingerprint_statements(repository_id, fingerprint, now, (job_id, lease_id)));
         }
         let first_job_stmt = batch.len();
         // Back to the queue only if no other job waits for the same target; otherwise the next

@@ -267,9 +267,25 @@ impl<D: Database> Store<D> {
         key: RepositoryKey<'_>,
         user: Option<i64>,
     ) -> StoreResult<(Option<Repository>, Grants)> {
-        let mut out = self.batch(vec![key.select(), sql!(GRANTS, user)]).await?;
+        let (repo, grants, _) = self.repository_with(key, user, Vec::new()).await?;
+        Ok((repo, grants))
+    }
+
+    /// The repository so named, the caller's grants and the outcomes of `data`, in one round
+    /// trip: what every read that decides access to a repository makes. `data` may name the
+    /// repository by [`RepositoryKey::id_expression`] with [`RepositoryKey::params`] bound first.
+    pub(super) async fn repository_with(
+        &self,
+        key: RepositoryKey<'_>,
+        user: Option<i64>,
+        data: Vec<Statement>,
+    ) -> StoreResult<(Option<Repository>, Grants, Vec<super::port::Outcome>)> {
+        let mut batch = vec![key.select(), sql!(GRANTS, user)];
+        batch.extend(data);
+        let mut out = self.batch(batch).await?;
         let repo = nth(&mut out, 0)?.first::<RepoRow>()?.map(Repository::from);
-        Ok((repo, read_grants(nth(&mut out, 1)?)?))
+        let grants = read_grants(nth(&mut out, 1)?)?;
+        Ok((repo, grants, out.split_off(2)))
     }
 
     /// One page of the repositories the viewer may see, by project key then slug, and whether

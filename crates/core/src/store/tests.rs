@@ -107,13 +107,38 @@ fn a_settings_change_keeps_a_result_recorded_meanwhile() {
     });
 }
 
+/// Leases the repository's queued pull and reports it pulled with `fingerprint`.
+async fn pull_reported(store: &Store<SqliteDatabase>, repo: i64, fingerprint: &str, lease_id: &str) {
+    let pull = crate::queue::NewJob {
+        kind: crate::queue::JobKind::PullMirror,
+        repository_id: repo,
+        remote_mirror_id: None,
+        reason: crate::queue::JobReason::Manual,
+        enqueued_at: Timestamp(1),
+    };
+    store.enqueue(&pull).await.expect("enqueue");
+    let db = store.database();
+    db.execute("INSERT OR IGNORE INTO farm_nodes (id, name, lookup, hash, created_at) VALUES (1, 'n', 'l', 'h', 0)");
+    let (now, deadline) = (Timestamp(10), Timestamp(100_000));
+    let poll = store.poll_for_job(1, lease_id, now, deadline, Some(repo), now, 10).await.expect("poll");
+    let job = poll.leased.expect("the pull is leased");
+    let done = crate::queue::JobCompletion::Done;
+    let after = store.finish_job(job.id, lease_id, done, true, now, None, Some((repo, fingerprint))).await;
+    assert_eq!(after.expect("finish").expect("lease held").state, crate::queue::JobState::Done);
+}
+
 #[test]
 fn webhook_secret_fingerprint_and_polls_are_separate_writes() {
     let (store, repo) = store_with_repository();
+    let pushes = "SELECT COUNT(*) FROM jobs WHERE kind = 'PUSH_MIRROR' AND state = 'QUEUED'";
     block_on(async {
+        store.insert_remote_mirror(&mirror(repo), None).await.expect("mirror");
         store.set_webhook_secret(repo, Some("sealed")).await.expect("secret");
-        assert!(store.record_upstream_fingerprint(repo, "fp1", Timestamp(2)).await.expect("fp"));
-        assert!(!store.record_upstream_fingerprint(repo, "fp1", Timestamp(3)).await.expect("same fp"));
+        pull_reported(&store, repo, "fp1", "lease-1").await;
+        assert_eq!(store.database().count(pushes), 1, "a new fingerprint queues the push mirrors");
+        store.database().execute("DELETE FROM jobs WHERE kind = 'PUSH_MIRROR'");
+        pull_reported(&store, repo, "fp1", "lease-2").await;
+        assert_eq!(store.database().count(pushes), 0, "the same fingerprint queues nothing");
         let t = store.triggers(repo).await.expect("triggers");
         assert_eq!(t.webhook_secret_sealed.as_deref(), Some("sealed"));
         assert_eq!(t.upstream_fingerprint.as_deref(), Some("fp1"));

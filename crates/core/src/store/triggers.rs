@@ -28,21 +28,19 @@ fn set_column(column: &str, repository_id: i64, value: super::port::Value) -> St
 }
 
 /// Records the upstream's fingerprint after a pull and, if it changed, queues a push to every
-/// enabled push mirror; while the lease `guard` (job, lease id) is held, if given. The first
-/// statement answers whether it changed (see [`read_changed`]).
+/// enabled push mirror, while the lease `(job, lease id)` is held: statements for the batch that
+/// ends that lease (they go before the job's own statements, which release it).
 pub(super) fn fingerprint_statements(
     repository_id: i64,
     fingerprint: &str,
     now: Timestamp,
-    guard: Option<(i64, &str)>,
+    (job, lease): (i64, &str),
 ) -> Vec<Statement> {
     let changed = "NOT EXISTS (SELECT 1 FROM repository_triggers WHERE repository_id = ?1 \
          AND upstream_fingerprint IS ?2)";
-    let (job, lease) = guard.unzip();
-    let held = format!("(?3 IS NULL OR {})", super::mirrors::lease_held(3, 4));
+    let held = super::mirrors::lease_held(3, 4);
     vec![
-        // Decided before the fingerprint is written, in the same transaction.
-        sql!(format!("SELECT {changed} AND {held} AS changed"), repository_id, fingerprint, job, lease),
+        // Before the fingerprint is written, in the same transaction: pushes follow only a change.
         sql!(
             format!(
                 "INSERT OR IGNORE INTO jobs (kind, repository_id, remote_mirror_id, reason, enqueued_at) \
@@ -69,16 +67,6 @@ pub(super) fn fingerprint_statements(
     ]
 }
 
-/// Whether [`fingerprint_statements`] found a new fingerprint.
-pub(super) fn read_changed(outcome: super::port::Outcome) -> StoreResult<bool> {
-    row! {
-        struct Changed {
-            changed: i64,
-        }
-    }
-    Ok(outcome.first::<Changed>()?.is_some_and(|c| c.changed != 0))
-}
-
 impl<D: Database> Store<D> {
     /// A repository's triggers (webhook secret, last upstream fingerprint, last poll).
     pub async fn triggers(&self, repository_id: i64) -> StoreResult<RepositoryTriggers> {
@@ -96,18 +84,6 @@ impl<D: Database> Store<D> {
     /// Sets (or, `None`, removes) a repository's sealed webhook secret.
     pub async fn set_webhook_secret(&self, repository_id: i64, sealed: Option<&str>) -> StoreResult<()> {
         self.one(set_column("webhook_secret_sealed", repository_id, sealed.into())).await.map(drop)
-    }
-
-    /// Records the upstream's fingerprint after a pull and, if it changed, queues a push to
-    /// every enabled push mirror, in one batch. Returns whether it changed.
-    pub async fn record_upstream_fingerprint(
-        &self,
-        repository_id: i64,
-        fingerprint: &str,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let mut out = self.batch(fingerprint_statements(repository_id, fingerprint, now, None)).await?;
-        read_changed(nth(&mut out, 0)?)
     }
 
     /// Queues a poll of every repository with an upstream and an enabled (or implicit) pull
