@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod filters;
+pub mod forks;
 pub mod identity;
 pub mod mirrors;
 pub mod nodes;

@@ -90,6 +90,24 @@ pub struct LeasedJob {
     pub repository: LeasedRepository,
     /// The mirror to push, for push jobs.
     pub remote_mirror: Option<LeasedMirror>,
+    /// The fork and its origin, for fork syncs (`repository` is then the fork).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<LeasedFork>,
+}
+
+/// The fork part of a leased fork sync: where the fork's refs live, the origin whose copy the
+/// node syncs it to, and the manual action, if one was asked for.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LeasedFork {
+    /// The fork's own git location, with credentials.
+    pub url: String,
+    /// The origin (its upstream and pull rules refresh the node's copy first).
+    pub origin: LeasedRepository,
+    /// MERGE or DISCARD of one ref, after the sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<crate::forks::ForkAction>,
 }
 
 /// Debug shows no URLs (they carry credentials).
@@ -216,6 +234,9 @@ pub struct LeaseRequest {
     /// Only jobs of this repository (`sync <repo>` on a node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_id: Option<i64>,
+    /// Wait up to this long for a job to become due (long poll; capped at 25 s); at once if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u64>,
 }
 
 /// `POST …/jobs/{id}/renew`.
@@ -272,6 +293,32 @@ pub enum Outcome {
     Error,
     /// A poll found the upstream unchanged: nothing was done.
     Unchanged,
+    /// A fork's MERGE conflicted (the message names the paths); nothing was pushed.
+    Conflict,
+}
+
+impl Outcome {
+    /// The name stored with the job.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pushed => "pushed",
+            Self::Diverged => "diverged",
+            Self::Error => "error",
+            Self::Unchanged => "unchanged",
+            Self::Conflict => "conflict",
+        }
+    }
+}
+
+/// One ref a fork sync left out of step, as a node reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ForkRefState {
+    /// The full ref name.
+    pub id: String,
+    /// Why it is out of step.
+    pub state: crate::forks::RefSyncState,
 }
 
 /// A node's report of one try, as sent to `POST …/jobs/{id}/result`.
@@ -289,6 +336,9 @@ pub struct JobReport {
     /// For pulls: SHA-256 of the upstream's ref listing (`sync::ref_listing`) just pulled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// For fork syncs that completed: every ref left out of step with the origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_refs: Option<Vec<ForkRefState>>,
 }
 
 impl JobReport {
@@ -300,7 +350,7 @@ impl JobReport {
             UpdateOutcome::Error(m) => (Outcome::Error, m.clone()),
             UpdateOutcome::Unchanged => (Outcome::Unchanged, String::new()),
         };
-        Self { lease_id: lease_id.to_owned(), outcome, message, fingerprint }
+        Self { lease_id: lease_id.to_owned(), outcome, message, fingerprint, fork_refs: None }
     }
 
     /// What the report means for the mirror's update state.
@@ -308,7 +358,7 @@ impl JobReport {
         match self.outcome {
             Outcome::Pushed => UpdateOutcome::Pushed,
             Outcome::Diverged => UpdateOutcome::Diverged(self.message.clone()),
-            Outcome::Error => UpdateOutcome::Error(self.message.clone()),
+            Outcome::Error | Outcome::Conflict => UpdateOutcome::Error(self.message.clone()),
             Outcome::Unchanged => UpdateOutcome::Unchanged,
         }
     }

@@ -48,6 +48,10 @@ pub struct Repository {
     pub upstream: Option<StoredUrl>,
     /// Stable opaque id shared by a repository and its forks.
     pub hierarchy_id: String,
+    /// The repository it is a fork of, while that exists.
+    pub origin_id: Option<i64>,
+    /// For a fork: its own git location, credentials masked.
+    pub fork_url: Option<String>,
     /// Creation time.
     pub created_at: Timestamp,
 }
@@ -86,8 +90,10 @@ pub struct NewRepository {
     pub forkable: bool,
     /// Upstream URL (credentials sealed).
     pub upstream: Option<StoredUrl>,
-    /// Hierarchy id.
+    /// Hierarchy id (a fork shares its origin's).
     pub hierarchy_id: String,
+    /// The origin, for a fork.
+    pub origin_id: Option<i64>,
     /// Creation time.
     pub created_at: Timestamp,
 }
@@ -315,6 +321,12 @@ pub struct RepositoryDto {
     pub public: bool,
     /// Never archived here.
     pub archived: bool,
+    /// For a fork: the repository it was forked from, in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Box<RepositoryDto>>,
+    /// For a fork: its own git location, credentials masked (ours).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Links.
     pub links: Links,
 }
@@ -337,6 +349,8 @@ impl RepositoryDto {
             project: ProjectDto::new(&r.project, base),
             public: r.public,
             archived: false,
+            origin: None,
+            url: r.fork_url.clone(),
             links: Links {
                 clone: Some(Vec::new()),
                 self_: vec![Link {
@@ -345,6 +359,13 @@ impl RepositoryDto {
                 }],
             },
         }
+    }
+
+    /// The same, carrying its origin (a fork).
+    #[must_use]
+    pub fn with_origin(mut self, origin: Option<&Repository>, base: &str) -> Self {
+        self.origin = origin.map(|o| Box::new(Self::new(o, base)));
+        self
     }
 }
 

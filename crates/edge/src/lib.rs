@@ -6,6 +6,7 @@
 //! WebCrypto ([`webcrypto::WebCrypto`]) and the current time, and sends back what the core decided.
 
 mod d1;
+mod signals;
 mod webcrypto;
 
 use std::rc::Rc;
@@ -103,10 +104,11 @@ fn config(env: &Env) -> std::result::Result<Config, String> {
         poll_interval_ms: millis("MIRRORFARM_POLL_INTERVAL_MS", defaults.poll_interval_ms)?,
         stale_after_ms: millis("MIRRORFARM_STALE_AFTER_MS", defaults.stale_after_ms)?,
         cors_origins,
+        sync_wait_ms: millis("MIRRORFARM_SYNC_WAIT_MS", defaults.sync_wait_ms)?,
     })
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     Timestamp(js_sys::Date::now() as i64)
 }
 
@@ -123,7 +125,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let store = Store::new(d1::D1::new(env.d1(DB_BINDING)?));
     let crypto = webcrypto::WebCrypto::new(setting(&env, "MIRRORFARM_SEAL_KEY"));
     let callers = CALLERS.with(Rc::clone);
-    let mut response = Service::new(&store, &crypto, &config, now()).with_caller_cache(&callers).handle(&api_req).await;
+    let signals = signals::SignalsStub::new(&env);
+    let service = Service::new(&store, &crypto, &config, now()).with_caller_cache(&callers).with_signals(&signals);
+    let mut response = service.handle(&api_req).await;
     response.headers.push(("Server-Timing".into(), server_timing(store.database().spent())));
     // Paths never carry secrets (tokens travel in headers); queries are not logged.
     console_log!("{} {} -> {}", req.inner().method(), api_req.path, response.status);
@@ -144,7 +148,8 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     };
     let store = Store::new(d1::D1::new(db));
     let crypto = webcrypto::WebCrypto::new(setting(&env, "MIRRORFARM_SEAL_KEY"));
-    let service = Service::new(&store, &crypto, &config, now());
+    let signals = signals::SignalsStub::new(&env);
+    let service = Service::new(&store, &crypto, &config, now()).with_signals(&signals);
     match service.expire_leases().await {
         Ok(0) => {}
         Ok(n) => console_log!("scheduled: {n} expired lease(s) returned to the queue"),

@@ -9,12 +9,13 @@ use std::thread;
 use std::time::Duration;
 
 use mirrorfarm_core::mirrors::UpdateOutcome;
-use mirrorfarm_core::nodes::{JobReport, LeasedJob};
+use mirrorfarm_core::nodes::{JobReport, LeasedJob, Outcome};
 use mirrorfarm_core::queue::JobReason;
 use mirrorfarm_core::urls::scrub_text;
 use tracing::{error, info, warn};
 
 use crate::edge::{EdgeClient, EdgeError};
+use crate::fork::{self, ForkFinished};
 use crate::git::{Git, Remote};
 use crate::push::{self, PushError, PushSettings};
 use crate::records::fingerprint;
@@ -28,11 +29,16 @@ pub(crate) struct NodeSettings {
     pub(crate) concurrency: usize,
     /// Lease length asked for; renewed at a third of it.
     pub(crate) lease_seconds: u64,
-    /// Wait between lease attempts when the queue is empty.
+    /// Wait between lease attempts when the queue is empty (each attempt already waits up to
+    /// [`LONG_POLL_SECS`] at the edge for a job to be queued).
     pub(crate) poll: Duration,
     /// How long automatic syncs trust a target's recorded refs (see [`crate::records`]).
     pub(crate) target_recheck: Duration,
 }
+
+/// How long a lease request waits at the edge for a job to become due: the edge answers the
+/// moment one is queued, so jobs start at once instead of at the next poll.
+pub(crate) const LONG_POLL_SECS: u64 = 25;
 
 /// Serialises work on one local repository copy across this node's workers.
 #[derive(Default)]
@@ -63,12 +69,13 @@ pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<Ato
 fn work(worker: usize, edge: &EdgeClient, settings: &NodeSettings, shutdown: &AtomicBool, locks: &RepoLocks) {
     let mut idle = settings.poll;
     while !shutdown.load(Ordering::SeqCst) {
-        match edge.lease(settings.lease_seconds, None) {
+        match edge.lease(settings.lease_seconds, None, LONG_POLL_SECS) {
             Ok(Some(job)) => {
                 idle = settings.poll;
                 handle(worker, edge, settings, shutdown, locks, &job);
             }
-            Ok(None) => sleep_unless(shutdown, idle),
+            // The edge waited already; a short pause keeps an edge without long polls from being hammered.
+            Ok(None) => sleep_unless(shutdown, idle.min(Duration::from_millis(500))),
             Err(e) => {
                 warn!(worker, error = %e, "lease failed");
                 idle = (idle * 2).min(Duration::from_secs(30));
@@ -122,7 +129,8 @@ pub(crate) fn handle(
                 }
             }
         });
-        let lock = locks.for_repo(repo.id);
+        // A fork sync works in its origin's copy.
+        let lock = locks.for_repo(job.fork.as_ref().map_or(repo.id, |f| f.origin.id));
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let cancelled = || shutdown.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst);
         let outcome = execute(settings, job, &cancelled);
@@ -139,9 +147,9 @@ pub(crate) fn handle(
             None
         }
         result => {
-            let (outcome, fingerprint) = result.unwrap_or_else(|e| (UpdateOutcome::Error(e.to_string()), None));
-            report(edge, job, &outcome, fingerprint);
-            Some(outcome)
+            let finished = result.unwrap_or_else(|e| Finished::error(e.to_string()));
+            report(edge, job, &finished);
+            Some(finished.outcome)
         }
     }
 }
@@ -160,14 +168,38 @@ pub(crate) fn describe(job: &LeasedJob) -> String {
     }
 }
 
-/// Runs a job; pulls also return the upstream's fingerprint.
-fn execute(
-    settings: &NodeSettings,
-    job: &LeasedJob,
-    cancelled: &dyn Fn() -> bool,
-) -> Result<(UpdateOutcome, Option<String>), PushError> {
+/// How a job ended, as the node reports it.
+pub(crate) struct Finished {
+    /// The outcome.
+    pub(crate) outcome: UpdateOutcome,
+    /// For pulls: the upstream's fingerprint.
+    fingerprint: Option<String>,
+    /// For fork syncs: what the sync left.
+    fork: Option<ForkFinished>,
+}
+
+impl Finished {
+    fn of(outcome: UpdateOutcome, fingerprint: Option<String>) -> Self {
+        Self { outcome, fingerprint, fork: None }
+    }
+
+    fn error(message: String) -> Self {
+        Self::of(UpdateOutcome::Error(message), None)
+    }
+}
+
+/// Runs a job; pulls also return the upstream's fingerprint, fork syncs what they left.
+fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> bool) -> Result<Finished, PushError> {
+    if let Some(leased_fork) = &job.fork {
+        let finished = fork::sync(settings, job, leased_fork, cancelled)?;
+        let outcome = match finished.conflict.as_ref().or(finished.refused.as_ref()) {
+            Some(why) => UpdateOutcome::Error(why.clone()),
+            None => UpdateOutcome::Pushed,
+        };
+        return Ok(Finished { outcome, fingerprint: None, fork: Some(finished) });
+    }
     let Some(upstream) = job.repository.upstream_url.as_deref().map(Remote::parse).transpose()? else {
-        return Ok((UpdateOutcome::Error("The repository has no upstream URL to mirror from.".into()), None));
+        return Ok(Finished::error("The repository has no upstream URL to mirror from.".into()));
     };
     let local = copy_of(settings, job.repository.id);
     let pull_rules = &job.repository.pull;
@@ -177,13 +209,13 @@ fn execute(
             let current = fingerprint(&Git::detached().remote_refs(&upstream)?);
             if job.repository.upstream_fingerprint.as_deref() == Some(current.as_str()) {
                 info!(job = job.id, "upstream unchanged; nothing to pull");
-                return Ok((UpdateOutcome::Unchanged, None));
+                return Ok(Finished::of(UpdateOutcome::Unchanged, None));
             }
         }
         // Refs upstream rewrote that the rules keep fail the update.
         let pulled = push::pull(&local, &upstream, pull_rules, &job.repository.default_branch)?;
         let outcome = pulled.plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged);
-        return Ok((outcome, Some(pulled.fingerprint)));
+        return Ok(Finished::of(outcome, Some(pulled.fingerprint)));
     };
     let target = Remote::parse(&mirror.url)?;
     let push_settings = PushSettings::of(mirror, &job.repository.default_branch);
@@ -206,12 +238,18 @@ fn execute(
         unchanged = plan.unchanged,
         "pushed"
     );
-    Ok((outcome, None))
+    Ok(Finished::of(outcome, None))
 }
 
 /// Reports an outcome, retrying while the edge is unreachable (results are idempotent).
-fn report(edge: &EdgeClient, job: &LeasedJob, outcome: &UpdateOutcome, fingerprint: Option<String>) {
-    let mut report = JobReport::new(&job.lease_id, outcome, fingerprint);
+fn report(edge: &EdgeClient, job: &LeasedJob, finished: &Finished) {
+    let mut report = JobReport::new(&job.lease_id, &finished.outcome, finished.fingerprint.clone());
+    if let Some(fork) = &finished.fork {
+        report.fork_refs = Some(fork.refs.clone());
+        if fork.conflict.is_some() {
+            report.outcome = Outcome::Conflict;
+        }
+    }
     report.message = scrub_text(&report.message);
     let kind = format!("{:?}", report.outcome).to_ascii_lowercase();
     for attempt in 1..=5u32 {

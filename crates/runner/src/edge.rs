@@ -82,9 +82,16 @@ impl EdgeClient {
         self.post("/nodes/heartbeat", &serde_json::Map::new()).map(|_| ())
     }
 
-    /// Leases the next job (of one repository only, if given), if any.
-    pub(crate) fn lease(&self, lease_seconds: u64, repository: Option<i64>) -> Result<Option<LeasedJob>, EdgeError> {
-        let asked = LeaseRequest { lease_seconds: Some(lease_seconds), repository_id: repository };
+    /// Leases the next job (of one repository only, if given), waiting up to `wait_seconds` at
+    /// the edge for one to be queued; `None` if none was due.
+    pub(crate) fn lease(
+        &self,
+        lease_seconds: u64,
+        repository: Option<i64>,
+        wait_seconds: u64,
+    ) -> Result<Option<LeasedJob>, EdgeError> {
+        let wait_seconds = (wait_seconds > 0).then_some(wait_seconds);
+        let asked = LeaseRequest { lease_seconds: Some(lease_seconds), repository_id: repository, wait_seconds };
         self.post("/jobs/lease", &asked)?.map(|v| Self::read(v, "job")).transpose()
     }
 

@@ -329,6 +329,109 @@ impl Git {
     }
 }
 
+impl Git {
+    /// Which of `oids` this repository lacks (`cat-file --batch-check`).
+    pub(crate) fn missing(&self, oids: &[ObjectId]) -> Result<Vec<ObjectId>, GitError> {
+        if oids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut child = self
+            .command(None)
+            .args(["cat-file", "--batch-check=%(objectname)"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let input: String = oids.iter().map(|o| format!("{o}\n")).collect();
+        let mut stdin = child.stdin.take().ok_or_else(|| GitError::Url("no stdin".into()))?;
+        // Written from a thread: git answers while it reads, and a full pipe would block both.
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output()?;
+        writer.join().map_err(|_| GitError::Url("cat-file writer panicked".into()))??;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // A missing object prints `<oid> missing`.
+        Ok(text
+            .lines()
+            .filter_map(|l| l.strip_suffix(" missing"))
+            .filter_map(|oid| ObjectId::from_hex(oid.as_bytes()).ok())
+            .collect())
+    }
+
+    /// Fetches every branch and tag of `remote` into `namespace` (`<namespace>/heads/…`,
+    /// `<namespace>/tags/…`), forced, so their objects are here for ancestry and merges.
+    pub(crate) fn fetch_namespace(&self, remote: &Remote, namespace: &str) -> Result<(), GitError> {
+        let heads = format!("+refs/heads/*:{namespace}/heads/*");
+        let tags = format!("+refs/tags/*:{namespace}/tags/*");
+        self.fetch_into_staging(remote, &[&heads, &tags])
+    }
+
+    /// Merges `theirs` into `ours` without a work tree (`merge-tree --write-tree`): the merged
+    /// tree, or the paths that conflict.
+    pub(crate) fn merge_tree(
+        &self,
+        ours: &ObjectId,
+        theirs: &ObjectId,
+    ) -> Result<Result<ObjectId, Vec<String>>, GitError> {
+        let out = self
+            .command(None)
+            .args([
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                &ours.to_string(),
+                &theirs.to_string(),
+            ])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let tree = lines.next().and_then(|l| ObjectId::from_hex(l.trim().as_bytes()).ok());
+        match (out.status.code(), tree) {
+            (Some(0), Some(tree)) => Ok(Ok(tree)),
+            (Some(1), _) => {
+                let mut paths: Vec<String> = lines.filter(|l| !l.is_empty()).map(str::to_owned).collect();
+                paths.dedup();
+                Ok(Err(paths))
+            }
+            _ => Err(GitError::Failed {
+                command: "merge-tree".into(),
+                stderr: scrub_text(String::from_utf8_lossy(&out.stderr).trim()),
+            }),
+        }
+    }
+
+    /// Writes a merge commit of `tree` with `parents`, by `author` (name, e-mail) as author and committer.
+    pub(crate) fn commit_tree(
+        &self,
+        tree: &ObjectId,
+        parents: &[ObjectId],
+        message: &str,
+        (name, email): (&str, &str),
+    ) -> Result<ObjectId, GitError> {
+        let mut cmd = self.command(None);
+        cmd.arg("commit-tree").arg(tree.to_string());
+        for p in parents {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        let out = cmd
+            .arg("-m")
+            .arg(message)
+            .env("GIT_AUTHOR_NAME", name)
+            .env("GIT_AUTHOR_EMAIL", email)
+            .env("GIT_COMMITTER_NAME", name)
+            .env("GIT_COMMITTER_EMAIL", email)
+            .output()?;
+        if !out.status.success() {
+            return Err(GitError::Failed {
+                command: "commit-tree".into(),
+                stderr: scrub_text(String::from_utf8_lossy(&out.stderr).trim()),
+            });
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        ObjectId::from_hex(text.trim().as_bytes()).map_err(|_| GitError::Listing(text.trim().to_owned()))
+    }
+}
+
 /// Parses `<oid><separator><name>` lines (`ls-remote`, `for-each-ref`, records), peeled entries left out.
 pub(crate) fn parse_listing(stdout: &[u8], separator: char) -> Result<Refs, GitError> {
     let text = String::from_utf8_lossy(stdout);

@@ -11,6 +11,7 @@
 mod config;
 mod daemon;
 mod edge;
+mod fork;
 mod git;
 mod oneshot;
 mod push;

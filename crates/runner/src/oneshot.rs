@@ -32,7 +32,7 @@ pub(crate) fn sync(
     overall.set_prefix(repo.to_owned());
     let (mut done, mut failed) = (0u64, 0u64);
     let locks = RepoLocks::default();
-    while let Some(job) = edge.lease(settings.lease_seconds, Some(id)).map_err(|e| e.to_string())? {
+    while let Some(job) = edge.lease(settings.lease_seconds, Some(id), 0).map_err(|e| e.to_string())? {
         let what = describe(&job);
         let spinner = bars.insert_before(&overall, ProgressBar::new_spinner());
         spinner.set_style(style("{spinner} {msg} {elapsed}"));

@@ -26,6 +26,9 @@ pub(crate) enum PushError {
     /// Asked to stop (shutdown, or the lease was lost) between steps.
     #[error("cancelled")]
     Cancelled,
+    /// The job cannot run as given (the message says why).
+    #[error("{0}")]
+    Unrunnable(String),
 }
 
 /// A mirror's settings as the runner receives them.

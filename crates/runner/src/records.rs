@@ -79,6 +79,33 @@ fn remove(path: Option<&PathBuf>) -> Result<(), GitError> {
     }
 }
 
+/// The origin's refs as the last sync of one fork saw them (what that sync remembered), kept in
+/// the origin's copy: it tells a tag the fork moved from one the origin moved, and a branch the
+/// origin deleted from one only the fork ever had. A node without it syncs conservatively.
+pub(crate) struct ForkRecord {
+    path: Option<PathBuf>,
+}
+
+impl ForkRecord {
+    /// The record `origin_copy` keeps for fork `fork_id`.
+    pub(crate) fn of(origin_copy: &Git, fork_id: i64) -> Self {
+        Self { path: records_dir(origin_copy).map(|d| d.join("forks").join(format!("{fork_id}.refs"))) }
+    }
+
+    /// The refs recorded, if any.
+    pub(crate) fn load(&self) -> Option<Refs> {
+        parse_listing(&std::fs::read(self.path.as_ref()?).ok()?, ' ').ok()
+    }
+
+    /// Records what a sync remembered.
+    pub(crate) fn save(&self, refs: &Refs) -> Result<(), GitError> {
+        match &self.path {
+            Some(path) => write_atomically(path, &ref_listing(refs)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A target's refs as last verified or pushed by this node.
 pub(crate) struct TargetRecord {
     path: Option<PathBuf>,

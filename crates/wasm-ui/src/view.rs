@@ -370,6 +370,9 @@ mod tests {
                 lease_owner: Some(3),
                 lease_deadline: Some(70 * MIN),
                 lease_id: None,
+                payload: None,
+                outcome: None,
+                message: None,
             }],
             nodes: vec![NodeDto { id: 3, name: "node-a".into(), created_date: 0, last_seen: Some(59 * MIN) }],
         }

@@ -1,5 +1,6 @@
 //! GitLab's API: remote (push) mirrors, plus the project and user look-ups clients make first.
 
+use crate::queue::Signals;
 use serde::Serialize;
 
 use super::{ApiError, ApiResponse, Call, Result, Service, decode_segment};
@@ -89,7 +90,7 @@ impl From<MirrorRequestError> for ApiError {
     }
 }
 
-impl<D: Database, C: Crypto> Service<'_, D, C> {
+impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     /// The repository a GitLab `:id` names: a numeric id or `KEY/slug` (URL-encoded).
     pub(super) fn gitlab_key(raw: &str) -> Option<GitLabKey> {
         let id = decode_segment(raw)?;
@@ -196,6 +197,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         let mirror = change.into_new_mirror(repo.id, stored, self.now);
         let job = job_for_mirror_change(JobKind::PushMirror, repo.id, None, false, mirror.enabled, true, self.now);
         let created = self.store.insert_remote_mirror(&mirror, job.as_ref()).await?;
+        self.mark_queued();
         Ok(ApiResponse::json(201, &RemoteMirrorDto::from(&created)))
     }
 
@@ -218,6 +220,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             self.now,
         );
         self.store.update_remote_mirror(&next, url_changed, job.as_ref()).await?;
+        self.mark_queued();
         Ok(ApiResponse::json(200, &RemoteMirrorDto::from(&next)))
     }
 
@@ -241,6 +244,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             enqueued_at: self.now,
         };
         self.store.enqueue(&job).await?;
+        self.mark_queued();
         Ok(ApiResponse::empty(204))
     }
 

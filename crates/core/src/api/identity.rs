@@ -1,5 +1,6 @@
 //! Users, access tokens and permission grants, in Bitbucket's shapes.
 
+use crate::queue::Signals;
 use serde::Serialize;
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
@@ -69,7 +70,7 @@ fn validate_user_name(name: &str) -> Result<String> {
     }
 }
 
-impl<D: Database, C: Crypto> Service<'_, D, C> {
+impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     /// The users named by the `name` query parameters (at least one).
     async fn named_users(&self, call: &Call<'_>) -> Result<Vec<User>> {
         let names: Vec<&str> =

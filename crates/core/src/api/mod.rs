@@ -6,6 +6,7 @@
 mod callers;
 mod conditional;
 mod cors;
+mod forks;
 mod gitlab;
 mod identity;
 mod nodes;
@@ -22,6 +23,7 @@ mod triggers;
 
 pub use callers::{CALLER_TTL_MS, CallerCache};
 pub use cors::{CorsError, CorsOrigins};
+pub use forks::{ForkParams, ProjectKey};
 pub use request::{
     ApiRequest, BodyError, FieldError, Fields, FromFields, MAX_BODY_BYTES, Method, Query, decode_segment, encode,
     split_request_url,
@@ -32,6 +34,7 @@ pub use triggers::MAX_WEBHOOK_BYTES;
 
 use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level, constant_time_eq, token_lookup_key};
 use crate::nodes::{FarmNode, NODE_TOKEN_PREFIX};
+use crate::queue::{NoSignals, Signals, Topic};
 use crate::registry::{Project, Repository};
 use crate::status::DEFAULT_STALE_AFTER_MS;
 use crate::store::port::Database;
@@ -54,6 +57,8 @@ pub struct Config {
     pub stale_after_ms: i64,
     /// Origins whose pages may read status across origins (`MIRRORFARM_CORS_ORIGINS`).
     pub cors_origins: CorsOrigins,
+    /// How long a request that needs a node's work waits for its result (`MIRRORFARM_SYNC_WAIT_MS`).
+    pub sync_wait_ms: i64,
 }
 
 impl Default for Config {
@@ -64,18 +69,26 @@ impl Default for Config {
             poll_interval_ms: 300_000,
             stale_after_ms: DEFAULT_STALE_AFTER_MS,
             cors_origins: CorsOrigins::default(),
+            sync_wait_ms: crate::queue::DEFAULT_SYNC_WAIT_MS,
         }
     }
 }
 
-/// The API over a store and a crypto provider, at one instant.
-pub struct Service<'a, D, C> {
+/// The API over a store and a crypto provider, at one instant; requests that wait (a node's
+/// long poll, a call that needs a node's work) are woken through `signals`.
+pub struct Service<'a, D, C, S = NoSignals> {
     store: &'a Store<D>,
     crypto: &'a C,
     config: &'a Config,
     now: Timestamp,
     callers: Option<&'a CallerCache>,
+    signals: &'a S,
+    /// Set when this request queued work: nodes waiting for work are woken once it is answered.
+    queued: std::cell::Cell<bool>,
 }
+
+/// The signals of a service that never waits.
+const NO_SIGNALS: NoSignals = NoSignals;
 
 /// What every handler gets: its route, the caller, the decoded query, path parameters and the request.
 struct Call<'r> {
@@ -150,7 +163,37 @@ enum Caller {
 impl<'a, D: Database, C: Crypto> Service<'a, D, C> {
     /// A service for one request made at `now`.
     pub fn new(store: &'a Store<D>, crypto: &'a C, config: &'a Config, now: Timestamp) -> Self {
-        Self { store, crypto, config, now, callers: None }
+        Self { store, crypto, config, now, callers: None, signals: &NO_SIGNALS, queued: std::cell::Cell::new(false) }
+    }
+}
+
+impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
+    /// The same service, waking and waiting through `signals`.
+    pub fn with_signals<T: Signals>(self, signals: &'a T) -> Service<'a, D, C, T> {
+        Service {
+            store: self.store,
+            crypto: self.crypto,
+            config: self.config,
+            now: self.now,
+            callers: self.callers,
+            signals,
+            queued: self.queued,
+        }
+    }
+
+    /// The same service at a later instant (a request that waited).
+    fn at(&self, now: Timestamp) -> Self {
+        Service { now, queued: std::cell::Cell::new(false), ..*self }
+    }
+
+    /// The time now: later than `self.now` once a request has waited.
+    fn clock(&self) -> Timestamp {
+        self.signals.now().unwrap_or(self.now).max(self.now)
+    }
+
+    /// Notes that this request queued work (see [`Service::handle`]).
+    fn mark_queued(&self) {
+        self.queued.set(true);
     }
 
     /// Remembers callers by token hash in `cache` (kept by the shell between requests), so an
@@ -199,6 +242,9 @@ impl<'a, D: Database, C: Crypto> Service<'a, D, C> {
             Err(e) => Err(e),
         };
         let mut response = result.unwrap_or_else(|e| e.into_response(dialect));
+        if self.queued.get() {
+            self.signals.notify(Topic::Queue).await;
+        }
         if req.method == Method::Get {
             response = conditional::answer(req, response);
         }
@@ -282,6 +328,11 @@ impl<'a, D: Database, C: Crypto> Service<'a, D, C> {
             H::RenewJob => self.renew_job(&call).await,
             H::ReportResult => self.report_result(&call).await,
             H::ReleaseJob => self.release_job(&call).await,
+            H::CreateFork => self.create_fork(&call).await,
+            H::ListForks => self.list_forks(&call).await,
+            H::ForkSyncStatus => self.fork_sync_status(&call).await,
+            H::SetForkSync => self.set_fork_sync(&call).await,
+            H::SynchronizeRef => self.synchronize_ref(&call).await,
         }
     }
 

@@ -6,20 +6,23 @@
 
 use super::triggers::pull_enabled;
 use super::{ApiError, ApiResponse, Call, Result, Service};
+use crate::forks::RefSyncState;
 use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
 use crate::nodes::{
-    CONTACT_WRITE_INTERVAL_MS, JobReport, LeaseRenewed, LeaseRequest, LeasedJob, LeasedMirror, LeasedPull,
-    LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto, NodeParams, RegisteredNode, ReleaseRequest, RenewRequest,
-    RepositoryWork, ResultRecorded,
+    CONTACT_WRITE_INTERVAL_MS, JobReport, LeaseRenewed, LeaseRequest, LeasedFork, LeasedJob, LeasedMirror, LeasedPull,
+    LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto, NodeParams, Outcome, RegisteredNode, ReleaseRequest,
+    RenewRequest, RepositoryWork, ResultRecorded,
 };
 use crate::paging::BitbucketPage;
+use crate::queue::Signals;
 use crate::queue::{
-    DEFAULT_LEASE_MS, EXPIRE_BATCH, Job, JobCompletion, JobKind, JobReason, JobState, MAX_LEASE_MS, MIN_LEASE_MS,
+    DEFAULT_LEASE_MS, EXPIRE_BATCH, Job, JobCompletion, JobKind, JobReason, JobState, MAX_LEASE_MS, MAX_LEASE_WAIT_MS,
+    MIN_LEASE_MS, Topic,
 };
 use crate::registry::Repository;
 use crate::store::port::Database;
-use crate::store::{Crypto, JobContext, SavedMirror};
+use crate::store::{Crypto, ForkOutcome, JobContext, Reported, SavedMirror};
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, StoredUrl};
 
@@ -30,7 +33,7 @@ fn lease_lost() -> ApiError {
 /// Message recorded when a node stops answering mid-job.
 const LEASE_EXPIRED: &str = "The farm node stopped responding before the update finished; the lease expired.";
 
-impl<D: Database, C: Crypto> Service<'_, D, C> {
+impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     /// The authenticated node, or 401.
     fn node<'c>(call: &'c Call<'_>) -> Result<&'c crate::nodes::FarmNode> {
         call.node.as_ref().ok_or(ApiError::Unauthorized)
@@ -98,6 +101,9 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     pub async fn expire_leases(&self) -> Result<usize> {
         let expired = self.store.expired_leases(self.now, EXPIRE_BATCH).await?;
         self.return_expired(&expired).await?;
+        if !expired.is_empty() {
+            self.signals.notify(Topic::Queue).await;
+        }
         Ok(expired.len())
     }
 
@@ -108,7 +114,9 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             let outcome = UpdateOutcome::Error(LEASE_EXPIRED.into());
             let (completion, tracked) = self.conclude(job, Self::tracked(&context, self.now), &outcome);
             let saved = tracked.as_ref().map(Tracked::saved);
-            self.store.finish_job(job.id, lease_id, completion, false, self.now, saved, None).await?;
+            self.store.finish_job(job.id, lease_id, completion, None, self.now, saved, None).await?;
+            // Back in the queue (or closed for a waiting twin): nodes waiting for work look again.
+            self.mark_queued();
         }
         Ok(())
     }
@@ -124,6 +132,8 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         let job = context.job.as_ref()?;
         match job.kind {
             JobKind::PushMirror => context.remote_mirror.clone().map(Tracked::Push),
+            // A fork's sync state is recorded apart (`fork_syncs`), not as a mirror's update state.
+            JobKind::ForkSync => None,
             JobKind::PullMirror => match &context.repository {
                 Some(repo) if repo.upstream.is_some() => {
                     Some(Tracked::Pull(context.pull.clone().unwrap_or_else(|| PullMirror::implicit(repo.id, now))))
@@ -141,7 +151,15 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         outcome: &UpdateOutcome,
     ) -> (JobCompletion, Option<Tracked>) {
         let Some(mut tracked) = tracked else {
-            // The mirror was deleted meanwhile: nothing left to record.
+            // A fork sync that failed to run is tried again, with the mirrors' backoff.
+            if job.kind == JobKind::ForkSync
+                && matches!(outcome, UpdateOutcome::Error(_))
+                && job.attempt < crate::mirrors::MAX_TRIES
+            {
+                let wait = crate::mirrors::backoff_ms(job.attempt, self.config.retry_base_ms);
+                return (JobCompletion::RetryAt(self.now.plus_millis(wait)), None);
+            }
+            // Done, or the mirror was deleted meanwhile: nothing left to record.
             return (JobCompletion::Done, None);
         };
         tracked.touch(self.now);
@@ -153,11 +171,35 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         (completion, Some(tracked))
     }
 
-    /// A node asks for work. An empty poll is one round trip (contact, expired leases and the
-    /// lease in one batch); a leased job two more: its context, and the mirror marked started.
+    /// A node asks for work, waiting up to `waitSeconds` (at most [`MAX_LEASE_WAIT_MS`]) for a
+    /// job to become due: it is answered the moment one is queued (see [`Signals`]). Each look is
+    /// one round trip when nothing is due (contact, expired leases and the lease in one batch);
+    /// a leased job costs two more: its context, and the mirror marked started.
     pub(super) async fn lease_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let node = Self::node(call)?;
         let asked: LeaseRequest = call.json()?;
+        let wait_ms = i64::try_from(asked.wait_seconds.unwrap_or(0)).unwrap_or(i64::MAX).saturating_mul(1000);
+        let until = self.now.plus_millis(wait_ms.min(MAX_LEASE_WAIT_MS));
+        let mut look = self.at(self.clock());
+        loop {
+            // The generation first: a job queued after it wakes the wait below at once.
+            let seen = self.signals.generation(Topic::Queue).await;
+            let answer = look.lease_once(call, &asked).await;
+            if look.queued.get() {
+                self.mark_queued();
+            }
+            let answer = answer?;
+            let remaining = until.millis() - look.now.millis();
+            let Some(seen) = seen.filter(|_| answer.status == 204 && remaining > 0) else { return Ok(answer) };
+            if self.signals.wait(Topic::Queue, seen, remaining).await.is_none() {
+                return Ok(answer);
+            }
+            look = self.at(self.clock());
+        }
+    }
+
+    /// One look for work (see [`Self::lease_job`]).
+    async fn lease_once(&self, call: &Call<'_>, asked: &LeaseRequest) -> Result<ApiResponse> {
+        let node = Self::node(call)?;
         let lease_ms = Self::lease_ms(asked.lease_seconds);
         // `sync <repo>` on a node works through one repository's jobs only.
         let repository = asked.repository_id;
@@ -179,9 +221,20 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
                 continue;
             };
             let context = self.store.job_context(job.id).await?;
+            if job.kind == JobKind::ForkSync {
+                match self.leased_fork_job(&job, &lease_id, deadline.millis(), &context).await? {
+                    Some(body) => return Ok(ApiResponse::json(200, &body)),
+                    None => {
+                        self.store
+                            .finish_job(job.id, &lease_id, JobCompletion::Done, None, self.now, None, None)
+                            .await?;
+                        continue;
+                    }
+                }
+            }
             let tracked = Self::tracked(&context, self.now).filter(Tracked::enabled);
             let (Some(repo), Some(mut tracked)) = (context.repository.clone(), tracked) else {
-                self.store.finish_job(job.id, &lease_id, JobCompletion::Done, false, self.now, None, None).await?;
+                self.store.finish_job(job.id, &lease_id, JobCompletion::Done, None, self.now, None, None).await?;
                 continue;
             };
             // A poll may find nothing to do, so it does not mark the mirror started.
@@ -221,7 +274,49 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             kind: job.kind,
             repository: self.leased_repository(repo, pull, context.upstream_fingerprint.clone()).await?,
             remote_mirror,
+            fork: None,
         })
+    }
+
+    /// A leased fork sync as the node gets it; `None` if there is nothing to do (the fork, its
+    /// sync settings or its origin are gone, or sync was switched off meanwhile).
+    async fn leased_fork_job(
+        &self,
+        job: &Job,
+        lease_id: &str,
+        deadline: i64,
+        context: &JobContext,
+    ) -> Result<Option<LeasedJob>> {
+        let (Some(repo), Some(fork), Some(origin)) = (&context.repository, &context.fork, &context.origin) else {
+            return Ok(None);
+        };
+        if !fork.enabled {
+            return Ok(None);
+        }
+        let action = match job.payload.as_deref() {
+            Some(text) => Some(
+                serde_json::from_str::<crate::forks::ForkAction>(text)
+                    .map_err(|e| ApiError::Internal(format!("job {} payload unreadable: {e}", job.id)))?,
+            ),
+            None => None,
+        };
+        let origin_pull = context.origin_pull.clone().unwrap_or_else(|| PullMirror::implicit(origin.id, self.now));
+        let fork_pull = PullMirror::implicit(repo.id, self.now);
+        Ok(Some(LeasedJob {
+            id: job.id,
+            lease_id: lease_id.to_owned(),
+            lease_deadline: deadline,
+            attempt: job.attempt,
+            reason: job.reason,
+            kind: job.kind,
+            repository: self.leased_repository(repo, fork_pull, None).await?,
+            remote_mirror: None,
+            fork: Some(LeasedFork {
+                url: self.unsealed(&fork.url).await?,
+                origin: self.leased_repository(origin, origin_pull, context.origin_fingerprint.clone()).await?,
+                action,
+            }),
+        }))
     }
 
     /// A repository as nodes see it: with its upstream's credentials and pull rules.
@@ -326,9 +421,24 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             job.kind == JobKind::PullMirror && matches!(outcome, UpdateOutcome::Pushed | UpdateOutcome::Diverged(_));
         let fingerprint = report.fingerprint.as_deref().filter(|_| pulled).map(|f| (job.repository_id, f));
         let saved = tracked.as_ref().map(Tracked::saved);
-        let after =
-            self.store.finish_job(job.id, &report.lease_id, completion, true, self.now, saved, fingerprint).await?;
+        let message = crate::urls::scrub_text(&report.message);
+        let fork_refs: Vec<(String, RefSyncState)> =
+            report.fork_refs.iter().flatten().map(|r| (r.id.clone(), r.state)).collect();
+        let fork = (job.kind == JobKind::ForkSync).then(|| {
+            let synced = report.fork_refs.is_some() && report.outcome != Outcome::Error;
+            let error = (report.outcome == Outcome::Error).then_some(message.as_str());
+            (job.repository_id, ForkOutcome { synced, refs: &fork_refs, error })
+        });
+        let reported = Reported { outcome: report.outcome.as_str(), message: &message, fork };
+        let after = self
+            .store
+            .finish_job(job.id, &report.lease_id, completion, Some(reported), self.now, saved, fingerprint)
+            .await?;
         let job = after.ok_or_else(lease_lost)?;
+        // Requests waiting for this job read it now; a pull may have queued pushes and fork syncs,
+        // and a retry puts the job back.
+        self.signals.notify(Topic::Results).await;
+        self.mark_queued();
         let update_status = tracked.map(|mut t| t.update().status);
         Ok(ApiResponse::json(200, &ResultRecorded { job, update_status }))
     }
@@ -348,9 +458,10 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
         let saved = tracked.as_ref().map(Tracked::saved);
         let after = self
             .store
-            .finish_job(job.id, &asked.lease_id, JobCompletion::Released, false, self.now, saved, None)
+            .finish_job(job.id, &asked.lease_id, JobCompletion::Released, None, self.now, saved, None)
             .await?;
         after.ok_or_else(lease_lost)?;
+        self.mark_queued();
         Ok(ApiResponse::empty(204))
     }
 }

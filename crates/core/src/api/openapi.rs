@@ -67,6 +67,11 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::LeaseJob => vec![(200, Some(g.subschema_for::<LeasedJob>())), (204, None)],
         H::RenewJob => one(200, g.subschema_for::<LeaseRenewed>()),
         H::ReportResult => one(200, g.subschema_for::<ResultRecorded>()),
+        H::CreateFork => one(201, g.subschema_for::<RepositoryDto>()),
+        H::ListForks => one(200, g.subschema_for::<PageOf<RepositoryDto>>()),
+        H::ForkSyncStatus => one(200, g.subschema_for::<crate::forks::RefSyncStatus>()),
+        H::SetForkSync => vec![(200, Some(g.subschema_for::<crate::forks::RefSyncStatus>())), (204, None)],
+        H::SynchronizeRef => vec![(200, Some(g.subschema_for::<crate::forks::RejectedRef>())), (204, None)],
         H::DeleteRemoteMirror
         | H::SyncRemoteMirror
         | H::DeleteProject
@@ -103,6 +108,9 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::Release => g.subschema_for::<ReleaseRequest>(),
         // A delivery is whatever the upstream host sends; it is judged by its signature.
         Input::Webhook => schemars::json_schema!({ "type": "object" }),
+        Input::Fork => g.subschema_for::<crate::api::ForkParams>(),
+        Input::SyncToggle => g.subschema_for::<crate::forks::SyncToggle>(),
+        Input::Synchronize => g.subschema_for::<crate::forks::SynchronizeRequest>(),
     })
 }
 

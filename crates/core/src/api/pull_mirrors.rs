@@ -2,6 +2,7 @@
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::mirrors::{PullMirror, PullMirrorDto, check_pull_update};
+use crate::queue::Signals;
 use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
 use crate::registry::Repository;
 use crate::store::Crypto;
@@ -12,7 +13,7 @@ fn not_configured() -> ApiError {
     ApiError::BadRequest("Pull mirror is not configured".into())
 }
 
-impl<D: Database, C: Crypto> Service<'_, D, C> {
+impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     /// The repository, its configured (or implicit) pull mirror, and whether it was configured.
     pub(super) async fn pull_mirror_of(&self, repo: &Repository) -> Result<(PullMirror, bool)> {
         Ok(match self.store.pull_mirror(repo.id).await? {
@@ -51,6 +52,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             self.now,
         );
         self.store.save_pull_mirror(&change.mirror, new_url.as_ref(), job.as_ref()).await?;
+        self.mark_queued();
         let url = new_url.as_ref().or(repo.upstream.as_ref()).ok_or_else(not_configured)?;
         Ok(ApiResponse::json(200, &PullMirrorDto::new(&change.mirror, url)))
     }
@@ -71,6 +73,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             enqueued_at: self.now,
         };
         self.store.enqueue(&job).await?;
+        self.mark_queued();
         Ok(ApiResponse::json(200, &PullMirrorDto::new(&mirror, upstream)))
     }
 }

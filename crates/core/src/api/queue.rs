@@ -2,10 +2,11 @@
 
 use super::{ApiResponse, Call, Result, Service};
 use crate::paging::BitbucketPage;
+use crate::queue::Signals;
 use crate::store::Crypto;
 use crate::store::port::Database;
 
-impl<D: Database, C: Crypto> Service<'_, D, C> {
+impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     pub(super) async fn list_jobs(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let repo = self.repository_at(call).await?;
         let page = BitbucketPage::from_query(&call.query);

@@ -3,6 +3,7 @@
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::identity::Level;
 use crate::paging::BitbucketPage;
+use crate::queue::Signals;
 use crate::registry::{
     self, NewProject, NewRepository, Project, ProjectDto, ProjectParams, RegistryError, Repository, RepositoryDto,
     RepositoryParams,
@@ -23,7 +24,7 @@ fn no_repository(key: &str, slug: &str) -> ApiError {
     ApiError::not_found("Project", format!("Repository {key}/{slug} does not exist."))
 }
 
-impl<D: Database, C: Crypto> Service<'_, D, C> {
+impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     /// The project named by `{projectKey}`, if the caller has the route's level on it. A caller who
     /// can read any repository of a project may read the project. One round trip.
     pub(super) async fn project_for(&self, call: &Call<'_>) -> Result<Project> {
@@ -139,6 +140,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             forkable: params.forkable.unwrap_or(true),
             upstream,
             hierarchy_id: self.random_hex(10)?,
+            origin_id: None,
             created_at: self.now,
         };
         let repo = self.store.insert_repository(&new).await?;

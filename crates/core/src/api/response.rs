@@ -94,6 +94,12 @@ pub enum ApiError {
     /// A fault of ours; the detail is logged, not sent.
     #[error("An internal error occurred")]
     Internal(String),
+    /// A documented operation this server does not carry out (Bitbucket's `REBASE`).
+    #[error("{0}")]
+    NotImplemented(String),
+    /// The work needs a farm node and none finished it in time (it stays queued).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -111,6 +117,8 @@ impl ApiError {
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType(_) => 415,
             Self::Internal(_) => 500,
+            Self::NotImplemented(_) => 501,
+            Self::Unavailable(_) => 503,
         }
     }
 
@@ -140,6 +148,8 @@ impl ApiError {
                     Self::PayloadTooLarge => json!("413 Request Entity Too Large"),
                     Self::UnsupportedMediaType(m) => json!(format!("415 Unsupported Media Type - {m}")),
                     Self::Internal(_) => json!("500 Internal Server Error"),
+                    Self::NotImplemented(m) => json!(format!("501 Not Implemented - {m}")),
+                    Self::Unavailable(m) => json!(format!("503 Service Unavailable - {m}")),
                 }
             }),
             Dialect::Bitbucket => {

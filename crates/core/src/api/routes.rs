@@ -107,12 +107,22 @@ pub enum Handler {
     ReportResult,
     /// `POST /rest/mirrorfarm/latest/jobs/{jobId}/release` (node).
     ReleaseJob,
+    /// `POST /rest/api/latest/projects/{key}/repos/{slug}`: fork it.
+    CreateFork,
+    /// `GET /rest/api/latest/projects/{key}/repos/{slug}/forks`.
+    ListForks,
+    /// `GET /rest/sync/latest/projects/{key}/repos/{slug}`.
+    ForkSyncStatus,
+    /// `POST /rest/sync/latest/projects/{key}/repos/{slug}`.
+    SetForkSync,
+    /// `POST /rest/sync/latest/projects/{key}/repos/{slug}/synchronize`.
+    SynchronizeRef,
 }
 
 use Handler as H;
 use Method::{Delete, Get, Post, Put};
 
-use crate::identity::Level::{Admin as ADMIN, Read as READ};
+use crate::identity::Level::{Admin as ADMIN, Read as READ, Write as WRITE};
 
 /// Who may call a route. The dispatcher checks the caller's kind and global role before the
 /// handler runs; a level on a repository or project is checked by the one loader of the
@@ -198,6 +208,12 @@ pub enum Input {
     Release,
     /// A webhook delivery: raw bytes, signed by the upstream host.
     Webhook,
+    /// [`crate::api::ForkParams`] (JSON).
+    Fork,
+    /// [`crate::forks::SyncToggle`].
+    SyncToggle,
+    /// [`crate::forks::SynchronizeRequest`] (JSON).
+    Synchronize,
 }
 
 impl Input {
@@ -250,6 +266,7 @@ const GL_ONE: &str = "/api/v4/projects/{id}/remote_mirrors/{mirror_id}";
 const GL_PULL: &str = "/api/v4/projects/{id}/mirror/pull";
 const BB_PROJECT: &str = "/rest/api/latest/projects/{projectKey}";
 const BB_REPO: &str = "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}";
+const BB_SYNC: &str = "/rest/sync/latest/projects/{projectKey}/repos/{repositorySlug}";
 
 /// Every route served: one row each.
 #[rustfmt::skip]
@@ -274,6 +291,11 @@ pub const ROUTES: &[Route] = &[
     route(Post, "/rest/api/latest/projects/{projectKey}/repos", H::CreateRepository, Project(ADMIN), Input::Repository, "Create a repository"),
     route(Get, BB_REPO, H::GetRepository, Repository(READ), NoBody, "A repository"),
     route(Delete, BB_REPO, H::DeleteRepository, Repository(ADMIN), NoBody, "Delete a repository"),
+    route(Post, BB_REPO, H::CreateFork, Repository(READ), Input::Fork, "Fork a repository (PROJECT_ADMIN on the target project too)"),
+    route(Get, "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/forks", H::ListForks, Repository(READ), NoBody, "A repository's direct forks the caller may see"),
+    route(Get, BB_SYNC, H::ForkSyncStatus, Repository(READ), NoBody, "A fork's sync status (?at= narrows to one ref)"),
+    route(Post, BB_SYNC, H::SetForkSync, Repository(ADMIN), Input::SyncToggle, "Switch a fork's sync on (syncs before answering) or off"),
+    route(Post, "/rest/sync/latest/projects/{projectKey}/repos/{repositorySlug}/synchronize", H::SynchronizeRef, Repository(WRITE), Input::Synchronize, "MERGE or DISCARD one out-of-step ref (done by a farm node before answering)"),
     route(Get, "/rest/api/latest/repos", H::ListRepositories, Anyone, NoBody, "Repositories the caller may see"),
     route(Put, "/rest/api/latest/projects/{projectKey}/permissions/users", H::GrantProject, Project(ADMIN), NoBody, "Grant users a project permission"),
     route(Delete, "/rest/api/latest/projects/{projectKey}/permissions/users", H::RevokeProject, Project(ADMIN), NoBody, "Revoke users' project permissions"),

@@ -4,11 +4,12 @@
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::mirrors::PullMirror;
+use crate::queue::Signals;
 use crate::status::RepositoryStatus;
 use crate::store::Crypto;
 use crate::store::port::Database;
 
-impl<D: Database, C: Crypto> Service<'_, D, C> {
+impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     pub(super) async fn repository_status(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
         let id: i64 = call.params.raw("repositoryId").parse().map_err(|_| hidden())?;

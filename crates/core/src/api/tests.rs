@@ -988,3 +988,189 @@ mod triggers {
         );
     }
 }
+
+mod forks {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    const NODE: &str = "/rest/mirrorfarm/latest";
+    const SYNC: &str = "/rest/sync/latest/projects/MF/repos/fork";
+    const DEV_TOKEN: &str = "mfp_dev_token_0123456789";
+
+    /// An origin with an upstream, a fork of it, a node, and a developer with WRITE on the fork.
+    fn setup() -> (World, String, i64) {
+        let w = World::new();
+        w.as_admin("POST", "/rest/api/latest/projects", Some(json!({"key": "mf", "name": "Mirror Farm"})));
+        let origin = w.as_admin(
+            "POST",
+            "/rest/api/latest/projects/MF/repos",
+            Some(json!({"name": "Origin", "upstreamUrl": "https://up.example/origin.git"})),
+        );
+        assert_eq!(origin.status, 201, "{}", origin.raw);
+        let fork = w.as_admin(
+            "POST",
+            "/rest/api/latest/projects/MF/repos/origin",
+            Some(json!({"name": "Fork", "project": {"key": "MF"}, "url": "https://bot:f0rk-secret@git.example/fork.git"})),
+        );
+        assert_eq!(fork.status, 201, "{}", fork.raw);
+        assert_eq!(fork.body["origin"]["slug"], "origin");
+        assert_eq!(fork.body["url"], "https://*****:*****@git.example/fork.git");
+        assert!(!fork.raw.contains("f0rk-secret"));
+        let id = fork.body["id"].as_i64().expect("id");
+        w.add_user("dev", GlobalRole::User, DEV_TOKEN);
+        let grant = w.as_admin(
+            "PUT",
+            "/rest/api/latest/projects/MF/repos/fork/permissions/users?name=dev&permission=REPO_WRITE",
+            None,
+        );
+        assert_eq!(grant.status, 204, "{}", grant.raw);
+        let node = w.as_admin("POST", &format!("{NODE}/nodes"), Some(json!({"name": "node-1"})));
+        (w, node.body["token"].as_str().expect("token").to_owned(), id)
+    }
+
+    fn lease(w: &World, token: &str) -> Reply {
+        w.as_token(token, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"leaseSeconds": 60})))
+    }
+
+    #[test]
+    fn forks_are_created_listed_and_refused_with_bitbucket_errors() {
+        let (w, _, id) = setup();
+        let forks = w.as_admin("GET", "/rest/api/latest/projects/MF/repos/origin/forks", None);
+        assert_eq!(forks.body["values"][0]["id"], id);
+        let got = w.as_admin("GET", "/rest/api/latest/projects/MF/repos/fork", None);
+        assert_eq!(got.body["url"], "https://*****:*****@git.example/fork.git");
+        // No url, a taken name, an scmId, a project without key, a missing origin.
+        let fork = |body: Value| w.as_admin("POST", "/rest/api/latest/projects/MF/repos/origin", Some(body));
+        let r = fork(json!({"name": "Other"}));
+        assert_eq!((r.status, r.body["errors"][0]["context"].as_str()), (400, Some("url")), "{}", r.raw);
+        let r = fork(json!({"name": "Fork", "url": "https://git.example/x.git"}));
+        assert_eq!(r.status, 400, "{}", r.raw);
+        assert_eq!(fork(json!({"scmId": "git", "url": "https://git.example/x.git"})).status, 400);
+        assert_eq!(fork(json!({"project": {}, "url": "https://git.example/x.git"})).status, 400);
+        let missing = w.as_admin("POST", "/rest/api/latest/projects/MF/repos/nope", Some(json!({})));
+        assert_eq!(missing.status, 404);
+        // A developer without PROJECT_ADMIN on the target project: Bitbucket's 401.
+        let r = w.as_token(
+            DEV_TOKEN,
+            "POST",
+            "/rest/api/latest/projects/MF/repos/fork",
+            Some(json!({"name": "Mine", "url": "https://git.example/m.git"})),
+        );
+        assert_eq!(r.status, 401, "{}", r.raw);
+    }
+
+    #[test]
+    fn status_toggle_and_synchronize_follow_bitbucket() {
+        let (w, token, _) = setup();
+        let status = w.as_admin("GET", &format!("{SYNC}/"), None);
+        assert_eq!(status.status, 200, "{}", status.raw);
+        assert_eq!((status.body["available"].as_bool(), status.body["enabled"].as_bool()), (Some(true), Some(false)));
+        assert_eq!(status.body["aheadRefs"], json!([]));
+        // Not a fork: 409 on enable, unavailable in the status.
+        let origin = "/rest/sync/1.0/projects/MF/repos/origin";
+        assert_eq!(w.as_admin("GET", origin, None).body["available"], false);
+        assert_eq!(w.as_admin("POST", origin, Some(json!({"enabled": true}))).status, 409);
+        // Bad bodies.
+        assert_eq!(w.as_admin("POST", SYNC, Some(json!({}))).status, 400);
+        assert_eq!(w.as_admin("POST", SYNC, Some(json!({"enabled": "maybe"}))).status, 400);
+        // The developer may read and synchronize, not switch sync: 401.
+        assert_eq!(w.as_token(DEV_TOKEN, "POST", SYNC, Some(json!({"enabled": "true"}))).status, 401);
+        // Enabling queues a sync ahead of routine work and waits for it; with no node to do it: 503.
+        let enabled = w.as_admin("POST", SYNC, Some(json!({"enabled": "true"})));
+        assert_eq!(enabled.status, 503, "{}", enabled.raw);
+        assert!(enabled.body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("farm node")));
+        assert_eq!(w.as_admin("GET", SYNC, None).body["enabled"], true, "stays enabled; the job still runs");
+        // The node gets the fork job with both sides' URLs.
+        let job = lease(&w, &token);
+        assert_eq!(job.status, 200, "{}", job.raw);
+        assert_eq!(job.body["kind"], "FORK_SYNC");
+        assert_eq!(job.body["fork"]["url"], "https://bot:f0rk-secret@git.example/fork.git");
+        assert_eq!(job.body["fork"]["origin"]["upstreamUrl"], "https://up.example/origin.git");
+        let report = json!({
+            "leaseId": job.body["leaseId"], "outcome": "pushed",
+            "forkRefs": [{"id": "refs/heads/feature", "state": "DIVERGED"}, {"id": "refs/tags/v1", "state": "AHEAD"}],
+        });
+        let r = w.as_token(&token, "POST", &format!("{NODE}/jobs/{}/result", job.body["id"]), Some(report));
+        assert_eq!(r.status, 200, "{}", r.raw);
+        let status = w.as_admin("GET", SYNC, None);
+        assert_eq!(status.body["divergedRefs"][0]["displayId"], "feature");
+        assert_eq!(status.body["aheadRefs"][0]["tag"], true);
+        assert_eq!(status.body["lastSync"], 1_578_331_922_823_i64);
+        let at = w.as_admin("GET", &format!("{SYNC}?at=feature"), None);
+        assert_eq!(
+            (at.body["divergedRefs"].as_array().map(Vec::len), at.body["aheadRefs"].as_array().map(Vec::len)),
+            (Some(1), Some(0))
+        );
+        // synchronize: every error case of BITBUCKET.md §B.
+        let sync = |body: Option<Value>| w.as_token(DEV_TOKEN, "POST", &format!("{SYNC}/synchronize"), body);
+        assert_eq!(sync(None).status, 400, "an empty body");
+        assert_eq!(sync(Some(json!({"refId": "feature"}))).status, 400, "no action");
+        assert_eq!(sync(Some(json!({"refId": "feature", "action": "SQUASH"}))).status, 400);
+        assert_eq!(sync(Some(json!({"refId": "feature", "action": "REBASE"}))).status, 501);
+        assert_eq!(sync(Some(json!({"refId": "main", "action": "DISCARD"}))).status, 409, "in step");
+        assert_eq!(sync(Some(json!({"refId": "v1", "action": "MERGE"}))).status, 409, "AHEAD is not DIVERGED");
+        let missing = w.as_token(
+            DEV_TOKEN,
+            "POST",
+            "/rest/sync/latest/projects/MF/repos/nope/synchronize",
+            Some(json!({"refId": "a", "action": "MERGE"})),
+        );
+        assert_eq!(missing.status, 404);
+        assert_eq!(w.send("POST", &format!("{SYNC}/synchronize"), &[], None).status, 401, "never anonymous");
+        // A MERGE is queued for a node with the caller as author.
+        let merge = sync(Some(
+            json!({"refId": "refs/heads/feature", "action": "MERGE", "context": {"commitMessage": "Catch up"}}),
+        ));
+        assert_eq!(merge.status, 503, "{}", merge.raw);
+        let job = lease(&w, &token);
+        assert_eq!(job.body["fork"]["action"]["action"], "MERGE");
+        assert_eq!(job.body["fork"]["action"]["refName"], "refs/heads/feature");
+        assert_eq!(job.body["fork"]["action"]["message"], "Catch up");
+        assert_eq!(job.body["fork"]["action"]["authorName"], "dev");
+        // Switching off answers 204; synchronize is then refused.
+        assert_eq!(w.as_admin("POST", SYNC, Some(json!({"enabled": false}))).status, 204);
+        assert_eq!(sync(Some(json!({"refId": "feature", "action": "DISCARD"}))).status, 409);
+    }
+
+    #[test]
+    fn an_origins_new_content_syncs_its_enabled_forks_and_deleting_it_makes_sync_unavailable() {
+        let (w, token, fork) = setup();
+        w.as_admin("POST", SYNC, Some(json!({"enabled": true})));
+        let job = lease(&w, &token);
+        w.as_token(
+            &token,
+            "POST",
+            &format!("{NODE}/jobs/{}/result", job.body["id"]),
+            Some(json!({"leaseId": job.body["leaseId"], "outcome": "pushed", "forkRefs": []})),
+        );
+        // The origin is pulled (its pull job comes first: fork syncs wait for it) and its new
+        // fingerprint queues the fork's sync.
+        let pull = w.as_token(&token, "POST", "/rest/mirrorfarm/latest/repos/1/sync", None);
+        assert_eq!(pull.status, 202, "{}", pull.raw);
+        let job = lease(&w, &token);
+        assert_eq!(job.body["kind"], "PULL_MIRROR", "{}", job.raw);
+        let r = w.as_token(
+            &token,
+            "POST",
+            &format!("{NODE}/jobs/{}/result", job.body["id"]),
+            Some(json!({"leaseId": job.body["leaseId"], "outcome": "pushed", "fingerprint": "f1"})),
+        );
+        assert_eq!(r.status, 200, "{}", r.raw);
+        let job = lease(&w, &token);
+        assert_eq!(
+            (job.body["kind"].as_str(), job.body["reason"].as_str()),
+            (Some("FORK_SYNC"), Some("UPSTREAM")),
+            "{}",
+            job.raw
+        );
+        assert_eq!(job.body["repository"]["id"], fork);
+        // The origin deleted: the fork stays, its sync unavailable with the reason.
+        assert_eq!(w.as_admin("DELETE", "/rest/api/latest/projects/MF/repos/origin", None).status, 202);
+        let status = w.as_admin("GET", SYNC, None);
+        assert_eq!(status.body["available"], false);
+        assert!(status.body["unavailableReason"].as_str().is_some_and(|r| r.contains("MF/origin")), "{}", status.raw);
+        assert_eq!(w.as_admin("POST", SYNC, Some(json!({"enabled": true}))).status, 409);
+    }
+}

@@ -1,6 +1,7 @@
 //! What starts syncs besides the API: push webhooks from upstream hosts, and periodic polls that
 //! skip all work while the upstream's ref fingerprint is unchanged.
 
+use crate::queue::Signals;
 use crate::webhooks::{WebhookAnswer, WebhookSecret};
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
@@ -19,7 +20,7 @@ fn no_repository() -> ApiError {
     ApiError::not_found("Repository", "Repository does not exist.")
 }
 
-impl<D: Database, C: Crypto> Service<'_, D, C> {
+impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     fn repository_id(call: &Call<'_>) -> Result<i64> {
         call.params.raw("repositoryId").parse().map_err(|_| no_repository())
     }
@@ -72,7 +73,10 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
                 return Ok(ApiResponse::json(200, &WebhookAnswer { host: delivery.host.into(), queued: None }));
             }
             Event::Other => 0,
-            Event::Push => self.store.queue_repository_syncs(repo.id, true, true, JobReason::Webhook, self.now).await?,
+            Event::Push => {
+                self.mark_queued();
+                self.store.queue_repository_syncs(repo.id, true, true, JobReason::Webhook, self.now).await?
+            }
         };
         Ok(ApiResponse::json(202, &WebhookAnswer { host: delivery.host.into(), queued: Some(queued) }))
     }
@@ -88,6 +92,7 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
             self.repository_checked(call, key.as_key(), call.need(), no_repository).await?
         };
         let queued = self.store.queue_repository_syncs(repo.id, true, true, JobReason::Manual, self.now).await?;
+        self.mark_queued();
         Ok(ApiResponse::json(202, &SyncQueued { repository_id: repo.id, queued }))
     }
 
@@ -96,7 +101,11 @@ impl<D: Database, C: Crypto> Service<'_, D, C> {
     /// poll whose upstream fingerprint is unchanged does nothing more.
     pub async fn schedule_polls(&self) -> Result<u64> {
         let before = self.now.plus_millis(-self.config.poll_interval_ms);
-        Ok(self.store.queue_due_polls(before, self.now, POLL_BATCH).await?)
+        let due = self.store.queue_due_polls(before, self.now, POLL_BATCH).await?;
+        if due > 0 {
+            self.signals.notify(crate::queue::Topic::Queue).await;
+        }
+        Ok(due)
     }
 }
 

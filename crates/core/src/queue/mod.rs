@@ -16,6 +16,8 @@ pub enum JobKind {
     PushMirror,
     /// Refresh a repository's copy from its upstream (its pull mirror).
     PullMirror,
+    /// Bring a fork in step with its origin (and carry out a MERGE or DISCARD, if the job says so).
+    ForkSync,
 }
 
 /// Why a job was queued.
@@ -33,8 +35,10 @@ pub enum JobReason {
     Webhook,
     /// The periodic poll of the upstream.
     Poll,
-    /// The upstream changed (found by a pull): the push mirrors follow.
+    /// The upstream changed (found by a pull): the push mirrors and forks follow.
     Upstream,
+    /// A request waits for it (enabling fork sync, MERGE, DISCARD).
+    Requested,
 }
 
 /// Where a job stands.
@@ -66,8 +70,8 @@ macro_rules! names {
         }
     };
 }
-names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR" });
-names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED", Webhook = "WEBHOOK", Poll = "POLL", Upstream = "UPSTREAM" });
+names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR", ForkSync = "FORK_SYNC" });
+names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED", Webhook = "WEBHOOK", Poll = "POLL", Upstream = "UPSTREAM", Requested = "REQUESTED" });
 names!(JobState { Queued = "QUEUED", Leased = "LEASED", Done = "DONE", Failed = "FAILED" });
 
 /// A job to queue.
@@ -115,6 +119,15 @@ pub struct Job {
     /// The last lease's id: a node's capability to renew and report. Never sent to clients.
     #[serde(skip)]
     pub lease_id: Option<String>,
+    /// What the job is to do beyond its kind (a fork action, JSON). Never sent to clients.
+    #[serde(skip)]
+    pub payload: Option<String>,
+    /// How the node said its last try ended (`pushed`, `diverged`, `error`, `unchanged`, `conflict`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// The node's message for that try (scrubbed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Job {
@@ -159,6 +172,71 @@ pub const EXPIRE_BATCH: i64 = 10;
 
 /// Most polls one run of the cron queues; the rest wait for the next run.
 pub const POLL_BATCH: i64 = 500;
+
+/// Priority of jobs a request waits for: leased before routine work (priority 0).
+pub const WAITED_FOR_PRIORITY: i64 = 10;
+
+/// Longest a node's lease request waits for a job to become due (ms): under the 30 s that
+/// proxies and the node's own client allow a request.
+pub const MAX_LEASE_WAIT_MS: i64 = 25_000;
+
+/// How long a request that needs a node's work waits for it by default (ms;
+/// `MIRRORFARM_SYNC_WAIT_MS`).
+pub const DEFAULT_SYNC_WAIT_MS: i64 = 20_000;
+
+/// What waiting requests wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// A job became due: nodes waiting for work try to lease again.
+    Queue,
+    /// A job finished: requests waiting for a node's result read it.
+    Results,
+}
+
+impl Topic {
+    /// The topic's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queue => "queue",
+            Self::Results => "results",
+        }
+    }
+}
+
+/// Wakes requests that wait: nodes long-polling for work, and API calls waiting for a node's
+/// result. Each topic has a generation that every notification advances; a waiter names the
+/// generation it last saw, so a notification between its last look and its wait is never missed.
+/// The edge implements it with a Durable Object; without one, nothing waits.
+#[allow(async_fn_in_trait)] // Single-threaded shells: futures need not be Send.
+pub trait Signals {
+    /// The topic's current generation; `None` if waiting is not possible here.
+    async fn generation(&self, topic: Topic) -> Option<u64>;
+    /// Waits until the topic's generation differs from `seen` or `timeout_ms` passes; returns
+    /// the generation then (`None`: waiting failed, the caller stops waiting).
+    async fn wait(&self, topic: Topic, seen: u64, timeout_ms: i64) -> Option<u64>;
+    /// Advances the topic's generation, waking its waiters.
+    async fn notify(&self, topic: Topic);
+    /// The time now, for a request that outlives the instant it started at (`None`: that instant).
+    fn now(&self) -> Option<Timestamp>;
+}
+
+/// No waiting (tests, and an edge without the Durable Object): lease requests answer at once and
+/// requests that need a node's result answer 503 at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSignals;
+
+impl Signals for NoSignals {
+    async fn generation(&self, _topic: Topic) -> Option<u64> {
+        None
+    }
+    async fn wait(&self, _topic: Topic, _seen: u64, _timeout_ms: i64) -> Option<u64> {
+        None
+    }
+    async fn notify(&self, _topic: Topic) {}
+    fn now(&self) -> Option<Timestamp> {
+        None
+    }
+}
 
 /// What a change to a mirror asks of the queue: the job to add, if any. Push mirrors name their
 /// mirror; a pull mirror is the repository's own.
@@ -215,6 +293,9 @@ mod tests {
             lease_owner: None,
             lease_deadline: None,
             lease_id: None,
+            payload: None,
+            outcome: None,
+            message: None,
         };
         assert_eq!(job(JobState::Queued, 0).current_try(), 1);
         assert_eq!(job(JobState::Leased, 1).current_try(), 1, "leasing counted the first try");

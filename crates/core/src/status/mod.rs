@@ -177,6 +177,8 @@ pub(crate) mod tests {
             forkable: true,
             upstream: upstream.then(|| url("https://*****:*****@up.example/app.git")),
             hierarchy_id: "h".into(),
+            origin_id: None,
+            fork_url: None,
             created_at: Timestamp(0),
         }
     }
@@ -227,6 +229,9 @@ pub(crate) mod tests {
             lease_owner: None,
             lease_deadline: None,
             lease_id: Some("secret-lease".into()),
+            payload: None,
+            outcome: None,
+            message: None,
         }
     }
 

@@ -136,6 +136,9 @@ fn read_job<V: JsonValue>(value: &V) -> Result<Job> {
         lease_owner: j.optional_integer("leaseOwner")?,
         lease_deadline: j.optional_integer("leaseDeadline")?,
         lease_id: None,
+        payload: None,
+        outcome: None,
+        message: None,
     })
 }
 

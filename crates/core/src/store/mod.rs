@@ -8,6 +8,7 @@
 
 #![allow(async_fn_in_trait)] // The shells are single-threaded (Workers); no `Send` bound is wanted.
 
+mod forks;
 mod identity;
 mod mirrors;
 mod nodes;
@@ -22,9 +23,10 @@ mod triggers;
 
 use std::collections::HashMap;
 
+pub use forks::{ForkOutcome, ForkSync, ForkView};
 pub use mirrors::{STATUS_MIRRORS, StatusSnapshot};
 use port::{Database, DatabaseError, Outcome, Statement};
-pub use queue::{JobContext, Poll};
+pub use queue::{JobContext, Poll, Reported};
 pub use registry::{RepositoryFilter, RepositoryKey, Viewer};
 
 use crate::identity::Level;

@@ -23,6 +23,9 @@ row! {
         lease_owner: Option<i64>,
         lease_deadline: Option<i64>,
         lease_id: Option<String>,
+        payload: Option<String>,
+        outcome: Option<String>,
+        message: Option<String>,
     }
 }
 
@@ -41,6 +44,9 @@ impl JobRow {
             lease_owner: self.lease_owner,
             lease_deadline: self.lease_deadline,
             lease_id: self.lease_id,
+            payload: self.payload,
+            outcome: self.outcome,
+            message: self.message,
         })
     }
 }
@@ -50,7 +56,7 @@ pub(super) fn read_jobs(outcome: Outcome) -> StoreResult<Vec<Job>> {
 }
 
 const JOB_COLUMNS: &str = "id, kind, repository_id, remote_mirror_id, reason, state, attempt, enqueued_at, \
-     not_before, lease_owner, lease_deadline, lease_id";
+     not_before, lease_owner, lease_deadline, lease_id, payload, outcome, message";
 
 /// Same target as the job `j` (kind, repository, mirror).
 const SAME_TARGET: &str = "o.kind = j.kind AND o.repository_id = j.repository_id \
@@ -94,6 +100,17 @@ const ENQUEUE_PUSHES: &str = "INSERT OR IGNORE INTO jobs (kind, repository_id, r
      SELECT 'PUSH_MIRROR', m.repository_id, m.id, ?2, ?3 FROM remote_mirrors m \
      WHERE m.repository_id = ?1 AND m.enabled = 1";
 
+/// What a node reported, recorded as its lease ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Reported<'a> {
+    /// How the try ended (the node protocol's outcome name).
+    pub outcome: &'a str,
+    /// Its message (scrubbed).
+    pub message: &'a str,
+    /// For fork jobs: the fork and what the sync left.
+    pub fork: Option<(i64, super::forks::ForkOutcome<'a>)>,
+}
+
 /// A job and everything about it a node's lease or report needs, read in one round trip.
 #[derive(Debug, Clone)]
 pub struct JobContext {
@@ -107,6 +124,14 @@ pub struct JobContext {
     pub remote_mirror: Option<crate::mirrors::RemoteMirror>,
     /// The upstream's fingerprint at the last pull.
     pub upstream_fingerprint: Option<String>,
+    /// For fork jobs: the fork's sync settings.
+    pub fork: Option<super::forks::ForkSync>,
+    /// For fork jobs: the origin, if it still exists…
+    pub origin: Option<crate::registry::Repository>,
+    /// …its pull mirror, if configured…
+    pub origin_pull: Option<crate::mirrors::PullMirror>,
+    /// …and its upstream's fingerprint at its last pull.
+    pub origin_fingerprint: Option<String>,
 }
 
 /// What a node's poll for work found: the job it leased, and leases found expired on the way.
@@ -120,9 +145,10 @@ pub struct Poll {
 
 /// Leases the oldest due queued job (of `repository` only, if given) whose target no other
 /// lease holds: it becomes `LEASED` by `node_id` under `lease_id` until `deadline`, its attempt
-/// counted. A push waits while its repository's pull is leased or due: the pull decides what the
-/// copy holds, and queues the pushes again if the upstream moved, so pushing first would only push
-/// a stale copy twice. One statement, so two nodes can never lease the same row.
+/// counted. Jobs a request waits for go first (`priority`). A push waits while its repository's
+/// pull is leased or due, and a fork sync while its origin's is: the pull decides what the copy
+/// holds, and queues the pushes and fork syncs again if the upstream moved, so going first would
+/// only send a stale copy twice. One statement, so two nodes can never lease the same row.
 fn lease_statement(
     node_id: i64,
     lease_id: &str,
@@ -138,9 +164,10 @@ fn lease_statement(
                AND (?5 IS NULL OR j.repository_id = ?5) \
                AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
                AND (j.kind = 'PULL_MIRROR' OR NOT EXISTS (SELECT 1 FROM jobs p WHERE p.kind = 'PULL_MIRROR' \
-                 AND p.repository_id = j.repository_id \
+                 AND p.repository_id = (CASE j.kind WHEN 'FORK_SYNC' THEN \
+                   (SELECT r.origin_id FROM repositories r WHERE r.id = j.repository_id) ELSE j.repository_id END) \
                  AND (p.state = 'LEASED' OR (p.state = 'QUEUED' AND IFNULL(p.not_before, 0) <= ?4)))) \
-               ORDER BY j.enqueued_at, j.id LIMIT 1) \
+               ORDER BY j.priority DESC, j.enqueued_at, j.id LIMIT 1) \
              RETURNING {JOB_COLUMNS}"
         ),
         node_id,
@@ -167,19 +194,21 @@ impl<D: Database> Store<D> {
     /// A job's context (see [`JobContext`]) in one round trip.
     pub async fn job_context(&self, job_id: i64) -> StoreResult<JobContext> {
         let of_job = |column: &str| format!("(SELECT {column} FROM jobs WHERE id = ?1)");
+        let origin = format!("(SELECT origin_id FROM repositories WHERE id = {})", of_job("repository_id"));
+        let fingerprint_of = |repo: &str| {
+            sql!(format!("SELECT upstream_fingerprint FROM repository_triggers WHERE repository_id = {repo}"), job_id)
+        };
         let mut out = self
             .batch(vec![
                 sql!(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), job_id),
                 sql!(format!("{} WHERE r.id = {}", super::registry::REPO_SELECT, of_job("repository_id")), job_id),
                 sql!(format!("SELECT * FROM pull_mirrors WHERE repository_id = {}", of_job("repository_id")), job_id),
                 sql!(format!("SELECT * FROM remote_mirrors WHERE id = {}", of_job("remote_mirror_id")), job_id),
-                sql!(
-                    format!(
-                        "SELECT upstream_fingerprint FROM repository_triggers WHERE repository_id = {}",
-                        of_job("repository_id")
-                    ),
-                    job_id
-                ),
+                fingerprint_of(&of_job("repository_id")),
+                sql!(format!("SELECT * FROM fork_syncs WHERE repository_id = {}", of_job("repository_id")), job_id),
+                sql!(format!("{} WHERE r.id = {origin}", super::registry::REPO_SELECT), job_id),
+                sql!(format!("SELECT * FROM pull_mirrors WHERE repository_id = {origin}"), job_id),
+                fingerprint_of(&origin),
             ])
             .await?;
         row! {
@@ -193,6 +222,10 @@ impl<D: Database> Store<D> {
             pull: super::mirrors::read_pull(nth(&mut out, 2)?)?,
             remote_mirror: super::mirrors::read_mirrors(nth(&mut out, 3)?)?.pop(),
             upstream_fingerprint: nth(&mut out, 4)?.first::<Fingerprint>()?.and_then(|f| f.upstream_fingerprint),
+            fork: super::forks::read_fork(nth(&mut out, 5)?)?,
+            origin: nth(&mut out, 6)?.first::<super::registry::RepoRow>()?.map(Into::into),
+            origin_pull: super::mirrors::read_pull(nth(&mut out, 7)?)?,
+            origin_fingerprint: nth(&mut out, 8)?.first::<Fingerprint>()?.and_then(|f| f.upstream_fingerprint),
         })
     }
 
@@ -309,13 +342,13 @@ impl<D: Database> Store<D> {
         job_id: i64,
         lease_id: &str,
         completion: JobCompletion,
-        reported: bool,
+        reported: Option<Reported<'_>>,
         now: Timestamp,
         mirror: Option<SavedMirror<'_>>,
         fingerprint: Option<(i64, &str)>,
     ) -> StoreResult<Option<Job>> {
         let held = "id = ?1 AND lease_id = ?2 AND state = 'LEASED'";
-        let kept_lease = if reported { "lease_id" } else { "NULL" };
+        let kept_lease = if reported.is_some() { "lease_id" } else { "NULL" };
         // The mirror goes first, guarded by the lease, so it is saved exactly when the job
         // statements below (same guard) take effect.
         let mut batch = match mirror {
@@ -325,6 +358,18 @@ impl<D: Database> Store<D> {
         };
         if let Some((repository_id, fingerprint)) = fingerprint {
             batch.extend(super::triggers::fingerprint_statements(repository_id, fingerprint, now, (job_id, lease_id)));
+        }
+        if let Some(fork) = reported.and_then(|r| r.fork) {
+            batch.extend(super::forks::fork_outcome_statements(fork.0, fork.1, now, (job_id, lease_id)));
+        }
+        if let Some(r) = reported {
+            batch.push(sql!(
+                format!("UPDATE jobs SET outcome = ?3, message = ?4 WHERE {held}"),
+                job_id,
+                lease_id,
+                r.outcome,
+                r.message
+            ));
         }
         let first_job_stmt = batch.len();
         // Back to the queue only if no other job waits for the same target; otherwise the next

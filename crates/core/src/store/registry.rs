@@ -34,6 +34,7 @@ impl From<ProjectRow> for Project {
 /// A repository with its project's columns (`p_…`).
 pub(super) const REPO_SELECT: &str = "SELECT r.id, r.slug, r.name, r.description, r.default_branch, r.public, \
      r.forkable, r.upstream_url, r.upstream_url_masked, r.upstream_userinfo_sealed, r.hierarchy_id, r.created_at, \
+     r.origin_id, (SELECT f.url_masked FROM fork_syncs f WHERE f.repository_id = r.id) AS fork_url_masked, \
      p.id AS p_id, p.key AS p_key, p.name AS p_name, p.description AS p_description, p.public AS p_public, \
      p.created_at AS p_created_at FROM repositories r JOIN projects p ON p.id = r.project_id";
 
@@ -51,6 +52,8 @@ row! {
         upstream_userinfo_sealed: Option<String>,
         hierarchy_id: String,
         created_at: i64,
+        origin_id: Option<i64>,
+        fork_url_masked: Option<String>,
         p_id: i64,
         p_key: String,
         p_name: String,
@@ -85,6 +88,8 @@ impl From<RepoRow> for Repository {
             forkable: r.forkable != 0,
             upstream,
             hierarchy_id: r.hierarchy_id,
+            origin_id: r.origin_id,
+            fork_url: r.fork_url_masked,
             created_at: Timestamp(r.created_at),
         }
     }
@@ -132,7 +137,7 @@ pub enum Viewer {
 
 impl Viewer {
     /// `?1` for the visibility clauses below.
-    fn param(self) -> Value {
+    pub(super) fn param(self) -> Value {
         match self {
             Self::Anonymous => Value::Integer(0),
             Self::User(id) => Value::Integer(id),
@@ -142,7 +147,7 @@ impl Viewer {
 }
 
 /// A repository `r` (of project `p`) the viewer `?1` may see (`-1`: an admin; `0`: anonymous).
-const REPO_VISIBLE: &str = "(?1 = -1 OR r.public = 1 OR p.public = 1 \
+pub(super) const REPO_VISIBLE: &str = "(?1 = -1 OR r.public = 1 OR p.public = 1 \
      OR EXISTS (SELECT 1 FROM repository_grants g WHERE g.repository_id = r.id AND g.user_id = ?1) \
      OR EXISTS (SELECT 1 FROM project_grants g WHERE g.project_id = p.id AND g.user_id = ?1))";
 
@@ -230,30 +235,41 @@ impl<D: Database> Store<D> {
 
     /// Adds a repository; `Conflict` if the slug is taken in its project.
     pub async fn insert_repository(&self, r: &NewRepository) -> StoreResult<Repository> {
+        self.insert_repository_with(r, Vec::new()).await
+    }
+
+    /// Adds a repository and runs `then` (which may name it as `last_insert_rowid()`, so it
+    /// must not insert before it does) in the same batch, and reads it back.
+    pub(super) async fn insert_repository_with(
+        &self,
+        r: &NewRepository,
+        then: Vec<Statement>,
+    ) -> StoreResult<Repository> {
         let up = r.upstream.as_ref();
-        let mut out = self
-            .batch(vec![
-                sql!(
-                    "INSERT INTO repositories (project_id, slug, name, description, default_branch, public, forkable, \
-                     upstream_url, upstream_url_masked, upstream_userinfo_sealed, hierarchy_id, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                    r.project_id,
-                    &r.slug,
-                    &r.name,
-                    r.description.as_deref(),
-                    &r.default_branch,
-                    r.public,
-                    r.forkable,
-                    up.map(|u| u.plain.as_str()),
-                    up.map(|u| u.masked.as_str()),
-                    up.and_then(|u| u.sealed_userinfo.as_deref()),
-                    &r.hierarchy_id,
-                    r.created_at.millis()
-                ),
-                sql!(format!("{REPO_SELECT} WHERE r.id = last_insert_rowid()")),
-            ])
-            .await?;
-        nth(&mut out, 1)?.first::<RepoRow>()?.map(Repository::from).ok_or_else(|| corrupt("repository"))
+        let mut batch = vec![sql!(
+            "INSERT INTO repositories (project_id, slug, name, description, default_branch, public, forkable, \
+                     upstream_url, upstream_url_masked, upstream_userinfo_sealed, hierarchy_id, created_at, origin_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            r.project_id,
+            &r.slug,
+            &r.name,
+            r.description.as_deref(),
+            &r.default_branch,
+            r.public,
+            r.forkable,
+            up.map(|u| u.plain.as_str()),
+            up.map(|u| u.masked.as_str()),
+            up.and_then(|u| u.sealed_userinfo.as_deref()),
+            &r.hierarchy_id,
+            r.created_at.millis(),
+            r.origin_id
+        )];
+        batch.extend(then);
+        // Read back by its key: `then` may have inserted rows of its own.
+        batch.push(sql!(format!("{REPO_SELECT} WHERE r.project_id = ?1 AND r.slug = ?2"), r.project_id, &r.slug));
+        let last = batch.len() - 1;
+        let mut out = self.batch(batch).await?;
+        nth(&mut out, last)?.first::<RepoRow>()?.map(Repository::from).ok_or_else(|| corrupt("repository"))
     }
 
     /// The repository with this id.

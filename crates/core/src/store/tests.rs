@@ -33,6 +33,7 @@ fn store_with_repository() -> (Store<SqliteDatabase>, i64) {
                 forkable: true,
                 upstream: None,
                 hierarchy_id: "h".into(),
+                origin_id: None,
                 created_at: Timestamp(1),
             })
             .await
@@ -123,7 +124,17 @@ async fn pull_reported(store: &Store<SqliteDatabase>, repo: i64, fingerprint: &s
     let poll = store.poll_for_job(1, lease_id, now, deadline, Some(repo), now, 10).await.expect("poll");
     let job = poll.leased.expect("the pull is leased");
     let done = crate::queue::JobCompletion::Done;
-    let after = store.finish_job(job.id, lease_id, done, true, now, None, Some((repo, fingerprint))).await;
+    let after = store
+        .finish_job(
+            job.id,
+            lease_id,
+            done,
+            Some(crate::store::Reported { outcome: "pushed", message: "", fork: None }),
+            now,
+            None,
+            Some((repo, fingerprint)),
+        )
+        .await;
     assert_eq!(after.expect("finish").expect("lease held").state, crate::queue::JobState::Done);
 }
 

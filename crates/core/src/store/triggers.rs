@@ -28,7 +28,7 @@ fn set_column(column: &str, repository_id: i64, value: super::port::Value) -> St
 }
 
 /// Records the upstream's fingerprint after a pull and, if it changed, queues a push to every
-/// enabled push mirror, while the lease `(job, lease id)` is held: statements for the batch that
+/// enabled push mirror and a sync of every fork with sync enabled, while the lease `(job, lease id)` is held: statements for the batch that
 /// ends that lease (they go before the job's own statements, which release it).
 pub(super) fn fingerprint_statements(
     repository_id: i64,
@@ -46,6 +46,20 @@ pub(super) fn fingerprint_statements(
                 "INSERT OR IGNORE INTO jobs (kind, repository_id, remote_mirror_id, reason, enqueued_at) \
                  SELECT 'PUSH_MIRROR', m.repository_id, m.id, ?5, ?6 FROM remote_mirrors m \
                  WHERE m.repository_id = ?1 AND m.enabled = 1 AND {changed} AND {held}"
+            ),
+            repository_id,
+            fingerprint,
+            job,
+            lease,
+            JobReason::Upstream.as_str(),
+            now.millis()
+        ),
+        // Every fork with sync enabled follows its origin.
+        sql!(
+            format!(
+                "INSERT OR IGNORE INTO jobs (kind, repository_id, reason, enqueued_at) \
+                 SELECT 'FORK_SYNC', r.id, ?5, ?6 FROM repositories r JOIN fork_syncs f ON f.repository_id = r.id \
+                 WHERE r.origin_id = ?1 AND f.enabled = 1 AND {changed} AND {held}"
             ),
             repository_id,
             fingerprint,

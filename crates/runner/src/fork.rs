@@ -1,0 +1,170 @@
+//! Fork sync on a node: the origin's copy is refreshed from its upstream, the fork's refs are
+//! listed (and their objects fetched into the copy, so ancestry and merges can see both sides),
+//! the core plans the sync, and the node pushes it — every update guarded by the value the plan
+//! saw, so a fork that changed meanwhile refuses the push instead of losing work. A MERGE or
+//! DISCARD asked for by a user is carried out after the sync, on one ref.
+
+use mirrorfarm_core::forks::{ForkAction, ForkSyncPlan, RefSyncState, SyncAction, plan_fork_sync};
+use mirrorfarm_core::nodes::{ForkRefState, LeasedFork, LeasedJob};
+use mirrorfarm_core::sync::{RefUpdate, Refs};
+use tracing::info;
+
+use crate::daemon::{NodeSettings, copy_of};
+use crate::git::{Git, Remote};
+use crate::push::{self, PushError};
+use crate::records::ForkRecord;
+
+/// How a fork job ended.
+pub(crate) struct ForkFinished {
+    /// Every ref left out of step.
+    pub(crate) refs: Vec<ForkRefState>,
+    /// A MERGE conflicted: why, naming the paths (nothing was pushed for it).
+    pub(crate) conflict: Option<String>,
+    /// The action could not be done (the ref moved on meanwhile): why.
+    pub(crate) refused: Option<String>,
+}
+
+/// Where the fork's refs are fetched to in the origin's copy.
+fn namespace(fork_id: i64) -> String {
+    format!("refs/mirrorfarm/forks/{fork_id}")
+}
+
+/// Syncs the fork of `job` (see the module docs).
+pub(crate) fn sync(
+    settings: &NodeSettings,
+    job: &LeasedJob,
+    fork: &LeasedFork,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<ForkFinished, PushError> {
+    let origin = &fork.origin;
+    let Some(upstream) = origin.upstream_url.as_deref() else {
+        return Err(PushError::Unrunnable("The origin has no upstream URL to sync from.".into()));
+    };
+    let upstream = Remote::parse(upstream)?;
+    let local = copy_of(settings, origin.id);
+    let pulled = push::pull(&local, &upstream, &origin.pull, &origin.default_branch)?;
+    let origin_refs = pulled.refs;
+    let target = Remote::parse(&fork.url)?;
+    let mut fork_refs = Git::detached().remote_refs(&target)?;
+    let wanted: Vec<_> = fork_refs.values().copied().collect();
+    if !local.missing(&wanted)?.is_empty() {
+        local.fetch_namespace(&target, &namespace(job.repository.id))?;
+    }
+    if cancelled() {
+        return Err(PushError::Cancelled);
+    }
+    let record = ForkRecord::of(&local, job.repository.id);
+    let plan = plan_fork_sync(&origin_refs, record.load().as_ref(), &fork_refs, &mut local.clone())?;
+    push_guarded(&local, &target, &plan.updates)?;
+    record.save(&plan.remembered)?;
+    for u in &plan.updates {
+        if let Some(new) = u.new {
+            fork_refs.insert(u.name.clone(), new);
+        }
+    }
+    info!(
+        job = job.id,
+        fork = target.masked(),
+        updated = plan.updates.len(),
+        out_of_step = plan.rejected.len(),
+        in_step = plan.in_step,
+        "fork synced"
+    );
+    let mut finished = ForkFinished { refs: Vec::new(), conflict: None, refused: None };
+    let mut rejected = plan.rejected.clone();
+    if let Some(action) = &fork.action {
+        if cancelled() {
+            return Err(PushError::Cancelled);
+        }
+        act(&local, &target, action, &origin_refs, &fork_refs, &plan, &mut rejected, &mut finished)?;
+    }
+    finished.refs = rejected.into_iter().map(|(id, state)| ForkRefState { id, state }).collect();
+    Ok(finished)
+}
+
+/// Pushes updates, each guarded by the value the plan expects on the fork (absent for creations).
+fn push_guarded(local: &Git, target: &Remote, updates: &[RefUpdate]) -> Result<(), PushError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let specs: Vec<String> = updates.iter().filter_map(RefUpdate::refspec).collect();
+    let leases: Vec<String> =
+        updates.iter().map(|u| format!("{}:{}", u.name, u.old.map(|o| o.to_string()).unwrap_or_default())).collect();
+    Ok(local.push(target, &specs, &leases)?)
+}
+
+/// Carries out a MERGE or DISCARD on one ref, updating `rejected` to the ref's new state.
+#[allow(clippy::too_many_arguments)] // One step of `sync`, with what it computed.
+fn act(
+    local: &Git,
+    target: &Remote,
+    action: &ForkAction,
+    origin: &Refs,
+    fork: &Refs,
+    plan: &ForkSyncPlan,
+    rejected: &mut Vec<(String, RefSyncState)>,
+    finished: &mut ForkFinished,
+) -> Result<(), PushError> {
+    let name = action.ref_name.as_str();
+    let state = plan.rejected.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
+    let (ours, theirs) = (fork.get(name).copied(), origin.get(name).copied());
+    match (action.action, state, ours) {
+        (SyncAction::Discard, Some(_), Some(ours)) => {
+            let update = RefUpdate {
+                name: name.to_owned(),
+                old: Some(ours),
+                new: theirs,
+                action: if theirs.is_some() {
+                    mirrorfarm_core::sync::RefAction::Force
+                } else {
+                    mirrorfarm_core::sync::RefAction::Delete
+                },
+                rule: "discarded by request",
+            };
+            push_guarded(local, target, &[update])?;
+            rejected.retain(|(n, _)| n != name);
+            info!(r#ref = name, "discarded the fork's changes");
+        }
+        (SyncAction::Merge, Some(RefSyncState::Diverged), Some(ours)) => {
+            let Some(theirs) = theirs else {
+                finished.refused = Some(format!("{name} no longer exists in the origin."));
+                return Ok(());
+            };
+            match local.merge_tree(&ours, &theirs)? {
+                Err(paths) => {
+                    finished.conflict = Some(format!(
+                        "Merging the origin's {name} conflicts in: {}. Nothing was pushed.",
+                        paths.join(", ")
+                    ));
+                }
+                Ok(tree) => {
+                    let message = action.message.clone().unwrap_or_else(|| format!("Merge {name} from upstream"));
+                    let author = (
+                        action.author_name.as_deref().unwrap_or("mirrorfarm"),
+                        action.author_email.as_deref().unwrap_or("mirrorfarm@mirrorfarm.invalid"),
+                    );
+                    let merge = local.commit_tree(&tree, &[ours, theirs], &message, author)?;
+                    let update = RefUpdate {
+                        name: name.to_owned(),
+                        old: Some(ours),
+                        new: Some(merge),
+                        action: mirrorfarm_core::sync::RefAction::FastForward,
+                        rule: "merged by request",
+                    };
+                    push_guarded(local, target, &[update])?;
+                    for entry in rejected.iter_mut().filter(|(n, _)| n == name) {
+                        entry.1 = RefSyncState::Ahead;
+                    }
+                    info!(r#ref = name, merge = %merge, "merged the origin into the fork");
+                }
+            }
+        }
+        (_, None, _) => finished.refused = Some(format!("{name} is already in step with the origin.")),
+        (SyncAction::Merge, Some(other), _) => {
+            finished.refused =
+                Some(format!("{name} is {}, not DIVERGED: only diverged refs can be merged.", other.as_str()));
+        }
+        (SyncAction::Discard, Some(_), None) => finished.refused = Some(format!("The fork has no {name}.")),
+    }
+    Ok(())
+}
