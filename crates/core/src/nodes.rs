@@ -293,7 +293,8 @@ pub enum Outcome {
     Error,
     /// A poll found the upstream unchanged: nothing was done.
     Unchanged,
-    /// A fork's MERGE conflicted (the message names the paths); nothing was pushed.
+    /// A fork's MERGE conflicted (the message names the paths), or the action no longer applies
+    /// (the ref moved meanwhile); nothing was pushed for it.
     Conflict,
 }
 
@@ -358,7 +359,9 @@ impl JobReport {
         match self.outcome {
             Outcome::Pushed => UpdateOutcome::Pushed,
             Outcome::Diverged => UpdateOutcome::Diverged(self.message.clone()),
-            Outcome::Error | Outcome::Conflict => UpdateOutcome::Error(self.message.clone()),
+            Outcome::Error => UpdateOutcome::Error(self.message.clone()),
+            // Held back, as diverged refs are: trying again would conflict again.
+            Outcome::Conflict => UpdateOutcome::Diverged(self.message.clone()),
             Outcome::Unchanged => UpdateOutcome::Unchanged,
         }
     }

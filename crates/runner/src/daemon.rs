@@ -246,7 +246,7 @@ fn report(edge: &EdgeClient, job: &LeasedJob, finished: &Finished) {
     let mut report = JobReport::new(&job.lease_id, &finished.outcome, finished.fingerprint.clone());
     if let Some(fork) = &finished.fork {
         report.fork_refs = Some(fork.refs.clone());
-        if fork.conflict.is_some() {
+        if fork.conflict.is_some() || fork.refused.is_some() {
             report.outcome = Outcome::Conflict;
         }
     }

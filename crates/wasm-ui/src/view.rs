@@ -159,6 +159,7 @@ fn queued_job(h: &mut Html, s: &RepositoryStatus, job: &Job, now: i64) {
     h.raw(match job.kind {
         JobKind::PushMirror => "Push",
         JobKind::PullMirror => "Pull",
+        JobKind::ForkSync => "Fork sync",
     });
     if let Some(id) = job.remote_mirror_id {
         h.raw(" to ");

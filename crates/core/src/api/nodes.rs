@@ -187,18 +187,20 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             if look.queued.get() {
                 self.mark_queued();
             }
-            let answer = answer?;
-            let remaining = until.millis() - look.now.millis();
-            let Some(seen) = seen.filter(|_| answer.status == 204 && remaining > 0) else { return Ok(answer) };
-            if self.signals.wait(Topic::Queue, seen, remaining).await.is_none() {
+            let (answer, next_due) = answer?;
+            // Until the wait is over, or a retry or lease deadline makes a job due by itself.
+            let wake = next_due.map_or(until.millis(), |due| due.min(until.millis()));
+            let remaining = wake - look.now.millis();
+            let Some(seen) = seen.filter(|_| answer.status == 204 && until > look.now) else { return Ok(answer) };
+            if self.signals.wait(Topic::Queue, seen, remaining.max(1)).await.is_none() {
                 return Ok(answer);
             }
             look = self.at(self.clock());
         }
     }
 
-    /// One look for work (see [`Self::lease_job`]).
-    async fn lease_once(&self, call: &Call<'_>, asked: &LeaseRequest) -> Result<ApiResponse> {
+    /// One look for work (see [`Self::lease_job`]), and when a job next becomes due by itself.
+    async fn lease_once(&self, call: &Call<'_>, asked: &LeaseRequest) -> Result<(ApiResponse, Option<i64>)> {
         let node = Self::node(call)?;
         let lease_ms = Self::lease_ms(asked.lease_seconds);
         // `sync <repo>` on a node works through one repository's jobs only.
@@ -216,14 +218,14 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             self.return_expired(&poll.expired).await?;
             let Some(job) = poll.leased else {
                 if poll.expired.is_empty() {
-                    return Ok(ApiResponse::empty(204));
+                    return Ok((ApiResponse::empty(204), poll.next_due));
                 }
                 continue;
             };
             let context = self.store.job_context(job.id).await?;
             if job.kind == JobKind::ForkSync {
                 match self.leased_fork_job(&job, &lease_id, deadline.millis(), &context).await? {
-                    Some(body) => return Ok(ApiResponse::json(200, &body)),
+                    Some(body) => return Ok((ApiResponse::json(200, &body), None)),
                     None => {
                         self.store
                             .finish_job(job.id, &lease_id, JobCompletion::Done, None, self.now, None, None)
@@ -244,9 +246,9 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
                 self.store.record_update(tracked.saved(), Some((job.id, &lease_id))).await?;
             }
             let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &context, &tracked).await?;
-            return Ok(ApiResponse::json(200, &body));
+            return Ok((ApiResponse::json(200, &body), None));
         }
-        Ok(ApiResponse::empty(204))
+        Ok((ApiResponse::empty(204), None))
     }
 
     async fn leased_job(

@@ -141,6 +141,9 @@ pub struct Poll {
     pub leased: Option<Job>,
     /// Leases past their deadline, for the caller to return to the queue.
     pub expired: Vec<Job>,
+    /// When the next job becomes due without anyone queueing it (a retry's `not_before`, or a
+    /// lease's deadline), if any: a waiting node looks again then.
+    pub next_due: Option<i64>,
 }
 
 /// Leases the oldest due queued job (of `repository` only, if given) whose target no other
@@ -248,9 +251,23 @@ impl<D: Database> Store<D> {
                 super::nodes::touch_statement(node_id, now, contact_since),
                 expired_statement(now, expired_limit),
                 lease_statement(node_id, lease_id, now, deadline, repository),
+                sql!(
+                    "SELECT MIN(t) AS t FROM (SELECT MIN(not_before) AS t FROM jobs WHERE state = 'QUEUED' \
+                     AND not_before > ?1 UNION ALL SELECT MIN(lease_deadline) FROM jobs WHERE state = 'LEASED')",
+                    now.millis()
+                ),
             ])
             .await?;
-        Ok(Poll { expired: read_jobs(nth(&mut out, 1)?)?, leased: read_jobs(nth(&mut out, 2)?)?.pop() })
+        row! {
+            struct NextDue {
+                t: Option<i64>,
+            }
+        }
+        Ok(Poll {
+            expired: read_jobs(nth(&mut out, 1)?)?,
+            leased: read_jobs(nth(&mut out, 2)?)?.pop(),
+            next_due: nth(&mut out, 3)?.first::<NextDue>()?.and_then(|r| r.t),
+        })
     }
 
     /// Queues a job unless one for the same target is already waiting (it then absorbs this one).
