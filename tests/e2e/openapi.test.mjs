@@ -12,7 +12,8 @@ const ST = path.join(ROOT, ".venv-e2e/bin/st");
 let worker, call, doc;
 
 before(async () => {
-  worker = await startWorker();
+  // No farm node runs here: requests that wait for one (enabling fork sync) give up at once.
+  worker = await startWorker({ syncWaitMs: 200 });
   call = client(worker.url);
   const token = worker.adminToken;
   // Something for the generated requests to find besides 404s.

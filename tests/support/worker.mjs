@@ -25,7 +25,7 @@ export function freePort() {
 }
 
 /** A running Worker: `url`, `adminToken`, `stateDir`, `logs()` and `stop()`. */
-export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000, corsOrigins = "", seedSql } = {}) {
+export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000, corsOrigins = "", syncWaitMs = 20000, seedSql } = {}) {
   const stateDir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-e2e-"));
   migrate({ persistTo: stateDir });
   const adminToken = bootstrapAdmin({ persistTo: stateDir, token: `mfp_e2e_${randomBytes(16).toString("hex")}` });
@@ -48,6 +48,7 @@ export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, poll
       "--var", `MIRRORFARM_RETRY_BASE_MS:${retryBaseMs}`,
       "--var", `MIRRORFARM_POLL_INTERVAL_MS:${pollIntervalMs}`,
       "--var", `MIRRORFARM_CORS_ORIGINS:${corsOrigins}`,
+      "--var", `MIRRORFARM_SYNC_WAIT_MS:${syncWaitMs}`,
     ],
     { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] },
   );

@@ -133,6 +133,22 @@ impl RefSyncStatus {
         self
     }
 
+    /// The status in a few words, for the widget's verdict line.
+    pub fn headline(&self) -> String {
+        let counts: Vec<String> =
+            [(&self.ahead_refs, "ahead"), (&self.diverged_refs, "diverged"), (&self.orphaned_refs, "orphaned")]
+                .into_iter()
+                .filter(|(list, _)| !list.is_empty())
+                .map(|(list, word)| format!("{} {word}", list.len()))
+                .collect();
+        match (self.available, self.enabled) {
+            (false, _) => "fork sync unavailable".into(),
+            (true, false) => "fork sync off".into(),
+            (true, true) if counts.is_empty() => "fork in step with its origin".into(),
+            (true, true) => format!("fork: {}", counts.join(", ")),
+        }
+    }
+
     /// The out-of-step ref so named (full or short name), if any.
     pub fn find(&self, wanted: &str) -> Option<&RejectedRef> {
         [&self.ahead_refs, &self.diverged_refs, &self.orphaned_refs]
@@ -195,29 +211,52 @@ impl crate::api::FromFields for SyncToggle {
 }
 
 /// The context of a synchronize request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema), schemars(rename_all = "camelCase"))]
 pub struct SynchronizeContext {
     /// The merge commit's message (MERGE only).
-    #[serde(default)]
     pub commit_message: Option<String>,
 }
 
 /// `POST …/synchronize`: `{refId, action, context: {commitMessage}}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema), schemars(rename_all = "camelCase"))]
 pub struct SynchronizeRequest {
     /// The ref (full or short name).
-    #[serde(default)]
     pub ref_id: Option<String>,
     /// `MERGE` or `DISCARD` (`REBASE` is not implemented).
-    #[serde(default)]
     pub action: Option<String>,
     /// Action options.
-    #[serde(default)]
     pub context: Option<SynchronizeContext>,
+}
+
+impl crate::api::FromFields for SynchronizeRequest {
+    fn from_fields(fields: &crate::api::Fields) -> Result<Self, crate::api::FieldError> {
+        let context = match fields.object("context")? {
+            Some(c) => Some(SynchronizeContext { commit_message: c.string("commitMessage")? }),
+            None => None,
+        };
+        Ok(Self { ref_id: fields.string("refId")?, action: fields.string("action")?, context })
+    }
+}
+
+impl crate::api::FromFields for ForkAction {
+    fn from_fields(fields: &crate::api::Fields) -> Result<Self, crate::api::FieldError> {
+        use crate::api::FieldError;
+        let action = match fields.string("action")?.as_deref() {
+            Some("MERGE") => SyncAction::Merge,
+            Some("DISCARD") => SyncAction::Discard,
+            _ => return Err(FieldError::Invalid("action")),
+        };
+        Ok(Self {
+            action,
+            ref_name: fields.string("refName")?.ok_or(FieldError::Missing("refName"))?,
+            message: fields.string("message")?,
+            author_name: fields.string("authorName")?,
+            author_email: fields.string("authorEmail")?,
+            nonce: fields.string("nonce")?.unwrap_or_default(),
+        })
+    }
 }
 
 /// What a sync does to a fork: the updates to push (each guarded by the value it expects), the

@@ -21,7 +21,7 @@ use worker::{Delay, DurableObject, Env, Request, Response, Result, State, Stub, 
 pub(crate) const BINDING: &str = "SIGNALS";
 
 /// The one object all isolates wake each other through.
-#[durable_object]
+#[durable_object(fetch)]
 pub struct Signals {
     topics: RefCell<HashMap<String, TopicState>>,
 }

@@ -5,6 +5,7 @@
 //! word and a symbol besides its colour, and colours are CSS custom properties a host page can
 //! override (`--mf-ok`, `--mf-fail`, …), with light and dark defaults.
 
+use mirrorfarm_core::forks::{RefSyncStatus, RejectedRef};
 use mirrorfarm_core::mirrors::{UpdateStatus, Verdict};
 use mirrorfarm_core::queue::{Job, JobKind, JobState};
 use mirrorfarm_core::status::{MirrorStatus, RepositoryStatus};
@@ -69,6 +70,10 @@ fn ready(h: &mut Html, s: &RepositoryStatus, problem: Option<&(Problem, u32)>, n
     h.raw(verdict_symbol(verdict));
     h.raw("</span> ");
     h.text(&s.summary.headline());
+    if let Some(fork) = &s.fork {
+        h.raw(" · ");
+        h.text(&fork.headline());
+    }
     h.raw("</p></header>");
     if let Some((problem, retry)) = problem {
         h.raw(r#"<p class="mf-problem" role="alert">"#);
@@ -83,6 +88,9 @@ fn ready(h: &mut Html, s: &RepositoryStatus, problem: Option<&(Problem, u32)>, n
     section(h, "Pull mirror", "mf-list", s.pull_mirror.as_slice(), no_upstream, |h, m| {
         mirror(h, m, "mf-err-pull", now, open);
     });
+    if let Some(fork) = &s.fork {
+        fork_sync(h, fork, now, open);
+    }
     section(h, "Queue", "mf-list mf-jobs", &s.jobs, "Nothing queued.", |h, job| queued_job(h, s, job, now));
     section(h, "Farm nodes", "mf-list mf-nodes", &s.nodes, "No farm node has reported recently.", |h, node| {
         h.raw("<li>");
@@ -152,6 +160,51 @@ fn mirror(h: &mut Html, m: &MirrorStatus, error_id: &str, now: i64, open: &[Stri
         h.raw("</pre></details>");
     }
     h.raw("</li>");
+}
+
+/// A fork's sync with its origin: on or off, the last sync, and the refs out of step behind a
+/// disclosure (the counts are in the verdict line).
+fn fork_sync(h: &mut Html, f: &RefSyncStatus, now: i64, open: &[String]) {
+    h.raw(r#"<h3 class="mf-sub">Fork sync</h3><p class="mf-fork">"#);
+    h.raw(match (f.available, f.enabled) {
+        (false, _) => "Unavailable",
+        (true, true) => "Enabled",
+        (true, false) => "Disabled",
+    });
+    if let Some(reason) = &f.unavailable_reason {
+        h.raw(": ");
+        h.text(reason);
+    }
+    h.raw(" · last sync: ");
+    match f.last_sync {
+        Some(at) => time(h, at, now),
+        None => h.raw("never"),
+    }
+    if let Some(error) = &f.last_error {
+        h.raw(" · last error: ");
+        h.text(first_line(error));
+    }
+    h.raw("</p>");
+    let out: Vec<&RejectedRef> = f.ahead_refs.iter().chain(&f.diverged_refs).chain(&f.orphaned_refs).collect();
+    if out.is_empty() {
+        return;
+    }
+    let id = "mf-fork-refs";
+    h.raw(r#"<details class="mf-fork-refs" id=""#);
+    h.raw(id);
+    h.raw(if open.iter().any(|o| o == id) { r#"" open>"# } else { r#"">"# });
+    h.raw("<summary>");
+    h.raw(&out.len().to_string());
+    h.raw(if out.len() == 1 { " ref out of step" } else { " refs out of step" });
+    h.raw(r#"</summary><ul class="mf-list">"#);
+    for r in out {
+        h.raw("<li>");
+        h.text(&r.display_id);
+        h.raw(if r.tag { " (tag) · " } else { " · " });
+        h.raw(r.state.as_str());
+        h.raw("</li>");
+    }
+    h.raw("</ul></details>");
 }
 
 fn queued_job(h: &mut Html, s: &RepositoryStatus, job: &Job, now: i64) {
@@ -376,7 +429,30 @@ mod tests {
                 message: None,
             }],
             nodes: vec![NodeDto { id: 3, name: "node-a".into(), created_date: 0, last_seen: Some(59 * MIN) }],
+            fork: None,
         }
+    }
+
+    #[test]
+    fn a_forks_sync_shows_counts_in_the_verdict_and_refs_behind_a_disclosure() {
+        use mirrorfarm_core::forks::RefSyncState;
+        let refs = vec![
+            ("refs/heads/docs".to_owned(), RefSyncState::Diverged),
+            ("refs/tags/v1".to_owned(), RefSyncState::Ahead),
+            ("refs/heads/old".to_owned(), RefSyncState::Orphaned),
+        ];
+        let fork = RefSyncStatus::new(true, true, Some(58 * MIN), refs);
+        let html = render(&View::Ready(Box::new(status().with_fork(Some(fork))), None), 60 * MIN, &[]);
+        assert!(html.contains("fork: 1 ahead, 1 diverged, 1 orphaned"), "{html}");
+        assert!(html.contains("Enabled · last sync: <time"));
+        assert!(
+            html.contains(r#"<details class="mf-fork-refs" id="mf-fork-refs"><summary>3 refs out of step</summary>"#)
+        );
+        assert!(html.contains("<li>v1 (tag) · AHEAD</li>") && html.contains("<li>old · ORPHANED</li>"));
+        let off = RefSyncStatus::new(true, false, None, Vec::new());
+        let html = render(&View::Ready(Box::new(status().with_fork(Some(off))), None), 60 * MIN, &[]);
+        assert!(html.contains("fork sync off") && html.contains("Disabled · last sync: never"));
+        assert!(!html.contains("mf-fork-refs"));
     }
 
     #[test]

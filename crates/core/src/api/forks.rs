@@ -4,7 +4,7 @@
 //! Work that needs git (the sync run when sync is switched on, MERGE, DISCARD) is queued ahead of
 //! routine work, and the request waits for a node's result up to `Config::sync_wait_ms`.
 
-use super::{ApiError, ApiResponse, Call, Result, Service};
+use super::{ApiError, ApiResponse, Call, FieldError, Fields, FromFields, Result, Service};
 use crate::forks::{ForkAction, RefSyncStatus, RejectedRef, SyncAction, SyncToggle, SynchronizeRequest};
 use crate::identity::Level;
 use crate::paging::BitbucketPage;
@@ -14,38 +14,48 @@ use crate::store::port::Database;
 use crate::store::{Crypto, ForkSync, RepositoryKey, StoreError};
 use crate::urls::GitUrl;
 
-/// What `POST /rest/api/latest/projects/{key}/repos/{slug}` sends to fork a repository.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
+/// What `POST /rest/api/latest/projects/{key}/repos/{slug}` sends to fork a repository (read
+/// leniently, as every input: JSON, form or query).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema), schemars(rename_all = "camelCase"))]
 pub struct ForkParams {
     /// The fork's name (default: the origin's).
-    #[serde(default)]
     pub name: Option<String>,
     /// Ignored (the slug follows the name), as Bitbucket.
-    #[serde(default)]
     pub slug: Option<String>,
     /// The project to fork into (default: the origin's).
-    #[serde(default)]
     pub project: Option<ProjectKey>,
     /// The fork's default branch (default: the origin's).
-    #[serde(default)]
     pub default_branch: Option<String>,
     /// Refused: a fork has its origin's SCM.
-    #[serde(default)]
     pub scm_id: Option<String>,
     /// Where the fork's refs live (ours; required): sync reads and writes them there.
-    #[serde(default)]
     pub url: Option<String>,
 }
 
 /// `{key}` of a project.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ProjectKey {
     /// The project key.
-    #[serde(default)]
     pub key: Option<String>,
+}
+
+impl FromFields for ForkParams {
+    fn from_fields(fields: &Fields) -> std::result::Result<Self, FieldError> {
+        let project = match fields.object("project")? {
+            Some(p) => Some(ProjectKey { key: p.string("key")? }),
+            None => None,
+        };
+        Ok(Self {
+            name: fields.string("name")?,
+            slug: fields.string("slug")?,
+            project,
+            default_branch: fields.string("defaultBranch")?,
+            scm_id: fields.string("scmId")?,
+            url: fields.string("url")?,
+        })
+    }
 }
 
 fn field(name: &str, message: impl Into<String>) -> ApiError {
@@ -80,7 +90,7 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         Ok((repo, view.fork, status))
     }
 
-    fn status_of(
+    pub(super) fn status_of(
         repo: &Repository,
         fork: Option<&ForkSync>,
         refs: Vec<(String, crate::forks::RefSyncState)>,
@@ -94,11 +104,12 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         status
     }
 
-    /// `POST /rest/api/latest/projects/{key}/repos/{slug}`: forks the repository.
+    /// `POST /rest/api/latest/projects/{key}/repos/{slug}`: forks the repository. REPO_READ on the
+    /// origin is the route's; PROJECT_ADMIN on the target project is checked once the body names it.
     pub(super) async fn create_fork(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let who = call.principal()?;
         let origin = self.repository_for(call).await?;
-        let params: ForkParams = call.json()?;
+        let params: ForkParams = call.input()?;
         if params.scm_id.is_some() {
             return Err(field("scmId", "A fork has its origin's SCM; scmId may not be given."));
         }
@@ -110,13 +121,6 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             Some(ProjectKey { key: Some(key) }) => key,
             Some(ProjectKey { key: None }) => return Err(field("project", "The project to fork into needs a key.")),
         };
-        let (project, grants, sees_inside) =
-            self.store.project_access(&project_key, Self::viewer(Some(who)), Self::user_id(Some(who))).await?;
-        let hidden = || ApiError::not_found("Project", format!("Project {project_key} does not exist."));
-        let project = project.ok_or_else(hidden)?;
-        // Who sees a repository inside sees the project: asking more of it is refused, not hidden.
-        let level = Self::level_on_project(Some(who), &grants, &project).or(sees_inside.then_some(Level::Read));
-        Self::require(Some(who), level, Level::Admin, hidden)?;
         let text = params.url.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
             field("url", "A fork needs url: the git location of its own refs, which sync reads and writes.")
         })?;
@@ -128,6 +132,13 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             Some(b) => registry::validate_branch_name(&b).map_err(|e| field("defaultBranch", e.to_string()))?,
             None => origin.default_branch.clone(),
         };
+        let (project, grants, sees_inside) =
+            self.store.project_access(&project_key, Self::viewer(Some(who)), Self::user_id(Some(who))).await?;
+        let hidden = || ApiError::not_found("Project", format!("Project {project_key} does not exist."));
+        let project = project.ok_or_else(hidden)?;
+        // Who sees a repository inside sees the project: asking more of it is refused, not hidden.
+        let level = Self::level_on_project(Some(who), &grants, &project).or(sees_inside.then_some(Level::Read));
+        Self::require(Some(who), level, Level::Admin, hidden)?;
         let new = NewRepository {
             project_id: project.id,
             name: registry::validate_name(&name).map_err(|e| field("name", e.to_string()))?,
@@ -178,9 +189,10 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     /// `POST /rest/sync/latest/projects/{key}/repos/{slug}` `{enabled}`: switching on syncs before
     /// answering (200 with the status); switching off answers 204.
     pub(super) async fn set_fork_sync(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        // Who may switch sync is checked before what they sent.
+        let (repo, fork, _) = self.fork_for(call).await?;
         let toggle: SyncToggle = call.input()?;
         let enabled = toggle.enabled.ok_or_else(|| field("enabled", "enabled (true or false) is required."))?;
-        let (repo, fork, _) = self.fork_for(call).await?;
         if let Some(reason) = unavailable_reason(&repo, fork.as_ref()) {
             return Err(ApiError::Conflict(format!("Synchronization is not available: {reason}")));
         }
@@ -195,7 +207,9 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     /// now AHEAD) or DISCARD (the origin's value, or deleted; 204), carried out by a node.
     pub(super) async fn synchronize_ref(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let who = call.principal()?;
-        let asked: SynchronizeRequest = call.json()?;
+        // Who may synchronize is checked before what they sent.
+        let (repo, fork, status) = self.fork_for(call).await?;
+        let asked: SynchronizeRequest = call.input()?;
         let ref_id =
             asked.ref_id.filter(|r| !r.trim().is_empty()).ok_or_else(|| field("refId", "refId is required."))?;
         let action = match asked.action.as_deref().map(str::to_ascii_uppercase).as_deref() {
@@ -207,7 +221,6 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             }
             None => return Err(field("action", "action (MERGE or DISCARD) is required.")),
         };
-        let (repo, fork, status) = self.fork_for(call).await?;
         if let Some(reason) = unavailable_reason(&repo, fork.as_ref()) {
             return Err(ApiError::Conflict(format!("Synchronization is not available: {reason}")));
         }

@@ -296,9 +296,15 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             return Ok(None);
         }
         let action = match job.payload.as_deref() {
+            // Read through the lenient field reader: a derived deserializer would cost the Worker bytes.
             Some(text) => Some(
-                serde_json::from_str::<crate::forks::ForkAction>(text)
-                    .map_err(|e| ApiError::Internal(format!("job {} payload unreadable: {e}", job.id)))?,
+                serde_json::from_str(text)
+                    .ok()
+                    .and_then(super::Fields::from_json)
+                    .map(|f| <crate::forks::ForkAction as super::FromFields>::from_fields(&f))
+                    .transpose()
+                    .map_err(|e| ApiError::Internal(format!("job {} payload unreadable: {e}", job.id)))?
+                    .ok_or_else(|| ApiError::Internal(format!("job {} payload is not an object", job.id)))?,
             ),
             None => None,
         };

@@ -160,6 +160,13 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
         (413, "The body is too large"),
         (415, "The body's content type is not accepted"),
     ];
+    // Work a farm node does while the request waits.
+    if matches!(route.handler, Handler::SetForkSync | Handler::SynchronizeRef) {
+        errors.push((503, "No farm node finished the work in time; it stays queued and still runs"));
+    }
+    if route.handler == Handler::SynchronizeRef {
+        errors.push((501, "REBASE is not implemented"));
+    }
     if dialect == Dialect::GitLab {
         errors.push((403, "The caller lacks the permission"));
     } else if route.access != Access::Status {

@@ -258,6 +258,15 @@ impl Fields {
         }
     }
 
+    /// A nested JSON object's fields (`project: {key}`); JSON `null` counts as absent.
+    pub fn object(&self, name: &'static str) -> Result<Option<Fields>, FieldError> {
+        match self.0.get(name) {
+            None | Some(FieldValue::Json(Value::Null)) => Ok(None),
+            Some(FieldValue::Json(v @ Value::Object(_))) => Ok(Self::from_json(v.clone())),
+            Some(_) => Err(FieldError::Invalid(name)),
+        }
+    }
+
     /// A string parameter; JSON `null` counts as absent.
     pub fn string(&self, name: &'static str) -> Result<Option<String>, FieldError> {
         match self.0.get(name) {

@@ -40,6 +40,9 @@ pub struct RepositoryStatus {
     pub jobs: Vec<Job>,
     /// Farm nodes seen within the stale window: the ones that can serve it.
     pub nodes: Vec<NodeDto>,
+    /// For a fork: its sync with the origin, as Bitbucket's sync status shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<crate::forks::RefSyncStatus>,
 }
 
 /// Which repository a status is about.
@@ -137,7 +140,14 @@ impl RepositoryStatus {
             pull_mirror,
             jobs,
             nodes,
+            fork: None,
         }
+    }
+
+    /// The same status, showing a fork's sync.
+    #[must_use]
+    pub fn with_fork(self, fork: Option<crate::forks::RefSyncStatus>) -> Self {
+        Self { fork, ..self }
     }
 }
 

@@ -6,6 +6,7 @@
 //! reader against the serde serialization, so the wire type is still defined once.
 
 use super::{MirrorStatus, RepositoryName, RepositoryStatus};
+use crate::forks::{RefSyncState, RefSyncStatus};
 use crate::mirrors::{StatusSummary, UpdateStatus};
 use crate::nodes::NodeDto;
 use crate::queue::{Job, JobKind, JobReason, JobState};
@@ -103,8 +104,26 @@ impl RepositoryStatus {
             pull_mirror: value.member("pullMirror").map(|m| read_mirror(&m)).transpose()?,
             jobs: o.list("jobs", read_job)?,
             nodes: o.list("nodes", read_node)?,
+            fork: value.member("fork").map(|f| read_fork(&f)).transpose()?,
         })
     }
+}
+
+fn read_fork<V: JsonValue>(value: &V) -> Result<RefSyncStatus> {
+    let f = Object(value);
+    let refs =
+        |name| f.list(name, |r| Object(r).named("state", RefSyncState::parse).map(|s| (Object(r).string("id"), s)));
+    let mut all = Vec::new();
+    for name in ["aheadRefs", "divergedRefs", "orphanedRefs"] {
+        for (id, state) in refs(name)? {
+            all.push((id?, state));
+        }
+    }
+    let mut status =
+        RefSyncStatus::new(f.boolean("available")?, f.boolean("enabled")?, f.optional_integer("lastSync")?, all);
+    status.unavailable_reason = f.optional_string("unavailableReason")?;
+    status.last_error = f.optional_string("lastError")?;
+    Ok(status)
 }
 
 fn read_mirror<V: JsonValue>(value: &V) -> Result<MirrorStatus> {
@@ -187,7 +206,16 @@ mod tests {
 
     #[test]
     fn reads_back_exactly_what_serde_writes() {
-        for status in sample() {
+        let mut fork = RefSyncStatus::new(
+            false,
+            true,
+            Some(7),
+            vec![("refs/heads/a".into(), RefSyncState::Ahead), ("refs/tags/t".into(), RefSyncState::Orphaned)],
+        );
+        fork.unavailable_reason = Some("The origin repository MF/app was deleted.".into());
+        fork.last_error = Some("push refused".into());
+        let with_fork = sample().into_iter().map(|s| s.with_fork(Some(fork.clone())));
+        for status in sample().into_iter().chain(with_fork) {
             let value = serde_json::to_value(&status).expect("serializes");
             assert_eq!(RepositoryStatus::read(&value), Ok(status));
         }

@@ -64,7 +64,7 @@ pub(super) fn read_fork(outcome: Outcome) -> StoreResult<Option<ForkSync>> {
     Ok(outcome.first::<ForkRow>()?.map(ForkSync::from))
 }
 
-fn read_ref_states(outcome: Outcome) -> StoreResult<Vec<(String, RefSyncState)>> {
+pub(super) fn read_ref_states(outcome: Outcome) -> StoreResult<Vec<(String, RefSyncState)>> {
     outcome
         .read::<RefStateRow>()?
         .into_iter()

@@ -181,6 +181,10 @@ pub struct StatusSnapshot {
     pub live_jobs: Vec<crate::queue::Job>,
     /// Farm nodes seen since the cutoff.
     pub nodes: Vec<crate::nodes::FarmNode>,
+    /// Its fork sync settings, if it is a fork.
+    pub fork: Option<super::ForkSync>,
+    /// The refs its last fork sync left out of step.
+    pub fork_refs: Vec<(String, crate::forks::RefSyncState)>,
 }
 
 /// More push mirrors than any repository sensibly has; the status lists at most this many.
@@ -250,6 +254,11 @@ impl<D: Database> Store<D> {
             sql!("SELECT * FROM pull_mirrors WHERE repository_id = ?1", repository_id),
             super::queue::live_jobs(repository_id),
             sql!(format!("{} WHERE last_seen >= ?1 ORDER BY name", super::nodes::NODE_SELECT), nodes_since.millis()),
+            sql!("SELECT * FROM fork_syncs WHERE repository_id = ?1", repository_id),
+            sql!(
+                "SELECT ref_name, state FROM fork_ref_states WHERE repository_id = ?1 ORDER BY ref_name",
+                repository_id
+            ),
         ];
         let (repository, grants, mut out) = self.repository_with(RepositoryKey::Id(repository_id), user, data).await?;
         Ok(StatusSnapshot {
@@ -259,6 +268,8 @@ impl<D: Database> Store<D> {
             pull: read_pull(nth(&mut out, 1)?)?,
             live_jobs: super::queue::read_jobs(nth(&mut out, 2)?)?,
             nodes: super::nodes::read_nodes(nth(&mut out, 3)?)?,
+            fork: super::forks::read_fork(nth(&mut out, 4)?)?,
+            fork_refs: super::forks::read_ref_states(nth(&mut out, 5)?)?,
         })
     }
 
