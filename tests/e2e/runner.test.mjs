@@ -49,7 +49,8 @@ function startRunner() {
 }
 
 async function stopRunner(signal = "SIGTERM") {
-  if (!runner || runner.exitCode !== null) return;
+  // A process killed by a signal has no exit code, only a signal code.
+  if (!runner || runner.exitCode !== null || runner.signalCode !== null) return;
   const exited = new Promise((r) => runner.once("exit", r));
   runner.kill(signal);
   await exited;
