@@ -219,7 +219,10 @@ fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> boo
     };
     let target = Remote::parse(&mirror.url)?;
     let push_settings = PushSettings::of(mirror, &job.repository.default_branch);
-    let pulled = push::pull(&local, &upstream, pull_rules, &job.repository.default_branch)?;
+    let pulled = match follows_a_pull(job).and_then(|recorded| push::trusted_copy(&local, recorded)) {
+        Some(p) => p,
+        None => push::pull(&local, &upstream, pull_rules, &job.repository.default_branch)?,
+    };
     if let Some(kept) = pulled.plan.pull_divergence_error() {
         warn!(job = job.id, "{kept}");
     }
@@ -239,6 +242,16 @@ fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> boo
         "pushed"
     );
     Ok(Finished::of(outcome, None))
+}
+
+/// For a job that follows a pull (queued by it, or with it by a webhook, and leased after it):
+/// the fingerprint of that pull, which a copy still matching it may be trusted to hold.
+pub(crate) fn follows_a_pull(job: &LeasedJob) -> Option<&str> {
+    let recorded = match &job.fork {
+        Some(fork) => fork.origin.upstream_fingerprint.as_deref(),
+        None => job.repository.upstream_fingerprint.as_deref(),
+    };
+    matches!(job.reason, JobReason::Upstream | JobReason::Webhook).then_some(recorded).flatten()
 }
 
 /// Reports an outcome, retrying while the edge is unreachable (results are idempotent).

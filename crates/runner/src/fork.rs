@@ -42,7 +42,10 @@ pub(crate) fn sync(
     };
     let upstream = Remote::parse(upstream)?;
     let local = copy_of(settings, origin.id);
-    let pulled = push::pull(&local, &upstream, &origin.pull, &origin.default_branch)?;
+    let pulled = match crate::daemon::follows_a_pull(job).and_then(|recorded| push::trusted_copy(&local, recorded)) {
+        Some(p) => p,
+        None => push::pull(&local, &upstream, &origin.pull, &origin.default_branch)?,
+    };
     let origin_refs = pulled.refs;
     let target = Remote::parse(&fork.url)?;
     let mut fork_refs = Git::detached().remote_refs(&target)?;

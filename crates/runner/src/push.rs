@@ -246,6 +246,20 @@ pub(crate) fn preview_pull(
     Ok(Pulled { plan, refs, fingerprint })
 }
 
+/// The copy as it is, without asking upstream, if it holds exactly what upstream held at the
+/// edge's last recorded pull (`recorded`: that pull's fingerprint). A job that follows a pull (a
+/// push or fork sync the pull queued, or one queued with it by a webhook) takes the copy so: the
+/// pull just listed upstream, and if upstream moved since, its webhook or the next poll queues
+/// another pull, and these jobs again. `None`: pull as usual.
+pub(crate) fn trusted_copy(local: &Git, recorded: &str) -> Option<Pulled> {
+    let refs = PulledRecord::of(local).load()?;
+    (fingerprint(&refs) == recorded).then(|| {
+        info!(unchanged = refs.len(), "copy matches the last recorded pull; upstream not listed again");
+        let plan = RefUpdatePlan { unchanged: refs.len(), ..RefUpdatePlan::default() };
+        Pulled { plan, refs, fingerprint: recorded.to_owned() }
+    })
+}
+
 /// The core's rules for a repository's pull-mirror settings.
 fn pull_rules_for(pull_rules: &LeasedPull, default_branch: &str) -> Result<MirrorRules, PushError> {
     MirrorRules::pull(
