@@ -57,7 +57,7 @@ try {
   await as("POST", "/rest/api/1.0/projects", { key: "BS", name: "Bench sync" });
   const node = await as("POST", "/rest/mirrorfarm/1.0/nodes", { name: "bench-node" });
   runner = spawn(RUNNER, ["run", "--edge-url", worker.url, "--data-dir", path.join(dir, "node"), "--concurrency", "2"], {
-    env: { ...process.env, MIRRORFARM_NODE_TOKEN: node.body.token, MIRRORFARM_LOG: "warn" },
+    env: { ...process.env, MIRRORFARM_NODE_TOKEN: node.body.token, MIRRORFARM_LOG: process.env.BENCH_RUNNER_LOG ?? "warn" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   runner.stdout.on("data", (d) => (runnerLog += d));

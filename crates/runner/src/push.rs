@@ -423,7 +423,7 @@ fn sends_every_difference(plan: &RefUpdatePlan, source: &Refs) -> bool {
 
 /// Stages the refs to send under [`PUSH_NS`] — forced ones apart — and pushes them by wildcard,
 /// with `specs` (the deletions) alongside.
-fn push_through_namespace(
+pub(crate) fn push_through_namespace(
     local: &Git,
     target: &Remote,
     rest: &[RefUpdate],
