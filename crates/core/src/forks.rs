@@ -135,17 +135,20 @@ impl RefSyncStatus {
 
     /// The status in a few words, for the widget's verdict line.
     pub fn headline(&self) -> String {
-        let counts: Vec<String> =
-            [(&self.ahead_refs, "ahead"), (&self.diverged_refs, "diverged"), (&self.orphaned_refs, "orphaned")]
-                .into_iter()
-                .filter(|(list, _)| !list.is_empty())
-                .map(|(list, word)| format!("{} {word}", list.len()))
-                .collect();
+        // Pushed piece by piece: `format!` and `join` cost the widget bytes.
+        let mut counts = String::new();
+        let lists =
+            [(&self.ahead_refs, " ahead"), (&self.diverged_refs, " diverged"), (&self.orphaned_refs, " orphaned")];
+        for (list, word) in lists.into_iter().filter(|(list, _)| !list.is_empty()) {
+            counts.push_str(if counts.is_empty() { "fork: " } else { ", " });
+            counts.push_str(&list.len().to_string());
+            counts.push_str(word);
+        }
         match (self.available, self.enabled) {
             (false, _) => "fork sync unavailable".into(),
             (true, false) => "fork sync off".into(),
             (true, true) if counts.is_empty() => "fork in step with its origin".into(),
-            (true, true) => format!("fork: {}", counts.join(", ")),
+            (true, true) => counts,
         }
     }
 

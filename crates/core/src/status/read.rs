@@ -6,7 +6,7 @@
 //! reader against the serde serialization, so the wire type is still defined once.
 
 use super::{MirrorStatus, RepositoryName, RepositoryStatus};
-use crate::forks::{RefSyncState, RefSyncStatus};
+use crate::forks::{RefSyncState, RefSyncStatus, RejectedRef};
 use crate::mirrors::{StatusSummary, UpdateStatus};
 use crate::nodes::NodeDto;
 use crate::queue::{Job, JobKind, JobReason, JobState};
@@ -109,21 +109,30 @@ impl RepositoryStatus {
     }
 }
 
+/// Read list by list, as sent (already sorted): sorting again would cost the widget a sort's code.
 fn read_fork<V: JsonValue>(value: &V) -> Result<RefSyncStatus> {
     let f = Object(value);
-    let refs =
-        |name| f.list(name, |r| Object(r).named("state", RefSyncState::parse).map(|s| (Object(r).string("id"), s)));
-    let mut all = Vec::new();
-    for name in ["aheadRefs", "divergedRefs", "orphanedRefs"] {
-        for (id, state) in refs(name)? {
-            all.push((id?, state));
-        }
-    }
-    let mut status =
-        RefSyncStatus::new(f.boolean("available")?, f.boolean("enabled")?, f.optional_integer("lastSync")?, all);
-    status.unavailable_reason = f.optional_string("unavailableReason")?;
-    status.last_error = f.optional_string("lastError")?;
-    Ok(status)
+    Ok(RefSyncStatus {
+        available: f.boolean("available")?,
+        enabled: f.boolean("enabled")?,
+        last_sync: f.optional_integer("lastSync")?,
+        ahead_refs: f.list("aheadRefs", read_rejected)?,
+        diverged_refs: f.list("divergedRefs", read_rejected)?,
+        orphaned_refs: f.list("orphanedRefs", read_rejected)?,
+        unavailable_reason: f.optional_string("unavailableReason")?,
+        last_error: f.optional_string("lastError")?,
+    })
+}
+
+fn read_rejected<V: JsonValue>(value: &V) -> Result<RejectedRef> {
+    let r = Object(value);
+    Ok(RejectedRef {
+        id: r.string("id")?,
+        display_id: r.string("displayId")?,
+        kind: r.string("type")?,
+        state: r.named("state", RefSyncState::parse)?,
+        tag: r.boolean("tag")?,
+    })
 }
 
 fn read_mirror<V: JsonValue>(value: &V) -> Result<MirrorStatus> {
