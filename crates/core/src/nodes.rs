@@ -8,9 +8,10 @@ use crate::time::Timestamp;
 /// Prefix of node tokens (user tokens use `mfp_`), so a leaked one is recognisable.
 pub const NODE_TOKEN_PREFIX: &str = "mfn_";
 
-/// A node's contact is written at most this often (ms): it polls for work every few seconds,
-/// and status only needs to know it was seen within minutes.
-pub const CONTACT_WRITE_INTERVAL_MS: i64 = 30_000;
+/// A node's contact is written at most this often (ms): it looks for work every few seconds, and
+/// status only needs to know it was seen within minutes. Below the daemon's long-poll slice plus
+/// this interval, a live node is never shown older than about 25 s.
+pub const CONTACT_WRITE_INTERVAL_MS: i64 = 20_000;
 
 /// A registered farm node. Its token is kept only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq)]

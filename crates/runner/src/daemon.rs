@@ -37,8 +37,11 @@ pub(crate) struct NodeSettings {
 }
 
 /// How long a lease request waits at the edge for a job to become due: the edge answers the
-/// moment one is queued, so jobs start at once instead of at the next poll.
-pub(crate) const LONG_POLL_SECS: u64 = 25;
+/// moment one is queued, so jobs start at once instead of at the next poll. The edge allows up to
+/// 25 s; the node asks for slices of 5 s, because a worker blocked in a lease request cannot stop,
+/// and a node asked to stop must stop within seconds (and without abandoning a lease the edge
+/// may be handing it). An idle worker costs the edge one look per slice.
+pub(crate) const LONG_POLL_SECS: u64 = 5;
 
 /// Serialises work on one local repository copy across this node's workers.
 #[derive(Default)]
