@@ -72,13 +72,16 @@ pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<Ato
 fn work(worker: usize, edge: &EdgeClient, settings: &NodeSettings, shutdown: &AtomicBool, locks: &RepoLocks) {
     let mut idle = settings.poll;
     while !shutdown.load(Ordering::SeqCst) {
+        let asked = std::time::Instant::now();
         match edge.lease(settings.lease_seconds, None, LONG_POLL_SECS) {
             Ok(Some(job)) => {
                 idle = settings.poll;
                 handle(worker, edge, settings, shutdown, locks, &job);
             }
-            // The edge waited already; a short pause keeps an edge without long polls from being hammered.
-            Ok(None) => sleep_unless(shutdown, idle.min(Duration::from_millis(500))),
+            // An edge that waited the slice out is asked again at once (a pause would be a window
+            // in which a queued job waits); one that answered at once (no long polls) is polled.
+            Ok(None) if asked.elapsed() >= Duration::from_secs(LONG_POLL_SECS) - Duration::from_millis(500) => {}
+            Ok(None) => sleep_unless(shutdown, idle),
             Err(e) => {
                 warn!(worker, error = %e, "lease failed");
                 idle = (idle * 2).min(Duration::from_secs(30));
