@@ -133,6 +133,7 @@ test("a fork is created in Bitbucket's shape, with its git location masked", asy
   assert.equal(fork.body.origin.id, originId);
   assert.equal(fork.body.origin.project.key, "FS");
   assert.match(fork.body.url, /^http:\/\/\*\*\*\*\*:\*\*\*\*\*@127\.0\.0\.1:\d+\/fork\.git$/);
+  assert.equal((await as("GET", "/rest/api/1.0/projects/FS/repos/app-fork")).body.origin.slug, "app");
   const forks = await as("GET", "/rest/api/1.0/projects/FS/repos/app/forks");
   assert.deepEqual(forks.body.values.map((r) => r.slug), ["app-fork"]);
   const status = await as("GET", `${SYNC}/`);

@@ -149,7 +149,10 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
 
     pub(super) async fn get_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let repo = self.repository_for(call).await?;
-        Ok(ApiResponse::json(200, &RepositoryDto::new(&repo, &call.req.origin)))
+        // A fork carries its full origin, as Bitbucket's does: one more round trip, for forks only.
+        let origin = self.store.origin_of(&repo).await?;
+        let base = &call.req.origin;
+        Ok(ApiResponse::json(200, &RepositoryDto::new(&repo, base).with_origin(origin.as_ref(), base)))
     }
 
     /// Bitbucket answers 202: deletion is accepted (here it is also done).

@@ -1041,6 +1041,9 @@ mod forks {
         assert_eq!(forks.body["values"][0]["id"], id);
         let got = w.as_admin("GET", "/rest/api/latest/projects/MF/repos/fork", None);
         assert_eq!(got.body["url"], "https://*****:*****@git.example/fork.git");
+        assert_eq!(got.body["origin"]["slug"], "origin", "a fork's own read carries its origin");
+        let origin = w.as_admin("GET", "/rest/api/latest/projects/MF/repos/origin", None);
+        assert!(origin.body.get("origin").is_none(), "a non-fork has none");
         // No url, a taken name, an scmId, a project without key, a missing origin.
         let fork = |body: Value| w.as_admin("POST", "/rest/api/latest/projects/MF/repos/origin", Some(body));
         let r = fork(json!({"name": "Other"}));
