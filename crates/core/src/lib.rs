@@ -13,7 +13,27 @@
 //! - [`sync`]: planning which refs a push mirror moves, and how.
 //! - [`urls`], [`filters`], [`paging`], [`time`]: the small exact rules the APIs share.
 
+/// `as_str` and `parse` for an enum of wire and storage names. Names are read in any case:
+/// clients differ (Bitbucket's own documents mix `INCREMENTAL` and `incremental`).
+macro_rules! wire_names {
+    ($ty:ident { $($variant:ident = $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// The storage and wire name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),* }
+            }
+            /// Reads a name (in any case).
+            pub fn parse(text: &str) -> Option<Self> {
+                $(if text.eq_ignore_ascii_case($name) { return Some(Self::$variant); })*
+                None
+            }
+        }
+    };
+}
+pub(crate) use wire_names;
+
 pub mod api;
+pub mod farm;
 pub mod filters;
 pub mod forks;
 pub mod identity;

@@ -87,13 +87,20 @@ pub struct LeasedJob {
     pub reason: crate::queue::JobReason,
     /// What to do.
     pub kind: crate::queue::JobKind,
-    /// The repository concerned.
-    pub repository: LeasedRepository,
+    /// The repository concerned (every kind but discovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<LeasedRepository>,
     /// The mirror to push, for push jobs.
     pub remote_mirror: Option<LeasedMirror>,
     /// The fork and its origin, for fork syncs (`repository` is then the fork).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork: Option<LeasedFork>,
+    /// The upstream server to list, for discoveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<crate::farm::LeasedDiscovery>,
+    /// For pulls: drop the copy and clone it afresh (a repair).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recreate: bool,
 }
 
 /// The fork part of a leased fork sync: where the fork's refs live, the origin whose copy the
@@ -208,6 +215,10 @@ pub struct ResultRecorded {
     pub job: crate::queue::Job,
     /// The mirror's update status, if the mirror still exists.
     pub update_status: Option<crate::mirrors::UpdateStatus>,
+    /// Repositories the edge has just removed (a discovery found them gone or unselected): the
+    /// node deletes its copies of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_repositories: Vec<i64>,
 }
 
 /// What `POST …/nodes` sends to register a node.
@@ -341,6 +352,13 @@ pub struct JobReport {
     /// For fork syncs that completed: every ref left out of step with the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork_refs: Option<Vec<ForkRefState>>,
+    /// For pulls: the copy's content hash after the pull (see [`crate::farm::content_listing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    /// For discoveries that listed the upstream completely: every repository found (of the
+    /// selected projects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<Vec<crate::farm::DiscoveredRepository>>,
 }
 
 impl JobReport {
@@ -352,7 +370,15 @@ impl JobReport {
             UpdateOutcome::Error(m) => (Outcome::Error, m.clone()),
             UpdateOutcome::Unchanged => (Outcome::Unchanged, String::new()),
         };
-        Self { lease_id: lease_id.to_owned(), outcome, message, fingerprint, fork_refs: None }
+        Self {
+            lease_id: lease_id.to_owned(),
+            outcome,
+            message,
+            fingerprint,
+            fork_refs: None,
+            content_hash: None,
+            discovered: None,
+        }
     }
 
     /// What the report means for the mirror's update state.

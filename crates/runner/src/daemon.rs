@@ -14,6 +14,9 @@ use mirrorfarm_core::queue::JobReason;
 use mirrorfarm_core::urls::scrub_text;
 use tracing::{error, info, warn};
 
+use mirrorfarm_core::farm::{DiscoveredRepository, content_listing};
+
+use crate::discovery::{self, DiscoveryError};
 use crate::edge::{EdgeClient, EdgeError};
 use crate::fork::{self, ForkFinished};
 use crate::git::{Git, Remote};
@@ -111,8 +114,12 @@ pub(crate) fn handle(
     locks: &RepoLocks,
     job: &LeasedJob,
 ) -> Option<UpdateOutcome> {
-    let repo = &job.repository;
-    info!(worker, job = job.id, attempt = job.attempt, repository = %format!("{}/{}", repo.project_key, repo.slug), "leased");
+    let target = match (&job.repository, &job.discovery) {
+        (Some(r), _) => format!("{}/{}", r.project_key, r.slug),
+        (None, Some(d)) => format!("upstream {}", d.upstream_id),
+        (None, None) => "nothing".into(),
+    };
+    info!(worker, job = job.id, attempt = job.attempt, target = %target, "leased");
     let lost = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
     let outcome = thread::scope(|scope| {
@@ -135,9 +142,10 @@ pub(crate) fn handle(
                 }
             }
         });
-        // A fork sync works in its origin's copy.
-        let lock = locks.for_repo(job.fork.as_ref().map_or(repo.id, |f| f.origin.id));
-        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        // A fork sync works in its origin's copy; a discovery in none.
+        let copy = job.fork.as_ref().map(|f| f.origin.id).or(job.repository.as_ref().map(|r| r.id));
+        let lock = copy.map(|id| locks.for_repo(id));
+        let _guard = lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         let cancelled = || shutdown.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst);
         let outcome = execute(settings, job, &cancelled);
         finished.store(true, Ordering::SeqCst);
@@ -154,7 +162,7 @@ pub(crate) fn handle(
         }
         result => {
             let finished = result.unwrap_or_else(|e| Finished::error(e.to_string()));
-            report(edge, job, &finished);
+            report(edge, settings, job, &finished);
             Some(finished.outcome)
         }
     }
@@ -170,7 +178,11 @@ pub(crate) fn describe(job: &LeasedJob) -> String {
     let masked = |url: &str| Remote::parse(url).map_or_else(|_| scrub_text(url), |r| r.masked().to_owned());
     match &job.remote_mirror {
         Some(m) => format!("push to {}", masked(&m.url)),
-        None => format!("pull from {}", job.repository.upstream_url.as_deref().map_or("(no upstream)".into(), masked)),
+        None => match (&job.repository, &job.discovery) {
+            (Some(r), _) => format!("pull from {}", r.upstream_url.as_deref().map_or("(no upstream)".into(), masked)),
+            (None, Some(d)) => format!("list the projects of {}", masked(&d.api_base_url)),
+            (None, None) => "nothing".into(),
+        },
     }
 }
 
@@ -182,11 +194,15 @@ pub(crate) struct Finished {
     fingerprint: Option<String>,
     /// For fork syncs: what the sync left.
     fork: Option<ForkFinished>,
+    /// For pulls: the copy's content hash afterwards.
+    content_hash: Option<String>,
+    /// For discoveries: what the upstream lists.
+    discovered: Option<Vec<DiscoveredRepository>>,
 }
 
 impl Finished {
     fn of(outcome: UpdateOutcome, fingerprint: Option<String>) -> Self {
-        Self { outcome, fingerprint, fork: None }
+        Self { outcome, fingerprint, fork: None, content_hash: None, discovered: None }
     }
 
     fn error(message: String) -> Self {
@@ -202,32 +218,50 @@ fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> boo
             Some(why) => UpdateOutcome::Error(why.clone()),
             None => UpdateOutcome::Pushed,
         };
-        return Ok(Finished { outcome, fingerprint: None, fork: Some(finished) });
+        return Ok(Finished { fork: Some(finished), ..Finished::of(outcome, None) });
     }
-    let Some(upstream) = job.repository.upstream_url.as_deref().map(Remote::parse).transpose()? else {
+    if let Some(leased) = &job.discovery {
+        return match discovery::discover(leased, cancelled) {
+            Ok(found) => {
+                info!(job = job.id, repositories = found.len(), "listed the upstream");
+                Ok(Finished { discovered: Some(found), ..Finished::of(UpdateOutcome::Pushed, None) })
+            }
+            Err(DiscoveryError::Cancelled) => Err(PushError::Cancelled),
+            Err(e) => Ok(Finished::error(e.to_string())),
+        };
+    }
+    let Some(repository) = &job.repository else {
+        return Ok(Finished::error("The job names no repository.".into()));
+    };
+    let Some(upstream) = repository.upstream_url.as_deref().map(Remote::parse).transpose()? else {
         return Ok(Finished::error("The repository has no upstream URL to mirror from.".into()));
     };
-    let local = copy_of(settings, job.repository.id);
-    let pull_rules = &job.repository.pull;
+    let local = copy_of(settings, repository.id);
+    if job.recreate {
+        remove_copy(settings, repository.id);
+        info!(job = job.id, "copy dropped; cloning afresh");
+    }
+    let pull_rules = &repository.pull;
     let Some(mirror) = job.remote_mirror.as_ref() else {
         // A pull job. A poll first compares the upstream's fingerprint and stops if it is unchanged.
-        if job.reason == JobReason::Poll && job.repository.upstream_fingerprint.is_some() {
+        if job.reason == JobReason::Poll && repository.upstream_fingerprint.is_some() && !job.recreate {
             let current = fingerprint(&Git::detached().remote_refs(&upstream)?);
-            if job.repository.upstream_fingerprint.as_deref() == Some(current.as_str()) {
+            if repository.upstream_fingerprint.as_deref() == Some(current.as_str()) {
                 info!(job = job.id, "upstream unchanged; nothing to pull");
                 return Ok(Finished::of(UpdateOutcome::Unchanged, None));
             }
         }
         // Refs upstream rewrote that the rules keep fail the update.
-        let pulled = push::pull(&local, &upstream, pull_rules, &job.repository.default_branch)?;
+        let pulled = push::pull(&local, &upstream, pull_rules, &repository.default_branch)?;
         let outcome = pulled.plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged);
-        return Ok(Finished::of(outcome, Some(pulled.fingerprint)));
+        let content_hash = Some(content_hash(&pulled.refs));
+        return Ok(Finished { content_hash, ..Finished::of(outcome, Some(pulled.fingerprint)) });
     };
     let target = Remote::parse(&mirror.url)?;
-    let push_settings = PushSettings::of(mirror, &job.repository.default_branch);
+    let push_settings = PushSettings::of(mirror, &repository.default_branch);
     let pulled = match follows_a_pull(job).and_then(|recorded| push::trusted_copy(&local, recorded)) {
         Some(p) => p,
-        None => push::pull(&local, &upstream, pull_rules, &job.repository.default_branch)?,
+        None => push::pull(&local, &upstream, pull_rules, &repository.default_branch)?,
     };
     if let Some(kept) = pulled.plan.pull_divergence_error() {
         warn!(job = job.id, "{kept}");
@@ -255,14 +289,33 @@ fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> boo
 pub(crate) fn follows_a_pull(job: &LeasedJob) -> Option<&str> {
     let recorded = match &job.fork {
         Some(fork) => fork.origin.upstream_fingerprint.as_deref(),
-        None => job.repository.upstream_fingerprint.as_deref(),
+        None => job.repository.as_ref().and_then(|r| r.upstream_fingerprint.as_deref()),
     };
     matches!(job.reason, JobReason::Upstream | JobReason::Webhook).then_some(recorded).flatten()
 }
 
-/// Reports an outcome, retrying while the edge is unreachable (results are idempotent).
-fn report(edge: &EdgeClient, job: &LeasedJob, finished: &Finished) {
+/// The content hash of a copy's branches and tags (see `mirrorfarm_core::farm::content_listing`).
+pub(crate) fn content_hash(refs: &mirrorfarm_core::sync::Refs) -> String {
+    crate::records::hex_sha256(content_listing(refs).as_bytes())
+}
+
+/// Deletes this node's copy of a repository (the edge removed it, or a repair asked for a
+/// fresh clone). A copy that is not there is fine.
+pub(crate) fn remove_copy(settings: &NodeSettings, repository_id: i64) {
+    let dir = settings.data_dir.join("repos").join(format!("{repository_id}.git"));
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => info!(repository = repository_id, "copy deleted"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(repository = repository_id, error = %e, "could not delete the copy"),
+    }
+}
+
+/// Reports an outcome, retrying while the edge is unreachable (results are idempotent), then
+/// deletes the copies of repositories the edge says it removed.
+fn report(edge: &EdgeClient, settings: &NodeSettings, job: &LeasedJob, finished: &Finished) {
     let mut report = JobReport::new(&job.lease_id, &finished.outcome, finished.fingerprint.clone());
+    report.content_hash.clone_from(&finished.content_hash);
+    report.discovered.clone_from(&finished.discovered);
     if let Some(fork) = &finished.fork {
         report.fork_refs = Some(fork.refs.clone());
         if fork.conflict.is_some() || fork.refused.is_some() {
@@ -273,8 +326,18 @@ fn report(edge: &EdgeClient, job: &LeasedJob, finished: &Finished) {
     let kind = format!("{:?}", report.outcome).to_ascii_lowercase();
     for attempt in 1..=5u32 {
         match edge.report(job, &report) {
-            Ok(()) if report.message.is_empty() => return info!(job = job.id, outcome = kind, "reported"),
-            Ok(()) => return warn!(job = job.id, outcome = kind, message = %report.message, "reported"),
+            Ok(recorded) => {
+                if report.message.is_empty() {
+                    info!(job = job.id, outcome = kind, "reported");
+                } else {
+                    warn!(job = job.id, outcome = kind, message = %report.message, "reported");
+                }
+                // Recorded at the edge first: a copy is deleted only once the farm no longer holds it.
+                for id in recorded.map(|r| r.removed_repositories).unwrap_or_default() {
+                    remove_copy(settings, id);
+                }
+                return;
+            }
             Err(e @ EdgeError::Status { .. }) => return error!(job = job.id, error = %e, "result refused"),
             Err(e) => {
                 warn!(job = job.id, attempt, error = %e, "report failed; retrying");

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mirrorfarm_core::api::encode;
 use mirrorfarm_core::nodes::{
-    JobReport, LeaseRequest, LeasedJob, ReleaseRequest, RenewRequest, RepositoryWork, SyncQueued,
+    JobReport, LeaseRequest, LeasedJob, ReleaseRequest, RenewRequest, RepositoryWork, ResultRecorded, SyncQueued,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -116,8 +116,9 @@ impl EdgeClient {
     }
 
     /// Reports a try's outcome.
-    pub(crate) fn report(&self, job: &LeasedJob, report: &JobReport) -> Result<(), EdgeError> {
-        self.post(&format!("/jobs/{}/result", job.id), report).map(|_| ())
+    pub(crate) fn report(&self, job: &LeasedJob, report: &JobReport) -> Result<Option<ResultRecorded>, EdgeError> {
+        let answer = self.post(&format!("/jobs/{}/result", job.id), report)?;
+        Ok(answer.and_then(|v| serde_json::from_value(v).ok()))
     }
 
     /// Gives a job back unfinished.

@@ -37,6 +37,9 @@ pub(crate) fn sync(
     cancelled: &dyn Fn() -> bool,
 ) -> Result<ForkFinished, PushError> {
     let origin = &fork.origin;
+    let Some(fork_id) = job.repository.as_ref().map(|r| r.id) else {
+        return Err(PushError::Unrunnable("The fork sync names no fork.".into()));
+    };
     let Some(upstream) = origin.upstream_url.as_deref() else {
         return Err(PushError::Unrunnable("The origin has no upstream URL to sync from.".into()));
     };
@@ -53,12 +56,12 @@ pub(crate) fn sync(
     let listed = started.elapsed();
     let wanted: Vec<_> = fork_refs.values().copied().collect();
     if !local.missing(&wanted)?.is_empty() {
-        local.fetch_namespace(&target, &namespace(job.repository.id))?;
+        local.fetch_namespace(&target, &namespace(fork_id))?;
     }
     if cancelled() {
         return Err(PushError::Cancelled);
     }
-    let record = ForkRecord::of(&local, job.repository.id);
+    let record = ForkRecord::of(&local, fork_id);
     let fetched = started.elapsed();
     let plan = plan_fork_sync(&origin_refs, record.load().as_ref(), &fork_refs, &mut local.clone())?;
     let planned = started.elapsed();

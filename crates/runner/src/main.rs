@@ -10,6 +10,7 @@
 
 mod config;
 mod daemon;
+mod discovery;
 mod edge;
 mod fork;
 mod git;

@@ -22,7 +22,7 @@ pub(crate) fn fingerprint(refs: &Refs) -> String {
     hex_sha256(ref_listing(refs).as_bytes())
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -6,6 +6,7 @@
 mod callers;
 mod conditional;
 mod cors;
+mod farm;
 mod forks;
 mod gitlab;
 mod identity;
@@ -333,6 +334,26 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
             H::ForkSyncStatus => self.fork_sync_status(&call).await,
             H::SetForkSync => self.set_fork_sync(&call).await,
             H::SynchronizeRef => self.synchronize_ref(&call).await,
+            H::CreateUpstream => self.create_upstream(&call).await,
+            H::DeleteUpstream => self.delete_upstream(&call).await,
+            H::ListUpstreams => self.list_upstreams(&call).await,
+            H::GetUpstream => self.get_upstream(&call).await,
+            H::GetUpstreamSettings => self.get_settings(&call).await,
+            H::PutUpstreamSettings => self.put_settings(&call).await,
+            H::GetMirrorMode => self.get_mode(&call).await,
+            H::PutMirrorMode => self.put_mode(&call).await,
+            H::GetMirroredProjects => self.get_projects(&call).await,
+            H::AddMirroredProjects => self.add_projects(&call).await,
+            H::RemoveMirroredProjects => self.remove_projects(&call).await,
+            H::UpstreamProgress => self.upstream_progress(&call).await,
+            H::FarmNodes => self.farm_nodes(&call).await,
+            H::MirroredRepository => self.mirrored_repository(&call).await,
+            H::RepairRepository => self.repair_repository(&call).await,
+            H::RepoSyncStatuses => self.repo_sync_statuses(&call).await,
+            H::RepoSyncStatus => self.repo_sync_status(&call).await,
+            H::RefChangesQueue => self.ref_changes_queue(&call).await,
+            H::RefChangesCount => self.ref_changes_count(&call).await,
+            H::MirroringRepositories => self.mirroring_repositories(&call).await,
         }
     }
 

@@ -6,6 +6,7 @@
 
 use super::triggers::pull_enabled;
 use super::{ApiError, ApiResponse, Call, Result, Service};
+use crate::farm::{DiscoveredRepository, LeasedDiscovery};
 use crate::forks::RefSyncState;
 use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
@@ -22,7 +23,9 @@ use crate::queue::{
 };
 use crate::registry::Repository;
 use crate::store::port::Database;
-use crate::store::{Crypto, ForkOutcome, JobContext, Reported, SavedMirror};
+use crate::store::{
+    Crypto, DiscoveryOutcome, DiscoveryWrite, ForkOutcome, JobContext, Reported, SavedMirror, SyncRecord,
+};
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, StoredUrl};
 
@@ -132,8 +135,9 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         let job = context.job.as_ref()?;
         match job.kind {
             JobKind::PushMirror => context.remote_mirror.clone().map(Tracked::Push),
-            // A fork's sync state is recorded apart (`fork_syncs`), not as a mirror's update state.
-            JobKind::ForkSync => None,
+            // A fork's sync state is recorded apart (`fork_syncs`), not as a mirror's update state,
+            // and a discovery's on its upstream server.
+            JobKind::ForkSync | JobKind::Discover => None,
             JobKind::PullMirror => match &context.repository {
                 Some(repo) if repo.upstream.is_some() => {
                     Some(Tracked::Pull(context.pull.clone().unwrap_or_else(|| PullMirror::implicit(repo.id, now))))
@@ -151,8 +155,8 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         outcome: &UpdateOutcome,
     ) -> (JobCompletion, Option<Tracked>) {
         let Some(mut tracked) = tracked else {
-            // A fork sync that failed to run is tried again, with the mirrors' backoff.
-            if job.kind == JobKind::ForkSync
+            // A fork sync or discovery that failed to run is tried again, with the mirrors' backoff.
+            if matches!(job.kind, JobKind::ForkSync | JobKind::Discover)
                 && matches!(outcome, UpdateOutcome::Error(_))
                 && job.attempt < crate::mirrors::MAX_TRIES
             {
@@ -223,16 +227,21 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
                 continue;
             };
             let context = self.store.job_context(job.id).await?;
-            if job.kind == JobKind::ForkSync {
-                match self.leased_fork_job(&job, &lease_id, deadline.millis(), &context).await? {
-                    Some(body) => return Ok((ApiResponse::json(200, &body), None)),
-                    None => {
-                        self.store
-                            .finish_job(job.id, &lease_id, JobCompletion::Done, None, self.now, None, None)
-                            .await?;
-                        continue;
-                    }
+            // Discoveries and fork syncs are not a mirror's update: their leases carry their own part.
+            let own = match job.kind {
+                JobKind::Discover => {
+                    Some(self.leased_discovery_job(&job, &lease_id, deadline.millis(), &context).await?)
                 }
+                JobKind::ForkSync => Some(self.leased_fork_job(&job, &lease_id, deadline.millis(), &context).await?),
+                JobKind::PullMirror | JobKind::PushMirror => None,
+            };
+            match own {
+                Some(Some(body)) => return Ok((ApiResponse::json(200, &body), None)),
+                Some(None) => {
+                    self.store.finish_job(job.id, &lease_id, JobCompletion::Done, None, self.now, None, None).await?;
+                    continue;
+                }
+                None => {}
             }
             let tracked = Self::tracked(&context, self.now).filter(Tracked::enabled);
             let (Some(repo), Some(mut tracked)) = (context.repository.clone(), tracked) else {
@@ -274,10 +283,48 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             attempt: job.attempt,
             reason: job.reason,
             kind: job.kind,
-            repository: self.leased_repository(repo, pull, context.upstream_fingerprint.clone()).await?,
+            repository: Some(self.leased_repository(repo, pull, context.upstream_fingerprint.clone()).await?),
             remote_mirror,
             fork: None,
+            discovery: None,
+            recreate: context.recreate,
         })
+    }
+
+    /// A leased discovery as the node gets it: the upstream server, its token and its
+    /// settings; `None` if the server was removed meanwhile.
+    async fn leased_discovery_job(
+        &self,
+        job: &Job,
+        lease_id: &str,
+        deadline: i64,
+        context: &JobContext,
+    ) -> Result<Option<LeasedJob>> {
+        let Some(upstream) = &context.upstream else { return Ok(None) };
+        let token = match &upstream.token_sealed {
+            Some(sealed) => Some(self.crypto.unseal(sealed).await?),
+            None => None,
+        };
+        Ok(Some(LeasedJob {
+            id: job.id,
+            lease_id: lease_id.to_owned(),
+            lease_deadline: deadline,
+            attempt: job.attempt,
+            reason: job.reason,
+            kind: job.kind,
+            repository: None,
+            remote_mirror: None,
+            fork: None,
+            discovery: Some(LeasedDiscovery {
+                upstream_id: upstream.id.clone(),
+                kind: upstream.kind,
+                api_base_url: upstream.api_base_url.clone(),
+                token,
+                mode: upstream.settings.mode,
+                project_ids: upstream.settings.project_ids.clone(),
+            }),
+            recreate: false,
+        }))
     }
 
     /// A leased fork sync as the node gets it; `None` if there is nothing to do (the fork, its
@@ -317,8 +364,10 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             attempt: job.attempt,
             reason: job.reason,
             kind: job.kind,
-            repository: self.leased_repository(repo, fork_pull, None).await?,
+            repository: Some(self.leased_repository(repo, fork_pull, None).await?),
             remote_mirror: None,
+            discovery: None,
+            recreate: false,
             fork: Some(LeasedFork {
                 url: self.unsealed(&fork.url).await?,
                 origin: self.leased_repository(origin, origin_pull, context.origin_fingerprint.clone()).await?,
@@ -422,12 +471,16 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         if job.state != JobState::Leased {
             // Reported before under this lease: nothing changes, the current state is the answer.
             let update_status = tracked.as_mut().map(|t| t.update().status);
-            return Ok(ApiResponse::json(200, &ResultRecorded { job, update_status }));
+            return Ok(ApiResponse::json(
+                200,
+                &ResultRecorded { job, update_status, removed_repositories: Vec::new() },
+            ));
         }
         let (completion, tracked) = self.conclude(&job, tracked, &outcome);
         let pulled =
             job.kind == JobKind::PullMirror && matches!(outcome, UpdateOutcome::Pushed | UpdateOutcome::Diverged(_));
-        let fingerprint = report.fingerprint.as_deref().filter(|_| pulled).map(|f| (job.repository_id, f));
+        let fingerprint = report.fingerprint.as_deref().filter(|_| pulled).zip(job.repository_id);
+        let fingerprint = fingerprint.map(|(f, id)| (id, f));
         let saved = tracked.as_ref().map(Tracked::saved);
         let message = crate::urls::scrub_text(&report.message);
         let fork_refs: Vec<(String, RefSyncState)> =
@@ -435,20 +488,57 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         let fork = (job.kind == JobKind::ForkSync).then(|| {
             let synced = report.fork_refs.is_some() && report.outcome != Outcome::Error;
             let error = (report.outcome == Outcome::Error).then_some(message.as_str());
-            (job.repository_id, ForkOutcome { synced, refs: &fork_refs, error })
+            (job.repository_id.unwrap_or_default(), ForkOutcome { synced, refs: &fork_refs, error })
         });
-        let reported = Reported { outcome: report.outcome.as_str(), message: &message, fork };
+        let sync_record = job.repository_id.filter(|_| job.kind == JobKind::PullMirror).map(|repository_id| {
+            let succeeded = matches!(report.outcome, Outcome::Pushed | Outcome::Unchanged);
+            SyncRecord {
+                repository_id,
+                succeeded,
+                error: (!succeeded).then_some(message.as_str()),
+                content_hash: report.content_hash.as_deref().filter(|h| is_sha256_hex(h)),
+            }
+        });
+        // A discovery's listing, kept to the selected projects and to clone URLs the farm may reach.
+        let listed: Vec<DiscoveredRepository> = report
+            .discovered
+            .iter()
+            .flatten()
+            .filter(|r| GitUrl::parse(&r.clone_url).is_ok_and(|u| u.check_outbound(&self.config.allowed_hosts).is_ok()))
+            .cloned()
+            .collect();
+        let upstream = context.upstream.as_ref().filter(|_| job.kind == JobKind::Discover);
+        let sealed_userinfo = match upstream.and_then(|u| u.token_sealed.as_deref().map(|t| (u.kind, t))) {
+            Some((kind, sealed)) => {
+                let token = self.crypto.unseal(sealed).await?;
+                Some(self.crypto.seal(&crate::farm::token_userinfo(kind, &token)).await?)
+            }
+            None => None,
+        };
+        let plan = upstream.map(|u| crate::farm::plan_discovery(&u.settings, &context.farm_entries, &listed));
+        let discovery = match (upstream, &plan) {
+            (Some(u), Some(plan)) if report.outcome == Outcome::Pushed && report.discovered.is_some() => {
+                Some(DiscoveryOutcome::Listed(DiscoveryWrite {
+                    upstream_id: &u.id,
+                    plan,
+                    sealed_userinfo: sealed_userinfo.as_deref(),
+                }))
+            }
+            (Some(u), _) => Some(DiscoveryOutcome::Failed(&u.id, message.as_str())),
+            (None, _) => None,
+        };
+        let reported = Reported { outcome: report.outcome.as_str(), message: &message, fork, sync_record, discovery };
         let after = self
             .store
             .finish_job(job.id, &report.lease_id, completion, Some(reported), self.now, saved, fingerprint)
             .await?;
-        let job = after.ok_or_else(lease_lost)?;
+        let (job, removed_repositories) = after.ok_or_else(lease_lost)?;
         // Requests waiting for this job read it now; a pull may have queued pushes and fork syncs,
         // and a retry puts the job back.
         self.signals.notify(Topic::Results).await;
         self.mark_queued();
         let update_status = tracked.map(|mut t| t.update().status);
-        Ok(ApiResponse::json(200, &ResultRecorded { job, update_status }))
+        Ok(ApiResponse::json(200, &ResultRecorded { job, update_status, removed_repositories }))
     }
 
     /// A node gives a job back unfinished: two round trips.
@@ -472,6 +562,11 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         self.mark_queued();
         Ok(ApiResponse::empty(204))
     }
+}
+
+/// Whether `text` is a SHA-256 as lower-case hex (what a node reports as a hash).
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The mirror whose state a job moves.

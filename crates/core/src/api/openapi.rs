@@ -13,6 +13,7 @@ use super::identity::TokenDto;
 use super::response::{BitbucketErrors, GitLabError};
 use super::routes::{Access, Handler, Input, ROUTES, Route, dialect_of};
 use super::{Dialect, Health, Method};
+use crate::farm;
 use crate::identity::{TokenParams, UserDto, UserParams};
 use crate::mirrors::{MirrorParams, PullMirrorDto, PullMirrorParams, RemoteMirrorDto};
 use crate::nodes::{
@@ -87,6 +88,22 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         | H::ReleaseJob => vec![(204, None)],
         // Only mirrors authenticated by SSH key have one, and none are yet.
         H::RemoteMirrorPublicKey => Vec::new(),
+        H::CreateUpstream => one(201, g.subschema_for::<farm::UpstreamServerDto>()),
+        H::ListUpstreams => one(200, g.subschema_for::<PageOf<farm::UpstreamServerDto>>()),
+        H::GetUpstream => one(200, g.subschema_for::<farm::UpstreamServerDto>()),
+        H::DeleteUpstream | H::RemoveMirroredProjects => vec![(204, None)],
+        H::GetUpstreamSettings | H::PutUpstreamSettings => one(200, g.subschema_for::<farm::UpstreamSettingsDto>()),
+        H::GetMirrorMode | H::PutMirrorMode => one(200, g.subschema_for::<farm::MirrorMode>()),
+        H::GetMirroredProjects | H::AddMirroredProjects => one(200, g.subschema_for::<Vec<String>>()),
+        H::UpstreamProgress => one(200, g.subschema_for::<farm::SyncProgress>()),
+        H::FarmNodes => one(200, g.subschema_for::<Vec<farm::ClusterNode>>()),
+        H::MirroredRepository => one(200, g.subschema_for::<farm::MirroredRepository>()),
+        H::RepairRepository => vec![(202, None)],
+        H::RepoSyncStatuses => one(200, g.subschema_for::<PageOf<farm::RepoSyncStatus>>()),
+        H::RepoSyncStatus => one(200, g.subschema_for::<farm::RepoSyncStatus>()),
+        H::RefChangesQueue => one(200, g.subschema_for::<farm::RefSyncQueue>()),
+        H::RefChangesCount => one(200, g.subschema_for::<u64>()),
+        H::MirroringRepositories => one(200, g.subschema_for::<PageOf<super::farm::EnrichedRepository>>()),
     }
 }
 
@@ -111,6 +128,10 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::Fork => g.subschema_for::<crate::api::ForkParams>(),
         Input::SyncToggle => g.subschema_for::<crate::forks::SyncToggle>(),
         Input::Synchronize => g.subschema_for::<crate::forks::SynchronizeRequest>(),
+        Input::Upstream => g.subschema_for::<farm::UpstreamServerParams>(),
+        Input::UpstreamSettings => g.subschema_for::<farm::UpstreamSettingsParams>(),
+        Input::MirrorMode => g.subschema_for::<farm::MirrorMode>(),
+        Input::ProjectIds => g.subschema_for::<Vec<String>>(),
     })
 }
 

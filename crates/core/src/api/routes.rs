@@ -117,6 +117,46 @@ pub enum Handler {
     SetForkSync,
     /// `POST /rest/sync/latest/projects/{key}/repos/{slug}/synchronize`.
     SynchronizeRef,
+    /// `POST /rest/mirrorfarm/latest/upstreamServers`.
+    CreateUpstream,
+    /// `DELETE /rest/mirrorfarm/latest/upstreamServers/{upstreamId}`.
+    DeleteUpstream,
+    /// `GET /rest/mirroring/latest/upstreamServers`.
+    ListUpstreams,
+    /// `GET /rest/mirroring/latest/upstreamServers/{upstreamId}` (9.4: `…/upstreamServer`).
+    GetUpstream,
+    /// `GET …/upstreamServers/{upstreamId}/settings` (9.4: `…/syncSettings`).
+    GetUpstreamSettings,
+    /// `PUT …/upstreamServers/{upstreamId}/settings`.
+    PutUpstreamSettings,
+    /// `GET …/settings/mode`.
+    GetMirrorMode,
+    /// `PUT …/settings/mode`.
+    PutMirrorMode,
+    /// `GET …/settings/projects`.
+    GetMirroredProjects,
+    /// `POST …/settings/projects[/{projectId}]`.
+    AddMirroredProjects,
+    /// `DELETE …/settings/projects[/{projectId}]`.
+    RemoveMirroredProjects,
+    /// `GET …/upstreamServers/{upstreamId}/progress`.
+    UpstreamProgress,
+    /// `GET …/upstreamServers/{upstreamId}/farmNodes`.
+    FarmNodes,
+    /// `GET …/upstreamServers/{upstreamId}/repos/{upstreamRepoId}` (9.4: `…/mirrorRepos/{id}`).
+    MirroredRepository,
+    /// `POST …/upstreamServers/{upstreamId}/repos/{upstreamRepoId}/synchronization`.
+    RepairRepository,
+    /// `GET /rest/mirroring/latest/supportInfo/repoSyncStatus`.
+    RepoSyncStatuses,
+    /// `GET /rest/mirroring/latest/supportInfo/projects/{key}/repos/{slug}/repoSyncStatus`.
+    RepoSyncStatus,
+    /// `GET /rest/mirroring/latest/supportInfo/refChangesQueue`.
+    RefChangesQueue,
+    /// `GET /rest/mirroring/latest/supportInfo/refChangesQueue/count`.
+    RefChangesCount,
+    /// `GET /rest/mirroring/latest/repos`: our repositories with their hashes (the primary side).
+    MirroringRepositories,
 }
 
 use Handler as H;
@@ -214,6 +254,14 @@ pub enum Input {
     SyncToggle,
     /// [`crate::forks::SynchronizeRequest`] (JSON).
     Synchronize,
+    /// [`crate::farm::UpstreamServerParams`].
+    Upstream,
+    /// [`crate::farm::UpstreamSettingsParams`].
+    UpstreamSettings,
+    /// A bare JSON string: a mirror mode.
+    MirrorMode,
+    /// A JSON array of upstream project ids (or none, with `{projectId}` in the path).
+    ProjectIds,
 }
 
 impl Input {
@@ -267,6 +315,19 @@ const GL_PULL: &str = "/api/v4/projects/{id}/mirror/pull";
 const BB_PROJECT: &str = "/rest/api/latest/projects/{projectKey}";
 const BB_REPO: &str = "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}";
 const BB_SYNC: &str = "/rest/sync/latest/projects/{projectKey}/repos/{repositorySlug}";
+const MF_UP: &str = "/rest/mirrorfarm/latest/upstreamServers";
+const BB_UP: &str = "/rest/mirroring/latest/upstreamServers";
+const UP: &str = "/rest/mirroring/latest/upstreamServers/{upstreamId}";
+
+const UP_SETTINGS: &str = "/rest/mirroring/latest/upstreamServers/{upstreamId}/settings";
+const UP_MODE: &str = "/rest/mirroring/latest/upstreamServers/{upstreamId}/settings/mode";
+const UP_PROJECTS: &str = "/rest/mirroring/latest/upstreamServers/{upstreamId}/settings/projects";
+const UP_PROJECT: &str = "/rest/mirroring/latest/upstreamServers/{upstreamId}/settings/projects/{projectId}";
+const UP_REPO: &str = "/rest/mirroring/latest/upstreamServers/{upstreamId}/repos/{upstreamRepoId}";
+const SYNC_SETTINGS: &str = "/rest/mirroring/latest/syncSettings";
+const SYNC_MODE: &str = "/rest/mirroring/latest/syncSettings/mode";
+const SYNC_PROJECTS: &str = "/rest/mirroring/latest/syncSettings/projects";
+const SYNC_PROJECT: &str = "/rest/mirroring/latest/syncSettings/projects/{projectId}";
 
 /// Every route served: one row each.
 #[rustfmt::skip]
@@ -325,6 +386,41 @@ pub const ROUTES: &[Route] = &[
     route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/renew", H::RenewJob, Node, Input::Renew, "Extend a lease"),
     route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/result", H::ReportResult, Node, Input::Report, "Report a leased job's outcome"),
     route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/release", H::ReleaseJob, Node, Input::Release, "Give a leased job back unfinished"),
+    route(Post, MF_UP, H::CreateUpstream, AdminOnly, Input::Upstream, "Add an upstream server to mirror (its token is sealed, never returned)"),
+    route(Get, MF_UP, H::ListUpstreams, AdminOnly, NoBody, "Upstream servers"),
+    route(Delete, "/rest/mirrorfarm/latest/upstreamServers/{upstreamId}", H::DeleteUpstream, AdminOnly, NoBody, "Remove an upstream server and its farm repositories"),
+    route(Get, BB_UP, H::ListUpstreams, AdminOnly, NoBody, "Upstream servers"),
+    route(Get, UP, H::GetUpstream, AdminOnly, NoBody, "An upstream server"),
+    route(Get, UP_SETTINGS, H::GetUpstreamSettings, AdminOnly, NoBody, "Which of an upstream's projects are mirrored"),
+    route(Put, UP_SETTINGS, H::PutUpstreamSettings, AdminOnly, Input::UpstreamSettings, "Set which projects are mirrored (runs discovery)"),
+    route(Get, UP_MODE, H::GetMirrorMode, AdminOnly, NoBody, "The mirror mode"),
+    route(Put, UP_MODE, H::PutMirrorMode, AdminOnly, Input::MirrorMode, "Set the mirror mode (runs discovery)"),
+    route(Get, UP_PROJECTS, H::GetMirroredProjects, AdminOnly, NoBody, "The selected projects' upstream ids"),
+    route(Post, UP_PROJECTS, H::AddMirroredProjects, AdminOnly, Input::ProjectIds, "Mirror these projects too"),
+    route(Delete, UP_PROJECTS, H::RemoveMirroredProjects, AdminOnly, Input::ProjectIds, "Stop mirroring these projects (their farm repositories are removed)"),
+    route(Post, UP_PROJECT, H::AddMirroredProjects, AdminOnly, NoBody, "Mirror this project too"),
+    route(Delete, UP_PROJECT, H::RemoveMirroredProjects, AdminOnly, NoBody, "Stop mirroring this project"),
+    route(Get, "/rest/mirroring/latest/upstreamServers/{upstreamId}/progress", H::UpstreamProgress, AdminOnly, NoBody, "How far the farm is with an upstream"),
+    route(Get, "/rest/mirroring/latest/upstreamServers/{upstreamId}/farmNodes", H::FarmNodes, AdminOnly, NoBody, "The farm's nodes"),
+    route(Get, UP_REPO, H::MirroredRepository, Anyone, NoBody, "Where a mirrored repository can be cloned (REPO_READ on it)"),
+    route(Post, "/rest/mirroring/latest/upstreamServers/{upstreamId}/repos/{upstreamRepoId}/synchronization", H::RepairRepository, AdminOnly, NoBody, "Sync one farm repository now (?recreate=true clones it afresh)"),
+    route(Get, "/rest/mirroring/latest/upstreamServer", H::GetUpstream, AdminOnly, NoBody, "The (first) upstream server (9.4 name)"),
+    route(Get, SYNC_SETTINGS, H::GetUpstreamSettings, AdminOnly, NoBody, "Mirror settings of the first upstream (9.4 name)"),
+    route(Put, SYNC_SETTINGS, H::PutUpstreamSettings, AdminOnly, Input::UpstreamSettings, "Set the first upstream's mirror settings (9.4 name)"),
+    route(Get, SYNC_MODE, H::GetMirrorMode, AdminOnly, NoBody, "The first upstream's mirror mode (9.4 name)"),
+    route(Put, SYNC_MODE, H::PutMirrorMode, AdminOnly, Input::MirrorMode, "Set the first upstream's mirror mode (9.4 name)"),
+    route(Get, SYNC_PROJECTS, H::GetMirroredProjects, AdminOnly, NoBody, "The first upstream's selected projects (9.4 name)"),
+    route(Post, SYNC_PROJECTS, H::AddMirroredProjects, AdminOnly, Input::ProjectIds, "Mirror these projects of the first upstream too (9.4 name)"),
+    route(Post, SYNC_PROJECT, H::AddMirroredProjects, AdminOnly, NoBody, "Mirror this project of the first upstream too (9.4 name)"),
+    route(Delete, SYNC_PROJECT, H::RemoveMirroredProjects, AdminOnly, NoBody, "Stop mirroring this project of the first upstream (9.4 name)"),
+    route(Get, "/rest/mirroring/latest/progress", H::UpstreamProgress, AdminOnly, NoBody, "The first upstream's progress (9.4 name)"),
+    route(Get, "/rest/mirroring/latest/farmNodes", H::FarmNodes, AdminOnly, NoBody, "The farm's nodes (9.4 name)"),
+    route(Get, "/rest/mirroring/latest/mirrorRepos/{externalRepositoryId}", H::MirroredRepository, Anyone, NoBody, "Where a repository of the first upstream can be cloned (9.4 name)"),
+    route(Get, "/rest/mirroring/latest/supportInfo/repoSyncStatus", H::RepoSyncStatuses, AdminOnly, NoBody, "Every farm repository's sync record and hashes"),
+    route(Get, "/rest/mirroring/latest/supportInfo/projects/{projectKey}/repos/{repositorySlug}/repoSyncStatus", H::RepoSyncStatus, AdminOnly, NoBody, "One farm repository's sync record and hashes"),
+    route(Get, "/rest/mirroring/latest/supportInfo/refChangesQueue", H::RefChangesQueue, AdminOnly, NoBody, "The farm's waiting and running syncs (capped)"),
+    route(Get, "/rest/mirroring/latest/supportInfo/refChangesQueue/count", H::RefChangesCount, AdminOnly, NoBody, "How many syncs wait or run"),
+    route(Get, "/rest/mirroring/latest/repos", H::MirroringRepositories, Anyone, NoBody, "Repositories the caller may see, with their content and metadata hashes"),
 ];
 
 /// Path parameters captured by a route, still percent-encoded.

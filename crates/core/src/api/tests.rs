@@ -93,6 +93,9 @@ impl World {
         };
         let service = Service::new(&self.store, &self.crypto, &self.config, Timestamp(1_578_331_922_823));
         let r = block_on(service.handle(&req));
+        if let Some(diagnostic) = &r.diagnostic {
+            eprintln!("diagnostic: {diagnostic}");
+        }
         let raw = r.body.clone().unwrap_or_default();
         Reply { status: r.status, headers: r.headers, body: serde_json::from_str(&raw).unwrap_or(Value::Null), raw }
     }
@@ -1175,5 +1178,198 @@ mod forks {
         assert_eq!(status.body["available"], false);
         assert!(status.body["unavailableReason"].as_str().is_some_and(|r| r.contains("MF/origin")), "{}", status.raw);
         assert_eq!(w.as_admin("POST", SYNC, Some(json!({"enabled": true}))).status, 409);
+    }
+}
+
+mod farm {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    const NODE: &str = "/rest/mirrorfarm/latest";
+    const UP: &str = "/rest/mirroring/latest/upstreamServers";
+
+    fn listed(project: u32, repo: u32) -> Value {
+        json!({
+            "projectId": project.to_string(), "projectKey": format!("p{project}"), "projectName": format!("Project {project}"),
+            "repoId": repo.to_string(), "slug": format!("repo-{repo}"), "name": format!("Repo {repo}"),
+            "cloneUrl": format!("https://bb.example/scm/p{project}/repo-{repo}.git"),
+        })
+    }
+
+    fn lease(w: &World, token: &str) -> Reply {
+        w.as_token(token, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"leaseSeconds": 60})))
+    }
+
+    fn report(w: &World, token: &str, job: &Reply, body: Value) -> Reply {
+        let mut body = body;
+        body["leaseId"] = job.body["leaseId"].clone();
+        w.as_token(token, "POST", &format!("{NODE}/jobs/{}/result", job.body["id"]), Some(body))
+    }
+
+    #[test]
+    fn upstream_settings_discovery_sync_records_and_removal() {
+        let w = World::new();
+        let node = w.as_admin("POST", &format!("{NODE}/nodes"), Some(json!({"name": "node-1"})));
+        let node = node.body["token"].as_str().expect("token").to_owned();
+
+        // Adding an upstream: bad input is refused in Bitbucket's shape, the token never returned.
+        let missing =
+            w.as_admin("POST", &format!("{NODE}/upstreamServers"), Some(json!({"baseUrl": "https://bb.example"})));
+        assert_eq!((missing.status, missing.body["errors"][0]["context"].as_str()), (400, Some("type")));
+        let internal = w.as_admin(
+            "POST",
+            &format!("{NODE}/upstreamServers"),
+            Some(json!({"baseUrl": "http://127.0.0.1:7990", "type": "bitbucket"})),
+        );
+        assert_eq!((internal.status, internal.body["errors"][0]["context"].as_str()), (400, Some("baseUrl")));
+        let added = w.as_admin(
+            "POST",
+            &format!("{NODE}/upstreamServers"),
+            Some(json!({"baseUrl": "https://bb.example/", "type": "bitbucket", "token": "up-s3cret-token"})),
+        );
+        assert_eq!(added.status, 201, "{}", added.raw);
+        assert_eq!(
+            (added.body["state"].as_str(), added.body["baseUrl"].as_str()),
+            (Some("INITIALIZING"), Some("https://bb.example"))
+        );
+        assert!(!added.raw.contains("up-s3cret-token"));
+        let id = added.body["id"].as_str().expect("id").to_owned();
+        assert_eq!(id.len(), 36, "a UUID");
+        let listed_servers = w.as_admin("GET", UP, None);
+        assert_eq!(
+            (listed_servers.body["size"].as_u64(), listed_servers.body["isLastPage"].as_bool()),
+            (Some(1), Some(true))
+        );
+
+        // Settings, exactly as the seed shows them.
+        let settings = w.as_admin("GET", &format!("{UP}/{id}/settings"), None);
+        assert_eq!(settings.body, json!({"projectIds": [], "mode": "ALL_PROJECTS"}));
+        let mode = w.send(
+            "PUT",
+            &format!("{UP}/{id}/settings/mode"),
+            &[("PRIVATE-TOKEN", ADMIN_TOKEN)],
+            Some(("application/json", "\"SELECTED_PROJECTS\"")),
+        );
+        assert_eq!((mode.status, mode.body.as_str()), (200, Some("SELECTED_PROJECTS")));
+        let bad = w.send(
+            "PUT",
+            &format!("{UP}/{id}/settings/mode"),
+            &[("PRIVATE-TOKEN", ADMIN_TOKEN)],
+            Some(("application/json", "\"SOME\"")),
+        );
+        assert_eq!(bad.status, 400);
+        let added_projects = w.as_admin("POST", &format!("{UP}/{id}/settings/projects"), Some(json!(["1", 3])));
+        assert_eq!(added_projects.body, json!(["1", "3"]));
+        assert_eq!(w.as_admin("DELETE", &format!("{UP}/{id}/settings/projects/3"), None).status, 204);
+        assert_eq!(
+            w.as_admin("GET", "/rest/mirroring/latest/syncSettings/projects", None).body,
+            json!(["1"]),
+            "9.4 name"
+        );
+        let progress = w.as_admin("GET", &format!("{UP}/{id}/progress"), None);
+        assert_eq!(progress.body, json!({"discovering": true, "syncedRepos": 0, "totalRepos": 0}));
+
+        // A node lists the upstream; only the selected project's repositories join the farm.
+        let job = lease(&w, &node);
+        assert_eq!(job.body["kind"], "DISCOVER", "{}", job.raw);
+        assert_eq!(job.body["discovery"]["token"], "up-s3cret-token");
+        assert_eq!(job.body["discovery"]["projectIds"], json!(["1"]));
+        let done = report(
+            &w,
+            &node,
+            &job,
+            json!({"outcome": "pushed", "discovered": [listed(1, 10), listed(1, 11), listed(2, 20)]}),
+        );
+        assert_eq!(done.status, 200, "{}", done.raw);
+        assert_eq!(w.as_admin("GET", &format!("{UP}/{id}"), None).body["state"], "INSTALLED");
+        let progress = w.as_admin("GET", "/rest/mirroring/latest/progress", None);
+        assert_eq!(progress.body, json!({"discovering": false, "syncedRepos": 0, "totalRepos": 2}));
+        let status = w.as_admin("GET", "/rest/mirroring/latest/supportInfo/repoSyncStatus", None);
+        assert_eq!(status.body["size"], 2, "{}", status.raw);
+        assert_eq!(status.body["values"][0]["externalRepoId"], "10");
+        assert_eq!(status.body["values"][0]["hashes"]["content"], crate::farm::ZERO_HASH);
+        let queue = w.as_admin("GET", "/rest/mirroring/latest/supportInfo/refChangesQueue", None);
+        assert_eq!(queue.body["values"].as_array().map(Vec::len), Some(2), "first syncs queued");
+        assert_eq!(queue.body["values"][0]["type"], "snapshot");
+        assert_eq!(w.as_admin("GET", "/rest/mirroring/latest/supportInfo/refChangesQueue/count", None).body, json!(2));
+
+        // Its first sync clones with the upstream's token and records the copy's hash.
+        let pull = lease(&w, &node);
+        assert_eq!(pull.body["kind"], "PULL_MIRROR");
+        assert_eq!(
+            pull.body["repository"]["upstreamUrl"],
+            "https://x-token-auth:up-s3cret-token@bb.example/scm/p1/repo-10.git"
+        );
+        let hash = "ab".repeat(32);
+        let synced =
+            report(&w, &node, &pull, json!({"outcome": "pushed", "contentHash": hash, "fingerprint": "f".repeat(64)}));
+        assert_eq!(synced.status, 200, "{}", synced.raw);
+        let one =
+            w.as_admin("GET", "/rest/mirroring/latest/supportInfo/projects/P1/repos/repo-10/repoSyncStatus", None);
+        assert_eq!(one.body["hashes"]["content"], hash.as_str(), "{}", one.raw);
+        assert_ne!(one.body["hashes"]["metadata"], crate::farm::ZERO_HASH);
+        assert_eq!((one.body["failedSyncCount"].as_u64(), one.body["initialSyncDate"].is_i64()), (Some(0), true));
+        let mirrored = w.as_admin("GET", &format!("{UP}/{id}/repos/10"), None);
+        assert_eq!(mirrored.body["status"], "AVAILABLE", "{}", mirrored.raw);
+        assert_eq!(mirrored.body["pushUrls"][0]["href"], "https://bb.example/scm/p1/repo-10.git");
+        assert!(!mirrored.raw.contains("s3cret"));
+        assert_eq!(w.as_admin("GET", &format!("{UP}/{id}/repos/20"), None).body["status"], "NOT_MIRRORED");
+        let failed = lease(&w, &node);
+        report(&w, &node, &failed, json!({"outcome": "error", "message": "upstream unreachable"}));
+        let other =
+            w.as_admin("GET", "/rest/mirroring/latest/supportInfo/projects/P1/repos/repo-11/repoSyncStatus", None);
+        assert_eq!(other.body["failedSyncCount"], 1);
+        assert_eq!(w.as_admin("GET", &format!("{UP}/{id}/repos/11"), None).body["status"], "ERROR_INITIALIZING");
+
+        // A primary publishes the same hashes for its own repositories.
+        let published = w.as_admin("GET", "/rest/mirroring/latest/repos", None);
+        let repo10 =
+            published.body["values"].as_array().and_then(|v| v.iter().find(|r| r["slug"] == "repo-10").cloned());
+        let repo10 = repo10.expect("listed");
+        assert_eq!(repo10["properties"]["contentHash"], hash.as_str());
+        assert_eq!(repo10["properties"]["metadataHash"], one.body["hashes"]["metadata"]);
+
+        // Unselecting the project removes its repositories once the next listing is recorded.
+        assert_eq!(w.as_admin("DELETE", &format!("{UP}/{id}/settings/projects"), Some(json!(["1"]))).status, 204);
+        let job = lease(&w, &node);
+        assert_eq!(job.body["kind"], "DISCOVER", "{}", job.raw);
+        let done = report(&w, &node, &job, json!({"outcome": "pushed", "discovered": []}));
+        assert_eq!(done.body["removedRepositories"].as_array().map(Vec::len), Some(2), "{}", done.raw);
+        assert_eq!(w.as_admin("GET", "/rest/mirroring/latest/progress", None).body["totalRepos"], 0);
+        assert_eq!(w.as_admin("DELETE", &format!("{NODE}/upstreamServers/{id}"), None).status, 204);
+        assert_eq!(w.as_admin("GET", &format!("{UP}/{id}"), None).status, 404);
+    }
+
+    #[test]
+    fn a_failed_listing_marks_the_upstream_unknown_and_removes_nothing() {
+        let w = World::new();
+        let node = w.as_admin("POST", &format!("{NODE}/nodes"), Some(json!({"name": "node-1"})));
+        let node = node.body["token"].as_str().expect("token").to_owned();
+        let added = w.as_admin(
+            "POST",
+            &format!("{NODE}/upstreamServers"),
+            Some(json!({"baseUrl": "https://gl.example", "type": "gitlab"})),
+        );
+        let id = added.body["id"].as_str().expect("id").to_owned();
+        let job = lease(&w, &node);
+        report(&w, &node, &job, json!({"outcome": "pushed", "discovered": [listed(1, 10)]}));
+        let job = lease(&w, &node);
+        assert_eq!(job.body["kind"], "PULL_MIRROR");
+        assert_eq!(
+            job.body["repository"]["upstreamUrl"], "https://bb.example/scm/p1/repo-10.git",
+            "no token, no credentials"
+        );
+        w.as_admin("PUT", &format!("{UP}/{id}/settings"), Some(json!({"mode": "ALL_PROJECTS"})));
+        let job = lease(&w, &node);
+        assert_eq!(job.body["kind"], "DISCOVER", "{}", job.raw);
+        report(&w, &node, &job, json!({"outcome": "error", "message": "the upstream answered 401 to /api/v4/groups"}));
+        let server = w.as_admin("GET", &format!("{UP}/{id}"), None);
+        assert_eq!(
+            (server.body["state"].as_str(), server.body["stateReason"].as_str()),
+            (Some("UNKNOWN"), Some("the upstream answered 401 to /api/v4/groups"))
+        );
+        assert_eq!(w.as_admin("GET", "/rest/mirroring/latest/progress", None).body["totalRepos"], 1);
     }
 }

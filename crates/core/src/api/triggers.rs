@@ -97,11 +97,15 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     }
 
     /// The cron: queues a poll of every repository whose upstream was not polled for
-    /// `poll_interval_ms` (at most [`POLL_BATCH`] per run; the rest wait for the next run). A
-    /// poll whose upstream fingerprint is unchanged does nothing more.
+    /// `poll_interval_ms` (at most [`POLL_BATCH`] per run; the rest wait for the next run), and a
+    /// discovery of every upstream server not listed for [`crate::farm::DISCOVERY_INTERVAL_MS`].
+    /// A poll whose upstream fingerprint is unchanged does nothing more.
     pub async fn schedule_polls(&self) -> Result<u64> {
         let before = self.now.plus_millis(-self.config.poll_interval_ms);
-        let due = self.store.queue_due_polls(before, self.now, POLL_BATCH).await?;
+        let mut due = self.store.queue_due_polls(before, self.now, POLL_BATCH).await?;
+        // Discovery runs again now and then, to see repositories created or deleted upstream.
+        let listed_before = self.now.plus_millis(-crate::farm::DISCOVERY_INTERVAL_MS);
+        due += self.store.queue_due_discoveries(listed_before, self.now).await?;
         if due > 0 {
             self.signals.notify(crate::queue::Topic::Queue).await;
         }

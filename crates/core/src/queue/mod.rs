@@ -18,6 +18,8 @@ pub enum JobKind {
     PullMirror,
     /// Bring a fork in step with its origin (and carry out a MERGE or DISCARD, if the job says so).
     ForkSync,
+    /// List an upstream server's projects and repositories, so the farm holds what it should.
+    Discover,
 }
 
 /// Why a job was queued.
@@ -39,6 +41,10 @@ pub enum JobReason {
     Upstream,
     /// A request waits for it (enabling fork sync, MERGE, DISCARD).
     Requested,
+    /// An upstream server was added or its mirror settings changed (discovery).
+    Settings,
+    /// The schedule: discovery runs again now and then, to see new and deleted repositories.
+    Schedule,
 }
 
 /// Where a job stands.
@@ -56,23 +62,9 @@ pub enum JobState {
     Failed,
 }
 
-macro_rules! names {
-    ($ty:ident { $($variant:ident = $name:literal),* $(,)? }) => {
-        impl $ty {
-            /// The storage and wire name.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $name),* }
-            }
-            /// Reads a stored name.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($name => Some(Self::$variant),)* _ => None }
-            }
-        }
-    };
-}
-names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR", ForkSync = "FORK_SYNC" });
-names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED", Webhook = "WEBHOOK", Poll = "POLL", Upstream = "UPSTREAM", Requested = "REQUESTED" });
-names!(JobState { Queued = "QUEUED", Leased = "LEASED", Done = "DONE", Failed = "FAILED" });
+crate::wire_names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR", ForkSync = "FORK_SYNC", Discover = "DISCOVER" });
+crate::wire_names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED", Webhook = "WEBHOOK", Poll = "POLL", Upstream = "UPSTREAM", Requested = "REQUESTED", Settings = "SETTINGS", Schedule = "SCHEDULE" });
+crate::wire_names!(JobState { Queued = "QUEUED", Leased = "LEASED", Done = "DONE", Failed = "FAILED" });
 
 /// A job to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,10 +90,13 @@ pub struct Job {
     pub id: i64,
     /// What it does.
     pub kind: JobKind,
-    /// The repository concerned.
-    pub repository_id: i64,
+    /// The repository concerned (every kind but discovery).
+    pub repository_id: Option<i64>,
     /// The remote mirror concerned.
     pub remote_mirror_id: Option<i64>,
+    /// The upstream server concerned (discovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_id: Option<String>,
     /// Why it was queued.
     pub reason: JobReason,
     /// Where it stands.
@@ -283,8 +278,9 @@ mod tests {
         let job = |state, attempt| Job {
             id: 1,
             kind: JobKind::PushMirror,
-            repository_id: 1,
+            repository_id: Some(1),
             remote_mirror_id: Some(1),
+            upstream_id: None,
             reason: JobReason::Manual,
             state,
             attempt,

@@ -229,7 +229,8 @@ pub(crate) mod tests {
         Job {
             id,
             kind: JobKind::PushMirror,
-            repository_id: 7,
+            repository_id: Some(7),
+            upstream_id: None,
             remote_mirror_id: Some(1),
             reason: JobReason::Manual,
             state,

@@ -154,8 +154,9 @@ fn read_job<V: JsonValue>(value: &V) -> Result<Job> {
     Ok(Job {
         id: j.integer("id")?,
         kind: j.named("kind", JobKind::parse)?,
-        repository_id: j.integer("repositoryId")?,
+        repository_id: j.optional_integer("repositoryId")?,
         remote_mirror_id: j.optional_integer("remoteMirrorId")?,
+        upstream_id: None,
         reason: j.named("reason", JobReason::parse)?,
         state: j.named("state", JobState::parse)?,
         attempt: u32::try_from(j.integer("attempt")?).map_err(|_| ReadError("attempt"))?,

@@ -8,6 +8,7 @@
 
 #![allow(async_fn_in_trait)] // The shells are single-threaded (Workers); no `Send` bound is wanted.
 
+mod farm;
 mod forks;
 mod identity;
 mod mirrors;
@@ -23,10 +24,11 @@ mod triggers;
 
 use std::collections::HashMap;
 
+pub use farm::{DiscoveryWrite, FarmRepository, QueuedFarmSync};
 pub use forks::{ForkOutcome, ForkSync, ForkView};
 pub use mirrors::{STATUS_MIRRORS, StatusSnapshot};
 use port::{Database, DatabaseError, Outcome, Statement};
-pub use queue::{JobContext, Poll, Reported};
+pub use queue::{DiscoveryOutcome, JobContext, Poll, Reported, SyncRecord};
 pub use registry::{RepositoryFilter, RepositoryKey, Viewer};
 
 use crate::identity::Level;

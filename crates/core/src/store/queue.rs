@@ -13,8 +13,9 @@ row! {
     struct JobRow {
         id: i64,
         kind: String,
-        repository_id: i64,
+        repository_id: Option<i64>,
         remote_mirror_id: Option<i64>,
+        upstream_id: Option<String>,
         reason: String,
         state: String,
         attempt: u32,
@@ -36,6 +37,7 @@ impl JobRow {
             kind: JobKind::parse(&self.kind).ok_or_else(|| corrupt("job"))?,
             repository_id: self.repository_id,
             remote_mirror_id: self.remote_mirror_id,
+            upstream_id: self.upstream_id,
             reason: JobReason::parse(&self.reason).ok_or_else(|| corrupt("job"))?,
             state: JobState::parse(&self.state).ok_or_else(|| corrupt("job"))?,
             attempt: self.attempt,
@@ -51,16 +53,22 @@ impl JobRow {
     }
 }
 
+row! {
+    struct IdRow {
+        id: i64,
+    }
+}
+
 pub(super) fn read_jobs(outcome: Outcome) -> StoreResult<Vec<Job>> {
     outcome.read::<JobRow>()?.into_iter().map(JobRow::into_job).collect()
 }
 
-const JOB_COLUMNS: &str = "id, kind, repository_id, remote_mirror_id, reason, state, attempt, enqueued_at, \
+pub(super) const JOB_COLUMNS: &str = "id, kind, repository_id, remote_mirror_id, upstream_id, reason, state, attempt, enqueued_at, \
      not_before, lease_owner, lease_deadline, lease_id, payload, outcome, message";
 
-/// Same target as the job `j` (kind, repository, mirror).
-const SAME_TARGET: &str = "o.kind = j.kind AND o.repository_id = j.repository_id \
-     AND IFNULL(o.remote_mirror_id, 0) = IFNULL(j.remote_mirror_id, 0)";
+/// Same target as the job `j` (kind, repository, mirror, upstream server).
+const SAME_TARGET: &str = "o.kind = j.kind AND IFNULL(o.repository_id, 0) = IFNULL(j.repository_id, 0) \
+     AND IFNULL(o.remote_mirror_id, 0) = IFNULL(j.remote_mirror_id, 0) AND IFNULL(o.upstream_id, '') = IFNULL(j.upstream_id, '')";
 
 /// Queues `job` unless one for the same target waits (the partial unique index decides);
 /// `mirror` is the SQL for its mirror id (`?3` binds the job's own).
@@ -101,7 +109,7 @@ const ENQUEUE_PUSHES: &str = "INSERT OR IGNORE INTO jobs (kind, repository_id, r
      WHERE m.repository_id = ?1 AND m.enabled = 1";
 
 /// What a node reported, recorded as its lease ends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Reported<'a> {
     /// How the try ended (the node protocol's outcome name).
     pub outcome: &'a str,
@@ -109,6 +117,40 @@ pub struct Reported<'a> {
     pub message: &'a str,
     /// For fork jobs: the fork and what the sync left.
     pub fork: Option<(i64, super::forks::ForkOutcome<'a>)>,
+    /// For pulls: what the repository's sync record and content hash become.
+    pub sync_record: Option<SyncRecord<'a>>,
+    /// For discoveries: what the listing changes, or why it failed.
+    pub discovery: Option<DiscoveryOutcome<'a>>,
+}
+
+/// A pull's outcome on its repository's records.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncRecord<'a> {
+    /// The repository.
+    pub repository_id: i64,
+    /// Whether the copy now holds the upstream's refs.
+    pub succeeded: bool,
+    /// Why not (scrubbed).
+    pub error: Option<&'a str>,
+    /// The copy's content hash, if the node computed it.
+    pub content_hash: Option<&'a str>,
+}
+
+/// A discovery's outcome.
+pub enum DiscoveryOutcome<'a> {
+    /// The node listed the upstream completely.
+    Listed(super::farm::DiscoveryWrite<'a>),
+    /// The listing failed: (upstream id, why).
+    Failed(&'a str, &'a str),
+}
+
+impl std::fmt::Debug for DiscoveryOutcome<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Listed(w) => write!(f, "Listed({}: +{} -{})", w.upstream_id, w.plan.add.len(), w.plan.remove.len()),
+            Self::Failed(id, why) => write!(f, "Failed({id}: {why})"),
+        }
+    }
 }
 
 /// A job and everything about it a node's lease or report needs, read in one round trip.
@@ -132,6 +174,12 @@ pub struct JobContext {
     pub origin_pull: Option<crate::mirrors::PullMirror>,
     /// …and its upstream's fingerprint at its last pull.
     pub origin_fingerprint: Option<String>,
+    /// For discoveries: the upstream server…
+    pub upstream: Option<crate::farm::UpstreamServer>,
+    /// …and the farm repositories it brought so far.
+    pub farm_entries: Vec<crate::farm::FarmEntry>,
+    /// For pulls: what the job's payload asks (`{"recreate":true}`: clone the copy afresh).
+    pub recreate: bool,
 }
 
 /// What a node's poll for work found: the job it leased, and leases found expired on the way.
@@ -212,6 +260,8 @@ impl<D: Database> Store<D> {
                 sql!(format!("{} WHERE r.id = {origin}", super::registry::REPO_SELECT), job_id),
                 sql!(format!("SELECT * FROM pull_mirrors WHERE repository_id = {origin}"), job_id),
                 fingerprint_of(&origin),
+                sql!(format!("{} WHERE u.id = {}", super::farm::UPSTREAM_SELECT, of_job("upstream_id")), job_id),
+                super::farm::farm_entries_statement(&of_job("upstream_id"), job_id),
             ])
             .await?;
         row! {
@@ -219,8 +269,15 @@ impl<D: Database> Store<D> {
                 upstream_fingerprint: Option<String>,
             }
         }
+        let job = read_jobs(nth(&mut out, 0)?)?.pop();
+        let recreate = job
+            .as_ref()
+            .and_then(|j| j.payload.as_deref())
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+            .is_some_and(|p| p.get("recreate") == Some(&serde_json::Value::Bool(true)));
         Ok(JobContext {
-            job: read_jobs(nth(&mut out, 0)?)?.pop(),
+            recreate: recreate && job.as_ref().is_some_and(|j| j.kind == JobKind::PullMirror),
+            job,
             repository: nth(&mut out, 1)?.first::<super::registry::RepoRow>()?.map(Into::into),
             pull: super::mirrors::read_pull(nth(&mut out, 2)?)?,
             remote_mirror: super::mirrors::read_mirrors(nth(&mut out, 3)?)?.pop(),
@@ -229,6 +286,8 @@ impl<D: Database> Store<D> {
             origin: nth(&mut out, 6)?.first::<super::registry::RepoRow>()?.map(Into::into),
             origin_pull: super::mirrors::read_pull(nth(&mut out, 7)?)?,
             origin_fingerprint: nth(&mut out, 8)?.first::<Fingerprint>()?.and_then(|f| f.upstream_fingerprint),
+            upstream: super::farm::read_upstreams(nth(&mut out, 9)?)?.pop(),
+            farm_entries: super::farm::read_farm_entries(nth(&mut out, 10)?)?,
         })
     }
 
@@ -363,9 +422,10 @@ impl<D: Database> Store<D> {
         now: Timestamp,
         mirror: Option<SavedMirror<'_>>,
         fingerprint: Option<(i64, &str)>,
-    ) -> StoreResult<Option<Job>> {
+    ) -> StoreResult<Option<(Job, Vec<i64>)>> {
         let held = "id = ?1 AND lease_id = ?2 AND state = 'LEASED'";
         let kept_lease = if reported.is_some() { "lease_id" } else { "NULL" };
+        let reported_outcome = reported.as_ref().map(|r| (r.outcome, r.message));
         // The mirror goes first, guarded by the lease, so it is saved exactly when the job
         // statements below (same guard) take effect.
         let mut batch = match mirror {
@@ -376,16 +436,40 @@ impl<D: Database> Store<D> {
         if let Some((repository_id, fingerprint)) = fingerprint {
             batch.extend(super::triggers::fingerprint_statements(repository_id, fingerprint, now, (job_id, lease_id)));
         }
-        if let Some(fork) = reported.and_then(|r| r.fork) {
-            batch.extend(super::forks::fork_outcome_statements(fork.0, fork.1, now, (job_id, lease_id)));
+        let guard = (job_id, lease_id);
+        let mut removed_at = None;
+        if let Some(r) = &reported {
+            if let Some(fork) = r.fork {
+                batch.extend(super::forks::fork_outcome_statements(fork.0, fork.1, now, guard));
+            }
+            if let Some(s) = r.sync_record {
+                batch.extend(super::farm::sync_record_statements(
+                    s.repository_id,
+                    s.succeeded,
+                    s.error,
+                    s.content_hash,
+                    now,
+                    guard,
+                ));
+            }
+            match &r.discovery {
+                Some(DiscoveryOutcome::Listed(w)) => {
+                    batch.extend(super::farm::discovery_statements(w, now, guard));
+                    removed_at = Some(batch.len() - 1);
+                }
+                Some(DiscoveryOutcome::Failed(id, why)) => {
+                    batch.push(super::farm::discovery_failed_statement(id, why, guard));
+                }
+                None => {}
+            }
         }
-        if let Some(r) = reported {
+        if let Some((outcome, message)) = reported_outcome {
             batch.push(sql!(
                 format!("UPDATE jobs SET outcome = ?3, message = ?4 WHERE {held}"),
                 job_id,
                 lease_id,
-                r.outcome,
-                r.message
+                outcome,
+                message
             ));
         }
         let first_job_stmt = batch.len();
@@ -424,7 +508,11 @@ impl<D: Database> Store<D> {
         batch.push(sql!(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), job_id));
         let mut out = self.batch(batch).await?;
         let after = read_jobs(out.pop().unwrap_or_default())?.pop();
-        Ok(after.filter(|_| out[first_job_stmt..].iter().map(|o| o.changes).sum::<u64>() > 0))
+        let removed = match removed_at {
+            Some(i) => nth(&mut out, i)?.read::<IdRow>()?.into_iter().map(|r| r.id).collect(),
+            None => Vec::new(),
+        };
+        Ok(after.filter(|_| out[first_job_stmt..].iter().map(|o| o.changes).sum::<u64>() > 0).map(|job| (job, removed)))
     }
 
     /// Leased jobs whose deadline has passed, oldest first, at most `limit`.
@@ -438,7 +526,7 @@ impl<D: Database> Store<D> {
         let out = self
             .one(sql!(
                 "DELETE FROM jobs WHERE id IN (SELECT id FROM (SELECT id, finished_at, ROW_NUMBER() OVER \
-                   (PARTITION BY kind, repository_id, IFNULL(remote_mirror_id, 0) ORDER BY id DESC) AS age \
+                   (PARTITION BY kind, repository_id, IFNULL(remote_mirror_id, 0), upstream_id ORDER BY id DESC) AS age \
                    FROM jobs WHERE state IN ('DONE', 'FAILED')) WHERE age > ?1 OR finished_at < ?2 LIMIT ?3)",
                 KEPT_FINISHED_PER_TARGET,
                 now.millis() - KEPT_HISTORY_MS,

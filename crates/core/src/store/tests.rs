@@ -129,13 +129,19 @@ async fn pull_reported(store: &Store<SqliteDatabase>, repo: i64, fingerprint: &s
             job.id,
             lease_id,
             done,
-            Some(crate::store::Reported { outcome: "pushed", message: "", fork: None }),
+            Some(crate::store::Reported {
+                outcome: "pushed",
+                message: "",
+                fork: None,
+                sync_record: None,
+                discovery: None,
+            }),
             now,
             None,
             Some((repo, fingerprint)),
         )
         .await;
-    assert_eq!(after.expect("finish").expect("lease held").state, crate::queue::JobState::Done);
+    assert_eq!(after.expect("finish").expect("lease held").0.state, crate::queue::JobState::Done);
 }
 
 #[test]
