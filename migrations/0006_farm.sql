@@ -45,6 +45,19 @@ CREATE TABLE repository_hashes (
   computed_at    INTEGER NOT NULL
 );
 
+-- Which copy each farm node holds: the content hash its latest sync left. A node whose copy's
+-- hash is not the repository's latest is behind, and is not offered for clones.
+CREATE TABLE node_copies (
+  node_id        INTEGER NOT NULL REFERENCES farm_nodes(id) ON DELETE CASCADE,
+  repository_id  INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+  content        TEXT NOT NULL,
+  synced_at      INTEGER NOT NULL,
+  PRIMARY KEY (repository_id, node_id)
+);
+
+-- Where a node serves read-only clones of its copies (its heartbeat says), if it does.
+ALTER TABLE farm_nodes ADD COLUMN clone_url TEXT;
+
 -- Jobs no longer always concern one repository: a discovery lists an upstream server. The table
 -- is rebuilt (SQLite cannot relax NOT NULL in place) with repository_id nullable and upstream_id.
 PRAGMA defer_foreign_keys = true;

@@ -28,6 +28,8 @@ pub struct FarmNode {
     pub created_at: Timestamp,
     /// Last heartbeat or lease.
     pub last_seen: Option<Timestamp>,
+    /// Where it serves read-only clones of its copies, if it does (`http://host:port`).
+    pub clone_url: Option<String>,
 }
 
 /// A node to register.
@@ -250,6 +252,43 @@ pub struct LeaseRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_seconds: Option<u64>,
 }
+
+/// `POST …/nodes/heartbeat`: a node is alive, and where it serves clones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatRequest {
+    /// The base URL of the node's clone server (`http://host:port`), if it serves clones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_url: Option<String>,
+}
+
+/// `POST …/nodes/clone-access`: may the caller whose `Authorization` a node forwards clone
+/// this repository from it?
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CloneAccessRequest {
+    /// The repository's project key.
+    pub project_key: String,
+    /// Its slug.
+    pub slug: String,
+    /// The caller's `Authorization` header, as sent to the node (none: anonymous).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
+}
+
+/// The answer to a clone-access check: the repository whose copy the node serves.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CloneAccess {
+    /// The repository's id (its copy is `repos/<id>.git` on the node).
+    pub repository_id: i64,
+}
+
+/// How long a node may trust a clone-access answer (ms): a revoked grant stops working within it.
+pub const CLONE_ACCESS_TTL_MS: u64 = 30_000;
 
 /// `POST …/jobs/{id}/renew`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -52,8 +52,18 @@ pub struct Repository {
     pub origin_id: Option<i64>,
     /// For a fork: its own git location, credentials masked.
     pub fork_url: Option<String>,
+    /// Where a farm node serves clones of a current copy of it (`http://host:port`), if one does.
+    pub clone_base: Option<String>,
     /// Creation time.
     pub created_at: Timestamp,
+}
+
+impl Repository {
+    /// Its read-only clone URL on the farm node that serves a current copy, if one does.
+    pub fn clone_url(&self) -> Option<String> {
+        let base = self.clone_base.as_deref()?;
+        Some(format!("{}/scm/{}/{}.git", base.trim_end_matches('/'), self.project.key.to_ascii_lowercase(), self.slug))
+    }
 }
 
 /// A validated project to create.
@@ -352,7 +362,7 @@ impl RepositoryDto {
             origin: None,
             url: r.fork_url.clone(),
             links: Links {
-                clone: Some(Vec::new()),
+                clone: Some(r.clone_url().map(|href| Link { href, name: Some("http".into()) }).into_iter().collect()),
                 self_: vec![Link {
                     href: format!("{base}/projects/{}/repos/{}/browse", r.project.key, r.slug),
                     name: None,

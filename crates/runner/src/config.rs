@@ -15,7 +15,7 @@ pub(crate) const DEFAULT_TARGET_RECHECK_SECS: u64 = 600;
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// A TOML file with `edge_url`, `token`, `data_dir`, `concurrency`, `lease_seconds`, `poll_ms`,
-    /// `target_recheck_secs`.
+    /// `target_recheck_secs`, `discovery_page`, `serve`, `clone_url`.
     #[arg(long, env = "MIRRORFARM_CONFIG")]
     config: Option<PathBuf>,
     /// The edge's base URL.
@@ -40,6 +40,16 @@ pub(crate) struct RunArgs {
     /// poll-triggered syncs, in seconds (0: list the target every time).
     #[arg(long, env = "MIRRORFARM_TARGET_RECHECK_SECS")]
     target_recheck_secs: Option<u64>,
+    /// Items asked per page when listing an upstream server (discovery), 1–100.
+    #[arg(long, env = "MIRRORFARM_DISCOVERY_PAGE")]
+    discovery_page: Option<u64>,
+    /// Serve read-only clones of this node's copies on this address (`host:port`; port 0
+    /// picks a free one). Not served when absent.
+    #[arg(long, env = "MIRRORFARM_SERVE")]
+    serve: Option<String>,
+    /// The clone server's base URL as clients reach it (default: `http://` and the bound address).
+    #[arg(long, env = "MIRRORFARM_CLONE_URL")]
+    clone_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +62,9 @@ struct FileConfig {
     lease_seconds: Option<u64>,
     poll_ms: Option<u64>,
     target_recheck_secs: Option<u64>,
+    discovery_page: Option<u64>,
+    serve: Option<String>,
+    clone_url: Option<String>,
 }
 
 /// Everything `run` needs.
@@ -62,6 +75,10 @@ pub(crate) struct RunSettings {
     pub(crate) token: String,
     /// The rest.
     pub(crate) node: NodeSettings,
+    /// Where to serve clones, if at all.
+    pub(crate) serve: Option<String>,
+    /// The clone server's public base URL, if not the bound address.
+    pub(crate) clone_url: Option<String>,
 }
 
 impl RunArgs {
@@ -85,11 +102,15 @@ impl RunArgs {
         Ok(RunSettings {
             edge_url,
             token,
+            serve: self.serve.or(file.serve),
+            clone_url: self.clone_url.or(file.clone_url),
             node: NodeSettings {
                 data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(".mirrorfarm")),
                 concurrency: self.concurrency.or(file.concurrency).unwrap_or(2).max(1),
                 lease_seconds: self.lease_seconds.or(file.lease_seconds).unwrap_or(60).clamp(5, 3600),
                 poll: Duration::from_millis(self.poll_ms.or(file.poll_ms).unwrap_or(2000)),
+                clone_url: None,
+                discovery_page: self.discovery_page.or(file.discovery_page).unwrap_or(50).clamp(1, 100),
                 target_recheck: Duration::from_secs(
                     self.target_recheck_secs.or(file.target_recheck_secs).unwrap_or(DEFAULT_TARGET_RECHECK_SECS),
                 ),

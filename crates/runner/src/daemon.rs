@@ -37,7 +37,14 @@ pub(crate) struct NodeSettings {
     pub(crate) poll: Duration,
     /// How long automatic syncs trust a target's recorded refs (see [`crate::records`]).
     pub(crate) target_recheck: Duration,
+    /// Where this node serves clones, as its heartbeat tells the edge (none: it does not).
+    pub(crate) clone_url: Option<String>,
+    /// Items asked per page when listing an upstream server.
+    pub(crate) discovery_page: u64,
 }
+
+/// How often a node tells the edge it is alive (and where it serves clones) besides leasing.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 
 /// How long a lease request waits at the edge for a job to become due: the edge answers the
 /// moment one is queued, so jobs start at once instead of at the next poll. The edge allows up to
@@ -59,11 +66,22 @@ impl RepoLocks {
 
 /// Runs until `shutdown` is set, then returns once every worker has stopped.
 pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<AtomicBool>) {
-    if let Err(e) = edge.heartbeat() {
+    if let Err(e) = edge.heartbeat(settings.clone_url.as_deref()) {
         warn!(error = %e, "first heartbeat failed; will keep trying");
     }
     let locks = Arc::new(RepoLocks::default());
     thread::scope(|scope| {
+        scope.spawn(|| {
+            while !shutdown.load(Ordering::SeqCst) {
+                sleep_unless(shutdown, HEARTBEAT_EVERY);
+                if shutdown.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Err(e) = edge.heartbeat(settings.clone_url.as_deref()) {
+                    warn!(error = %e, "heartbeat failed");
+                }
+            }
+        });
         for worker in 0..settings.concurrency.max(1) {
             let (edge, settings, shutdown, locks) = (edge.clone(), settings.clone(), shutdown.clone(), locks.clone());
             scope.spawn(move || work(worker, &edge, &settings, &shutdown, &locks));
@@ -221,7 +239,7 @@ fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> boo
         return Ok(Finished { fork: Some(finished), ..Finished::of(outcome, None) });
     }
     if let Some(leased) = &job.discovery {
-        return match discovery::discover(leased, cancelled) {
+        return match discovery::discover(leased, settings.discovery_page, cancelled) {
             Ok(found) => {
                 info!(job = job.id, repositories = found.len(), "listed the upstream");
                 Ok(Finished { discovered: Some(found), ..Finished::of(UpdateOutcome::Pushed, None) })

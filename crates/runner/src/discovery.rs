@@ -49,15 +49,14 @@ pub(crate) struct UpstreamProject {
 /// One page of a listing: its items, and where the next page starts (`None`: this was the last).
 type Page<T> = (Vec<T>, Option<u64>);
 
-/// Page size asked of the upstream (each API caps it: Bitbucket 1000, GitLab 100, Gitea 50).
-const PAGE: u64 = 50;
-
-/// Lists every selected repository of the upstream, all pages.
+/// Lists every selected repository of the upstream, all pages of `page` items (each API caps
+/// it: Bitbucket 1000, GitLab 100, Gitea 50).
 pub(crate) fn discover(
     leased: &LeasedDiscovery,
+    page: u64,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Vec<DiscoveredRepository>, DiscoveryError> {
-    let client = Client::new(leased);
+    let client = Client::new(leased, page);
     let settings = leased.settings();
     let projects = client.all(|start| client.projects_page(start), cancelled)?;
     let mut out = Vec::new();
@@ -70,12 +69,13 @@ pub(crate) fn discover(
 struct Client<'a> {
     leased: &'a LeasedDiscovery,
     agent: ureq::Agent,
+    page: u64,
 }
 
 impl<'a> Client<'a> {
-    fn new(leased: &'a LeasedDiscovery) -> Self {
+    fn new(leased: &'a LeasedDiscovery, page: u64) -> Self {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
-        Self { leased, agent }
+        Self { leased, agent, page }
     }
 
     /// Every page of a listing.
@@ -122,10 +122,11 @@ impl<'a> Client<'a> {
     }
 
     fn projects_page(&self, start: u64) -> Result<Page<UpstreamProject>, DiscoveryError> {
+        let page = self.page;
         let path = match self.leased.kind {
-            UpstreamType::Bitbucket => format!("/rest/api/latest/projects?start={start}&limit={PAGE}"),
-            UpstreamType::Gitlab => format!("/api/v4/groups?page={start}&per_page={PAGE}&all_available=true"),
-            UpstreamType::Gitea => format!("/api/v1/orgs?page={start}&limit={PAGE}"),
+            UpstreamType::Bitbucket => format!("/rest/api/latest/projects?start={start}&limit={page}"),
+            UpstreamType::Gitlab => format!("/api/v4/groups?page={start}&per_page={page}&all_available=true"),
+            UpstreamType::Gitea => format!("/api/v1/orgs?page={start}&limit={page}"),
         };
         let (body, next) = self.get(&path)?;
         let read = match self.leased.kind {
@@ -138,10 +139,11 @@ impl<'a> Client<'a> {
 
     fn repos_page(&self, project: &UpstreamProject, start: u64) -> Result<Page<DiscoveredRepository>, DiscoveryError> {
         let handle = mirrorfarm_core::api::encode(&project.handle);
+        let page = self.page;
         let path = match self.leased.kind {
-            UpstreamType::Bitbucket => format!("/rest/api/latest/projects/{handle}/repos?start={start}&limit={PAGE}"),
-            UpstreamType::Gitlab => format!("/api/v4/groups/{handle}/projects?page={start}&per_page={PAGE}"),
-            UpstreamType::Gitea => format!("/api/v1/orgs/{handle}/repos?page={start}&limit={PAGE}"),
+            UpstreamType::Bitbucket => format!("/rest/api/latest/projects/{handle}/repos?start={start}&limit={page}"),
+            UpstreamType::Gitlab => format!("/api/v4/groups/{handle}/projects?page={start}&per_page={page}"),
+            UpstreamType::Gitea => format!("/api/v1/orgs/{handle}/repos?page={start}&limit={page}"),
         };
         let (body, next) = self.get(&path)?;
         let read = match self.leased.kind {

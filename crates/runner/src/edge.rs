@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use mirrorfarm_core::api::encode;
 use mirrorfarm_core::nodes::{
-    JobReport, LeaseRequest, LeasedJob, ReleaseRequest, RenewRequest, RepositoryWork, ResultRecorded, SyncQueued,
+    CloneAccess, CloneAccessRequest, HeartbeatRequest, JobReport, LeaseRequest, LeasedJob, ReleaseRequest,
+    RenewRequest, RepositoryWork, ResultRecorded, SyncQueued,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -78,8 +79,16 @@ impl EdgeClient {
     }
 
     /// Tells the edge this node is alive.
-    pub(crate) fn heartbeat(&self) -> Result<(), EdgeError> {
-        self.post("/nodes/heartbeat", &serde_json::Map::new()).map(|_| ())
+    pub(crate) fn heartbeat(&self, clone_url: Option<&str>) -> Result<(), EdgeError> {
+        let asked = HeartbeatRequest { clone_url: clone_url.map(str::to_owned) };
+        self.post("/nodes/heartbeat", &asked).map(|_| ())
+    }
+
+    /// Whether the caller with `authorization` may clone `key/slug` from this node: its id if so.
+    pub(crate) fn clone_access(&self, key: &str, slug: &str, authorization: Option<String>) -> Result<i64, EdgeError> {
+        let asked = CloneAccessRequest { project_key: key.to_owned(), slug: slug.to_owned(), authorization };
+        let answer = self.post("/nodes/clone-access", &asked)?.unwrap_or_default();
+        Self::read::<CloneAccess>(answer, "clone access").map(|a| a.repository_id)
     }
 
     /// Leases the next job (of one repository only, if given), waiting up to `wait_seconds` at

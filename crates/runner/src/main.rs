@@ -17,6 +17,7 @@ mod git;
 mod oneshot;
 mod push;
 mod records;
+mod serve;
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -169,9 +170,13 @@ enum Command {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run(args) => {
-            let settings = args.resolve()?;
+            let mut settings = args.resolve()?;
             let shutdown = shutdown_flag()?;
             let edge = edge::EdgeClient::new(&settings.edge_url, &settings.token);
+            if let Some(addr) = &settings.serve {
+                let bound = serve::spawn(addr, edge.clone(), settings.node.data_dir.clone())?;
+                settings.node.clone_url = Some(settings.clone_url.clone().unwrap_or_else(|| format!("http://{bound}")));
+            }
             tracing::info!(edge = %settings.edge_url, concurrency = settings.node.concurrency, "node starting");
             daemon::run(&edge, &settings.node, &shutdown);
             Ok(())

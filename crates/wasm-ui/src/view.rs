@@ -213,6 +213,7 @@ fn queued_job(h: &mut Html, s: &RepositoryStatus, job: &Job, now: i64) {
         JobKind::PushMirror => "Push",
         JobKind::PullMirror => "Pull",
         JobKind::ForkSync => "Fork sync",
+        JobKind::Discover => "Discovery",
     });
     if let Some(id) = job.remote_mirror_id {
         h.raw(" to ");

@@ -351,7 +351,13 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             .await?;
         let status = MirroredStatus::of(f.initial_sync, f.failed_sync_count);
         let push = repo.upstream.as_ref().map(|u| u.plain.clone());
-        Ok(ApiResponse::json(200, &Self::mirrored(status, mirror_name, external, f.last_sync, push)))
+        let mut answer = Self::mirrored(status, mirror_name, external, f.last_sync, push);
+        // Clonable where a farm node serves a copy as current as the latest sync.
+        answer.links.clone =
+            repo.clone_url().map(|href| Link { href, name: Some("http".into()) }).into_iter().collect();
+        answer.clone_urls.clone_from(&answer.links.clone);
+        answer.available = status.available() && !answer.clone_urls.is_empty();
+        Ok(ApiResponse::json(200, &answer))
     }
 
     fn mirrored(
@@ -362,17 +368,15 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         push_url: Option<String>,
     ) -> MirroredRepository {
         let push: Vec<Link> = push_url.into_iter().map(|href| Link { href, name: Some("http".into()) }).collect();
-        // Clones are served by farm nodes once they serve them; until then there is no clone URL.
-        let clone: Vec<Link> = Vec::new();
         MirroredRepository {
-            available: status.available() && !clone.is_empty(),
+            available: false,
             status,
             mirror_name,
             repository_id: external,
             last_updated: last_sync.map(crate::time::Timestamp::millis),
-            clone_urls: clone.clone(),
+            clone_urls: Vec::new(),
             push_urls: push.clone(),
-            links: MirroredLinks { clone, push, self_: Vec::new() },
+            links: MirroredLinks { clone: Vec::new(), push, self_: Vec::new() },
         }
     }
 

@@ -229,7 +229,7 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
             return ApiError::PayloadTooLarge.into_response(dialect);
         }
         let query = Query::parse(&req.query);
-        let result = match self.authenticate(req).await {
+        let result = match self.authenticate(req.private_token.as_deref(), req.authorization.as_deref()).await {
             Ok(caller) => match Self::authorize(route.access, &caller) {
                 Ok(()) => {
                     let (who, node) = match caller {
@@ -325,6 +325,7 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
             H::RegisterNode => self.register_node(&call).await,
             H::ListNodes => self.list_nodes(&call).await,
             H::Heartbeat => self.heartbeat(&call).await,
+            H::CloneAccess => self.clone_access(&call).await,
             H::LeaseJob => self.lease_job(&call).await,
             H::RenewJob => self.renew_job(&call).await,
             H::ReportResult => self.report_result(&call).await,
@@ -360,9 +361,9 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
     /// Resolves the caller: a user (or anonymous), or a farm node by its `mfn_` token.
     /// Credentials that are sent but wrong are a 401 even where anonymous access would do, so a
     /// typo is never silently downgraded.
-    async fn authenticate(&self, req: &ApiRequest) -> Result<Caller> {
-        let credentials = Credentials::from_headers(req.private_token.as_deref(), req.authorization.as_deref())
-            .map_err(|_| ApiError::Unauthorized)?;
+    async fn authenticate(&self, private_token: Option<&str>, authorization: Option<&str>) -> Result<Caller> {
+        let credentials =
+            Credentials::from_headers(private_token, authorization).map_err(|_| ApiError::Unauthorized)?;
         let Some(credentials) = credentials else { return Ok(Caller::User(None)) };
         let token = credentials.token();
         let hash = self.crypto.sha256_hex(token.as_bytes()).await?;
@@ -383,7 +384,10 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
                 if who.expires_at.is_some_and(|at| at <= self.now) {
                     return Err(ApiError::Unauthorized);
                 }
+                // Basic auth names the token's user, or `x-token-auth` (Bitbucket's name for "the
+                // token's own user", which git clients of a farm send).
                 if let Credentials::UserToken { user: name, .. } = &credentials
+                    && !name.eq_ignore_ascii_case("x-token-auth")
                     && !name.eq_ignore_ascii_case(&who.user.name)
                     && !name.eq_ignore_ascii_case(&who.user.slug)
                 {

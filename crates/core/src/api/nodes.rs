@@ -11,9 +11,9 @@ use crate::forks::RefSyncState;
 use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
 use crate::nodes::{
-    CONTACT_WRITE_INTERVAL_MS, JobReport, LeaseRenewed, LeaseRequest, LeasedFork, LeasedJob, LeasedMirror, LeasedPull,
-    LeasedRepository, NODE_TOKEN_PREFIX, NewNode, NodeDto, NodeParams, Outcome, RegisteredNode, ReleaseRequest,
-    RenewRequest, RepositoryWork, ResultRecorded,
+    CONTACT_WRITE_INTERVAL_MS, CloneAccess, CloneAccessRequest, HeartbeatRequest, JobReport, LeaseRenewed,
+    LeaseRequest, LeasedFork, LeasedJob, LeasedMirror, LeasedPull, LeasedRepository, NODE_TOKEN_PREFIX, NewNode,
+    NodeDto, NodeParams, Outcome, RegisteredNode, ReleaseRequest, RenewRequest, RepositoryWork, ResultRecorded,
 };
 use crate::paging::BitbucketPage;
 use crate::queue::Signals;
@@ -90,12 +90,50 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         Ok(ApiResponse::json(200, &page.open(nodes.iter().map(NodeDto::from).collect(), more)))
     }
 
+    /// A node is alive; it says where it serves clones (one round trip).
     pub(super) async fn heartbeat(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let node = Self::node(call)?;
-        self.store.touch_node(node.id, self.now, self.now.plus_millis(-CONTACT_WRITE_INTERVAL_MS)).await?;
+        let asked: HeartbeatRequest = call.json()?;
+        let clone_url = match asked.clone_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            Some(text) => {
+                let bad = || ApiError::Field {
+                    field: "cloneUrl".into(),
+                    message: "cloneUrl must be an http(s) URL without credentials.".into(),
+                };
+                let url = GitUrl::parse(text).map_err(|_| bad())?;
+                if !matches!(url.scheme(), "http" | "https") || url.has_credentials() {
+                    return Err(bad());
+                }
+                Some(url.without_credentials().trim_end_matches('/').to_owned())
+            }
+            None => None,
+        };
+        self.store.heartbeat(node.id, self.now, clone_url.as_deref()).await?;
         let mut dto = NodeDto::from(node);
         dto.last_seen = Some(self.now.millis());
         Ok(ApiResponse::json(200, &dto))
+    }
+
+    /// `POST …/nodes/clone-access` (nodes): whether the caller whose `Authorization` a node
+    /// forwards may clone a repository from it — REPO_READ, or anonymous for a public one. One
+    /// round trip for the repository and grants, plus the caller's lookup unless cached.
+    pub(super) async fn clone_access(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        Self::node(call)?;
+        let asked: CloneAccessRequest = call.json()?;
+        let who = match self.authenticate(None, asked.authorization.as_deref()).await? {
+            super::Caller::User(who) if !who.as_ref().is_some_and(|p| p.scope.status_only) => who,
+            // Node tokens and status tokens do not clone.
+            _ => return Err(ApiError::Unauthorized),
+        };
+        let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
+        let key = crate::store::RepositoryKey::Slug(&asked.project_key, &asked.slug);
+        let (repo, grants) = self.store.repository_access(key, Self::user_id(who.as_ref())).await?;
+        let repo = repo.ok_or_else(hidden)?;
+        match Self::level_on_repository(who.as_ref(), &grants, &repo) {
+            Some(_) => Ok(ApiResponse::json(200, &CloneAccess { repository_id: repo.id })),
+            None if who.is_none() => Err(ApiError::Unauthorized),
+            None => Err(hidden()),
+        }
     }
 
     /// Returns expired leases to the queue (or gives up on them), recording the lost try on

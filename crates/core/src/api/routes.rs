@@ -99,6 +99,8 @@ pub enum Handler {
     ListNodes,
     /// `POST /rest/mirrorfarm/latest/nodes/heartbeat` (node).
     Heartbeat,
+    /// `POST /rest/mirrorfarm/latest/nodes/clone-access` (node).
+    CloneAccess,
     /// `POST /rest/mirrorfarm/latest/jobs/lease` (node).
     LeaseJob,
     /// `POST /rest/mirrorfarm/latest/jobs/{jobId}/renew` (node).
@@ -238,6 +240,10 @@ pub enum Input {
     Token,
     /// [`crate::nodes::NodeParams`].
     Node,
+    /// [`crate::nodes::HeartbeatRequest`] (JSON).
+    Heartbeat,
+    /// [`crate::nodes::CloneAccessRequest`] (JSON).
+    CloneAccess,
     /// [`crate::nodes::LeaseRequest`] (JSON).
     Lease,
     /// [`crate::nodes::RenewRequest`] (JSON).
@@ -381,7 +387,8 @@ pub const ROUTES: &[Route] = &[
     route(Post, "/rest/mirrorfarm/latest/repos/{repositoryId}/webhook", H::ReceiveWebhook, WebhookSigner, Input::Webhook, "A push webhook delivery (GitHub, GitLab, Gitea, Bitbucket)"),
     route(Post, "/rest/mirrorfarm/latest/nodes", H::RegisterNode, AdminOnly, Input::Node, "Register a farm node (its token is shown once)"),
     route(Get, "/rest/mirrorfarm/latest/nodes", H::ListNodes, AdminOnly, NoBody, "Farm nodes"),
-    route(Post, "/rest/mirrorfarm/latest/nodes/heartbeat", H::Heartbeat, Node, NoBody, "A node is alive"),
+    route(Post, "/rest/mirrorfarm/latest/nodes/heartbeat", H::Heartbeat, Node, Input::Heartbeat, "A node is alive (and where it serves clones)"),
+    route(Post, "/rest/mirrorfarm/latest/nodes/clone-access", H::CloneAccess, Node, Input::CloneAccess, "May the caller a node forwards clone this repository from it"),
     route(Post, "/rest/mirrorfarm/latest/jobs/lease", H::LeaseJob, Node, Input::Lease, "Lease the next due job"),
     route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/renew", H::RenewJob, Node, Input::Renew, "Extend a lease"),
     route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/result", H::ReportResult, Node, Input::Report, "Report a leased job's outcome"),

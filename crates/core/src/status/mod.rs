@@ -189,6 +189,7 @@ pub(crate) mod tests {
             hierarchy_id: "h".into(),
             origin_id: None,
             fork_url: None,
+            clone_base: None,
             created_at: Timestamp(0),
         }
     }
@@ -216,6 +217,7 @@ pub(crate) mod tests {
 
     fn node(last_seen: i64) -> FarmNode {
         FarmNode {
+            clone_url: None,
             id: 3,
             name: "node-a".into(),
             lookup: "x".into(),

@@ -323,6 +323,17 @@ pub(super) fn sync_record_statements(
     let held = super::mirrors::lease_held(2, 3);
     let mut out = Vec::new();
     if let Some(hash) = content_hash {
+        // The node that holds the lease now holds a copy with this content.
+        out.push(sql!(
+            "INSERT INTO node_copies (node_id, repository_id, content, synced_at) \
+             SELECT lease_owner, ?1, ?4, ?5 FROM jobs WHERE id = ?2 AND lease_id = ?3 AND state = 'LEASED' \
+             ON CONFLICT (repository_id, node_id) DO UPDATE SET content = excluded.content, synced_at = excluded.synced_at",
+            repository_id,
+            job,
+            lease,
+            hash,
+            now.millis()
+        ));
         out.push(sql!(
             format!(
                 "INSERT INTO repository_hashes (repository_id, content, computed_at) SELECT ?1, ?4, ?5 WHERE {held} \

@@ -5,7 +5,7 @@ use super::{Store, StoreResult, corrupt, split_page};
 use crate::nodes::{FarmNode, NewNode};
 use crate::time::Timestamp;
 
-pub(super) const NODE_SELECT: &str = "SELECT id, name, lookup, hash, created_at, last_seen FROM farm_nodes";
+pub(super) const NODE_SELECT: &str = "SELECT id, name, lookup, hash, created_at, last_seen, clone_url FROM farm_nodes";
 
 row! {
     struct NodeRow {
@@ -15,6 +15,7 @@ row! {
         hash: String,
         created_at: i64,
         last_seen: Option<i64>,
+        clone_url: Option<String>,
     }
 }
 
@@ -27,6 +28,7 @@ impl From<NodeRow> for FarmNode {
             hash: r.hash,
             created_at: Timestamp(r.created_at),
             last_seen: r.last_seen.map(Timestamp),
+            clone_url: r.clone_url,
         }
     }
 }
@@ -81,5 +83,17 @@ impl<D: Database> Store<D> {
     /// polling for work is written at most once per interval.
     pub async fn touch_node(&self, id: i64, now: Timestamp, unless_since: Timestamp) -> StoreResult<()> {
         self.one(touch_statement(id, now, unless_since)).await.map(drop)
+    }
+
+    /// A heartbeat: the node's contact, and where it serves clones (if it does), in one statement.
+    pub async fn heartbeat(&self, id: i64, now: Timestamp, clone_url: Option<&str>) -> StoreResult<()> {
+        self.one(sql!(
+            "UPDATE farm_nodes SET last_seen = ?2, clone_url = ?3 WHERE id = ?1",
+            id,
+            now.millis(),
+            clone_url
+        ))
+        .await
+        .map(drop)
     }
 }

@@ -35,6 +35,9 @@ impl From<ProjectRow> for Project {
 pub(super) const REPO_SELECT: &str = "SELECT r.id, r.slug, r.name, r.description, r.default_branch, r.public, \
      r.forkable, r.upstream_url, r.upstream_url_masked, r.upstream_userinfo_sealed, r.hierarchy_id, r.created_at, \
      r.origin_id, (SELECT f.url_masked FROM fork_syncs f WHERE f.repository_id = r.id) AS fork_url_masked, \
+     (SELECT n.clone_url FROM node_copies c JOIN farm_nodes n ON n.id = c.node_id \
+       JOIN repository_hashes h ON h.repository_id = c.repository_id AND h.content = c.content \
+       WHERE c.repository_id = r.id AND n.clone_url IS NOT NULL ORDER BY n.last_seen DESC LIMIT 1) AS clone_base, \
      p.id AS p_id, p.key AS p_key, p.name AS p_name, p.description AS p_description, p.public AS p_public, \
      p.created_at AS p_created_at FROM repositories r JOIN projects p ON p.id = r.project_id";
 
@@ -54,6 +57,7 @@ row! {
         created_at: i64,
         origin_id: Option<i64>,
         fork_url_masked: Option<String>,
+        clone_base: Option<String>,
         p_id: i64,
         p_key: String,
         p_name: String,
@@ -90,6 +94,7 @@ impl From<RepoRow> for Repository {
             hierarchy_id: r.hierarchy_id,
             origin_id: r.origin_id,
             fork_url: r.fork_url_masked,
+            clone_base: r.clone_base,
             created_at: Timestamp(r.created_at),
         }
     }

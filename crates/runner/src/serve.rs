@@ -1,0 +1,269 @@
+//! The node's clone server: read-only smart HTTP (protocol v0, v1 and v2) over the copies this
+//! node holds, so people clone from the farm node near them instead of from the upstream.
+//!
+//! `GET /scm/<key>/<slug>.git/info/refs?service=git-upload-pack` and
+//! `POST /scm/<key>/<slug>.git/git-upload-pack` are handed to `git http-backend`, with
+//! receive-pack switched off; everything else is refused. Who may clone is the edge's decision
+//! (`POST …/nodes/clone-access` with the caller's `Authorization`), remembered for
+//! [`CLONE_ACCESS_TTL_MS`] per caller and repository, so a clone costs the edge one question.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use mirrorfarm_core::nodes::CLONE_ACCESS_TTL_MS;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{info, warn};
+
+use crate::edge::{EdgeClient, EdgeError};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Largest request body read (an upload-pack negotiation: wants and haves).
+const MAX_REQUEST_BYTES: usize = 64 << 20;
+
+/// What the edge said about one caller and repository, and until when it holds.
+#[derive(Default)]
+struct AccessCache(Mutex<HashMap<(String, String), (i64, Instant)>>);
+
+impl AccessCache {
+    fn get(&self, key: &(String, String)) -> Option<i64> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).filter(|(_, until)| *until > Instant::now()).map(|(id, _)| *id)
+    }
+
+    fn put(&self, key: (String, String), id: i64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.retain(|_, (_, until)| *until > now);
+        map.insert(key, (id, now + Duration::from_millis(CLONE_ACCESS_TTL_MS)));
+    }
+}
+
+struct Server {
+    edge: EdgeClient,
+    repos: PathBuf,
+    cache: AccessCache,
+}
+
+/// Binds `addr` and serves clones of the copies under `data_dir` on a thread of its own, for as
+/// long as the process runs. Returns the bound address.
+pub(crate) fn spawn(addr: &str, edge: EdgeClient, data_dir: PathBuf) -> Result<std::net::SocketAddr, String> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("clone server: cannot bind {addr}: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| format!("clone server: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| format!("clone server: {e}"))?;
+    let server = Arc::new(Server { edge, repos: data_dir.join("repos"), cache: AccessCache::default() });
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(|e| format!("clone server: {e}"))?;
+    std::thread::Builder::new()
+        .name("clone-server".into())
+        .spawn(move || runtime.block_on(accept(listener, server)))
+        .map_err(|e| format!("clone server: {e}"))?;
+    info!(address = %bound, "serving read-only clones");
+    Ok(bound)
+}
+
+async fn accept(listener: std::net::TcpListener, server: Arc<Server>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return warn!(error = %e, "clone server stopped"),
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let server = server.clone();
+        tokio::task::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.answer(req).await) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+                warn!(error = %e, "clone connection failed");
+            }
+        });
+    }
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{message}\n"))).map_err(|e| match e {}).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+/// What a request asks of a repository: its project key, slug and the git path within it.
+fn route(path: &str) -> Option<(String, String, &'static str)> {
+    let rest = path.strip_prefix("/scm/")?;
+    let (key, rest) = rest.split_once('/')?;
+    let (slug, tail) = rest.split_once(".git/")?;
+    let service = match tail {
+        "info/refs" => "/info/refs",
+        "git-upload-pack" => "/git-upload-pack",
+        _ => return None,
+    };
+    let fine = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
+    (fine(key) && fine(slug) && !slug.starts_with('.')).then(|| (key.to_owned(), slug.to_owned(), service))
+}
+
+impl Server {
+    async fn answer(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        if path.ends_with("/git-receive-pack") || query.contains("service=git-receive-pack") {
+            return text(StatusCode::FORBIDDEN, "This is a read-only mirror: push to the upstream.");
+        }
+        let Some((key, slug, service)) = route(&path) else { return text(StatusCode::NOT_FOUND, "Not found.") };
+        if service == "/info/refs" && query != "service=git-upload-pack" {
+            return text(StatusCode::FORBIDDEN, "Only smart HTTP clones and fetches are served.");
+        }
+        let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let id = match self.access(&key, &slug, authorization).await {
+            Ok(id) => id,
+            Err(response) => return response,
+        };
+        let dir = format!("{id}.git");
+        if !self.repos.join(&dir).join("HEAD").exists() {
+            return text(StatusCode::NOT_FOUND, "This node holds no copy of that repository.");
+        }
+        match self.backend(req, &format!("/{dir}{service}"), &query).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "git http-backend failed");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "The clone could not be served.")
+            }
+        }
+    }
+
+    /// The repository id, if the caller may clone it; otherwise the answer to send.
+    async fn access(&self, key: &str, slug: &str, authorization: Option<String>) -> Result<i64, Response<Body>> {
+        // Cached by a hash of the credentials: the cache holds no secret.
+        let who = crate::records::hex_sha256(authorization.as_deref().unwrap_or_default().as_bytes());
+        let cache_key = (who, format!("{}/{}", key.to_ascii_lowercase(), slug.to_ascii_lowercase()));
+        if let Some(id) = self.cache.get(&cache_key) {
+            return Ok(id);
+        }
+        let edge = self.edge.clone();
+        let (key, slug) = (key.to_owned(), slug.to_owned());
+        let asked = tokio::task::spawn_blocking(move || edge.clone_access(&key, &slug, authorization)).await;
+        match asked {
+            Ok(Ok(id)) => {
+                self.cache.put(cache_key, id);
+                Ok(id)
+            }
+            Ok(Err(EdgeError::Status { status: 401, .. })) => {
+                let mut r = text(StatusCode::UNAUTHORIZED, "Authentication required.");
+                r.headers_mut()
+                    .insert("www-authenticate", hyper::header::HeaderValue::from_static("Basic realm=\"mirrorfarm\""));
+                Err(r)
+            }
+            Ok(Err(EdgeError::Status { status: 404, .. })) => Err(text(StatusCode::NOT_FOUND, "Repository not found.")),
+            Ok(Err(e)) => {
+                warn!(error = %e, "clone access check failed");
+                Err(text(StatusCode::BAD_GATEWAY, "The farm could not check access; try again."))
+            }
+            Err(_) => Err(text(StatusCode::INTERNAL_SERVER_ERROR, "The access check did not finish.")),
+        }
+    }
+
+    /// Runs `git http-backend` (CGI) for one request and streams its answer.
+    async fn backend(&self, req: Request<Incoming>, path_info: &str, query: &str) -> std::io::Result<Response<Body>> {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let (content_type, encoding, protocol) =
+            (header("content-type"), header("content-encoding"), header("git-protocol"));
+        let method = req.method().as_str().to_owned();
+        let body = http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+            .collect()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .to_bytes();
+        let mut child = tokio::process::Command::new("git")
+            .arg("http-backend")
+            .env("GIT_PROJECT_ROOT", &self.repos)
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            // Never receive-pack, whatever the copy's config says.
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.receivepack")
+            .env("GIT_CONFIG_VALUE_0", "false")
+            .env("REQUEST_METHOD", method)
+            .env("PATH_INFO", path_info)
+            .env("QUERY_STRING", query)
+            .env("CONTENT_TYPE", content_type)
+            .env("CONTENT_LENGTH", body.len().to_string())
+            .env("HTTP_CONTENT_ENCODING", encoding)
+            .env("GIT_PROTOCOL", protocol)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let mut stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&body).await;
+        });
+        // CGI headers first, then the body as it comes.
+        let mut head = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let end = loop {
+            let n = stdout.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::other("http-backend ended before its headers"));
+            }
+            head.extend_from_slice(&chunk[..n]);
+            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+        };
+        let rest = Bytes::copy_from_slice(&head[end + 4..]);
+        let mut response = Response::builder();
+        for line in String::from_utf8_lossy(&head[..end]).split("\r\n") {
+            let Some((name, value)) = line.split_once(':') else { continue };
+            if name.eq_ignore_ascii_case("status") {
+                let code = value.trim().split(' ').next().and_then(|c| c.parse().ok()).unwrap_or(200);
+                response = response.status(code);
+            } else {
+                response = response.header(name.trim(), value.trim());
+            }
+        }
+        let stream = futures_util::stream::unfold(
+            (Some(rest), stdout, child, chunk),
+            |(first, mut out, child, mut buf)| async move {
+                if let Some(first) = first.filter(|b| !b.is_empty()) {
+                    return Some((Ok(Frame::data(first)), (None, out, child, buf)));
+                }
+                match out.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => Some((Ok(Frame::data(Bytes::copy_from_slice(&buf[..n]))), (None, out, child, buf))),
+                    Err(e) => Some((Err(e), (None, out, child, buf))),
+                }
+            },
+        );
+        response.body(BodyExt::boxed(StreamBody::new(stream))).map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route;
+
+    #[test]
+    fn only_upload_pack_paths_of_one_repository_are_routed() {
+        assert_eq!(route("/scm/prj/repo.git/info/refs"), Some(("prj".into(), "repo".into(), "/info/refs")));
+        assert_eq!(route("/scm/prj/my-repo.v2.git/git-upload-pack").map(|r| r.2), Some("/git-upload-pack"));
+        for bad in [
+            "/scm/prj/repo.git/git-receive-pack",
+            "/scm/prj/repo.git/objects/info/packs",
+            "/scm/../x.git/info/refs",
+            "/scm/prj/.hidden.git/info/refs",
+            "/other/prj/repo.git/info/refs",
+            "/scm/prj/a%2Fb.git/info/refs",
+        ] {
+            assert_eq!(route(bad), None, "{bad}");
+        }
+    }
+}

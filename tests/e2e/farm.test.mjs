@@ -1,0 +1,291 @@
+// The mirror farm end to end (seed 000): two Worker instances under workerd, each with its farm
+// node. A is the upstream: its repositories pull from real repositories served over
+// authenticated smart HTTP, and its node serves their copies. B is the farm: it adds A as a
+// `bitbucket` upstream, its node lists A's projects over A's Bitbucket REST (in pages of 2),
+// clones from A's node with A's token, and serves its own copies to B's users.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFile, execFileSync } from "node:child_process";
+import { promisify } from "node:util";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { startWorker, client, ROOT, OUTPUT } from "../support/worker.mjs";
+import { startGitServer } from "../support/git_http.mjs";
+import { git, gitEnv } from "../support/git.mjs";
+
+const run = promisify(execFile);
+const RUNNER = path.join(ROOT, "target/debug/mirrorfarm-runner");
+const USER = "farm-bot";
+const PASS = "farm-http-pa55";
+const UP = "/rest/mirroring/1.0/upstreamServers";
+
+let dir, gitServer, a, b, nodeA, nodeB, upstreamId;
+const logs = { nodeA: "", nodeB: "" };
+const responses = [];
+const served = (name) => path.join(dir, "served", `${name}.git`);
+const work = (name) => path.join(dir, "work", name);
+
+function client_(worker) {
+  const call = client(worker.url);
+  return async (method, url, opts = {}) => {
+    const r = await call(method, url, { token: worker.adminToken, ...opts });
+    responses.push(`${method} ${url} → ${r.status} ${r.text}`);
+    return r;
+  };
+}
+let callA, callB;
+
+/** A served repository with a commit on main, a second branch and an annotated tag. */
+function makeRepo(name) {
+  execFileSync("git", ["init", "-q", "--bare", "-b", "main", served(name)], { env: gitEnv });
+  execFileSync("git", ["clone", "-q", served(name), work(name)], { env: gitEnv });
+  commit(name, `first of ${name}`);
+  git(work(name), "branch", "dev");
+  git(work(name), "tag", "-a", "v1", "-m", "release 1");
+  git(work(name), "push", "-q", "origin", "main", "dev", "v1");
+}
+
+function commit(name, text) {
+  writeFileSync(path.join(work(name), "file.txt"), `${text}\n`);
+  git(work(name), "add", "file.txt");
+  git(work(name), "commit", "-q", "-m", text);
+  git(work(name), "push", "-q", "origin", "HEAD:main");
+}
+
+/** The content hash the README defines, from `git ls-remote` of the served repository. */
+async function contentHash(repoPath, env = gitEnv) {
+  const { stdout } = await run("git", ["ls-remote", repoPath], { env });
+  const lines = stdout
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => l.split("\t"))
+    .filter(([, ref]) => (ref.startsWith("refs/heads/") || ref.startsWith("refs/tags/")) && !ref.endsWith("^{}"))
+    .sort(([, x], [, y]) => Buffer.compare(Buffer.from(x), Buffer.from(y)))
+    .map(([oid, ref]) => `${oid} ${ref}\n`)
+    .join("");
+  return createHash("sha256").update(lines).digest("hex");
+}
+
+function startNode(worker, token, name, extraEnv = {}) {
+  const child = spawn(
+    RUNNER,
+    ["run", "--edge-url", worker.url, "--data-dir", path.join(dir, name), "--poll-ms", "200", "--lease-seconds", "10", "--concurrency", "2", "--serve", "127.0.0.1:0"],
+    { env: { ...process.env, MIRRORFARM_NODE_TOKEN: token, MIRRORFARM_LOG: "info", NO_COLOR: "1", ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  child.stdout.on("data", (d) => (logs[name] += d));
+  child.stderr.on("data", (d) => (logs[name] += d));
+  return child;
+}
+
+async function stopNode(child) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+async function until(what, probe, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    last = await probe();
+    if (last.ok) return last.value;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`${what}: ${JSON.stringify(last?.value)}\nnode A:\n${logs.nodeA.slice(-2000)}\nnode B:\n${logs.nodeB.slice(-3000)}`);
+}
+
+/** Creates a project in A with mirrored repositories and waits until A's node serves them. */
+async function projectInA(key, name, repos) {
+  const p = await callA("POST", "/rest/api/1.0/projects", { json: { key, name } });
+  assert.equal(p.status, 201, p.text);
+  for (const repo of repos) {
+    makeRepo(repo);
+    const r = await callA("POST", `/rest/api/1.0/projects/${key}/repos`, { json: { name: repo, upstreamUrl: gitServer.url(`${repo}.git`) } });
+    assert.equal(r.status, 201, r.text);
+    await callA("POST", `/rest/mirrorfarm/1.0/repos/${r.body.id}/sync`);
+  }
+  await servedByA(key, repos.length);
+  return p.body.id;
+}
+
+/** Waits until every repository of A's project has an http clone link (its node holds a current copy). */
+function servedByA(key, count) {
+  return until(`A serves ${key}`, async () => {
+    const list = await callA("GET", `/rest/api/1.0/projects/${key}/repos`);
+    const linked = (list.body?.values ?? []).filter((r) => r.links?.clone?.some((l) => l.name === "http"));
+    return { ok: linked.length === count, value: list.body };
+  });
+}
+
+async function syncStatus() {
+  const r = await callB("GET", "/rest/mirroring/1.0/supportInfo/repoSyncStatus?limit=100");
+  assert.equal(r.status, 200, r.text);
+  return r.body.values;
+}
+
+function progressIs(want) {
+  return until(`progress ${JSON.stringify(want)}`, async () => {
+    const p = (await callB("GET", `${UP}/${upstreamId}/progress`)).body;
+    return { ok: !p.discovering && p.syncedRepos === want && p.totalRepos === want, value: p };
+  });
+}
+
+let projectIds = {};
+let idsInA = {};
+
+before(async () => {
+  execFileSync("cargo", ["build", "-q", "-p", "mirrorfarm-runner"], { cwd: ROOT, stdio: "inherit" });
+  dir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-farm-e2e-"));
+  mkdirSync(path.join(dir, "served"));
+  mkdirSync(path.join(dir, "work"));
+  gitServer = await startGitServer({ root: path.join(dir, "served"), username: USER, password: PASS });
+  a = await startWorker({ allowedHosts: "127.0.0.1", retryBaseMs: 200 });
+  b = await startWorker({ allowedHosts: "127.0.0.1", retryBaseMs: 200 });
+  callA = client_(a);
+  callB = client_(b);
+  const tokenA = (await callA("POST", "/rest/mirrorfarm/1.0/nodes", { json: { name: "node-a" } })).body.token;
+  const tokenB = (await callB("POST", "/rest/mirrorfarm/1.0/nodes", { json: { name: "node-b" } })).body.token;
+  nodeA = startNode(a, tokenA, "nodeA");
+  nodeB = startNode(b, tokenB, "nodeB", { MIRRORFARM_DISCOVERY_PAGE: "2" });
+  projectIds.one = await projectInA("ONE", "Project one", ["alpha", "beta", "gamma"]);
+  projectIds.two = await projectInA("TWO", "Project two", ["delta"]);
+  for (const key of ["ONE", "TWO"]) {
+    for (const r of (await callA("GET", `/rest/api/1.0/projects/${key}/repos`)).body.values) idsInA[r.slug] = String(r.id);
+  }
+});
+
+after(async () => {
+  await stopNode(nodeA);
+  await stopNode(nodeB);
+  await gitServer?.close();
+  mkdirSync(OUTPUT, { recursive: true });
+  writeFileSync(path.join(OUTPUT, "farm-e2e.log"), `node A:\n${logs.nodeA}\nnode B:\n${logs.nodeB}`);
+  await a?.stop();
+  await b?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("an upstream server is added, and a bad one refused in Bitbucket's shape", async () => {
+  const bad = await callB("POST", "/rest/mirrorfarm/1.0/upstreamServers", { json: { baseUrl: a.url, type: "svn" } });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.errors[0].context, "type");
+  const added = await callB("POST", "/rest/mirrorfarm/1.0/upstreamServers", { json: { baseUrl: a.url, type: "bitbucket", token: a.adminToken } });
+  assert.equal(added.status, 201, added.text);
+  assert.equal(added.body.state, "INITIALIZING");
+  upstreamId = added.body.id;
+  // Selected projects only, before the first listing is recorded.
+  const mode = await callB("PUT", `${UP}/${upstreamId}/settings/mode`, { body: '"SELECTED_PROJECTS"', headers: { "Content-Type": "application/json" } });
+  assert.deepEqual([mode.status, mode.body], [200, "SELECTED_PROJECTS"]);
+  const selected = await callB("POST", `${UP}/${upstreamId}/settings/projects`, { json: [String(projectIds.one)] });
+  assert.deepEqual(selected.body, [String(projectIds.one)]);
+  const settings = await callB("GET", `${UP}/${upstreamId}/settings`);
+  assert.deepEqual(settings.body, { projectIds: [String(projectIds.one)], mode: "SELECTED_PROJECTS" });
+  const listed = await callB("GET", UP);
+  assert.equal(listed.body.values[0].id, upstreamId);
+  assert.equal(listed.body.isLastPage, true);
+});
+
+test("SELECTED_PROJECTS: only the selected project's repositories, all pages, sync; their hashes equal the upstream's", async () => {
+  await progressIs(3);
+  const server = await callB("GET", `${UP}/${upstreamId}`);
+  assert.equal(server.body.state, "INSTALLED");
+  const records = await syncStatus();
+  assert.deepEqual(records.map((r) => r.repoSlug).sort(), ["alpha", "beta", "gamma"], "three repositories over two pages of two");
+  const published = (await callA("GET", "/rest/mirroring/1.0/repos?limit=100")).body.values;
+  for (const r of records) {
+    assert.equal(r.upstreamId, upstreamId);
+    assert.equal(r.externalRepoId, idsInA[r.repoSlug]);
+    assert.equal(r.failedSyncCount, 0);
+    assert.equal(typeof r.initialSyncDate, "number");
+    assert.equal(r.hashes.content, await contentHash(served(r.repoSlug)), `content hash of ${r.repoSlug}`);
+    const inA = published.find((p) => String(p.id) === r.externalRepoId);
+    assert.equal(inA.properties.contentHash, r.hashes.content, "A publishes the hash B holds");
+    assert.equal(inA.properties.metadataHash, r.hashes.metadata, "and the same metadata hash");
+  }
+  const queue = await callB("GET", "/rest/mirroring/1.0/supportInfo/refChangesQueue/count");
+  assert.equal(queue.body, 0);
+  const nodes = await callB("GET", `${UP}/${upstreamId}/farmNodes`);
+  assert.equal(nodes.body[0].name, "node-b");
+});
+
+test("a farm node serves clones with identical refs, and refuses callers without a valid token", async () => {
+  const mirrored = await callB("GET", `${UP}/${upstreamId}/repos/${idsInA.alpha}`);
+  assert.equal(mirrored.status, 200, mirrored.text);
+  assert.equal(mirrored.body.status, "AVAILABLE");
+  assert.equal(mirrored.body.available, true);
+  const href = mirrored.body.links.clone.find((l) => l.name === "http").href;
+  assert.deepEqual(mirrored.body.cloneUrls, mirrored.body.links.clone);
+  assert.match(mirrored.body.pushUrls[0].href, /\/scm\/one\/alpha\.git$/, "pushes go upstream");
+  const withToken = href.replace("http://", `http://x-token-auth:${b.adminToken}@`);
+  const clone = path.join(dir, "clone-alpha");
+  await run("git", ["clone", "-q", "--mirror", withToken, clone], { env: gitEnv });
+  assert.equal(await contentHash(clone), await contentHash(served("alpha")), "a clone from the node has the upstream's refs");
+  await run("git", ["-c", "protocol.version=2", "ls-remote", withToken], { env: gitEnv });
+  const anonymous = await fetch(`${href}/info/refs?service=git-upload-pack`);
+  assert.equal(anonymous.status, 401);
+  assert.match(anonymous.headers.get("www-authenticate") ?? "", /Basic/);
+  const wrong = await fetch(`${href}/info/refs?service=git-upload-pack`, { headers: { Authorization: `Basic ${Buffer.from("x-token-auth:mfp_wrong_token_000000000").toString("base64")}` } });
+  assert.equal(wrong.status, 401);
+  const push = await fetch(`${href}/info/refs?service=git-receive-pack`, { headers: { Authorization: `Basic ${Buffer.from(`x:${b.adminToken}`).toString("base64")}` } });
+  assert.equal(push.status, 403, "read-only");
+});
+
+test("a new upstream commit gives a new content hash after a repair, and ?recreate=true clones afresh", async () => {
+  const before = (await syncStatus()).find((r) => r.repoSlug === "alpha").hashes.content;
+  commit("alpha", "second");
+  await callA("POST", `/rest/mirrorfarm/1.0/repos/${idsInA.alpha}/sync`);
+  const want = await contentHash(served("alpha"));
+  assert.notEqual(want, before);
+  await until("A publishes the new hash", async () => {
+    const inA = (await callA("GET", "/rest/mirroring/1.0/repos?limit=100")).body.values.find((p) => String(p.id) === idsInA.alpha);
+    return { ok: inA.properties.contentHash === want, value: inA.properties };
+  });
+  const repair = await callB("POST", `${UP}/${upstreamId}/repos/${idsInA.alpha}/synchronization`);
+  assert.equal(repair.status, 202, repair.text);
+  await until("B's copy follows", async () => {
+    const r = (await syncStatus()).find((x) => x.repoSlug === "alpha");
+    return { ok: r.hashes.content === want, value: r };
+  });
+  const recreate = await callB("POST", `${UP}/${upstreamId}/repos/${idsInA.alpha}/synchronization?recreate=true`);
+  assert.equal(recreate.status, 202);
+  await until("the copy is cloned afresh", async () => ({ ok: /copy dropped; cloning afresh/.test(logs.nodeB), value: "no log line" }));
+  await until("and synced again", async () => {
+    const q = (await callB("GET", "/rest/mirroring/1.0/supportInfo/refChangesQueue/count")).body;
+    const r = (await syncStatus()).find((x) => x.repoSlug === "alpha");
+    return { ok: q === 0 && r.hashes.content === want, value: { q, r } };
+  });
+  const unknown = await callB("POST", `${UP}/${upstreamId}/repos/999999/synchronization`);
+  assert.equal(unknown.status, 404);
+});
+
+test("adding a project brings its repositories; removing one removes its repositories and the node's copies", async () => {
+  const oneIds = (await syncStatus()).map((r) => r.localRepoId);
+  const added = await callB("POST", `${UP}/${upstreamId}/settings/projects/${projectIds.two}`);
+  assert.equal(added.status, 200, added.text);
+  await progressIs(4);
+  const removed = await callB("DELETE", `${UP}/${upstreamId}/settings/projects`, { json: [String(projectIds.one)] });
+  assert.equal(removed.status, 204);
+  await progressIs(1);
+  assert.deepEqual((await syncStatus()).map((r) => r.repoSlug), ["delta"]);
+  for (const id of oneIds) {
+    await until(`copy ${id} deleted`, async () => ({ ok: !existsSync(path.join(dir, "nodeB", "repos", `${id}.git`)), value: id }));
+  }
+  const gone = await callB("GET", `${UP}/${upstreamId}/repos/${idsInA.alpha}`);
+  assert.equal(gone.body.status, "NOT_MIRRORED");
+});
+
+test("ALL_PROJECTS picks up a project created upstream later", async () => {
+  await projectInA("THREE", "Project three", ["epsilon"]);
+  const mode = await callB("PUT", `${UP}/${upstreamId}/settings`, { json: { mode: "ALL_PROJECTS" } });
+  assert.equal(mode.body.mode, "ALL_PROJECTS");
+  await progressIs(5);
+  assert.ok((await syncStatus()).some((r) => r.repoSlug === "epsilon"));
+});
+
+test("the upstream's token is in no response and no log line", async () => {
+  const places = { responses: responses.join("\n"), "node A's log": logs.nodeA, "node B's log": logs.nodeB, "A's log": a.logs(), "B's log": b.logs() };
+  for (const [where, text] of Object.entries(places)) assert.ok(!text.includes(a.adminToken), `the token is in ${where}`);
+});
