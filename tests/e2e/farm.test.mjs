@@ -207,6 +207,15 @@ test("SELECTED_PROJECTS: only the selected project's repositories, all pages, sy
   }
   const queue = await callB("GET", "/rest/mirroring/1.0/supportInfo/refChangesQueue/count");
   assert.equal(queue.body, 0);
+  // The status read (the widget's) and the metrics show the farm.
+  const status = await callB("GET", `/rest/mirrorfarm/1.0/repos/${records[0].localRepoId}/status`);
+  assert.equal(status.body.farm.upstream, a.url);
+  assert.equal(status.body.farm.status, "AVAILABLE");
+  assert.equal(status.body.farm.contentHash, status.body.farm.upstreamContentHash, "the copy equals the upstream as last listed");
+  const metrics = await callB("GET", "/rest/mirrorfarm/1.0/metrics");
+  assert.match(metrics.headers.get("content-type"), /^text\/plain; version=0\.0\.4/);
+  assert.match(metrics.text, /^mirrorfarm_farm_repositories\{status="AVAILABLE"\} 3$/m);
+  assert.match(metrics.text, new RegExp(`^mirrorfarm_upstream_last_sync_age_seconds\\{upstream="${upstreamId}",base_url="[^"]+"\\} [0-9.]+$`, "m"));
   const nodes = await callB("GET", `${UP}/${upstreamId}/farmNodes`);
   assert.equal(nodes.body[0].name, "node-b");
 });
@@ -283,6 +292,22 @@ test("ALL_PROJECTS picks up a project created upstream later", async () => {
   assert.equal(mode.body.mode, "ALL_PROJECTS");
   await progressIs(5);
   assert.ok((await syncStatus()).some((r) => r.repoSlug === "epsilon"));
+});
+
+test("deleting the upstream server removes its repositories; a node deletes their copies when it next checks", async () => {
+  const ids = (await syncStatus()).map((r) => r.localRepoId);
+  assert.ok(ids.length > 0);
+  await stopNode(nodeB);
+  const deleted = await callB("DELETE", `/rest/mirrorfarm/1.0/upstreamServers/${upstreamId}`);
+  assert.equal(deleted.status, 204);
+  assert.equal((await callB("GET", `${UP}/${upstreamId}`)).status, 404);
+  assert.deepEqual(await syncStatus(), []);
+  for (const id of ids) assert.ok(existsSync(path.join(dir, "nodeB", "repos", `${id}.git`)), "still on disk while the node is down");
+  const tokenB = (await callB("POST", "/rest/mirrorfarm/1.0/nodes", { json: { name: "node-b2" } })).body.token;
+  nodeB = startNode(b, tokenB, "nodeB");
+  for (const id of ids) {
+    await until(`copy ${id} deleted at start`, async () => ({ ok: !existsSync(path.join(dir, "nodeB", "repos", `${id}.git`)), value: id }));
+  }
 });
 
 test("the upstream's token is in no response and no log line", async () => {

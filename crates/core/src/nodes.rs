@@ -287,6 +287,26 @@ pub struct CloneAccess {
     pub repository_id: i64,
 }
 
+/// `POST …/nodes/copies`: the repositories a node holds copies of. The answer names those that
+/// no longer exist, whose copies the node deletes (a repository removed while the node was away,
+/// or by another node's discovery, or with its upstream server).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HeldCopies {
+    /// Repository ids (at most 10,000 per call).
+    pub repository_ids: Vec<i64>,
+}
+
+/// The answer to [`HeldCopies`]: the copies to delete.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CopiesGone {
+    /// Repositories that no longer exist.
+    pub removed_repositories: Vec<i64>,
+}
+
 /// How long a node may trust a clone-access answer (ms): a revoked grant stops working within it.
 pub const CLONE_ACCESS_TTL_MS: u64 = 30_000;
 

@@ -75,13 +75,15 @@ fn into_response(api: ApiResponse) -> Result<Response> {
     let mut response = match api.body {
         Some(body) => {
             let mut r = Response::from_bytes(body.into_bytes())?;
-            r.headers_mut().set("Content-Type", "application/json")?;
+            // JSON unless the answer says otherwise (Prometheus text).
+            let kind = api.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+            r.headers_mut().set("Content-Type", kind.map_or("application/json", |(_, v)| v.as_str()))?;
             r
         }
         None => Response::empty()?,
     }
     .with_status(api.status);
-    for (name, value) in &api.headers {
+    for (name, value) in api.headers.iter().filter(|(name, _)| !name.eq_ignore_ascii_case("content-type")) {
         response.headers_mut().append(name, value)?;
     }
     Ok(response)

@@ -72,7 +72,12 @@ pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<Ato
     let locks = Arc::new(RepoLocks::default());
     thread::scope(|scope| {
         scope.spawn(|| {
-            while !shutdown.load(Ordering::SeqCst) {
+            // Copies of repositories removed while this node was away (or by another node's
+            // discovery) go at start, and every ten heartbeats after.
+            for beat in 0u64.. {
+                if beat % 10 == 0 {
+                    prune_copies(edge, settings, &locks);
+                }
                 sleep_unless(shutdown, HEARTBEAT_EVERY);
                 if shutdown.load(Ordering::SeqCst) {
                     break;
@@ -325,6 +330,26 @@ pub(crate) fn remove_copy(settings: &NodeSettings, repository_id: i64) {
         Ok(()) => info!(repository = repository_id, "copy deleted"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => warn!(repository = repository_id, error = %e, "could not delete the copy"),
+    }
+}
+
+/// Deletes this node's copies of repositories the edge no longer has.
+fn prune_copies(edge: &EdgeClient, settings: &NodeSettings, locks: &RepoLocks) {
+    let Ok(entries) = std::fs::read_dir(settings.data_dir.join("repos")) else { return };
+    let held: Vec<i64> =
+        entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".git")?.parse().ok()).collect();
+    if held.is_empty() {
+        return;
+    }
+    match edge.gone_repositories(held) {
+        Ok(gone) => {
+            for id in gone {
+                let lock = locks.for_repo(id);
+                let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                remove_copy(settings, id);
+            }
+        }
+        Err(e) => warn!(error = %e, "could not check which copies are still wanted"),
     }
 }
 

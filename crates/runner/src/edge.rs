@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use mirrorfarm_core::api::encode;
 use mirrorfarm_core::nodes::{
-    CloneAccess, CloneAccessRequest, HeartbeatRequest, JobReport, LeaseRequest, LeasedJob, ReleaseRequest,
-    RenewRequest, RepositoryWork, ResultRecorded, SyncQueued,
+    CloneAccess, CloneAccessRequest, CopiesGone, HeartbeatRequest, HeldCopies, JobReport, LeaseRequest, LeasedJob,
+    ReleaseRequest, RenewRequest, RepositoryWork, ResultRecorded, SyncQueued,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -82,6 +82,12 @@ impl EdgeClient {
     pub(crate) fn heartbeat(&self, clone_url: Option<&str>) -> Result<(), EdgeError> {
         let asked = HeartbeatRequest { clone_url: clone_url.map(str::to_owned) };
         self.post("/nodes/heartbeat", &asked).map(|_| ())
+    }
+
+    /// Which of the repositories this node holds copies of no longer exist.
+    pub(crate) fn gone_repositories(&self, held: Vec<i64>) -> Result<Vec<i64>, EdgeError> {
+        let answer = self.post("/nodes/copies", &HeldCopies { repository_ids: held })?.unwrap_or_default();
+        Self::read::<CopiesGone>(answer, "copies").map(|g| g.removed_repositories)
     }
 
     /// Whether the caller with `authorization` may clone `key/slug` from this node: its id if so.

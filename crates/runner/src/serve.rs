@@ -106,8 +106,11 @@ fn route(path: &str) -> Option<(String, String, &'static str)> {
         "git-upload-pack" => "/git-upload-pack",
         _ => return None,
     };
-    let fine = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
-    (fine(key) && fine(slug) && !slug.starts_with('.')).then(|| (key.to_owned(), slug.to_owned(), service))
+    // Project keys are letters, digits and `_`; slugs add `-`, `.` and `~`, never leading.
+    let key_ok = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let slug_ok = slug.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && slug.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
+    (key_ok && slug_ok).then(|| (key.to_owned(), slug.to_owned(), service))
 }
 
 impl Server {

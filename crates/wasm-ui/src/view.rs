@@ -8,6 +8,7 @@
 use mirrorfarm_core::forks::{RefSyncStatus, RejectedRef};
 use mirrorfarm_core::mirrors::{UpdateStatus, Verdict};
 use mirrorfarm_core::queue::{Job, JobKind, JobState};
+use mirrorfarm_core::status::FarmStatus;
 use mirrorfarm_core::status::{MirrorStatus, RepositoryStatus};
 use mirrorfarm_core::time::Timestamp;
 
@@ -91,6 +92,9 @@ fn ready(h: &mut Html, s: &RepositoryStatus, problem: Option<&(Problem, u32)>, n
     if let Some(fork) = &s.fork {
         fork_sync(h, fork, now, open);
     }
+    if let Some(farm) = &s.farm {
+        farm_standing(h, farm, now);
+    }
     section(h, "Queue", "mf-list mf-jobs", &s.jobs, "Nothing queued.", |h, job| queued_job(h, s, job, now));
     section(h, "Farm nodes", "mf-list mf-nodes", &s.nodes, "No farm node has reported recently.", |h, node| {
         h.raw("<li>");
@@ -160,6 +164,26 @@ fn mirror(h: &mut Html, m: &MirrorStatus, error_id: &str, now: i64, open: &[Stri
         h.raw("</pre></details>");
     }
     h.raw("</li>");
+}
+
+/// A farm repository's standing: its upstream server, its mirror status, and whether its copy's
+/// hash equals the upstream's.
+fn farm_standing(h: &mut Html, f: &FarmStatus, now: i64) {
+    h.raw(r#"<h3 class="mf-sub">Farm</h3><p class="mf-farm">Mirrors <span class="mf-url">"#);
+    h.text(&f.upstream);
+    h.raw("</span> · ");
+    h.text(&f.status.to_ascii_lowercase().replace('_', " "));
+    h.raw(" · last sync: ");
+    match f.last_sync {
+        Some(at) => time(h, at, now),
+        None => h.raw("never"),
+    }
+    h.raw(match f.in_sync() {
+        Some(true) => r#" · <span class="mf-hash" data-match="yes"><span aria-hidden="true">✓</span> hashes match the upstream</span>"#,
+        Some(false) => r#" · <span class="mf-hash" data-match="no"><span aria-hidden="true">✗</span> content differs from the upstream</span>"#,
+        None => r#" · <span class="mf-hash">not compared yet</span>"#,
+    });
+    h.raw("</p>");
 }
 
 /// A fork's sync with its origin: on or off, the last sync, and the refs out of step behind a
@@ -415,7 +439,8 @@ mod tests {
             jobs: vec![Job {
                 id: 9,
                 kind: JobKind::PushMirror,
-                repository_id: 7,
+                repository_id: Some(7),
+                upstream_id: None,
                 remote_mirror_id: Some(2),
                 reason: JobReason::Webhook,
                 state: JobState::Leased,
@@ -431,7 +456,26 @@ mod tests {
             }],
             nodes: vec![NodeDto { id: 3, name: "node-a".into(), created_date: 0, last_seen: Some(59 * MIN) }],
             fork: None,
+            farm: None,
         }
+    }
+
+    #[test]
+    fn a_farm_repository_shows_its_upstream_status_and_whether_hashes_match() {
+        let farm = |ours: &str, theirs: &str| FarmStatus {
+            upstream: "https://bb.example".into(),
+            status: "AVAILABLE".into(),
+            content_hash: Some(ours.into()),
+            upstream_content_hash: Some(theirs.into()),
+            last_sync: Some(59 * MIN),
+        };
+        let html = render(&View::Ready(Box::new(status().with_farm(Some(farm("a", "a")))), None), 60 * MIN, &[]);
+        assert!(html.contains("Mirrors <span class=\"mf-url\">https://bb.example</span> · available"), "{html}");
+        assert!(html.contains(r#"data-match="yes""#) && html.contains("hashes match the upstream"));
+        let html = render(&View::Ready(Box::new(status().with_farm(Some(farm("a", "b")))), None), 60 * MIN, &[]);
+        assert!(html.contains(r#"data-match="no""#) && html.contains("content differs from the upstream"));
+        let html = render(&View::Ready(Box::new(status()), None), 60 * MIN, &[]);
+        assert!(!html.contains("mf-farm"));
     }
 
     #[test]

@@ -419,3 +419,11 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         Ok(ApiResponse::json(200, &page.open(values, more)))
     }
 }
+
+impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+    /// `GET /rest/mirrorfarm/…/metrics` (ADMIN): Prometheus text exposition, one round trip.
+    pub(super) async fn metrics(&self, _call: &Call<'_>) -> Result<ApiResponse> {
+        let m = self.store.metrics(self.now).await?;
+        Ok(ApiResponse::text(200, "text/plain; version=0.0.4; charset=utf-8", crate::farm::metrics_text(&m, self.now)))
+    }
+}

@@ -326,6 +326,7 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
             H::ListNodes => self.list_nodes(&call).await,
             H::Heartbeat => self.heartbeat(&call).await,
             H::CloneAccess => self.clone_access(&call).await,
+            H::HeldCopies => self.held_copies(&call).await,
             H::LeaseJob => self.lease_job(&call).await,
             H::RenewJob => self.renew_job(&call).await,
             H::ReportResult => self.report_result(&call).await,
@@ -355,6 +356,7 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
             H::RefChangesQueue => self.ref_changes_queue(&call).await,
             H::RefChangesCount => self.ref_changes_count(&call).await,
             H::MirroringRepositories => self.mirroring_repositories(&call).await,
+            H::Metrics => self.metrics(&call).await,
         }
     }
 

@@ -136,6 +136,21 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         }
     }
 
+    /// `POST …/nodes/copies` (nodes): which of the repositories a node holds copies of are gone
+    /// (`{"removedRepositories": […]}`), one round trip.
+    pub(super) async fn held_copies(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        Self::node(call)?;
+        let held: crate::nodes::HeldCopies = call.json()?;
+        if held.repository_ids.len() > 10_000 {
+            return Err(ApiError::Field {
+                field: "repositoryIds".into(),
+                message: "At most 10,000 repository ids per call.".into(),
+            });
+        }
+        let removed_repositories = self.store.missing_repositories(&held.repository_ids).await?;
+        Ok(ApiResponse::json(200, &crate::nodes::CopiesGone { removed_repositories }))
+    }
+
     /// Returns expired leases to the queue (or gives up on them), recording the lost try on
     /// their mirrors, at most [`EXPIRE_BATCH`] per call (two round trips each). Run by the cron
     /// and whenever a node polls for work. Returns how many expired.

@@ -66,6 +66,7 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::ListNodes => one(200, g.subschema_for::<PageOf<NodeDto>>()),
         H::Heartbeat => one(200, g.subschema_for::<NodeDto>()),
         H::CloneAccess => one(200, g.subschema_for::<crate::nodes::CloneAccess>()),
+        H::HeldCopies => one(200, g.subschema_for::<crate::nodes::CopiesGone>()),
         H::LeaseJob => vec![(200, Some(g.subschema_for::<LeasedJob>())), (204, None)],
         H::RenewJob => one(200, g.subschema_for::<LeaseRenewed>()),
         H::ReportResult => one(200, g.subschema_for::<ResultRecorded>()),
@@ -105,6 +106,7 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::RefChangesQueue => one(200, g.subschema_for::<farm::RefSyncQueue>()),
         H::RefChangesCount => one(200, g.subschema_for::<u64>()),
         H::MirroringRepositories => one(200, g.subschema_for::<PageOf<super::farm::EnrichedRepository>>()),
+        H::Metrics => one(200, schemars::json_schema!({ "type": "string" })),
     }
 }
 
@@ -123,6 +125,7 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::Lease => g.subschema_for::<LeaseRequest>(),
         Input::Heartbeat => g.subschema_for::<crate::nodes::HeartbeatRequest>(),
         Input::CloneAccess => g.subschema_for::<crate::nodes::CloneAccessRequest>(),
+        Input::HeldCopies => g.subschema_for::<crate::nodes::HeldCopies>(),
         Input::Renew => g.subschema_for::<RenewRequest>(),
         Input::Report => g.subschema_for::<JobReport>(),
         Input::Release => g.subschema_for::<ReleaseRequest>(),
@@ -167,8 +170,9 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
     let mut responses = Map::new();
     for (status, schema) in answers(route.handler, g) {
         let mut answer = json!({ "description": "Success" });
+        let media = if route.handler == Handler::Metrics { "text/plain" } else { "application/json" };
         if let Some(schema) = schema {
-            answer["content"] = json!({ "application/json": { "schema": schema } });
+            answer["content"] = json!({ media: { "schema": schema } });
         }
         responses.insert(status.to_string(), answer);
     }

@@ -27,6 +27,12 @@ impl ApiResponse {
         Self { status, headers: Vec::new(), body: Some(body), diagnostic: None }
     }
 
+    /// A text response (Prometheus metrics) of `content_type`.
+    pub fn text(status: u16, content_type: &str, body: String) -> Self {
+        let headers = vec![("Content-Type".to_owned(), content_type.to_owned())];
+        Self { status, headers, body: Some(body), diagnostic: None }
+    }
+
     /// A response with no body.
     pub fn empty(status: u16) -> Self {
         Self { status, headers: Vec::new(), body: None, diagnostic: None }

@@ -101,6 +101,8 @@ pub enum Handler {
     Heartbeat,
     /// `POST /rest/mirrorfarm/latest/nodes/clone-access` (node).
     CloneAccess,
+    /// `POST /rest/mirrorfarm/latest/nodes/copies` (node).
+    HeldCopies,
     /// `POST /rest/mirrorfarm/latest/jobs/lease` (node).
     LeaseJob,
     /// `POST /rest/mirrorfarm/latest/jobs/{jobId}/renew` (node).
@@ -159,6 +161,8 @@ pub enum Handler {
     RefChangesCount,
     /// `GET /rest/mirroring/latest/repos`: our repositories with their hashes (the primary side).
     MirroringRepositories,
+    /// `GET /rest/mirrorfarm/latest/metrics`: Prometheus text.
+    Metrics,
 }
 
 use Handler as H;
@@ -244,6 +248,8 @@ pub enum Input {
     Heartbeat,
     /// [`crate::nodes::CloneAccessRequest`] (JSON).
     CloneAccess,
+    /// [`crate::nodes::HeldCopies`] (JSON).
+    HeldCopies,
     /// [`crate::nodes::LeaseRequest`] (JSON).
     Lease,
     /// [`crate::nodes::RenewRequest`] (JSON).
@@ -388,6 +394,7 @@ pub const ROUTES: &[Route] = &[
     route(Post, "/rest/mirrorfarm/latest/nodes", H::RegisterNode, AdminOnly, Input::Node, "Register a farm node (its token is shown once)"),
     route(Get, "/rest/mirrorfarm/latest/nodes", H::ListNodes, AdminOnly, NoBody, "Farm nodes"),
     route(Post, "/rest/mirrorfarm/latest/nodes/heartbeat", H::Heartbeat, Node, Input::Heartbeat, "A node is alive (and where it serves clones)"),
+    route(Post, "/rest/mirrorfarm/latest/nodes/copies", H::HeldCopies, Node, Input::HeldCopies, "Which of a node's copies belong to repositories that are gone"),
     route(Post, "/rest/mirrorfarm/latest/nodes/clone-access", H::CloneAccess, Node, Input::CloneAccess, "May the caller a node forwards clone this repository from it"),
     route(Post, "/rest/mirrorfarm/latest/jobs/lease", H::LeaseJob, Node, Input::Lease, "Lease the next due job"),
     route(Post, "/rest/mirrorfarm/latest/jobs/{jobId}/renew", H::RenewJob, Node, Input::Renew, "Extend a lease"),
@@ -427,6 +434,7 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/rest/mirroring/latest/supportInfo/projects/{projectKey}/repos/{repositorySlug}/repoSyncStatus", H::RepoSyncStatus, AdminOnly, NoBody, "One farm repository's sync record and hashes"),
     route(Get, "/rest/mirroring/latest/supportInfo/refChangesQueue", H::RefChangesQueue, AdminOnly, NoBody, "The farm's waiting and running syncs (capped)"),
     route(Get, "/rest/mirroring/latest/supportInfo/refChangesQueue/count", H::RefChangesCount, AdminOnly, NoBody, "How many syncs wait or run"),
+    route(Get, "/rest/mirrorfarm/latest/metrics", H::Metrics, AdminOnly, NoBody, "Prometheus metrics: repositories by status, the queue, each upstream's last sync"),
     route(Get, "/rest/mirroring/latest/repos", H::MirroringRepositories, Anyone, NoBody, "Repositories the caller may see, with their content and metadata hashes"),
 ];
 

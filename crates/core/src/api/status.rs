@@ -29,7 +29,8 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             self.now,
             self.config.stale_after_ms,
         )
-        .with_fork(snap.fork.is_some().then(|| Self::status_of(&repo, snap.fork.as_ref(), snap.fork_refs)));
+        .with_fork(snap.fork.is_some().then(|| Self::status_of(&repo, snap.fork.as_ref(), snap.fork_refs)))
+        .with_farm(snap.farm);
         Ok(ApiResponse::json(200, &status))
     }
 }

@@ -1323,6 +1323,21 @@ mod farm {
         assert_eq!(other.body["failedSyncCount"], 1);
         assert_eq!(w.as_admin("GET", &format!("{UP}/{id}/repos/11"), None).body["status"], "ERROR_INITIALIZING");
 
+        // Metrics and the status read show the farm too.
+        let metrics = w.as_admin("GET", "/rest/mirrorfarm/latest/metrics", None);
+        assert_eq!(metrics.header("Content-Type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+        assert!(metrics.raw.contains("mirrorfarm_farm_repositories{status=\"AVAILABLE\"} 1\n"), "{}", metrics.raw);
+        assert!(metrics.raw.contains("mirrorfarm_farm_repositories{status=\"ERROR_INITIALIZING\"} 1\n"));
+        assert!(metrics.raw.contains(&format!(
+            "mirrorfarm_upstream_last_sync_age_seconds{{upstream=\"{id}\",base_url=\"https://bb.example\"}} 0.000"
+        )));
+        let local = one.body["localRepoId"].as_i64().expect("id");
+        let status = w.as_admin("GET", &format!("{NODE}/repos/{local}/status"), None);
+        assert_eq!(status.body["farm"]["upstream"], "https://bb.example", "{}", status.raw);
+        assert_eq!(status.body["farm"]["status"], "AVAILABLE");
+        assert_eq!(status.body["farm"]["contentHash"], hash.as_str());
+        assert_eq!(status.body["farm"]["upstreamContentHash"], "f".repeat(64));
+
         // A primary publishes the same hashes for its own repositories.
         let published = w.as_admin("GET", "/rest/mirroring/latest/repos", None);
         let repo10 =

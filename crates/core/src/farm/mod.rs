@@ -7,9 +7,11 @@
 //! the farm then holds is decided here ([`plan_discovery`]), once, for the edge to write.
 
 mod hashes;
+mod metrics;
 mod wire;
 
 pub use hashes::{Metadata, ZERO_HASH, content_listing, metadata_listing};
+pub use metrics::{FarmMetrics, metrics_text};
 pub use wire::*;
 
 use crate::time::Timestamp;
@@ -167,6 +169,14 @@ pub enum MirroredStatus {
     /// The latest sync failed: stale, but cloneable.
     ErrorAvailable,
 }
+
+crate::wire_names!(MirroredStatus {
+    NotMirrored = "NOT_MIRRORED",
+    Initializing = "INITIALIZING",
+    Available = "AVAILABLE",
+    ErrorInitializing = "ERROR_INITIALIZING",
+    ErrorAvailable = "ERROR_AVAILABLE",
+});
 
 impl MirroredStatus {
     /// The status of a farm repository from its sync record.

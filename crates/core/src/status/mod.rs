@@ -43,6 +43,34 @@ pub struct RepositoryStatus {
     /// For a fork: its sync with the origin, as Bitbucket's sync status shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork: Option<crate::forks::RefSyncStatus>,
+    /// For a farm repository: its upstream server, its mirror status and its hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub farm: Option<FarmStatus>,
+}
+
+/// A farm repository's standing: where it is mirrored from, its status as Bitbucket's mirror
+/// shows it, and whether its copy's content hash equals the upstream's at its latest sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct FarmStatus {
+    /// The upstream server's base URL.
+    pub upstream: String,
+    /// NOT_MIRRORED, INITIALIZING, AVAILABLE, ERROR_INITIALIZING or ERROR_AVAILABLE.
+    pub status: String,
+    /// The copy's content hash after its latest sync (none before the first).
+    pub content_hash: Option<String>,
+    /// The upstream's content hash as that sync listed it.
+    pub upstream_content_hash: Option<String>,
+    /// The latest successful sync (epoch ms).
+    pub last_sync: Option<i64>,
+}
+
+impl FarmStatus {
+    /// Whether the copy's hash equals the upstream's (`None`: not compared yet).
+    pub fn in_sync(&self) -> Option<bool> {
+        Some(self.content_hash.as_ref()? == self.upstream_content_hash.as_ref()?)
+    }
 }
 
 /// Which repository a status is about.
@@ -141,6 +169,7 @@ impl RepositoryStatus {
             jobs,
             nodes,
             fork: None,
+            farm: None,
         }
     }
 
@@ -148,6 +177,12 @@ impl RepositoryStatus {
     #[must_use]
     pub fn with_fork(self, fork: Option<crate::forks::RefSyncStatus>) -> Self {
         Self { fork, ..self }
+    }
+
+    /// The same status, showing a farm repository's standing.
+    #[must_use]
+    pub fn with_farm(self, farm: Option<FarmStatus>) -> Self {
+        Self { farm, ..self }
     }
 }
 

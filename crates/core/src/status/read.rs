@@ -105,8 +105,20 @@ impl RepositoryStatus {
             jobs: o.list("jobs", read_job)?,
             nodes: o.list("nodes", read_node)?,
             fork: value.member("fork").map(|f| read_fork(&f)).transpose()?,
+            farm: value.member("farm").map(|f| read_farm(&f)).transpose()?,
         })
     }
+}
+
+fn read_farm<V: JsonValue>(value: &V) -> Result<crate::status::FarmStatus> {
+    let f = Object(value);
+    Ok(crate::status::FarmStatus {
+        upstream: f.string("upstream")?,
+        status: f.string("status")?,
+        content_hash: f.optional_string("contentHash")?,
+        upstream_content_hash: f.optional_string("upstreamContentHash")?,
+        last_sync: f.optional_integer("lastSync")?,
+    })
 }
 
 /// Read list by list, as sent (already sorted): sorting again would cost the widget a sort's code.
@@ -225,7 +237,15 @@ mod tests {
         fork.unavailable_reason = Some("The origin repository MF/app was deleted.".into());
         fork.last_error = Some("push refused".into());
         let with_fork = sample().into_iter().map(|s| s.with_fork(Some(fork.clone())));
-        for status in sample().into_iter().chain(with_fork) {
+        let farm = crate::status::FarmStatus {
+            upstream: "https://bb.example".into(),
+            status: "ERROR_AVAILABLE".into(),
+            content_hash: Some("ab".repeat(32)),
+            upstream_content_hash: None,
+            last_sync: Some(9),
+        };
+        let with_farm = sample().into_iter().map(|s| s.with_farm(Some(farm.clone())));
+        for status in sample().into_iter().chain(with_fork).chain(with_farm) {
             let value = serde_json::to_value(&status).expect("serializes");
             assert_eq!(RepositoryStatus::read(&value), Ok(status));
         }

@@ -631,3 +631,84 @@ pub(super) fn read_farm_entries(outcome: Outcome) -> StoreResult<Vec<FarmEntry>>
         .map(|r| FarmEntry { repository_id: r.repository_id, external_repo_id: r.external_repo_id })
         .collect())
 }
+
+impl<D: Database> Store<D> {
+    /// The figures `…/metrics` shows, in one round trip.
+    pub async fn metrics(&self, now: Timestamp) -> StoreResult<crate::farm::FarmMetrics> {
+        row! {
+            struct Repos {
+                synced: i64,
+                failing: i64,
+                n: u64,
+            }
+        }
+        row! {
+            struct Grouped {
+                a: String,
+                b: String,
+                n: u64,
+            }
+        }
+        row! {
+            struct Oldest {
+                t: Option<i64>,
+            }
+        }
+        row! {
+            struct Upstream {
+                id: String,
+                base_url: String,
+                last_sync: Option<i64>,
+                last_discovery: Option<i64>,
+            }
+        }
+        let mut out = self
+            .batch(vec![
+                sql!(
+                    "SELECT initial_sync IS NOT NULL AS synced, failed_sync_count > 0 AS failing, COUNT(*) AS n \
+                     FROM farm_repositories GROUP BY 1, 2 ORDER BY 1, 2"
+                ),
+                sql!(
+                    "SELECT 'push' AS a, update_status AS b, COUNT(*) AS n FROM remote_mirrors GROUP BY update_status \
+                     UNION ALL SELECT 'pull', update_status, COUNT(*) FROM pull_mirrors GROUP BY update_status \
+                     ORDER BY 1, 2"
+                ),
+                sql!(
+                    "SELECT kind AS a, state AS b, COUNT(*) AS n FROM jobs WHERE state IN ('QUEUED', 'LEASED') \
+                     GROUP BY kind, state ORDER BY 1, 2"
+                ),
+                sql!(
+                    "SELECT MIN(enqueued_at) AS t FROM jobs WHERE state = 'QUEUED' AND IFNULL(not_before, 0) <= ?1",
+                    now.millis()
+                ),
+                sql!(
+                    "SELECT u.id, u.base_url, (SELECT MAX(f.last_sync) FROM farm_repositories f WHERE f.upstream_id = u.id) \
+                     AS last_sync, u.last_discovery FROM upstream_servers u ORDER BY u.created_at, u.id"
+                ),
+            ])
+            .await?;
+        let repositories = nth(&mut out, 0)?
+            .read::<Repos>()?
+            .into_iter()
+            .map(|r| {
+                let status =
+                    crate::farm::MirroredStatus::of((r.synced != 0).then_some(Timestamp(0)), u32::from(r.failing != 0));
+                (status, r.n)
+            })
+            .collect();
+        let grouped = |o: Outcome| -> StoreResult<Vec<(String, String, u64)>> {
+            Ok(o.read::<Grouped>()?.into_iter().map(|g| (g.a, g.b, g.n)).collect())
+        };
+        Ok(crate::farm::FarmMetrics {
+            repositories,
+            mirrors: grouped(nth(&mut out, 1)?)?,
+            jobs: grouped(nth(&mut out, 2)?)?,
+            oldest_due: nth(&mut out, 3)?.first::<Oldest>()?.and_then(|o| o.t).map(Timestamp),
+            upstreams: nth(&mut out, 4)?
+                .read::<Upstream>()?
+                .into_iter()
+                .map(|u| (u.id, u.base_url, u.last_sync.map(Timestamp), u.last_discovery.map(Timestamp)))
+                .collect(),
+        })
+    }
+}

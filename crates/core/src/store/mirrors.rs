@@ -185,10 +185,23 @@ pub struct StatusSnapshot {
     pub fork: Option<super::ForkSync>,
     /// The refs its last fork sync left out of step.
     pub fork_refs: Vec<(String, crate::forks::RefSyncState)>,
+    /// For a farm repository: its standing (see [`crate::status::FarmStatus`]).
+    pub farm: Option<crate::status::FarmStatus>,
 }
 
 /// More push mirrors than any repository sensibly has; the status lists at most this many.
 pub const STATUS_MIRRORS: i64 = 1000;
+
+row! {
+    struct FarmRow {
+        base_url: String,
+        initial_sync: Option<i64>,
+        failed_sync_count: u32,
+        last_sync: Option<i64>,
+        content: Option<String>,
+        upstream_fingerprint: Option<String>,
+    }
+}
 
 impl<D: Database> Store<D> {
     /// One page of a repository's remote mirrors by id, their total count, the repository
@@ -259,6 +272,13 @@ impl<D: Database> Store<D> {
                 "SELECT ref_name, state FROM fork_ref_states WHERE repository_id = ?1 ORDER BY ref_name",
                 repository_id
             ),
+            sql!(
+                "SELECT u.base_url, f.initial_sync, f.failed_sync_count, f.last_sync, h.content, t.upstream_fingerprint \
+                 FROM farm_repositories f JOIN upstream_servers u ON u.id = f.upstream_id \
+                 LEFT JOIN repository_hashes h ON h.repository_id = f.repository_id \
+                 LEFT JOIN repository_triggers t ON t.repository_id = f.repository_id WHERE f.repository_id = ?1",
+                repository_id
+            ),
         ];
         let (repository, grants, mut out) = self.repository_with(RepositoryKey::Id(repository_id), user, data).await?;
         Ok(StatusSnapshot {
@@ -270,6 +290,17 @@ impl<D: Database> Store<D> {
             nodes: super::nodes::read_nodes(nth(&mut out, 3)?)?,
             fork: super::forks::read_fork(nth(&mut out, 4)?)?,
             fork_refs: super::forks::read_ref_states(nth(&mut out, 5)?)?,
+            farm: nth(&mut out, 6)?.first::<FarmRow>()?.map(|f| crate::status::FarmStatus {
+                upstream: f.base_url,
+                status: crate::farm::MirroredStatus::of(f.initial_sync.map(Timestamp), f.failed_sync_count)
+                    .as_str()
+                    .into(),
+                content_hash: f.content,
+                // A pull's fingerprint is SHA-256 of the upstream's branches and tags, listed as
+                // the content hash lists the copy's: the upstream's content hash at that sync.
+                upstream_content_hash: f.upstream_fingerprint,
+                last_sync: f.last_sync,
+            }),
         })
     }
 

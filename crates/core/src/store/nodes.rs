@@ -85,6 +85,24 @@ impl<D: Database> Store<D> {
         self.one(touch_statement(id, now, unless_since)).await.map(drop)
     }
 
+    /// Which of `ids` name no repository (any more).
+    pub async fn missing_repositories(&self, ids: &[i64]) -> StoreResult<Vec<i64>> {
+        row! {
+            struct Missing {
+                id: i64,
+            }
+        }
+        let list = serde_json::Value::from(ids.to_vec()).to_string();
+        let rows = self
+            .rows::<Missing>(sql!(
+                "SELECT DISTINCT j.value AS id FROM json_each(?1) j \
+                 WHERE NOT EXISTS (SELECT 1 FROM repositories r WHERE r.id = j.value) ORDER BY 1",
+                list.as_str()
+            ))
+            .await?;
+        Ok(rows.into_iter().map(|m| m.id).collect())
+    }
+
     /// A heartbeat: the node's contact, and where it serves clones (if it does), in one statement.
     pub async fn heartbeat(&self, id: i64, now: Timestamp, clone_url: Option<&str>) -> StoreResult<()> {
         self.one(sql!(
