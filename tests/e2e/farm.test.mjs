@@ -218,6 +218,9 @@ test("SELECTED_PROJECTS: only the selected project's repositories, all pages, sy
   assert.match(metrics.text, new RegExp(`^mirrorfarm_upstream_last_sync_age_seconds\\{upstream="${upstreamId}",base_url="[^"]+"\\} [0-9.]+$`, "m"));
   const nodes = await callB("GET", `${UP}/${upstreamId}/farmNodes`);
   assert.equal(nodes.body[0].name, "node-b");
+  assert.equal(nodes.body[0].address.address, "127.0.0.1", "where it serves clones");
+  assert.ok(nodes.body[0].address.port > 0);
+  assert.equal(nodes.body[0].address.hostName, "127.0.0.1");
 });
 
 test("a farm node serves clones with identical refs, and refuses callers without a valid token", async () => {

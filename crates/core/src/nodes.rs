@@ -221,6 +221,9 @@ pub struct ResultRecorded {
     /// node deletes its copies of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_repositories: Vec<i64>,
+    /// The node's next job, leased at once, when the report asked for one (`next`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<LeasedJob>,
 }
 
 /// What `POST …/nodes` sends to register a node.
@@ -418,6 +421,10 @@ pub struct JobReport {
     /// selected projects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered: Option<Vec<crate::farm::DiscoveredRepository>>,
+    /// Lease the node's next due job now, as `…/jobs/lease` would without waiting, and answer it
+    /// with the result: one request per job instead of two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<LeaseRequest>,
 }
 
 impl JobReport {
@@ -437,6 +444,7 @@ impl JobReport {
             fork_refs: None,
             content_hash: None,
             discovered: None,
+            next: None,
         }
     }
 

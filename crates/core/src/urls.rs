@@ -94,6 +94,11 @@ impl GitUrl {
         &self.host
     }
 
+    /// The port, if the URL names one.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
     /// Whether the URL carries a user name or password.
     pub fn has_credentials(&self) -> bool {
         self.user.is_some() || self.password.is_some()

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use mirrorfarm_core::mirrors::UpdateOutcome;
-use mirrorfarm_core::nodes::{JobReport, LeasedJob, Outcome};
+use mirrorfarm_core::nodes::{JobReport, LeaseRequest, LeasedJob, Outcome};
 use mirrorfarm_core::queue::JobReason;
 use mirrorfarm_core::urls::scrub_text;
 use tracing::{error, info, warn};
@@ -97,12 +97,19 @@ pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<Ato
 
 fn work(worker: usize, edge: &EdgeClient, settings: &NodeSettings, shutdown: &AtomicBool, locks: &RepoLocks) {
     let mut idle = settings.poll;
+    // Each result asks for the next job, so a busy worker makes one request per job.
+    let ask = LeaseRequest { lease_seconds: Some(settings.lease_seconds), repository_id: None, wait_seconds: None };
+    let mut next: Option<LeasedJob> = None;
     while !shutdown.load(Ordering::SeqCst) {
+        if let Some(job) = next.take() {
+            next = handle(worker, edge, settings, shutdown, locks, &job, Some(&ask)).1;
+            continue;
+        }
         let asked = std::time::Instant::now();
         match edge.lease(settings.lease_seconds, None, LONG_POLL_SECS) {
             Ok(Some(job)) => {
                 idle = settings.poll;
-                handle(worker, edge, settings, shutdown, locks, &job);
+                next = handle(worker, edge, settings, shutdown, locks, &job, Some(&ask)).1;
             }
             // An edge that waited the slice out is asked again at once (a pause would be a window
             // in which a queued job waits); one that answered at once (no long polls) is polled.
@@ -113,6 +120,13 @@ fn work(worker: usize, edge: &EdgeClient, settings: &NodeSettings, shutdown: &At
                 idle = (idle * 2).min(Duration::from_secs(30));
                 sleep_unless(shutdown, idle);
             }
+        }
+    }
+    // Stopping with a job leased along with the last result: it goes back unstarted.
+    if let Some(job) = next {
+        match edge.release(&job) {
+            Ok(()) => info!(job = job.id, "released on shutdown"),
+            Err(e) => warn!(job = job.id, error = %e, "release failed; the lease will expire"),
         }
     }
 }
@@ -127,8 +141,8 @@ fn sleep_unless(shutdown: &AtomicBool, total: Duration) {
 }
 
 /// Works one leased job to its end: keeps the lease alive, runs it, reports the outcome (or
-/// gives the job back on shutdown). Returns the reported outcome; `None` if the job was given
-/// back or its lease lost.
+/// gives the job back on shutdown). Returns the reported outcome (`None` if the job was given
+/// back or its lease lost) and, when the report asked for it with `next`, the next job.
 pub(crate) fn handle(
     worker: usize,
     edge: &EdgeClient,
@@ -136,7 +150,8 @@ pub(crate) fn handle(
     shutdown: &AtomicBool,
     locks: &RepoLocks,
     job: &LeasedJob,
-) -> Option<UpdateOutcome> {
+    next: Option<&LeaseRequest>,
+) -> (Option<UpdateOutcome>, Option<LeasedJob>) {
     let target = match (&job.repository, &job.discovery) {
         (Some(r), _) => format!("{}/{}", r.project_key, r.slug),
         (None, Some(d)) => format!("upstream {}", d.upstream_id),
@@ -175,18 +190,19 @@ pub(crate) fn handle(
         outcome
     });
     match outcome {
-        Err(PushError::Cancelled) if lost.load(Ordering::SeqCst) => None,
+        Err(PushError::Cancelled) if lost.load(Ordering::SeqCst) => (None, None),
         Err(PushError::Cancelled) => {
             match edge.release(job) {
                 Ok(()) => info!(job = job.id, "released on shutdown"),
                 Err(e) => warn!(job = job.id, error = %e, "release failed; the lease will expire"),
             }
-            None
+            (None, None)
         }
         result => {
             let finished = result.unwrap_or_else(|e| Finished::error(e.to_string()));
-            report(edge, settings, job, &finished);
-            Some(finished.outcome)
+            let next = next.filter(|_| !shutdown.load(Ordering::SeqCst));
+            let leased = report(edge, settings, job, &finished, next);
+            (Some(finished.outcome), leased)
         }
     }
 }
@@ -278,6 +294,14 @@ fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> boo
         let pulled = push::pull(&local, &upstream, pull_rules, &repository.default_branch)?;
         let outcome = pulled.plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged);
         let content_hash = Some(content_hash(&pulled.refs));
+        // This copy may serve clones: a large one gets a bitmap once.
+        if !pulled.plan.updates.is_empty() {
+            match local.ensure_bitmap() {
+                Ok(true) => info!(job = job.id, "bitmap written"),
+                Ok(false) => {}
+                Err(e) => warn!(job = job.id, error = %e, "could not write a bitmap"),
+            }
+        }
         return Ok(Finished { content_hash, ..Finished::of(outcome, Some(pulled.fingerprint)) });
     };
     let target = Remote::parse(&mirror.url)?;
@@ -355,8 +379,15 @@ fn prune_copies(edge: &EdgeClient, settings: &NodeSettings, locks: &RepoLocks) {
 
 /// Reports an outcome, retrying while the edge is unreachable (results are idempotent), then
 /// deletes the copies of repositories the edge says it removed.
-fn report(edge: &EdgeClient, settings: &NodeSettings, job: &LeasedJob, finished: &Finished) {
+fn report(
+    edge: &EdgeClient,
+    settings: &NodeSettings,
+    job: &LeasedJob,
+    finished: &Finished,
+    next: Option<&LeaseRequest>,
+) -> Option<LeasedJob> {
     let mut report = JobReport::new(&job.lease_id, &finished.outcome, finished.fingerprint.clone());
+    report.next = next.cloned();
     report.content_hash.clone_from(&finished.content_hash);
     report.discovered.clone_from(&finished.discovered);
     if let Some(fork) = &finished.fork {
@@ -375,13 +406,17 @@ fn report(edge: &EdgeClient, settings: &NodeSettings, job: &LeasedJob, finished:
                 } else {
                     warn!(job = job.id, outcome = kind, message = %report.message, "reported");
                 }
+                let (removed, next) = recorded.map_or((Vec::new(), None), |r| (r.removed_repositories, r.next));
                 // Recorded at the edge first: a copy is deleted only once the farm no longer holds it.
-                for id in recorded.map(|r| r.removed_repositories).unwrap_or_default() {
+                for id in removed {
                     remove_copy(settings, id);
                 }
-                return;
+                return next;
             }
-            Err(e @ EdgeError::Status { .. }) => return error!(job = job.id, error = %e, "result refused"),
+            Err(e @ EdgeError::Status { .. }) => {
+                error!(job = job.id, error = %e, "result refused");
+                return None;
+            }
             Err(e) => {
                 warn!(job = job.id, attempt, error = %e, "report failed; retrying");
                 thread::sleep(Duration::from_secs(u64::from(attempt)));
@@ -389,4 +424,5 @@ fn report(edge: &EdgeClient, settings: &NodeSettings, job: &LeasedJob, finished:
         }
     }
     error!(job = job.id, "could not report; the lease will expire and the job run again");
+    None
 }

@@ -329,7 +329,38 @@ impl Git {
     }
 }
 
+/// A copy whose packs index more objects than this is worth a reachability bitmap: clones served
+/// from it then skip walking its history (a 10,000-commit clone took 1.7× git daemon's time
+/// without one). Small copies are served fast without, and are not repacked.
+const BITMAP_OBJECTS: u64 = 5_000;
+
 impl Git {
+    /// Writes a reachability bitmap (`git repack -a -d -b`) if the copy's packs hold more than
+    /// [`BITMAP_OBJECTS`] objects and none of them has one yet; counted from the `.idx` sizes,
+    /// so a copy that needs nothing costs one directory listing. Returns whether it repacked.
+    pub(crate) fn ensure_bitmap(&self) -> Result<bool, GitError> {
+        let Some(pack_dir) = self.dir().map(|d| d.join("objects").join("pack")) else { return Ok(false) };
+        let Ok(entries) = std::fs::read_dir(&pack_dir) else { return Ok(false) };
+        let mut objects = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".bitmap") {
+                return Ok(false);
+            }
+            if name.ends_with(".idx") {
+                // A v2 index: 8 header and 1,024 fanout bytes, 28 per object, 40 of checksums.
+                let size = entry.metadata().map_or(0, |m| m.len());
+                objects += size.saturating_sub(1072) / 28;
+            }
+        }
+        if objects <= BITMAP_OBJECTS {
+            return Ok(false);
+        }
+        self.run(None, &["repack", "-a", "-d", "-b", "-q"])?;
+        Ok(true)
+    }
+
     /// Which of `oids` this repository lacks (`cat-file --batch-check`).
     pub(crate) fn missing(&self, oids: &[ObjectId]) -> Result<Vec<ObjectId>, GitError> {
         if oids.is_empty() {

@@ -38,7 +38,7 @@ pub(crate) fn sync(
         spinner.set_style(style("{spinner} {msg} {elapsed}"));
         spinner.set_message(what.clone());
         spinner.enable_steady_tick(Duration::from_millis(120));
-        let outcome = handle(0, edge, settings, shutdown, &locks, &job);
+        let (outcome, _) = handle(0, edge, settings, shutdown, &locks, &job, None);
         let line = match &outcome {
             // Success: the target now matches (whether or not any ref had to move).
             Some(UpdateOutcome::Pushed) => format!("✓ {what}: in sync"),

@@ -242,12 +242,19 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         let (nodes, _) = self.store.list_nodes(0, 1000).await?;
         let nodes: Vec<ClusterNode> = nodes
             .iter()
-            .map(|n| ClusterNode {
-                id: n.id.to_string(),
-                name: n.name.clone(),
-                address: NodeAddress { address: n.name.clone(), host_name: n.name.clone(), port: 0 },
-                local: false,
-                build_version: env!("CARGO_PKG_VERSION").into(),
+            .map(|n| {
+                // Where it serves clones (its heartbeat says); a node that serves none: its name, port 0.
+                let served = n.clone_url.as_deref().and_then(|u| GitUrl::parse(u).ok());
+                let host = served.as_ref().map_or_else(|| n.name.clone(), |u| u.host().to_owned());
+                let port =
+                    served.as_ref().map_or(0, |u| u.port().unwrap_or(if u.scheme() == "https" { 443 } else { 80 }));
+                ClusterNode {
+                    id: n.id.to_string(),
+                    name: n.name.clone(),
+                    address: NodeAddress { address: host.clone(), host_name: host, port },
+                    local: false,
+                    build_version: env!("CARGO_PKG_VERSION").into(),
+                }
             })
             .collect();
         Ok(ApiResponse::json(200, &nodes))

@@ -237,27 +237,44 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         let wait_ms = i64::try_from(asked.wait_seconds.unwrap_or(0)).unwrap_or(i64::MAX).saturating_mul(1000);
         let until = self.now.plus_millis(wait_ms.min(MAX_LEASE_WAIT_MS));
         let mut look = self.at(self.clock());
+        // The queue's generation is read only once a look found nothing (a busy node's lease
+        // costs no signal), and the look is then repeated: a job queued before the read is found
+        // by that look, one queued after it wakes the wait.
+        let mut seen: Option<u64> = None;
         loop {
-            // The generation first: a job queued after it wakes the wait below at once.
-            let seen = self.signals.generation(Topic::Queue).await;
             let answer = look.lease_once(call, &asked).await;
             if look.queued.get() {
                 self.mark_queued();
             }
-            let (answer, next_due) = answer?;
+            let (leased, next_due) = answer?;
+            if let Some(job) = leased {
+                return Ok(ApiResponse::json(200, &job));
+            }
+            let answer = ApiResponse::empty(204);
+            if until <= look.now {
+                return Ok(answer);
+            }
+            let Some(generation) = seen else {
+                match self.signals.generation(Topic::Queue).await {
+                    Some(g) => seen = Some(g),
+                    None => return Ok(answer),
+                }
+                look = self.at(self.clock());
+                continue;
+            };
             // Until the wait is over, or a retry or lease deadline makes a job due by itself.
             let wake = next_due.map_or(until.millis(), |due| due.min(until.millis()));
             let remaining = wake - look.now.millis();
-            let Some(seen) = seen.filter(|_| answer.status == 204 && until > look.now) else { return Ok(answer) };
-            if self.signals.wait(Topic::Queue, seen, remaining.max(1)).await.is_none() {
-                return Ok(answer);
+            match self.signals.wait(Topic::Queue, generation, remaining.max(1)).await {
+                Some(g) => seen = Some(g),
+                None => return Ok(answer),
             }
             look = self.at(self.clock());
         }
     }
 
     /// One look for work (see [`Self::lease_job`]), and when a job next becomes due by itself.
-    async fn lease_once(&self, call: &Call<'_>, asked: &LeaseRequest) -> Result<(ApiResponse, Option<i64>)> {
+    async fn lease_once(&self, call: &Call<'_>, asked: &LeaseRequest) -> Result<(Option<LeasedJob>, Option<i64>)> {
         let node = Self::node(call)?;
         let lease_ms = Self::lease_ms(asked.lease_seconds);
         // `sync <repo>` on a node works through one repository's jobs only.
@@ -275,11 +292,11 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             self.return_expired(&poll.expired).await?;
             let Some(job) = poll.leased else {
                 if poll.expired.is_empty() {
-                    return Ok((ApiResponse::empty(204), poll.next_due));
+                    return Ok((None, poll.next_due));
                 }
                 continue;
             };
-            let context = self.store.job_context(job.id).await?;
+            let context = self.store.job_context_of(job.id, Some(job.kind)).await?;
             // Discoveries and fork syncs are not a mirror's update: their leases carry their own part.
             let own = match job.kind {
                 JobKind::Discover => {
@@ -289,7 +306,7 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
                 JobKind::PullMirror | JobKind::PushMirror => None,
             };
             match own {
-                Some(Some(body)) => return Ok((ApiResponse::json(200, &body), None)),
+                Some(Some(body)) => return Ok((Some(body), None)),
                 Some(None) => {
                     self.store.finish_job(job.id, &lease_id, JobCompletion::Done, None, self.now, None, None).await?;
                     continue;
@@ -308,9 +325,9 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
                 self.store.record_update(tracked.saved(), Some((job.id, &lease_id))).await?;
             }
             let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &context, &tracked).await?;
-            return Ok((ApiResponse::json(200, &body), None));
+            return Ok((Some(body), None));
         }
-        Ok((ApiResponse::empty(204), None))
+        Ok((None, None))
     }
 
     async fn leased_job(
@@ -526,7 +543,7 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             let update_status = tracked.as_mut().map(|t| t.update().status);
             return Ok(ApiResponse::json(
                 200,
-                &ResultRecorded { job, update_status, removed_repositories: Vec::new() },
+                &ResultRecorded { job, update_status, removed_repositories: Vec::new(), next: None },
             ));
         }
         let (completion, tracked) = self.conclude(&job, tracked, &outcome);
@@ -580,18 +597,40 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             (Some(u), _) => Some(DiscoveryOutcome::Failed(&u.id, message.as_str())),
             (None, _) => None,
         };
+        let reported_discovery = discovery.as_ref().map(|d| matches!(d, DiscoveryOutcome::Listed(_)));
         let reported = Reported { outcome: report.outcome.as_str(), message: &message, fork, sync_record, discovery };
         let after = self
             .store
             .finish_job(job.id, &report.lease_id, completion, Some(reported), self.now, saved, fingerprint)
             .await?;
         let (job, removed_repositories) = after.ok_or_else(lease_lost)?;
-        // Requests waiting for this job read it now; a pull may have queued pushes and fork syncs,
-        // and a retry puts the job back.
-        self.signals.notify(Topic::Results).await;
-        self.mark_queued();
+        // Requests wait for fork syncs only (`wait_for_job`): they read this one now.
+        if job.kind == JobKind::ForkSync {
+            self.signals.notify(Topic::Results).await;
+        }
+        // Nodes waiting for work look again if this result queued any: a retry, a pull that found
+        // new content (pushes and fork syncs follow), a discovery (first syncs). An unchanged
+        // poll queues nothing and wakes nobody.
+        let queued_more = job.state == JobState::Queued
+            || (pulled && report.fingerprint.is_some())
+            || matches!(reported_discovery, Some(true));
+        if queued_more {
+            self.mark_queued();
+        }
         let update_status = tracked.map(|mut t| t.update().status);
-        Ok(ApiResponse::json(200, &ResultRecorded { job, update_status, removed_repositories }))
+        // A node that asks for its next job with its result saves a request per job.
+        let next = match &report.next {
+            Some(asked) => {
+                let look = self.at(self.clock());
+                let leased = look.lease_once(call, asked).await?.0;
+                if look.queued.get() {
+                    self.mark_queued();
+                }
+                leased
+            }
+            None => None,
+        };
+        Ok(ApiResponse::json(200, &ResultRecorded { job, update_status, removed_repositories, next }))
     }
 
     /// A node gives a job back unfinished: two round trips.

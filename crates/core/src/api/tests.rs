@@ -1203,9 +1203,13 @@ mod farm {
     }
 
     fn report(w: &World, token: &str, job: &Reply, body: Value) -> Reply {
+        report_job(w, token, &job.body, body)
+    }
+
+    fn report_job(w: &World, token: &str, job: &Value, body: Value) -> Reply {
         let mut body = body;
-        body["leaseId"] = job.body["leaseId"].clone();
-        w.as_token(token, "POST", &format!("{NODE}/jobs/{}/result", job.body["id"]), Some(body))
+        body["leaseId"] = job["leaseId"].clone();
+        w.as_token(token, "POST", &format!("{NODE}/jobs/{}/result", job["id"]), Some(body))
     }
 
     #[test]
@@ -1303,9 +1307,15 @@ mod farm {
             "https://x-token-auth:up-s3cret-token@bb.example/scm/p1/repo-10.git"
         );
         let hash = "ab".repeat(32);
-        let synced =
-            report(&w, &node, &pull, json!({"outcome": "pushed", "contentHash": hash, "fingerprint": "f".repeat(64)}));
+        // The result asks for the next job and gets it in the same answer.
+        let reported = json!({"outcome": "pushed", "contentHash": hash, "fingerprint": "f".repeat(64), "next": {}});
+        let synced = report(&w, &node, &pull, reported);
         assert_eq!(synced.status, 200, "{}", synced.raw);
+        let next = synced.body["next"].clone();
+        assert_eq!(
+            (next["kind"].as_str(), next["repository"]["slug"].as_str()),
+            (Some("PULL_MIRROR"), Some("repo-11"))
+        );
         let one =
             w.as_admin("GET", "/rest/mirroring/latest/supportInfo/projects/P1/repos/repo-10/repoSyncStatus", None);
         assert_eq!(one.body["hashes"]["content"], hash.as_str(), "{}", one.raw);
@@ -1316,8 +1326,9 @@ mod farm {
         assert_eq!(mirrored.body["pushUrls"][0]["href"], "https://bb.example/scm/p1/repo-10.git");
         assert!(!mirrored.raw.contains("s3cret"));
         assert_eq!(w.as_admin("GET", &format!("{UP}/{id}/repos/20"), None).body["status"], "NOT_MIRRORED");
-        let failed = lease(&w, &node);
-        report(&w, &node, &failed, json!({"outcome": "error", "message": "upstream unreachable"}));
+        let failed =
+            report_job(&w, &node, &next, json!({"outcome": "error", "message": "upstream unreachable", "next": {}}));
+        assert_eq!(failed.body["next"], Value::Null, "{}", failed.raw);
         let other =
             w.as_admin("GET", "/rest/mirroring/latest/supportInfo/projects/P1/repos/repo-11/repoSyncStatus", None);
         assert_eq!(other.body["failedSyncCount"], 1);
