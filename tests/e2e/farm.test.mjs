@@ -235,7 +235,12 @@ test("a farm node serves clones with identical refs, and refuses callers without
   const clone = path.join(dir, "clone-alpha");
   await run("git", ["clone", "-q", "--mirror", withToken, clone], { env: gitEnv });
   assert.equal(await contentHash(clone), await contentHash(served("alpha")), "a clone from the node has the upstream's refs");
-  await run("git", ["-c", "protocol.version=2", "ls-remote", withToken], { env: gitEnv });
+  // Every protocol version lists the same refs.
+  const listings = [];
+  for (const v of ["0", "1", "2"]) listings.push((await run("git", ["-c", `protocol.version=${v}`, "ls-remote", "--heads", "--tags", withToken], { env: gitEnv })).stdout);
+  assert.equal(listings[0], listings[2]);
+  assert.equal(listings[1], listings[2]);
+  assert.match(listings[2], /refs\/heads\/main/);
   const anonymous = await fetch(`${href}/info/refs?service=git-upload-pack`);
   assert.equal(anonymous.status, 401);
   assert.match(anonymous.headers.get("www-authenticate") ?? "", /Basic/);

@@ -133,7 +133,15 @@ impl Server {
         if !self.repos.join(&dir).join("HEAD").exists() {
             return text(StatusCode::NOT_FOUND, "This node holds no copy of that repository.");
         }
-        match self.backend(req, &format!("/{dir}{service}"), &query).await {
+        // Plain requests go straight to upload-pack (one process less than through http-backend);
+        // gzip-encoded ones, which git sends for large negotiations, go through http-backend.
+        let gzip = req.headers().get("content-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let served = if gzip {
+            self.backend(req, &format!("/{dir}{service}"), &query).await
+        } else {
+            self.upload_pack(req, &dir, service).await
+        };
+        match served {
             Ok(r) => r,
             Err(e) => {
                 warn!(error = %e, "git http-backend failed");
@@ -171,6 +179,48 @@ impl Server {
             }
             Err(_) => Err(text(StatusCode::INTERNAL_SERVER_ERROR, "The access check did not finish.")),
         }
+    }
+
+    /// Runs `git upload-pack --stateless-rpc` for one request (its ref advertisement for
+    /// `info/refs`) and streams its answer, as smart HTTP frames it.
+    async fn upload_pack(&self, req: Request<Incoming>, dir: &str, service: &str) -> std::io::Result<Response<Body>> {
+        let protocol = req.headers().get("git-protocol").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let advertise = service == "/info/refs";
+        let body = http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+            .collect()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .to_bytes();
+        let mut command = tokio::process::Command::new("git");
+        command.arg("upload-pack").arg("--stateless-rpc");
+        if advertise {
+            command.arg("--advertise-refs");
+        }
+        let mut child = command
+            .arg(self.repos.join(dir))
+            .env("GIT_PROTOCOL", &protocol)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&body).await;
+        });
+        // Protocol v0 and v1 advertisements open with the service line; v2 starts with its capabilities.
+        let first = if advertise && !protocol.contains("version=2") {
+            Bytes::from_static(b"001e# service=git-upload-pack\n0000")
+        } else {
+            Bytes::new()
+        };
+        let kind = if advertise { "advertisement" } else { "result" };
+        Response::builder()
+            .header("content-type", format!("application/x-git-upload-pack-{kind}"))
+            .header("cache-control", "no-cache")
+            .body(stream(first, stdout, child, vec![0u8; 64 * 1024]))
+            .map_err(std::io::Error::other)
     }
 
     /// Runs `git http-backend` (CGI) for one request and streams its answer.
@@ -233,21 +283,26 @@ impl Server {
                 response = response.header(name.trim(), value.trim());
             }
         }
-        let stream = futures_util::stream::unfold(
-            (Some(rest), stdout, child, chunk),
-            |(first, mut out, child, mut buf)| async move {
-                if let Some(first) = first.filter(|b| !b.is_empty()) {
-                    return Some((Ok(Frame::data(first)), (None, out, child, buf)));
-                }
-                match out.read(&mut buf).await {
-                    Ok(0) => None,
-                    Ok(n) => Some((Ok(Frame::data(Bytes::copy_from_slice(&buf[..n]))), (None, out, child, buf))),
-                    Err(e) => Some((Err(e), (None, out, child, buf))),
-                }
-            },
-        );
-        response.body(BodyExt::boxed(StreamBody::new(stream))).map_err(std::io::Error::other)
+        response.body(stream(rest, stdout, child, chunk)).map_err(std::io::Error::other)
     }
+}
+
+/// A response body: `first`, then the child's output as it comes (the child lives as long as it).
+fn stream(first: Bytes, stdout: tokio::process::ChildStdout, child: tokio::process::Child, buf: Vec<u8>) -> Body {
+    let frames = futures_util::stream::unfold(
+        (Some(first), stdout, child, buf),
+        |(first, mut out, child, mut buf)| async move {
+            if let Some(first) = first.filter(|b| !b.is_empty()) {
+                return Some((Ok(Frame::data(first)), (None, out, child, buf)));
+            }
+            match out.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => Some((Ok(Frame::data(Bytes::copy_from_slice(&buf[..n]))), (None, out, child, buf))),
+                Err(e) => Some((Err(e), (None, out, child, buf))),
+            }
+        },
+    );
+    BodyExt::boxed(StreamBody::new(frames))
 }
 
 #[cfg(test)]

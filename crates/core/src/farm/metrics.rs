@@ -27,8 +27,11 @@ fn label(text: &str) -> String {
     text.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
 }
 
+/// Seconds with three decimals, from whole milliseconds (no float formatting: it would cost the
+/// Worker's wasm its float-printing code).
 fn seconds(now: Timestamp, then: Timestamp) -> String {
-    format!("{:.3}", (now.millis() - then.millis()).max(0) as f64 / 1000.0)
+    let ms = (now.millis() - then.millis()).max(0);
+    format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
 /// The exposition text. Every family is present (with no samples when there is nothing to count).
