@@ -37,14 +37,21 @@ function client_(worker) {
 }
 let callA, callB;
 
-/** A served repository with a commit on main, a second branch and an annotated tag. */
+/** A served repository with a commit on main, a second branch and an annotated tag; `alpha` also
+ * has 40 more branches, so a clone's wants pass 1 KB and git sends them gzip-encoded. */
 function makeRepo(name) {
   execFileSync("git", ["init", "-q", "--bare", "-b", "main", served(name)], { env: gitEnv });
   execFileSync("git", ["clone", "-q", served(name), work(name)], { env: gitEnv });
   commit(name, `first of ${name}`);
   git(work(name), "branch", "dev");
   git(work(name), "tag", "-a", "v1", "-m", "release 1");
-  git(work(name), "push", "-q", "origin", "main", "dev", "v1");
+  const more = name === "alpha" ? Array.from({ length: 40 }, (_, i) => `topic-${i}`) : [];
+  for (const b of more) {
+    git(work(name), "checkout", "-q", "-b", b, "main");
+    git(work(name), "commit", "-q", "--allow-empty", "-m", b);
+  }
+  git(work(name), "checkout", "-q", "main");
+  git(work(name), "push", "-q", "origin", "main", "dev", "v1", ...more);
 }
 
 function commit(name, text) {
@@ -72,7 +79,7 @@ function startNode(worker, token, name, extraEnv = {}) {
   const child = spawn(
     RUNNER,
     ["run", "--edge-url", worker.url, "--data-dir", path.join(dir, name), "--poll-ms", "200", "--lease-seconds", "10", "--concurrency", "2", "--serve", "127.0.0.1:0"],
-    { env: { ...process.env, MIRRORFARM_NODE_TOKEN: token, MIRRORFARM_LOG: "info", NO_COLOR: "1", ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] },
+    { env: { ...process.env, MIRRORFARM_NODE_TOKEN: token, MIRRORFARM_LOG: "info,mirrorfarm_runner::serve=debug", NO_COLOR: "1", ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] },
   );
   child.stdout.on("data", (d) => (logs[name] += d));
   child.stderr.on("data", (d) => (logs[name] += d));
@@ -235,6 +242,7 @@ test("a farm node serves clones with identical refs, and refuses callers without
   const clone = path.join(dir, "clone-alpha");
   await run("git", ["clone", "-q", "--mirror", withToken, clone], { env: gitEnv });
   assert.equal(await contentHash(clone), await contentHash(served("alpha")), "a clone from the node has the upstream's refs");
+  assert.match(logs.nodeB, /gzip-encoded request: through http-backend/, "43 wants: git sent them gzip-encoded");
   // Every protocol version lists the same refs.
   const listings = [];
   for (const v of ["0", "1", "2"]) listings.push((await run("git", ["-c", `protocol.version=${v}`, "ls-remote", "--heads", "--tags", withToken], { env: gitEnv })).stdout);

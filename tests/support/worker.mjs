@@ -31,10 +31,42 @@ export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, poll
   const adminToken = bootstrapAdmin({ persistTo: stateDir, token: `mfp_e2e_${randomBytes(16).toString("hex")}` });
   // Bulk fixtures go straight into the database before the Worker holds it.
   if (seedSql) d1(seedSql, { persistTo: stateDir });
+  const sealKey = randomBytes(32).toString("hex");
+  // A free port can be taken between being found and being bound (another Worker's runtime binds
+  // ports of its own): then it starts again on others.
+  let started;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      started = await launch({ stateDir, sealKey, allowedHosts, retryBaseMs, pollIntervalMs, corsOrigins, syncWaitMs });
+      break;
+    } catch (e) {
+      if (attempt >= 3 || !/Address already in use/.test(String(e.message))) throw e;
+    }
+  }
+  const { child, url, port } = started;
+  const output = () => started.output();
+  return {
+    url,
+    adminToken,
+    stateDir,
+    sealKey,
+    logs: output,
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
+      mkdirSync(OUTPUT, { recursive: true });
+      writeFileSync(path.join(OUTPUT, `worker-${port}.log`), output());
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Starts `wrangler dev` on free ports and waits until it answers; throws with its output if it
+ * exits or does not answer within 60 s. */
+async function launch({ stateDir, sealKey, allowedHosts, retryBaseMs, pollIntervalMs, corsOrigins, syncWaitMs }) {
   const port = await freePort();
   // Its own inspector port too, so a running `npm start` (or another suite) does not collide.
   const inspectorPort = await freePort();
-  const sealKey = randomBytes(32).toString("hex");
   const child = spawn(
     path.join(ROOT, "node_modules/.bin/wrangler"),
     [
@@ -69,20 +101,7 @@ export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, poll
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return {
-    url,
-    adminToken,
-    stateDir,
-    sealKey,
-    logs: () => output,
-    async stop() {
-      child.kill("SIGTERM");
-      await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
-      mkdirSync(OUTPUT, { recursive: true });
-      writeFileSync(path.join(OUTPUT, `worker-${port}.log`), output);
-      rmSync(stateDir, { recursive: true, force: true });
-    },
-  };
+  return { child, url, port, output: () => output };
 }
 
 /** The D1 round trips a response's `Server-Timing` header reports (throws if it has none). */

@@ -137,6 +137,7 @@ impl Server {
         // gzip-encoded ones, which git sends for large negotiations, go through http-backend.
         let gzip = req.headers().get("content-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
         let served = if gzip {
+            tracing::debug!(path = %path, "gzip-encoded request: through http-backend");
             self.backend(req, &format!("/{dir}{service}"), &query).await
         } else {
             self.upload_pack(req, &dir, service).await
@@ -186,29 +187,14 @@ impl Server {
     async fn upload_pack(&self, req: Request<Incoming>, dir: &str, service: &str) -> std::io::Result<Response<Body>> {
         let protocol = req.headers().get("git-protocol").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let advertise = service == "/info/refs";
-        let body = http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BYTES)
-            .collect()
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?
-            .to_bytes();
+        let body = read_body(req).await?;
         let mut command = tokio::process::Command::new("git");
         command.arg("upload-pack").arg("--stateless-rpc");
         if advertise {
             command.arg("--advertise-refs");
         }
-        let mut child = command
-            .arg(self.repos.join(dir))
-            .env("GIT_PROTOCOL", &protocol)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
-        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&body).await;
-        });
+        command.arg(self.repos.join(dir)).env("GIT_PROTOCOL", &protocol);
+        let (child, stdout) = run_fed(&mut command, body)?;
         // Protocol v0 and v1 advertisements open with the service line; v2 starts with its capabilities.
         let first = if advertise && !protocol.contains("version=2") {
             Bytes::from_static(b"001e# service=git-upload-pack\n0000")
@@ -229,12 +215,9 @@ impl Server {
         let (content_type, encoding, protocol) =
             (header("content-type"), header("content-encoding"), header("git-protocol"));
         let method = req.method().as_str().to_owned();
-        let body = http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BYTES)
-            .collect()
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?
-            .to_bytes();
-        let mut child = tokio::process::Command::new("git")
+        let body = read_body(req).await?;
+        let mut command = tokio::process::Command::new("git");
+        command
             .arg("http-backend")
             .env("GIT_PROJECT_ROOT", &self.repos)
             .env("GIT_HTTP_EXPORT_ALL", "1")
@@ -248,17 +231,8 @@ impl Server {
             .env("CONTENT_TYPE", content_type)
             .env("CONTENT_LENGTH", body.len().to_string())
             .env("HTTP_CONTENT_ENCODING", encoding)
-            .env("GIT_PROTOCOL", protocol)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
-        let mut stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&body).await;
-        });
+            .env("GIT_PROTOCOL", protocol);
+        let (child, mut stdout) = run_fed(&mut command, body)?;
         // CGI headers first, then the body as it comes.
         let mut head = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
@@ -285,6 +259,32 @@ impl Server {
         }
         response.body(stream(rest, stdout, child, chunk)).map_err(std::io::Error::other)
     }
+}
+
+/// A request's body, up to [`MAX_REQUEST_BYTES`].
+async fn read_body(req: Request<Incoming>) -> std::io::Result<Bytes> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BYTES);
+    Ok(limited.collect().await.map_err(|e| std::io::Error::other(e.to_string()))?.to_bytes())
+}
+
+/// Starts `command` with `body` fed to its stdin (from a task of its own, so a large answer
+/// cannot block the feeding) and its stdout to read.
+fn run_fed(
+    command: &mut tokio::process::Command,
+    body: Bytes,
+) -> std::io::Result<(tokio::process::Child, tokio::process::ChildStdout)> {
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
+    let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+    tokio::spawn(async move {
+        let _ = stdin.write_all(&body).await;
+    });
+    Ok((child, stdout))
 }
 
 /// A response body: `first`, then the child's output as it comes (the child lives as long as it).

@@ -347,17 +347,10 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             ),
         };
         Ok(LeasedJob {
-            id: job.id,
-            lease_id: lease_id.to_owned(),
-            lease_deadline: deadline,
-            attempt: job.attempt,
-            reason: job.reason,
-            kind: job.kind,
             repository: Some(self.leased_repository(repo, pull, context.upstream_fingerprint.clone()).await?),
             remote_mirror,
-            fork: None,
-            discovery: None,
             recreate: context.recreate,
+            ..lease_of(job, lease_id, deadline)
         })
     }
 
@@ -376,15 +369,6 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             None => None,
         };
         Ok(Some(LeasedJob {
-            id: job.id,
-            lease_id: lease_id.to_owned(),
-            lease_deadline: deadline,
-            attempt: job.attempt,
-            reason: job.reason,
-            kind: job.kind,
-            repository: None,
-            remote_mirror: None,
-            fork: None,
             discovery: Some(LeasedDiscovery {
                 upstream_id: upstream.id.clone(),
                 kind: upstream.kind,
@@ -393,7 +377,7 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
                 mode: upstream.settings.mode,
                 project_ids: upstream.settings.project_ids.clone(),
             }),
-            recreate: false,
+            ..lease_of(job, lease_id, deadline)
         }))
     }
 
@@ -428,21 +412,13 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         let origin_pull = context.origin_pull.clone().unwrap_or_else(|| PullMirror::implicit(origin.id, self.now));
         let fork_pull = PullMirror::implicit(repo.id, self.now);
         Ok(Some(LeasedJob {
-            id: job.id,
-            lease_id: lease_id.to_owned(),
-            lease_deadline: deadline,
-            attempt: job.attempt,
-            reason: job.reason,
-            kind: job.kind,
             repository: Some(self.leased_repository(repo, fork_pull, None).await?),
-            remote_mirror: None,
-            discovery: None,
-            recreate: false,
             fork: Some(LeasedFork {
                 url: self.unsealed(&fork.url).await?,
                 origin: self.leased_repository(origin, origin_pull, context.origin_fingerprint.clone()).await?,
                 action,
             }),
+            ..lease_of(job, lease_id, deadline)
         }))
     }
 
@@ -653,6 +629,23 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         after.ok_or_else(lease_lost)?;
         self.mark_queued();
         Ok(ApiResponse::empty(204))
+    }
+}
+
+/// A lease of `job` as a node gets it, with none of the parts its kind adds.
+fn lease_of(job: &Job, lease_id: &str, deadline: i64) -> LeasedJob {
+    LeasedJob {
+        id: job.id,
+        lease_id: lease_id.to_owned(),
+        lease_deadline: deadline,
+        attempt: job.attempt,
+        reason: job.reason,
+        kind: job.kind,
+        repository: None,
+        remote_mirror: None,
+        fork: None,
+        discovery: None,
+        recreate: false,
     }
 }
 
