@@ -141,6 +141,7 @@ function progressIs(want) {
 }
 
 let projectIds = {};
+let nodeTokenB;
 let idsInA = {};
 
 before(async () => {
@@ -155,6 +156,7 @@ before(async () => {
   callB = client_(b);
   const tokenA = (await callA("POST", "/rest/mirrorfarm/1.0/nodes", { json: { name: "node-a" } })).body.token;
   const tokenB = (await callB("POST", "/rest/mirrorfarm/1.0/nodes", { json: { name: "node-b" } })).body.token;
+  nodeTokenB = tokenB;
   nodeA = startNode(a, tokenA, "nodeA");
   nodeB = startNode(b, tokenB, "nodeB", { MIRRORFARM_DISCOVERY_PAGE: "2" });
   projectIds.one = await projectInA("ONE", "Project one", ["alpha", "beta", "gamma"]);
@@ -256,6 +258,31 @@ test("a farm node serves clones with identical refs, and refuses callers without
   assert.equal(wrong.status, 401);
   const push = await fetch(`${href}/info/refs?service=git-receive-pack`, { headers: { Authorization: `Basic ${Buffer.from(`x:${b.adminToken}`).toString("base64")}` } });
   assert.equal(push.status, 403, "read-only");
+});
+
+test("the node endpoints refuse bad input in Bitbucket's shape, and users may not call them", async () => {
+  const asNode = (method, url, json) => client(b.url)(method, url, { headers: { Authorization: `Bearer ${nodeTokenB}` }, json });
+  const badUrl = await asNode("POST", "/rest/mirrorfarm/1.0/nodes/heartbeat", { cloneUrl: "ftp://x-token-auth:s3cret@127.0.0.1/" });
+  assert.equal(badUrl.status, 400, badUrl.text);
+  assert.equal(badUrl.body.errors[0].context, "cloneUrl");
+  assert.ok(!badUrl.text.includes("s3cret"));
+  const notList = await asNode("POST", "/rest/mirrorfarm/1.0/nodes/copies", { repositoryIds: "all" });
+  assert.equal(notList.status, 400, notList.text);
+  const tooMany = await asNode("POST", "/rest/mirrorfarm/1.0/nodes/copies", { repositoryIds: Array.from({ length: 5_001 }, (_, i) => i + 1) });
+  assert.deepEqual([tooMany.status, tooMany.body.errors[0].context], [400, "repositoryIds"]);
+  const gone = await asNode("POST", "/rest/mirrorfarm/1.0/nodes/copies", { repositoryIds: [999999] });
+  assert.deepEqual(gone.body, { removedRepositories: [999999] });
+  const missing = await asNode("POST", "/rest/mirrorfarm/1.0/nodes/clone-access", { projectKey: "NOPE", slug: "nope", authorization: `Bearer ${b.adminToken}` });
+  assert.equal(missing.status, 404);
+  const noSlug = await asNode("POST", "/rest/mirrorfarm/1.0/nodes/clone-access", { projectKey: "ONE" });
+  assert.equal(noSlug.status, 400, noSlug.text);
+  const asUser = await callB("POST", "/rest/mirrorfarm/1.0/nodes/clone-access", { json: { projectKey: "ONE", slug: "alpha" } });
+  assert.equal(asUser.status, 401, "nodes only");
+  const badMode = await callB("PUT", `${UP}/${upstreamId}/settings`, { json: { mode: "SOME_PROJECTS" } });
+  assert.deepEqual([badMode.status, badMode.body.errors[0].context], [400, "mode"]);
+  const badProjects = await callB("POST", `${UP}/${upstreamId}/settings/projects`, { json: { not: "an array" } });
+  assert.deepEqual([badProjects.status, badProjects.body.errors[0].context], [400, "projectIds"]);
+  assert.equal((await callB("GET", `${UP}/00000000-0000-0000-0000-000000000000/progress`)).status, 404);
 });
 
 test("a new upstream commit gives a new content hash after a repair, and ?recreate=true clones afresh", async () => {

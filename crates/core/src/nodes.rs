@@ -297,9 +297,13 @@ pub struct CloneAccess {
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HeldCopies {
-    /// Repository ids (at most 10,000 per call).
+    /// Repository ids (at most [`HELD_COPIES_PER_CALL`]).
     pub repository_ids: Vec<i64>,
 }
+
+/// Most repository ids one [`HeldCopies`] call names: well inside the body limit even with long
+/// ids; a node with more copies asks in several calls.
+pub const HELD_COPIES_PER_CALL: usize = 5_000;
 
 /// The answer to [`HeldCopies`]: the copies to delete.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

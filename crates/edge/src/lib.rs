@@ -53,7 +53,7 @@ async fn api_request(req: &mut Request) -> Result<ApiRequest> {
     let (content_type, authorization, private_token) =
         (header("content-type"), header("authorization"), header("private-token"));
     // The core applies each route's own limit; nothing larger than the largest is ever read.
-    let too_large = declared_length.is_some_and(|n| n > mirrorfarm_core::api::MAX_WEBHOOK_BYTES as u64);
+    let too_large = declared_length.is_some_and(|n| n > mirrorfarm_core::api::LARGEST_BODY_BYTES as u64);
     let body = if too_large { Vec::new() } else { req.bytes().await.unwrap_or_default() };
     let headers = req.headers().entries().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     Ok(ApiRequest {

@@ -365,15 +365,17 @@ fn prune_copies(edge: &EdgeClient, settings: &NodeSettings, locks: &RepoLocks) {
     if held.is_empty() {
         return;
     }
-    match edge.gone_repositories(held) {
-        Ok(gone) => {
-            for id in gone {
-                let lock = locks.for_repo(id);
-                let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-                remove_copy(settings, id);
+    for chunk in held.chunks(mirrorfarm_core::nodes::HELD_COPIES_PER_CALL) {
+        match edge.gone_repositories(chunk.to_vec()) {
+            Ok(gone) => {
+                for id in gone {
+                    let lock = locks.for_repo(id);
+                    let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    remove_copy(settings, id);
+                }
             }
+            Err(e) => return warn!(error = %e, "could not check which copies are still wanted"),
         }
-        Err(e) => warn!(error = %e, "could not check which copies are still wanted"),
     }
 }
 

@@ -30,7 +30,9 @@ pub use request::{
     split_request_url,
 };
 pub use response::{ApiError, ApiResponse, Dialect};
-pub use routes::{Access, Handler, Input, Params, ROUTES, Resolution, Route, resolve};
+pub use routes::{
+    Access, Handler, Input, LARGEST_BODY_BYTES, MAX_REPORT_BYTES, Params, ROUTES, Resolution, Route, resolve,
+};
 pub use triggers::MAX_WEBHOOK_BYTES;
 
 use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level, constant_time_eq, token_lookup_key};

@@ -141,10 +141,10 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     pub(super) async fn held_copies(&self, call: &Call<'_>) -> Result<ApiResponse> {
         Self::node(call)?;
         let held: crate::nodes::HeldCopies = call.json()?;
-        if held.repository_ids.len() > 10_000 {
+        if held.repository_ids.len() > crate::nodes::HELD_COPIES_PER_CALL {
             return Err(ApiError::Field {
                 field: "repositoryIds".into(),
-                message: "At most 10,000 repository ids per call.".into(),
+                message: format!("At most {} repository ids per call.", crate::nodes::HELD_COPIES_PER_CALL),
             });
         }
         let removed_repositories = self.store.missing_repositories(&held.repository_ids).await?;

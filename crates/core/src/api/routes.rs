@@ -277,14 +277,24 @@ pub enum Input {
 }
 
 impl Input {
-    /// The largest body accepted: webhook deliveries list commits and may be larger.
+    /// The largest body accepted: webhook deliveries list commits, and a node's report of a
+    /// discovery lists every repository it found, so both may be larger.
     pub fn limit(self) -> usize {
         match self {
             Self::Webhook => super::MAX_WEBHOOK_BYTES,
+            Self::Report => MAX_REPORT_BYTES,
             _ => super::MAX_BODY_BYTES,
         }
     }
 }
+
+/// The largest node report: a discovery of about 7,000 repositories (some 300 bytes each), under
+/// the 2 MB D1 allows one bound value (the listing is bound as one JSON text).
+pub const MAX_REPORT_BYTES: usize = 2 * 1024 * 1024;
+
+/// The largest body any route accepts: a shell need read no more.
+pub const LARGEST_BODY_BYTES: usize =
+    if MAX_REPORT_BYTES > super::MAX_WEBHOOK_BYTES { MAX_REPORT_BYTES } else { super::MAX_WEBHOOK_BYTES };
 
 /// One route: what it matches, who may call it, what it reads, and what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

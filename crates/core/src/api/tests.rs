@@ -1369,6 +1369,25 @@ mod farm {
     }
 
     #[test]
+    fn a_discovery_report_may_list_more_than_an_ordinary_body_holds() {
+        let w = World::new();
+        let node = w.as_admin("POST", &format!("{NODE}/nodes"), Some(json!({"name": "node-1"})));
+        let node = node.body["token"].as_str().expect("token").to_owned();
+        w.as_admin(
+            "POST",
+            &format!("{NODE}/upstreamServers"),
+            Some(json!({"baseUrl": "https://bb.example", "type": "bitbucket"})),
+        );
+        let job = lease(&w, &node);
+        let listing: Vec<Value> = (0..400).map(|i| listed(1, 1000 + i)).collect();
+        let body = json!({"outcome": "pushed", "discovered": listing});
+        assert!(body.to_string().len() > MAX_BODY_BYTES, "larger than any other body may be");
+        let done = report(&w, &node, &job, body);
+        assert_eq!(done.status, 200, "{}", done.raw);
+        assert_eq!(w.as_admin("GET", "/rest/mirroring/latest/progress", None).body["totalRepos"], 400);
+    }
+
+    #[test]
     fn a_failed_listing_marks_the_upstream_unknown_and_removes_nothing() {
         let w = World::new();
         let node = w.as_admin("POST", &format!("{NODE}/nodes"), Some(json!({"name": "node-1"})));

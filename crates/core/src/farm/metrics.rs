@@ -19,8 +19,14 @@ pub struct FarmMetrics {
     /// When the oldest job due now was queued.
     pub oldest_due: Option<Timestamp>,
     /// Each upstream server: id, base URL, its repositories' latest sync, its latest listing.
-    pub upstreams: Vec<(String, String, Option<Timestamp>, Option<Timestamp>)>,
+    pub upstreams: Vec<Upstream>,
 }
+
+/// An upstream server's figures: id, base URL, its repositories' latest sync, its latest listing.
+type Upstream = (String, String, Option<Timestamp>, Option<Timestamp>);
+
+/// Which moment of an upstream server a family shows.
+type Moment = fn(&Upstream) -> Option<Timestamp>;
 
 /// A label value, escaped as the exposition format wants.
 fn label(text: &str) -> String {
@@ -55,34 +61,26 @@ pub fn metrics_text(m: &FarmMetrics, now: Timestamp) -> String {
     family(&mut out, "mirrorfarm_queue_oldest_due_age_seconds", "Age of the oldest job due now (0: none waits).");
     let oldest = m.oldest_due.map_or_else(|| "0".to_owned(), |t| seconds(now, t));
     let _ = writeln!(out, "mirrorfarm_queue_oldest_due_age_seconds {oldest}");
-    family(
-        &mut out,
-        "mirrorfarm_upstream_last_sync_age_seconds",
-        "Seconds since each upstream server's latest completed repository sync.",
-    );
-    for (id, base, last, _) in &m.upstreams {
-        if let Some(last) = last {
-            let (id, base) = (label(id), label(base));
-            let _ = writeln!(
-                out,
-                "mirrorfarm_upstream_last_sync_age_seconds{{upstream=\"{id}\",base_url=\"{base}\"}} {}",
-                seconds(now, *last)
-            );
-        }
-    }
-    family(
-        &mut out,
-        "mirrorfarm_upstream_last_discovery_age_seconds",
-        "Seconds since each upstream server was last listed.",
-    );
-    for (id, base, _, listed) in &m.upstreams {
-        if let Some(listed) = listed {
-            let (id, base) = (label(id), label(base));
-            let _ = writeln!(
-                out,
-                "mirrorfarm_upstream_last_discovery_age_seconds{{upstream=\"{id}\",base_url=\"{base}\"}} {}",
-                seconds(now, *listed)
-            );
+    // One family per moment of each upstream server: its latest repository sync, its latest listing.
+    let ages: [(&str, &str, Moment); 2] = [
+        (
+            "mirrorfarm_upstream_last_sync_age_seconds",
+            "Seconds since each upstream server's latest completed repository sync.",
+            |u| u.2,
+        ),
+        (
+            "mirrorfarm_upstream_last_discovery_age_seconds",
+            "Seconds since each upstream server was last listed.",
+            |u| u.3,
+        ),
+    ];
+    for (name, help, when) in ages {
+        family(&mut out, name, help);
+        for u in &m.upstreams {
+            if let Some(at) = when(u) {
+                let (id, base) = (label(&u.0), label(&u.1));
+                let _ = writeln!(out, "{name}{{upstream=\"{id}\",base_url=\"{base}\"}} {}", seconds(now, at));
+            }
         }
     }
     out

@@ -2,7 +2,7 @@
 //! their sync records, and every repository's content hash.
 
 use super::port::{Database, Outcome, Statement, row, sql};
-use super::registry::{REPO_SELECT, RepoRow};
+use super::registry::RepoRow;
 use super::{Store, StoreResult, corrupt, nth, split_page};
 use crate::farm::{
     DiscoveredRepository, DiscoveryPlan, FarmEntry, MirrorMode, MirrorSettings, SyncProgress, UpstreamServer,
@@ -78,13 +78,14 @@ pub struct FarmRepository {
     pub content_hash: Option<String>,
 }
 
-/// A farm repository's columns (`f_…`) after [`REPO_SELECT`]'s, with its content hash.
+/// A farm repository's columns (`f_…`) after a repository's, with its content hash.
 fn farm_select(filter: &str) -> String {
-    let (select, from) = REPO_SELECT.split_once(" FROM repositories r ").unwrap_or((REPO_SELECT, ""));
+    let select = super::registry::repo_columns!();
+    let from = super::registry::REPO_FROM;
     format!(
         "{select}, f.upstream_id AS f_upstream_id, f.external_repo_id AS f_external_repo_id, \
          f.initial_sync AS f_initial_sync, f.last_sync AS f_last_sync, f.failed_sync_count AS f_failed_sync_count, \
-         f.last_error AS f_last_error, h.content AS f_content_hash FROM repositories r {from} \
+         f.last_error AS f_last_error, h.content AS f_content_hash {from} \
          JOIN farm_repositories f ON f.repository_id = r.id LEFT JOIN repository_hashes h ON h.repository_id = r.id \
          WHERE {filter}"
     )
@@ -175,10 +176,8 @@ pub(super) fn discovery_statements(
                         "public": r.public,
                         "defaultBranch": r.default_branch.as_deref().unwrap_or("main"),
                         "url": url.as_ref().map(|u| u.without_credentials()).unwrap_or_default(),
-                        "masked": url.as_ref().map(|u| {
-                            let masked = w.sealed_userinfo.map(|_| "*****:*****");
-                            crate::urls::GitUrl::parse(&u.without_credentials()).map_or_else(|_| String::new(), |p| p.with_userinfo(masked))
-                        }).unwrap_or_default(),
+                        // Shown masked when the farm's credentials are sealed beside it.
+                        "masked": url.as_ref().map(|u| u.with_userinfo(w.sealed_userinfo.map(|_| "*****:*****"))).unwrap_or_default(),
                     })
                 })
                 .collect(),

@@ -32,14 +32,28 @@ impl From<ProjectRow> for Project {
 }
 
 /// A repository with its project's columns (`p_…`).
-pub(super) const REPO_SELECT: &str = "SELECT r.id, r.slug, r.name, r.description, r.default_branch, r.public, \
+/// A repository's columns with its project's (`p_…`), for [`REPO_SELECT`] and selects that add
+/// columns of their own (farm repositories).
+macro_rules! repo_columns {
+    () => {
+        "SELECT r.id, r.slug, r.name, r.description, r.default_branch, r.public, \
      r.forkable, r.upstream_url, r.upstream_url_masked, r.upstream_userinfo_sealed, r.hierarchy_id, r.created_at, \
      r.origin_id, (SELECT f.url_masked FROM fork_syncs f WHERE f.repository_id = r.id) AS fork_url_masked, \
      (SELECT n.clone_url FROM node_copies c JOIN farm_nodes n ON n.id = c.node_id \
        JOIN repository_hashes h ON h.repository_id = c.repository_id AND h.content = c.content \
        WHERE c.repository_id = r.id AND n.clone_url IS NOT NULL ORDER BY n.last_seen DESC LIMIT 1) AS clone_base, \
      p.id AS p_id, p.key AS p_key, p.name AS p_name, p.description AS p_description, p.public AS p_public, \
-     p.created_at AS p_created_at FROM repositories r JOIN projects p ON p.id = r.project_id";
+     p.created_at AS p_created_at"
+    };
+}
+pub(super) use repo_columns;
+
+/// The join every repository read starts from.
+pub(super) const REPO_FROM: &str = "FROM repositories r JOIN projects p ON p.id = r.project_id";
+
+/// A repository with its project's columns (`p_…`).
+pub(super) const REPO_SELECT: &str =
+    concat!(repo_columns!(), " FROM repositories r JOIN projects p ON p.id = r.project_id");
 
 row! {
     pub(super) struct RepoRow {
