@@ -73,10 +73,12 @@ pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<Ato
     thread::scope(|scope| {
         scope.spawn(|| {
             // Copies of repositories removed while this node was away (or by another node's
-            // discovery) go at start, and every ten heartbeats after.
+            // discovery) go at start and every ten heartbeats after; a check that failed is
+            // tried again at the next heartbeat.
+            let mut checked = false;
             for beat in 0u64.. {
-                if beat % 10 == 0 {
-                    prune_copies(edge, settings, &locks);
+                if beat % 10 == 0 || !checked {
+                    checked = prune_copies(edge, settings, &locks);
                 }
                 sleep_unless(shutdown, HEARTBEAT_EVERY);
                 if shutdown.load(Ordering::SeqCst) {
@@ -357,13 +359,14 @@ pub(crate) fn remove_copy(settings: &NodeSettings, repository_id: i64) {
     }
 }
 
-/// Deletes this node's copies of repositories the edge no longer has.
-fn prune_copies(edge: &EdgeClient, settings: &NodeSettings, locks: &RepoLocks) {
-    let Ok(entries) = std::fs::read_dir(settings.data_dir.join("repos")) else { return };
+/// Deletes this node's copies of repositories the edge no longer has. False if the edge could
+/// not be asked.
+fn prune_copies(edge: &EdgeClient, settings: &NodeSettings, locks: &RepoLocks) -> bool {
+    let Ok(entries) = std::fs::read_dir(settings.data_dir.join("repos")) else { return true };
     let held: Vec<i64> =
         entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".git")?.parse().ok()).collect();
     if held.is_empty() {
-        return;
+        return true;
     }
     for chunk in held.chunks(mirrorfarm_core::nodes::HELD_COPIES_PER_CALL) {
         match edge.gone_repositories(chunk.to_vec()) {
@@ -374,9 +377,13 @@ fn prune_copies(edge: &EdgeClient, settings: &NodeSettings, locks: &RepoLocks) {
                     remove_copy(settings, id);
                 }
             }
-            Err(e) => return warn!(error = %e, "could not check which copies are still wanted"),
+            Err(e) => {
+                warn!(error = %e, "could not check which copies are still wanted; will try again");
+                return false;
+            }
         }
     }
+    true
 }
 
 /// Reports an outcome, retrying while the edge is unreachable (results are idempotent), then
