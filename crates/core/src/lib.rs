@@ -32,6 +32,7 @@ macro_rules! wire_names {
 }
 pub(crate) use wire_names;
 
+pub mod admin;
 pub mod api;
 pub mod farm;
 pub mod filters;

@@ -266,6 +266,19 @@ pub struct HeartbeatRequest {
     pub clone_url: Option<String>,
 }
 
+/// The answer to a heartbeat: the node, and the log filter nodes are to use (the levels an
+/// administrator set for `mirrorfarm.node[.<module>]` and the root, in `tracing`'s syntax).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatAnswer {
+    /// The node.
+    #[serde(flatten)]
+    pub node: NodeDto,
+    /// The log filter (`info,mirrorfarm_runner=debug`).
+    pub log_filter: String,
+}
+
 /// `POST …/nodes/clone-access`: may the caller whose `Authorization` a node forwards clone
 /// this repository from it?
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

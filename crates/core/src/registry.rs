@@ -44,6 +44,8 @@ pub struct Repository {
     pub public: bool,
     /// Whether it may be forked.
     pub forkable: bool,
+    /// Archived: read-only, not synced, its mirrors not pushed.
+    pub archived: bool,
     /// Where its content is pulled from, if it is mirrored.
     pub upstream: Option<StoredUrl>,
     /// Stable opaque id shared by a repository and its forks.
@@ -329,7 +331,7 @@ pub struct RepositoryDto {
     pub project: ProjectDto,
     /// Public.
     pub public: bool,
-    /// Never archived here.
+    /// Archived: read-only, not synced, its mirrors not pushed.
     pub archived: bool,
     /// For a fork: the repository it was forked from, in full.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -358,7 +360,7 @@ impl RepositoryDto {
             upstream_url: r.upstream.as_ref().map(|u| u.masked.clone()),
             project: ProjectDto::new(&r.project, base),
             public: r.public,
-            archived: false,
+            archived: r.archived,
             origin: None,
             url: r.fork_url.clone(),
             links: Links {

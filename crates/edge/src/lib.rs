@@ -5,12 +5,15 @@
 //! Workers request into the core's [`ApiRequest`], lends the core D1 ([`d1::D1Store`]) and
 //! WebCrypto ([`webcrypto::WebCrypto`]) and the current time, and sends back what the core decided.
 
+mod blobs;
 mod d1;
+mod rate_limits;
 mod signals;
 mod webcrypto;
 
 use std::rc::Rc;
 
+use mirrorfarm_core::admin::LogLevel;
 use mirrorfarm_core::api::{
     ApiRequest, ApiResponse, CallerCache, Config, CorsOrigins, Method, Service, split_request_url,
 };
@@ -33,6 +36,13 @@ fn server_timing((trips, millis): (u32, f64)) -> String {
     let tenths = (millis.max(0.0) * 10.0).round() as u64;
     format!("d1;desc=\"{trips} round trip{plural}\";dur={}.{}", tenths / 10, tenths % 10)
 }
+
+/// The logger of the per-request lines (see the core's `admin::logs`).
+const REQUEST_LOGGER: &str = "mirrorfarm.edge.requests";
+/// The logger of internal errors.
+const ERROR_LOGGER: &str = "mirrorfarm.edge.errors";
+/// The logger of the cron's lines.
+const SCHEDULED_LOGGER: &str = "mirrorfarm.edge.scheduled";
 
 /// Name of the D1 binding holding all state.
 const DB_BINDING: &str = "DB";
@@ -74,7 +84,7 @@ async fn api_request(req: &mut Request) -> Result<ApiRequest> {
 fn into_response(api: ApiResponse) -> Result<Response> {
     let mut response = match api.body {
         Some(body) => {
-            let mut r = Response::from_bytes(body.into_bytes())?;
+            let mut r = Response::from_bytes(body)?;
             // JSON unless the answer says otherwise (Prometheus text).
             let kind = api.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("content-type"));
             r.headers_mut().set("Content-Type", kind.map_or("application/json", |(_, v)| v.as_str()))?;
@@ -107,7 +117,22 @@ fn config(env: &Env) -> std::result::Result<Config, String> {
         stale_after_ms: millis("MIRRORFARM_STALE_AFTER_MS", defaults.stale_after_ms)?,
         cors_origins,
         sync_wait_ms: millis("MIRRORFARM_SYNC_WAIT_MS", defaults.sync_wait_ms)?,
+        license_public_key: match setting(env, "MIRRORFARM_LICENSE_PUBLIC_KEY").filter(|k| !k.trim().is_empty()) {
+            None => None,
+            Some(hex) => Some(
+                unhex(hex.trim())
+                    .filter(|k| k.len() == 32)
+                    .ok_or("MIRRORFARM_LICENSE_PUBLIC_KEY: expected 64 hex digits (a raw Ed25519 public key)")?,
+            ),
+        },
     })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -128,12 +153,28 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let crypto = webcrypto::WebCrypto::new(setting(&env, "MIRRORFARM_SEAL_KEY"));
     let callers = CALLERS.with(Rc::clone);
     let signals = signals::SignalsStub::new(&env);
-    let service = Service::new(&store, &crypto, &config, now()).with_caller_cache(&callers).with_signals(&signals);
+    let limiter = rate_limits::RateLimitStub::new(&env);
+    let blobs = blobs::R2Blobs::new(&env);
+    let service = Service::new(&store, &crypto, &config, now())
+        .with_caller_cache(&callers)
+        .with_signals(&signals)
+        .with_limiter(&limiter)
+        .with_blobs(&blobs);
     let mut response = service.handle(&api_req).await;
-    response.headers.push(("Server-Timing".into(), server_timing(store.database().spent())));
+    let spent = store.database().spent();
+    response.headers.push(("Server-Timing".into(), server_timing(spent)));
+    // The levels an administrator set (logs/…), usually remembered by the isolate.
+    let levels = service.log_levels().await;
     // Paths never carry secrets (tokens travel in headers); queries are not logged.
-    console_log!("{} {} -> {}", req.inner().method(), api_req.path, response.status);
-    if let Some(detail) = &response.diagnostic {
+    if levels.enabled(REQUEST_LOGGER, LogLevel::Info) {
+        console_log!("{} {} -> {}", req.inner().method(), api_req.path, response.status);
+    }
+    if levels.enabled(REQUEST_LOGGER, LogLevel::Debug) {
+        console_log!("DEBUG {} {}: {}", req.inner().method(), api_req.path, server_timing(spent));
+    }
+    if let Some(detail) = &response.diagnostic
+        && levels.enabled(ERROR_LOGGER, LogLevel::Error)
+    {
         console_error!("internal error on {}: {detail}", api_req.path);
     }
     into_response(response)
@@ -168,5 +209,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         Err(e) => console_error!("scheduled: pruning job history failed: {e}"),
     }
     let (trips, _) = store.database().spent();
-    console_log!("scheduled: {trips} D1 round trip(s)");
+    if service.log_levels().await.enabled(SCHEDULED_LOGGER, LogLevel::Debug) {
+        console_log!("DEBUG scheduled: {trips} D1 round trip(s)");
+    }
 }

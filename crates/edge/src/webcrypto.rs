@@ -107,6 +107,41 @@ impl Crypto for WebCrypto {
         Ok(hex(&Uint8Array::new(&JsFuture::from(promise).await.map_err(platform)?).to_vec()))
     }
 
+    async fn pbkdf2_sha256(&self, password: &[u8], salt: &[u8], iterations: u32) -> Result<Vec<u8>, CryptoError> {
+        let usages = Array::of1(&JsValue::from_str("deriveBits"));
+        let import = subtle()?
+            .import_key_with_str("raw", &Uint8Array::from(password), "PBKDF2", false, &usages)
+            .map_err(platform)?;
+        let key: CryptoKey = JsFuture::from(import).await.map_err(platform)?.unchecked_into();
+        let params = Object::new();
+        for (name, value) in [
+            ("name", JsValue::from_str("PBKDF2")),
+            ("hash", JsValue::from_str("SHA-256")),
+            ("salt", Uint8Array::from(salt).into()),
+            ("iterations", JsValue::from(iterations)),
+        ] {
+            js_sys::Reflect::set(&params, &name.into(), &value).map_err(platform)?;
+        }
+        let bits = mirrorfarm_core::admin::passwords::KEY_BYTES as u32 * 8;
+        let derive = subtle()?.derive_bits_with_object(&params, &key, bits).map_err(platform)?;
+        Ok(Uint8Array::new(&JsFuture::from(derive).await.map_err(platform)?).to_vec())
+    }
+
+    async fn ed25519_verify(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
+        let usages = Array::of1(&JsValue::from_str("verify"));
+        // A key the runtime will not import is no key: nothing verifies against it.
+        let Ok(import) = subtle()?.import_key_with_str("raw", &Uint8Array::from(public_key), "Ed25519", false, &usages)
+        else {
+            return Ok(false);
+        };
+        let Ok(key) = JsFuture::from(import).await else { return Ok(false) };
+        let key: CryptoKey = key.unchecked_into();
+        let verify = subtle()?
+            .verify_with_str_and_u8_array_and_u8_array("Ed25519", &key, signature, message)
+            .map_err(platform)?;
+        Ok(JsFuture::from(verify).await.map(|v| v.as_bool() == Some(true)).unwrap_or(false))
+    }
+
     fn random_bytes(&self, len: usize) -> Result<Vec<u8>, CryptoError> {
         let mut bytes = vec![0u8; len];
         crypto()?.get_random_values_with_u8_array(&mut bytes).map_err(platform)?;

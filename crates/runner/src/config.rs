@@ -15,7 +15,7 @@ pub(crate) const DEFAULT_TARGET_RECHECK_SECS: u64 = 600;
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// A TOML file with `edge_url`, `token`, `data_dir`, `concurrency`, `lease_seconds`, `poll_ms`,
-    /// `target_recheck_secs`, `discovery_page`, `serve`, `clone_url`.
+    /// `target_recheck_secs`, `discovery_page`, `serve`, `clone_url`, `heartbeat_secs`.
     #[arg(long, env = "MIRRORFARM_CONFIG")]
     config: Option<PathBuf>,
     /// The edge's base URL.
@@ -50,6 +50,9 @@ pub(crate) struct RunArgs {
     /// The clone server's base URL as clients reach it (default: `http://` and the bound address).
     #[arg(long, env = "MIRRORFARM_CLONE_URL")]
     clone_url: Option<String>,
+    /// Seconds between heartbeats (default 30); log levels set at the edge apply at the next one.
+    #[arg(long, env = "MIRRORFARM_HEARTBEAT_SECS")]
+    heartbeat_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +68,7 @@ struct FileConfig {
     discovery_page: Option<u64>,
     serve: Option<String>,
     clone_url: Option<String>,
+    heartbeat_secs: Option<u64>,
 }
 
 /// Everything `run` needs.
@@ -111,6 +115,9 @@ impl RunArgs {
                 poll: Duration::from_millis(self.poll_ms.or(file.poll_ms).unwrap_or(2000)),
                 clone_url: None,
                 discovery_page: self.discovery_page.or(file.discovery_page).unwrap_or(50).clamp(1, 100),
+                heartbeat: Duration::from_secs(
+                    self.heartbeat_secs.or(file.heartbeat_secs).unwrap_or(30).clamp(1, 3600),
+                ),
                 target_recheck: Duration::from_secs(
                     self.target_recheck_secs.or(file.target_recheck_secs).unwrap_or(DEFAULT_TARGET_RECHECK_SECS),
                 ),

@@ -12,7 +12,7 @@ use mirrorfarm_core::mirrors::UpdateOutcome;
 use mirrorfarm_core::nodes::{JobReport, LeaseRequest, LeasedJob, Outcome};
 use mirrorfarm_core::queue::JobReason;
 use mirrorfarm_core::urls::scrub_text;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use mirrorfarm_core::farm::{DiscoveredRepository, content_listing};
 
@@ -41,10 +41,21 @@ pub(crate) struct NodeSettings {
     pub(crate) clone_url: Option<String>,
     /// Items asked per page when listing an upstream server.
     pub(crate) discovery_page: u64,
+    /// How often the node tells the edge it is alive (and where it serves clones) besides
+    /// leasing, and takes up the log levels the edge answers.
+    pub(crate) heartbeat: Duration,
 }
 
-/// How often a node tells the edge it is alive (and where it serves clones) besides leasing.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+/// Sends a heartbeat and applies the log levels it answers.
+fn send_heartbeat(edge: &EdgeClient, settings: &NodeSettings) {
+    match edge.heartbeat(settings.clone_url.as_deref()) {
+        Ok(filter) => {
+            debug!(log_filter = %filter, "heartbeat answered");
+            crate::logging::apply_edge_filter(&filter);
+        }
+        Err(e) => warn!(error = %e, "heartbeat failed; will keep trying"),
+    }
+}
 
 /// How long a lease request waits at the edge for a job to become due: the edge answers the
 /// moment one is queued, so jobs start at once instead of at the next poll. The edge allows up to
@@ -66,9 +77,7 @@ impl RepoLocks {
 
 /// Runs until `shutdown` is set, then returns once every worker has stopped.
 pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<AtomicBool>) {
-    if let Err(e) = edge.heartbeat(settings.clone_url.as_deref()) {
-        warn!(error = %e, "first heartbeat failed; will keep trying");
-    }
+    send_heartbeat(edge, settings);
     let locks = Arc::new(RepoLocks::default());
     thread::scope(|scope| {
         scope.spawn(|| {
@@ -80,13 +89,11 @@ pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<Ato
                 if beat % 10 == 0 || !checked {
                     checked = prune_copies(edge, settings, &locks);
                 }
-                sleep_unless(shutdown, HEARTBEAT_EVERY);
+                sleep_unless(shutdown, settings.heartbeat);
                 if shutdown.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Err(e) = edge.heartbeat(settings.clone_url.as_deref()) {
-                    warn!(error = %e, "heartbeat failed");
-                }
+                send_heartbeat(edge, settings);
             }
         });
         for worker in 0..settings.concurrency.max(1) {

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use mirrorfarm_core::api::encode;
 use mirrorfarm_core::nodes::{
-    CloneAccess, CloneAccessRequest, CopiesGone, HeartbeatRequest, HeldCopies, JobReport, LeaseRequest, LeasedJob,
-    ReleaseRequest, RenewRequest, RepositoryWork, ResultRecorded, SyncQueued,
+    CloneAccess, CloneAccessRequest, CopiesGone, HeartbeatAnswer, HeartbeatRequest, HeldCopies, JobReport,
+    LeaseRequest, LeasedJob, ReleaseRequest, RenewRequest, RepositoryWork, ResultRecorded, SyncQueued,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -78,10 +78,11 @@ impl EdgeClient {
         }
     }
 
-    /// Tells the edge this node is alive.
-    pub(crate) fn heartbeat(&self, clone_url: Option<&str>) -> Result<(), EdgeError> {
+    /// Tells the edge this node is alive; answers the log filter the edge asks nodes to use.
+    pub(crate) fn heartbeat(&self, clone_url: Option<&str>) -> Result<String, EdgeError> {
         let asked = HeartbeatRequest { clone_url: clone_url.map(str::to_owned) };
-        self.post("/nodes/heartbeat", &asked).map(|_| ())
+        let answer = self.post("/nodes/heartbeat", &asked)?.unwrap_or_default();
+        Self::read::<HeartbeatAnswer>(answer, "heartbeat").map(|a| a.log_filter)
     }
 
     /// Which of the repositories this node holds copies of no longer exist.

@@ -14,6 +14,7 @@ mod discovery;
 mod edge;
 mod fork;
 mod git;
+mod logging;
 mod oneshot;
 mod push;
 mod records;
@@ -260,13 +261,7 @@ fn main() -> ExitCode {
     // The one-shot commands show progress and results; their logs stay quiet unless asked for.
     let quiet = matches!(&cli.command, Command::Sync(a) | Command::Plan(a) if a.target.is_none());
     let default_filter = if quiet { "warn" } else { "info" };
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MIRRORFARM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .init();
+    logging::init(default_filter);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -76,6 +76,11 @@ fn ready(h: &mut Html, s: &RepositoryStatus, problem: Option<&(Problem, u32)>, n
         h.text(&fork.headline());
     }
     h.raw("</p></header>");
+    if let Some(banner) = s.banner.as_deref().filter(|b| !b.is_empty()) {
+        h.raw(r#"<p class="mf-banner" role="note">"#);
+        h.text(banner);
+        h.raw("</p>");
+    }
     if let Some((problem, retry)) = problem {
         h.raw(r#"<p class="mf-problem" role="alert">"#);
         problem_text(h, problem, Some(*retry));
@@ -391,6 +396,7 @@ border:1px solid var(--_line);border-radius:8px;padding:12px 16px;max-width:48re
 .mf[data-state=stale] .mf-verdict,.mf[data-state=pending] .mf-verdict{color:var(--_warn)}\
 .mf[data-state=syncing] .mf-verdict{color:var(--_busy)}\
 .mf-problem{border-left:3px solid var(--_warn);padding:2px 8px;margin:8px 0}\
+.mf-banner{border-left:3px solid var(--_accent,#0052cc);padding:2px 8px;margin:8px 0}\
 .mf-sub{font-size:.8em;text-transform:uppercase;letter-spacing:.05em;color:var(--_muted);margin:12px 0 4px}\
 .mf-list{list-style:none;margin:0;padding:0}.mf-list>li{padding:4px 0;border-top:1px solid var(--_line)}\
 .mf-list>li:first-child{border-top:0}.mf-none{margin:0;color:var(--_muted)}\
@@ -457,7 +463,17 @@ mod tests {
             nodes: vec![NodeDto { id: 3, name: "node-a".into(), created_date: 0, last_seen: Some(59 * MIN) }],
             fork: None,
             farm: None,
+            banner: None,
         }
+    }
+
+    #[test]
+    fn the_banner_is_shown_as_text() {
+        let with = status().with_banner(Some("Maintenance <tonight>".into()));
+        let html = render(&View::Ready(Box::new(with), None), 60 * MIN, &[]);
+        assert!(html.contains(r#"<p class="mf-banner" role="note">Maintenance &lt;tonight&gt;</p>"#), "{html}");
+        let html = render(&View::Ready(Box::new(status()), None), 60 * MIN, &[]);
+        assert!(!html.contains(r#"class="mf-banner""#));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Remembering who a token belongs to for a few seconds, so that most authenticated requests
+//! Remembering who a token belongs to (and the instance's settings) for a few seconds, so that most authenticated requests
 //! spend no storage round trip on authentication. A Worker isolate serves many requests; the
 //! shell keeps one [`CallerCache`] per isolate and lends it to each request's service.
 //!
@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::Caller;
+use crate::admin::InstanceSettings;
 use crate::time::Timestamp;
 
 /// How long a caller is remembered: the longest a revocation made through another isolate
@@ -20,10 +21,11 @@ pub const CALLER_TTL_MS: i64 = 10_000;
 /// Most callers remembered; past it, the cache starts over.
 const MAX_CALLERS: usize = 1024;
 
-/// Token hash → caller, each until a deadline.
+/// Token hash → caller, each until a deadline; and the instance's settings, likewise.
 #[derive(Debug, Default)]
 pub struct CallerCache {
     entries: RefCell<HashMap<String, (Caller, Timestamp)>>,
+    settings: RefCell<Option<(InstanceSettings, Timestamp)>>,
 }
 
 impl CallerCache {
@@ -48,5 +50,19 @@ impl CallerCache {
     /// Forgets everyone.
     pub fn clear(&self) {
         self.entries.borrow_mut().clear();
+    }
+
+    /// The instance's settings, if remembered and not yet stale.
+    pub(super) fn settings(&self, now: Timestamp) -> Option<InstanceSettings> {
+        self.settings.borrow().as_ref().filter(|(_, until)| *until > now).map(|(s, _)| s.clone())
+    }
+
+    pub(super) fn put_settings(&self, settings: InstanceSettings, now: Timestamp) {
+        *self.settings.borrow_mut() = Some((settings, now.plus_millis(CALLER_TTL_MS)));
+    }
+
+    /// Forgets the instance's settings (after a change made through this isolate).
+    pub(super) fn forget_settings(&self) {
+        *self.settings.borrow_mut() = None;
     }
 }

@@ -11,7 +11,7 @@ const KEPT_ON_304: &[&str] = &["etag", "cache-control", "vary"];
 /// already has this version.
 pub(super) fn answer(req: &ApiRequest, mut response: ApiResponse) -> ApiResponse {
     let Some(body) = response.body.as_deref().filter(|_| response.status == 200) else { return response };
-    let etag = format!("W/\"{:016x}\"", fnv1a64(body.as_bytes()));
+    let etag = format!("W/\"{:016x}\"", fnv1a64(body));
     response.headers.push(("ETag".into(), etag.clone()));
     response.headers.push(("Cache-Control".into(), "max-age=0, private, must-revalidate".into()));
     if req.header("if-none-match").is_some_and(|tags| matches(&tags, &etag)) {

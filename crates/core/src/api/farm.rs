@@ -3,6 +3,8 @@
 //! (`/rest/mirrorfarm/…/upstreamServers`), and the hashes a primary publishes for its own
 //! repositories (`GET /rest/mirroring/…/repos`).
 
+use crate::admin::RateLimiter;
+use crate::store::Blobs;
 use serde::Serialize;
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
@@ -46,7 +48,7 @@ struct HashProperties {
     default_branch_id: String,
 }
 
-impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// The upstream server the path names; the first one added for the 9.4 names without an id.
     async fn upstream_at(&self, call: &Call<'_>) -> Result<UpstreamServer> {
         let raw = call.params.raw("upstreamId");
@@ -239,8 +241,14 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         if !call.params.raw("upstreamId").is_empty() {
             self.upstream_at(call).await?;
         }
+        let nodes = self.cluster_nodes().await?;
+        Ok(ApiResponse::json(200, &nodes))
+    }
+
+    /// The farm's nodes as the cluster resources show them (one round trip).
+    pub(super) async fn cluster_nodes(&self) -> Result<Vec<ClusterNode>> {
         let (nodes, _) = self.store.list_nodes(0, 1000).await?;
-        let nodes: Vec<ClusterNode> = nodes
+        Ok(nodes
             .iter()
             .map(|n| {
                 // Where it serves clones (its heartbeat says); a node that serves none: its name, port 0.
@@ -256,8 +264,7 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
                     build_version: env!("CARGO_PKG_VERSION").into(),
                 }
             })
-            .collect();
-        Ok(ApiResponse::json(200, &nodes))
+            .collect())
     }
 
     /// A farm repository's hashes: its copy's content hash and its metadata's (64 zeros both
@@ -427,7 +434,7 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     }
 }
 
-impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// `GET /rest/mirrorfarm/…/metrics` (ADMIN): Prometheus text exposition, one round trip.
     pub(super) async fn metrics(&self, _call: &Call<'_>) -> Result<ApiResponse> {
         let m = self.store.metrics(self.now).await?;

@@ -5,11 +5,13 @@
 //! routine work, and the request waits for a node's result up to `Config::sync_wait_ms`.
 
 use super::{ApiError, ApiResponse, Call, FieldError, Fields, FromFields, Result, Service};
+use crate::admin::RateLimiter;
 use crate::forks::{ForkAction, RefSyncStatus, RejectedRef, SyncAction, SyncToggle, SynchronizeRequest};
 use crate::identity::Level;
 use crate::paging::BitbucketPage;
 use crate::queue::{Job, JobState, Signals, Topic};
 use crate::registry::{self, NewRepository, Repository, RepositoryDto};
+use crate::store::Blobs;
 use crate::store::port::Database;
 use crate::store::{Crypto, ForkSync, RepositoryKey, StoreError};
 use crate::urls::GitUrl;
@@ -76,7 +78,7 @@ fn unavailable_reason(repo: &Repository, fork: Option<&ForkSync>) -> Option<Stri
     }
 }
 
-impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// A repository's fork view, checked for the route's level: repository, fork settings and
     /// out-of-step refs in one round trip.
     async fn fork_for(&self, call: &Call<'_>) -> Result<(Repository, Option<ForkSync>, RefSyncStatus)> {

@@ -1,6 +1,8 @@
 //! GitLab's API: remote (push) mirrors, plus the project and user look-ups clients make first.
 
+use crate::admin::RateLimiter;
 use crate::queue::Signals;
+use crate::store::Blobs;
 use serde::Serialize;
 
 use super::{ApiError, ApiResponse, Call, Result, Service, decode_segment};
@@ -90,7 +92,7 @@ impl From<MirrorRequestError> for ApiError {
     }
 }
 
-impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// The repository a GitLab `:id` names: a numeric id or `KEY/slug` (URL-encoded).
     pub(super) fn gitlab_key(raw: &str) -> Option<GitLabKey> {
         let id = decode_segment(raw)?;

@@ -1,6 +1,8 @@
 //! Users, access tokens and permission grants, in Bitbucket's shapes.
 
+use crate::admin::RateLimiter;
 use crate::queue::Signals;
+use crate::store::Blobs;
 use serde::Serialize;
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
@@ -70,7 +72,7 @@ fn validate_user_name(name: &str) -> Result<String> {
     }
 }
 
-impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// The users named by the `name` query parameters (at least one).
     async fn named_users(&self, call: &Call<'_>) -> Result<Vec<User>> {
         let names: Vec<&str> =
@@ -96,9 +98,13 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
     pub(super) async fn create_user(&self, call: &Call<'_>) -> Result<ApiResponse> {
         call.principal()?;
         let params: UserParams = call.input()?;
-        if params.password.is_some() {
-            return Err(field("password", "Passwords are not supported; authenticate with access tokens."));
-        }
+        let password_hash = match params.password.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => {
+                crate::admin::passwords::validate(p).map_err(|e| field("password", e))?;
+                Some(crate::admin::passwords::hash(self.crypto, p).await?)
+            }
+            None => None,
+        };
         let name = validate_user_name(&params.name.ok_or_else(|| field("name", "A user name is required."))?)?;
         let new = NewUser {
             slug: name.to_ascii_lowercase(),
@@ -108,7 +114,13 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
             role: GlobalRole::User,
             created_at: self.now,
         };
-        self.store.insert_user(&new).await?;
+        let licensed = self.licensed_users().await?;
+        if self.store.insert_user_within(&new, password_hash.as_deref(), licensed).await?.is_none() {
+            let max = licensed.unwrap_or_default();
+            return Err(ApiError::Conflict(format!(
+                "The license allows {max} users and {max} exist: no more users can be created until the license is upgraded."
+            )));
+        }
         Ok(ApiResponse::empty(204))
     }
 
@@ -124,20 +136,6 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         }
         self.store.delete_user(user.id).await?;
         self.forget_callers();
-        Ok(ApiResponse::json(200, &UserDto::from(&user)))
-    }
-
-    pub(super) async fn list_users(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        call.principal()?;
-        let page = BitbucketPage::from_query(&call.query);
-        let (users, more) = self.store.list_users(call.query.get("filter"), page.start, page.limit).await?;
-        Ok(ApiResponse::json(200, &page.open(users.iter().map(UserDto::from).collect(), more)))
-    }
-
-    pub(super) async fn get_user(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        call.principal()?;
-        let slug = call.param("userSlug")?;
-        let user = self.store.user_by_name(&slug).await?.ok_or_else(|| no_user(&slug))?;
         Ok(ApiResponse::json(200, &UserDto::from(&user)))
     }
 

@@ -3,6 +3,7 @@
 //! The shells turn their HTTP requests into [`ApiRequest`] and send back [`ApiResponse`]; every
 //! check, decision and wire shape is made here. Handlers are grouped by resource.
 
+mod admin;
 mod callers;
 mod conditional;
 mod cors;
@@ -21,6 +22,7 @@ mod response;
 mod routes;
 mod status;
 mod triggers;
+mod users;
 
 pub use callers::{CALLER_TTL_MS, CallerCache};
 pub use cors::{CorsError, CorsOrigins};
@@ -35,13 +37,16 @@ pub use routes::{
 };
 pub use triggers::MAX_WEBHOOK_BYTES;
 
-use crate::identity::{Credentials, Level, Principal, TokenScope, anonymous_level, constant_time_eq, token_lookup_key};
+use crate::admin::{InstanceSettings, LogLevels, NoLimiter, RateLimiter};
+use crate::identity::{
+    Credentials, Level, Principal, TOKEN_PREFIX, TokenScope, anonymous_level, constant_time_eq, token_lookup_key,
+};
 use crate::nodes::{FarmNode, NODE_TOKEN_PREFIX};
 use crate::queue::{NoSignals, Signals, Topic};
 use crate::registry::{Project, Repository};
 use crate::status::DEFAULT_STALE_AFTER_MS;
 use crate::store::port::Database;
-use crate::store::{Crypto, Grants, Store};
+use crate::store::{Blobs, Crypto, Grants, NoBlobs, Store};
 use crate::store::{RepositoryKey, Viewer};
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, HostAllowlist, StoredUrl};
@@ -62,6 +67,8 @@ pub struct Config {
     pub cors_origins: CorsOrigins,
     /// How long a request that needs a node's work waits for its result (`MIRRORFARM_SYNC_WAIT_MS`).
     pub sync_wait_ms: i64,
+    /// The Ed25519 public key licenses are signed with (`MIRRORFARM_LICENSE_PUBLIC_KEY`, 32 bytes).
+    pub license_public_key: Option<Vec<u8>>,
 }
 
 impl Default for Config {
@@ -73,25 +80,35 @@ impl Default for Config {
             stale_after_ms: DEFAULT_STALE_AFTER_MS,
             cors_origins: CorsOrigins::default(),
             sync_wait_ms: crate::queue::DEFAULT_SYNC_WAIT_MS,
+            license_public_key: None,
         }
     }
 }
 
 /// The API over a store and a crypto provider, at one instant; requests that wait (a node's
-/// long poll, a call that needs a node's work) are woken through `signals`.
-pub struct Service<'a, D, C, S = NoSignals> {
+/// long poll, a call that needs a node's work) are woken through `signals`, requests spend
+/// rate-limit tokens through `limiter`, and avatars are kept in `blobs`.
+pub struct Service<'a, D, C, S = NoSignals, L = NoLimiter, B = NoBlobs> {
     store: &'a Store<D>,
     crypto: &'a C,
     config: &'a Config,
     now: Timestamp,
     callers: Option<&'a CallerCache>,
     signals: &'a S,
+    limiter: &'a L,
+    blobs: &'a B,
     /// Set when this request queued work: nodes waiting for work are woken once it is answered.
     queued: std::cell::Cell<bool>,
+    /// The instance's settings, once this request has read them.
+    settings: std::cell::RefCell<Option<InstanceSettings>>,
 }
 
 /// The signals of a service that never waits.
 const NO_SIGNALS: NoSignals = NoSignals;
+/// The limiter of a service that never limits.
+const NO_LIMITER: NoLimiter = NoLimiter;
+/// The blobs of a service without blob storage.
+const NO_BLOBS: NoBlobs = NoBlobs;
 
 /// What every handler gets: its route, the caller, the decoded query, path parameters and the request.
 struct Call<'r> {
@@ -166,13 +183,24 @@ enum Caller {
 impl<'a, D: Database, C: Crypto> Service<'a, D, C> {
     /// A service for one request made at `now`.
     pub fn new(store: &'a Store<D>, crypto: &'a C, config: &'a Config, now: Timestamp) -> Self {
-        Self { store, crypto, config, now, callers: None, signals: &NO_SIGNALS, queued: std::cell::Cell::new(false) }
+        Self {
+            store,
+            crypto,
+            config,
+            now,
+            callers: None,
+            signals: &NO_SIGNALS,
+            limiter: &NO_LIMITER,
+            blobs: &NO_BLOBS,
+            queued: std::cell::Cell::new(false),
+            settings: std::cell::RefCell::new(None),
+        }
     }
 }
 
-impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
+impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'a, D, C, S, L, B> {
     /// The same service, waking and waiting through `signals`.
-    pub fn with_signals<T: Signals>(self, signals: &'a T) -> Service<'a, D, C, T> {
+    pub fn with_signals<T: Signals>(self, signals: &'a T) -> Service<'a, D, C, T, L, B> {
         Service {
             store: self.store,
             crypto: self.crypto,
@@ -180,13 +208,86 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
             now: self.now,
             callers: self.callers,
             signals,
+            limiter: self.limiter,
+            blobs: self.blobs,
             queued: self.queued,
+            settings: self.settings,
+        }
+    }
+
+    /// The same service, spending rate-limit tokens through `limiter`.
+    pub fn with_limiter<T: RateLimiter>(self, limiter: &'a T) -> Service<'a, D, C, S, T, B> {
+        Service {
+            store: self.store,
+            crypto: self.crypto,
+            config: self.config,
+            now: self.now,
+            callers: self.callers,
+            signals: self.signals,
+            limiter,
+            blobs: self.blobs,
+            queued: self.queued,
+            settings: self.settings,
+        }
+    }
+
+    /// The same service, keeping avatars in `blobs`.
+    pub fn with_blobs<T: Blobs>(self, blobs: &'a T) -> Service<'a, D, C, S, L, T> {
+        Service {
+            store: self.store,
+            crypto: self.crypto,
+            config: self.config,
+            now: self.now,
+            callers: self.callers,
+            signals: self.signals,
+            limiter: self.limiter,
+            blobs,
+            queued: self.queued,
+            settings: self.settings,
         }
     }
 
     /// The same service at a later instant (a request that waited).
     fn at(&self, now: Timestamp) -> Self {
-        Service { now, queued: std::cell::Cell::new(false), ..*self }
+        Service {
+            now,
+            queued: std::cell::Cell::new(false),
+            settings: std::cell::RefCell::new(self.settings.borrow().clone()),
+            ..*self
+        }
+    }
+
+    /// The instance's settings: remembered by the isolate for [`CALLER_TTL_MS`], read once per
+    /// request at most.
+    async fn settings(&self) -> Result<InstanceSettings> {
+        if let Some(s) = self.settings.borrow().as_ref() {
+            return Ok(s.clone());
+        }
+        let s = match self.callers.and_then(|c| c.settings(self.now)) {
+            Some(s) => s,
+            None => {
+                let s = self.store.instance_settings().await?;
+                if let Some(cache) = self.callers {
+                    cache.put_settings(s.clone(), self.now);
+                }
+                s
+            }
+        };
+        *self.settings.borrow_mut() = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Forgets the instance's settings after a change, so the next read sees it.
+    fn forget_settings(&self) {
+        *self.settings.borrow_mut() = None;
+        if let Some(cache) = self.callers {
+            cache.forget_settings();
+        }
+    }
+
+    /// The log levels in force, for the shell's own logging (the defaults if they cannot be read).
+    pub async fn log_levels(&self) -> LogLevels {
+        self.settings().await.map(|s| s.logs).unwrap_or_default()
     }
 
     /// The time now: later than `self.now` once a request has waited.
@@ -238,7 +339,10 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
                         Caller::User(who) => (who, None),
                         Caller::Node(node) => (None, Some(node)),
                     };
-                    self.dispatch(route.handler, Call { route, who, node, query, params, req }).await
+                    match self.spend_token(who.as_ref()).await {
+                        Ok(()) => self.dispatch(route.handler, Call { route, who, node, query, params, req }).await,
+                        Err(e) => Err(e),
+                    }
                 }
                 Err(e) => Err(e),
             },
@@ -271,8 +375,9 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
             (A::Node | A::NodeOrRepository(_), Caller::Node(_)) => Ok(()),
             // Node tokens act for nodes only.
             (_, Caller::Node(_)) | (A::Node, _) => Err(ApiError::Unauthorized),
-            (A::User | A::SelfOrAdmin | A::Admin, Caller::User(None)) => Err(ApiError::Unauthorized),
+            (A::User | A::SelfOrAdmin | A::Admin | A::SysAdmin, Caller::User(None)) => Err(ApiError::Unauthorized),
             (A::Admin, Caller::User(Some(p))) if !p.is_admin() => Err(ApiError::Forbidden),
+            (A::SysAdmin, Caller::User(Some(p))) if !p.is_sys_admin() => Err(ApiError::Forbidden),
             // Anonymous callers may read what is public, and nothing more.
             (a, Caller::User(None)) if a.level().is_some_and(|l| l > Level::Read) => Err(ApiError::Unauthorized),
             _ => Ok(()),
@@ -302,7 +407,7 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
             H::ListRepositories => self.list_repositories(&call, false).await,
             H::CreateRepository => self.create_repository(&call).await,
             H::GetRepository => self.get_repository(&call).await,
-            H::DeleteRepository => self.delete_repository(&call).await,
+            H::DeleteRepository => self.delete_repository_by_policy(&call).await,
             H::GrantProject => self.set_project_grant(&call, true).await,
             H::RevokeProject => self.set_project_grant(&call, false).await,
             H::GrantRepository => self.set_repository_grant(&call, true).await,
@@ -359,6 +464,65 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
             H::RefChangesCount => self.ref_changes_count(&call).await,
             H::MirroringRepositories => self.mirroring_repositories(&call).await,
             H::Metrics => self.metrics(&call).await,
+            H::AdminListUsers => self.admin_list_users(&call).await,
+            H::UpdateCurrentUser => self.update_current_user(&call).await,
+            H::ChangePassword => self.change_password(&call).await,
+            H::GetUserSettings => self.get_user_settings(&call).await,
+            H::MergeUserSettings => self.merge_user_settings(&call).await,
+            H::UploadAvatar => self.upload_avatar(&call).await,
+            H::DeleteAvatar => self.delete_avatar(&call).await,
+            H::ServeAvatar => self.serve_avatar(&call).await,
+            H::GetRateLimitSettings => self.get_rate_limit_settings(&call).await,
+            H::PutRateLimitSettings => self.put_rate_limit_settings(&call).await,
+            H::ListUserRateLimits => self.list_user_rate_limits(&call).await,
+            H::SetUserRateLimits => self.set_user_rate_limits(&call).await,
+            H::GetUserRateLimit => self.get_user_rate_limit(&call).await,
+            H::PutUserRateLimit => self.put_user_rate_limit(&call).await,
+            H::DeleteUserRateLimit => self.delete_user_rate_limit(&call).await,
+            H::RateLimitHistory => self.rate_limit_history(&call).await,
+            H::GetBanner => self.get_banner(&call).await,
+            H::PutBanner => self.put_banner(&call).await,
+            H::DeleteBanner => self.delete_banner(&call).await,
+            H::GetDefaultBranch => self.get_default_branch(&call).await,
+            H::PutDefaultBranch => self.put_default_branch(&call).await,
+            H::DeleteDefaultBranch => self.delete_default_branch(&call).await,
+            H::GetArchivePolicy => self.get_policy(&call, true).await,
+            H::PutArchivePolicy => self.put_policy(&call, true).await,
+            H::GetDeletePolicy => self.get_policy(&call, false).await,
+            H::PutDeletePolicy => self.put_policy(&call, false).await,
+            H::UpdateRepository => self.update_repository(&call).await,
+            H::AddLabel => self.add_label(&call).await,
+            H::RepositoryLabels => self.repository_labels(&call).await,
+            H::RemoveLabel => self.remove_label(&call).await,
+            H::ListLabels => self.list_labels(&call).await,
+            H::GetLabel => self.get_label(&call).await,
+            H::Labeled => self.labeled(&call).await,
+            H::GetLogger => self.get_logger(&call, false).await,
+            H::SetLogger => self.set_logger(&call, false).await,
+            H::GetRootLogger => self.get_logger(&call, true).await,
+            H::SetRootLogger => self.set_logger(&call, true).await,
+            H::GetLicense => self.get_license(&call).await,
+            H::PostLicense => self.post_license(&call).await,
+            H::ApplicationProperties => self.application_properties(&call).await,
+            H::Cluster => self.cluster(&call).await,
+        }
+    }
+
+    /// Spends one of a signed-in user's rate-limit tokens, while the limit is on and they are not
+    /// exempt (anonymous callers and farm nodes are not limited). An empty bucket is a 429,
+    /// counted in the history.
+    async fn spend_token(&self, who: Option<&Principal>) -> Result<()> {
+        let Some(who) = who else { return Ok(()) };
+        let settings = self.settings().await?;
+        let Some(bucket) = crate::admin::rate_limit::bucket_for(&settings.rate_limit, who.rate_limit.as_ref()) else {
+            return Ok(());
+        };
+        match self.limiter.take(who.user.id, bucket, self.now).await {
+            Some(Err(refused)) => {
+                self.store.record_rejection(who.user.id, self.now).await?;
+                Err(ApiError::RateLimited { retry_after_secs: refused.retry_after_secs() })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -369,6 +533,12 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
         let credentials =
             Credentials::from_headers(private_token, authorization).map_err(|_| ApiError::Unauthorized)?;
         let Some(credentials) = credentials else { return Ok(Caller::User(None)) };
+        if let Credentials::UserToken { user, token } = &credentials
+            && !token.starts_with(TOKEN_PREFIX)
+            && !token.starts_with(NODE_TOKEN_PREFIX)
+        {
+            return self.sign_in_with_password(user, token).await.map(|p| Caller::User(Some(p)));
+        }
         let token = credentials.token();
         let hash = self.crypto.sha256_hex(token.as_bytes()).await?;
         let caller = match self.callers.and_then(|c| c.get(&hash, self.now)) {
@@ -411,12 +581,40 @@ impl<'a, D: Database, C: Crypto, S: Signals> Service<'a, D, C, S> {
             return node.map(Caller::Node).ok_or(ApiError::Unauthorized);
         }
         let candidates = self.store.tokens_by_lookup(&token_lookup_key(token)).await?;
-        let found = candidates.into_iter().find(|(t, _)| matches(&t.hash));
-        Ok(Caller::User(found.map(|(token, user)| Principal {
+        let found = candidates.into_iter().find(|(t, ..)| matches(&t.hash));
+        Ok(Caller::User(found.map(|(token, user, rate_limit)| Principal {
             user,
             scope: TokenScope::from_permissions(token.permissions.as_deref()),
             expires_at: token.expires_at,
+            rate_limit,
         })))
+    }
+
+    /// Basic authentication with a password. A wrong password spends one of the user's
+    /// rate-limit tokens, so guessing is slowed to the limit's rate (429 once the bucket is
+    /// empty). A success is remembered like a token, by a hash of the name and password.
+    async fn sign_in_with_password(&self, name: &str, password: &str) -> Result<Principal> {
+        let key =
+            self.crypto.sha256_hex(format!("password\0{}\0{password}", name.to_ascii_lowercase()).as_bytes()).await?;
+        if let Some(Caller::User(Some(who))) = self.callers.and_then(|c| c.get(&key, self.now)) {
+            return Ok(who);
+        }
+        let sign_in = self.store.user_with_password(name).await?.ok_or(ApiError::Unauthorized)?;
+        let stored = sign_in.stored.as_deref().ok_or(ApiError::Unauthorized)?;
+        let who = Principal {
+            user: sign_in.user,
+            scope: TokenScope::from_permissions(None),
+            expires_at: None,
+            rate_limit: sign_in.rate_limit,
+        };
+        if !crate::admin::passwords::verify(self.crypto, password, stored).await? {
+            self.spend_token(Some(&who)).await?;
+            return Err(ApiError::Unauthorized);
+        }
+        if let Some(cache) = self.callers {
+            cache.put(key, Caller::User(Some(who.clone())), self.now);
+        }
+        Ok(who)
     }
 
     /// Who is listing, for visibility decided in SQL.

@@ -6,6 +6,7 @@
 
 use super::triggers::pull_enabled;
 use super::{ApiError, ApiResponse, Call, Result, Service};
+use crate::admin::RateLimiter;
 use crate::farm::{DiscoveredRepository, LeasedDiscovery};
 use crate::forks::RefSyncState;
 use crate::identity::token_lookup_key;
@@ -22,6 +23,7 @@ use crate::queue::{
     MIN_LEASE_MS, Topic,
 };
 use crate::registry::Repository;
+use crate::store::Blobs;
 use crate::store::port::Database;
 use crate::store::{
     Crypto, DiscoveryOutcome, DiscoveryWrite, ForkOutcome, JobContext, Reported, SavedMirror, SyncRecord,
@@ -36,7 +38,7 @@ fn lease_lost() -> ApiError {
 /// Message recorded when a node stops answering mid-job.
 const LEASE_EXPIRED: &str = "The farm node stopped responding before the update finished; the lease expired.";
 
-impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// The authenticated node, or 401.
     fn node<'c>(call: &'c Call<'_>) -> Result<&'c crate::nodes::FarmNode> {
         call.node.as_ref().ok_or(ApiError::Unauthorized)
@@ -111,7 +113,8 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         self.store.heartbeat(node.id, self.now, clone_url.as_deref()).await?;
         let mut dto = NodeDto::from(node);
         dto.last_seen = Some(self.now.millis());
-        Ok(ApiResponse::json(200, &dto))
+        let log_filter = self.settings().await?.logs.node_filter();
+        Ok(ApiResponse::json(200, &crate::nodes::HeartbeatAnswer { node: dto, log_filter }))
     }
 
     /// `POST …/nodes/clone-access` (nodes): whether the caller whose `Authorization` a node

@@ -64,7 +64,7 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         }
         H::RegisterNode => one(201, g.subschema_for::<RegisteredNode>()),
         H::ListNodes => one(200, g.subschema_for::<PageOf<NodeDto>>()),
-        H::Heartbeat => one(200, g.subschema_for::<NodeDto>()),
+        H::Heartbeat => one(200, g.subschema_for::<crate::nodes::HeartbeatAnswer>()),
         H::CloneAccess => one(200, g.subschema_for::<crate::nodes::CloneAccess>()),
         H::HeldCopies => one(200, g.subschema_for::<crate::nodes::CopiesGone>()),
         H::LeaseJob => vec![(200, Some(g.subschema_for::<LeasedJob>())), (204, None)],
@@ -107,6 +107,42 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::RefChangesCount => one(200, g.subschema_for::<u64>()),
         H::MirroringRepositories => one(200, g.subschema_for::<PageOf<super::farm::EnrichedRepository>>()),
         H::Metrics => one(200, schemars::json_schema!({ "type": "string" })),
+        H::AdminListUsers => one(200, g.subschema_for::<PageOf<super::users::DetailedUserDto>>()),
+        H::UpdateCurrentUser => one(200, g.subschema_for::<UserDto>()),
+        H::GetUserSettings => one(200, schemars::json_schema!({ "type": "object" })),
+        H::UploadAvatar => one(201, g.subschema_for::<super::users::AvatarHref>()),
+        H::DeleteAvatar => one(200, g.subschema_for::<super::users::AvatarHref>()),
+        H::ServeAvatar => one(200, schemars::json_schema!({ "type": "string", "format": "binary" })),
+        H::GetRateLimitSettings | H::PutRateLimitSettings => {
+            one(200, g.subschema_for::<crate::admin::RateLimitSettings>())
+        }
+        H::ListUserRateLimits => one(200, g.subschema_for::<PageOf<super::admin::UserRateLimitDto>>()),
+        H::SetUserRateLimits => one(200, g.subschema_for::<Vec<super::admin::UserRateLimitDto>>()),
+        H::GetUserRateLimit | H::PutUserRateLimit => one(200, g.subschema_for::<super::admin::UserRateLimitDto>()),
+        H::RateLimitHistory => one(200, g.subschema_for::<PageOf<super::admin::RejectionDto>>()),
+        H::GetBanner => vec![(200, Some(g.subschema_for::<crate::admin::Banner>())), (204, None)],
+        H::GetDefaultBranch => one(200, g.subschema_for::<super::admin::BranchRef>()),
+        H::GetArchivePolicy | H::PutArchivePolicy | H::GetDeletePolicy | H::PutDeletePolicy => {
+            one(200, g.subschema_for::<crate::admin::Policy>())
+        }
+        H::UpdateRepository => one(200, g.subschema_for::<RepositoryDto>()),
+        H::AddLabel | H::GetLabel => one(200, g.subschema_for::<super::admin::LabelDto>()),
+        H::RepositoryLabels | H::ListLabels => one(200, g.subschema_for::<PageOf<super::admin::LabelDto>>()),
+        H::Labeled => one(200, g.subschema_for::<PageOf<super::admin::LabeledRepository>>()),
+        H::GetLogger | H::GetRootLogger => one(200, g.subschema_for::<super::admin::LoggerDto>()),
+        H::GetLicense | H::PostLicense => one(200, g.subschema_for::<crate::admin::license::LicenseDto>()),
+        H::ApplicationProperties => one(200, g.subschema_for::<crate::admin::ApplicationProperties>()),
+        H::Cluster => one(200, g.subschema_for::<super::admin::ClusterDto>()),
+        H::ChangePassword
+        | H::MergeUserSettings
+        | H::DeleteUserRateLimit
+        | H::PutBanner
+        | H::DeleteBanner
+        | H::PutDefaultBranch
+        | H::DeleteDefaultBranch
+        | H::RemoveLabel
+        | H::SetLogger
+        | H::SetRootLogger => vec![(204, None)],
     }
 }
 
@@ -138,6 +174,8 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::UpstreamSettings => g.subschema_for::<farm::UpstreamSettingsParams>(),
         Input::MirrorMode => g.subschema_for::<farm::MirrorMode>(),
         Input::ProjectIds => g.subschema_for::<Vec<String>>(),
+        Input::Object => schemars::json_schema!({ "type": "object" }),
+        Input::Avatar => return None,
     })
 }
 
@@ -170,7 +208,11 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
     let mut responses = Map::new();
     for (status, schema) in answers(route.handler, g) {
         let mut answer = json!({ "description": "Success" });
-        let media = if route.handler == Handler::Metrics { "text/plain" } else { "application/json" };
+        let media = match route.handler {
+            Handler::Metrics => "text/plain",
+            Handler::ServeAvatar => "image/*",
+            _ => "application/json",
+        };
         if let Some(schema) = schema {
             answer["content"] = json!({ media: { "schema": schema } });
         }
@@ -188,6 +230,10 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
         (413, "The body is too large"),
         (415, "The body's content type is not accepted"),
     ];
+    // Signed-in callers spend rate-limit tokens while the limit is on.
+    if !matches!(route.access, Access::Anyone | Access::WebhookSigner | Access::Node) {
+        errors.push((429, "Rate limited: the caller's bucket is empty (Retry-After says when to try again)"));
+    }
     // Work a farm node does while the request waits.
     if matches!(route.handler, Handler::SetForkSync | Handler::SynchronizeRef) {
         errors.push((503, "No farm node finished the work in time; it stays queued and still runs"));
@@ -214,7 +260,10 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
         "responses": responses,
         "x-mirrorfarm-access": route.access.name(),
     });
-    if let Some(schema) = request(route, g) {
+    if route.input == Input::Avatar {
+        let form = json!({ "type": "object", "properties": { "avatar": { "type": "string", "format": "binary" } } });
+        op["requestBody"] = json!({ "required": true, "content": { "multipart/form-data": { "schema": form } } });
+    } else if let Some(schema) = request(route, g) {
         op["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": schema } } });
     }
     op["security"] = match route.access {

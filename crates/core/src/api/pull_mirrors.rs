@@ -1,10 +1,12 @@
 //! GitLab's pull-mirror API: `GET/PUT/POST /api/v4/projects/:id/mirror/pull`.
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
+use crate::admin::RateLimiter;
 use crate::mirrors::{PullMirror, PullMirrorDto, check_pull_update};
 use crate::queue::Signals;
 use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
 use crate::registry::Repository;
+use crate::store::Blobs;
 use crate::store::Crypto;
 use crate::store::port::Database;
 use crate::urls::StoredUrl;
@@ -13,7 +15,7 @@ fn not_configured() -> ApiError {
     ApiError::BadRequest("Pull mirror is not configured".into())
 }
 
-impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// The repository, its configured (or implicit) pull mirror, and whether it was configured.
     pub(super) async fn pull_mirror_of(&self, repo: &Repository) -> Result<(PullMirror, bool)> {
         Ok(match self.store.pull_mirror(repo.id).await? {

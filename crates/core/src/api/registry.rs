@@ -1,6 +1,7 @@
 //! Bitbucket's project and repository resources.
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
+use crate::admin::RateLimiter;
 use crate::identity::Level;
 use crate::paging::BitbucketPage;
 use crate::queue::Signals;
@@ -8,6 +9,7 @@ use crate::registry::{
     self, NewProject, NewRepository, Project, ProjectDto, ProjectParams, RegistryError, Repository, RepositoryDto,
     RepositoryParams,
 };
+use crate::store::Blobs;
 use crate::store::port::Database;
 use crate::store::{Crypto, RepositoryFilter, RepositoryKey};
 use crate::urls::GitUrl;
@@ -24,7 +26,7 @@ fn no_repository(key: &str, slug: &str) -> ApiError {
     ApiError::not_found("Project", format!("Repository {key}/{slug} does not exist."))
 }
 
-impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// The project named by `{projectKey}`, if the caller has the route's level on it. A caller who
     /// can read any repository of a project may read the project. One round trip.
     pub(super) async fn project_for(&self, call: &Call<'_>) -> Result<Project> {
@@ -120,7 +122,8 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         }
         let default_branch = match params.default_branch {
             Some(b) => registry::validate_branch_name(&b).map_err(|e| field("defaultBranch", e))?,
-            None => "main".to_owned(),
+            // The instance's default branch, if an administrator set one.
+            None => self.settings().await?.default_branch.unwrap_or_else(|| "main".to_owned()),
         };
         let upstream = match params.upstream_url.filter(|u| !u.trim().is_empty()) {
             None => None,
@@ -153,12 +156,5 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         let origin = self.store.origin_of(&repo).await?;
         let base = &call.req.origin;
         Ok(ApiResponse::json(200, &RepositoryDto::new(&repo, base).with_origin(origin.as_ref(), base)))
-    }
-
-    /// Bitbucket answers 202: deletion is accepted (here it is also done).
-    pub(super) async fn delete_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.repository_for(call).await?;
-        self.store.delete_repository(repo.id).await?;
-        Ok(ApiResponse::empty(202))
     }
 }

@@ -13,8 +13,8 @@ pub struct ApiResponse {
     pub status: u16,
     /// Headers besides `Content-Type`.
     pub headers: Vec<(String, String)>,
-    /// JSON body, if any.
-    pub body: Option<String>,
+    /// The body, if any: JSON unless a `Content-Type` header says otherwise.
+    pub body: Option<Vec<u8>>,
     /// A server-side diagnostic for the shell to log (already free of secrets); never sent.
     pub diagnostic: Option<String>,
 }
@@ -23,12 +23,17 @@ impl ApiResponse {
     /// A JSON response.
     pub fn json<T: Serialize>(status: u16, value: &T) -> Self {
         // Serializing our own DTOs cannot fail: they hold no maps with non-string keys.
-        let body = serde_json::to_string(value).expect("DTOs serialize to JSON");
+        let body = serde_json::to_vec(value).expect("DTOs serialize to JSON");
         Self { status, headers: Vec::new(), body: Some(body), diagnostic: None }
     }
 
     /// A text response (Prometheus metrics) of `content_type`.
     pub fn text(status: u16, content_type: &str, body: String) -> Self {
+        Self::bytes(status, content_type, body.into_bytes())
+    }
+
+    /// A response of `content_type` (an avatar image).
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
         let headers = vec![("Content-Type".to_owned(), content_type.to_owned())];
         Self { status, headers, body: Some(body), diagnostic: None }
     }
@@ -106,6 +111,12 @@ pub enum ApiError {
     /// The work needs a farm node and none finished it in time (it stays queued).
     #[error("{0}")]
     Unavailable(String),
+    /// The caller's rate-limit bucket is empty.
+    #[error("You have made too many requests. Try again in {retry_after_secs} seconds.")]
+    RateLimited {
+        /// Seconds until a token is back (`Retry-After`).
+        retry_after_secs: i64,
+    },
 }
 
 impl ApiError {
@@ -125,6 +136,7 @@ impl ApiError {
             Self::Internal(_) => 500,
             Self::NotImplemented(_) => 501,
             Self::Unavailable(_) => 503,
+            Self::RateLimited { .. } => 429,
         }
     }
 
@@ -156,6 +168,7 @@ impl ApiError {
                     Self::Internal(_) => json!("500 Internal Server Error"),
                     Self::NotImplemented(m) => json!(format!("501 Not Implemented - {m}")),
                     Self::Unavailable(m) => json!(format!("503 Service Unavailable - {m}")),
+                    Self::RateLimited { .. } => json!("429 Too Many Requests"),
                 }
             }),
             Dialect::Bitbucket => {
@@ -169,6 +182,9 @@ impl ApiError {
         };
         let mut response = ApiResponse::json(status, &body);
         response.diagnostic = diagnostic;
+        if let Self::RateLimited { retry_after_secs } = self {
+            response.headers.push(("Retry-After".into(), retry_after_secs.to_string()));
+        }
         if self == ApiError::Unauthorized && dialect == Dialect::Bitbucket {
             response.headers.push(("WWW-Authenticate".into(), "Basic realm=\"mirrorfarm\"".into()));
         }
@@ -259,7 +275,7 @@ mod tests {
     use super::*;
 
     fn body(r: &ApiResponse) -> serde_json::Value {
-        serde_json::from_str(r.body.as_deref().expect("body")).expect("json")
+        serde_json::from_slice(r.body.as_deref().expect("body")).expect("json")
     }
 
     #[test]
@@ -276,7 +292,7 @@ mod tests {
         assert_eq!(body(&r)["errors"][0]["context"], "key");
         let r = ApiError::Internal("D1 said: table x".into()).into_response(Dialect::Bitbucket);
         assert_eq!(r.status, 500);
-        assert!(!r.body.as_deref().expect("body").contains("D1 said"));
+        assert!(!String::from_utf8_lossy(r.body.as_deref().expect("body")).contains("D1 said"));
         assert_eq!(r.diagnostic.as_deref(), Some("D1 said: table x"));
         let r = ApiError::Unauthorized.into_response(Dialect::Bitbucket);
         assert_eq!(body(&r)["errors"][0]["context"], serde_json::Value::Null);

@@ -163,6 +163,88 @@ pub enum Handler {
     MirroringRepositories,
     /// `GET /rest/mirrorfarm/latest/metrics`: Prometheus text.
     Metrics,
+    /// `GET /rest/api/latest/admin/users`: users in the detailed view.
+    AdminListUsers,
+    /// `PUT /rest/api/latest/users`: the caller's own details.
+    UpdateCurrentUser,
+    /// `PUT /rest/api/latest/users/credentials`: the caller's password.
+    ChangePassword,
+    /// `GET /rest/api/latest/users/{userSlug}/settings`.
+    GetUserSettings,
+    /// `POST /rest/api/latest/users/{userSlug}/settings` (merged).
+    MergeUserSettings,
+    /// `POST /rest/api/latest/users/{userSlug}/avatar.png`.
+    UploadAvatar,
+    /// `DELETE /rest/api/latest/users/{userSlug}/avatar.png`.
+    DeleteAvatar,
+    /// `GET /users/{userSlug}/avatar.png`: where avatars are served.
+    ServeAvatar,
+    /// `GET /rest/api/latest/admin/rate-limit/settings`.
+    GetRateLimitSettings,
+    /// `PUT /rest/api/latest/admin/rate-limit/settings`.
+    PutRateLimitSettings,
+    /// `GET /rest/api/latest/admin/rate-limit/settings/users`.
+    ListUserRateLimits,
+    /// `POST /rest/api/latest/admin/rate-limit/settings/users`.
+    SetUserRateLimits,
+    /// `GET /rest/api/latest/admin/rate-limit/settings/users/{userSlug}`.
+    GetUserRateLimit,
+    /// `PUT /rest/api/latest/admin/rate-limit/settings/users/{userSlug}`.
+    PutUserRateLimit,
+    /// `DELETE /rest/api/latest/admin/rate-limit/settings/users/{userSlug}`.
+    DeleteUserRateLimit,
+    /// `GET /rest/api/latest/admin/rate-limit/history`.
+    RateLimitHistory,
+    /// `GET /rest/api/latest/admin/banner`.
+    GetBanner,
+    /// `PUT /rest/api/latest/admin/banner`.
+    PutBanner,
+    /// `DELETE /rest/api/latest/admin/banner`.
+    DeleteBanner,
+    /// `GET /rest/api/latest/admin/default-branch`.
+    GetDefaultBranch,
+    /// `PUT /rest/api/latest/admin/default-branch`.
+    PutDefaultBranch,
+    /// `DELETE /rest/api/latest/admin/default-branch`.
+    DeleteDefaultBranch,
+    /// `GET /rest/policies/latest/admin/repos/archive`.
+    GetArchivePolicy,
+    /// `PUT /rest/policies/latest/admin/repos/archive`.
+    PutArchivePolicy,
+    /// `GET /rest/policies/latest/admin/repos/delete`.
+    GetDeletePolicy,
+    /// `PUT /rest/policies/latest/admin/repos/delete`.
+    PutDeletePolicy,
+    /// `PUT /rest/api/latest/projects/{key}/repos/{slug}`: archive, describe, …
+    UpdateRepository,
+    /// `POST …/repos/{slug}/labels`.
+    AddLabel,
+    /// `GET …/repos/{slug}/labels`.
+    RepositoryLabels,
+    /// `DELETE …/repos/{slug}/labels/{labelName}`.
+    RemoveLabel,
+    /// `GET /rest/api/latest/labels`.
+    ListLabels,
+    /// `GET /rest/api/latest/labels/{labelName}`.
+    GetLabel,
+    /// `GET /rest/api/latest/labels/{labelName}/labeled`.
+    Labeled,
+    /// `GET /rest/api/latest/logs/logger/{loggerName}`.
+    GetLogger,
+    /// `PUT /rest/api/latest/logs/logger/{loggerName}/{levelName}`.
+    SetLogger,
+    /// `GET /rest/api/latest/logs/rootLogger`.
+    GetRootLogger,
+    /// `PUT /rest/api/latest/logs/rootLogger/{levelName}`.
+    SetRootLogger,
+    /// `GET /rest/api/latest/admin/license`.
+    GetLicense,
+    /// `POST /rest/api/latest/admin/license`.
+    PostLicense,
+    /// `GET /rest/api/latest/application-properties`.
+    ApplicationProperties,
+    /// `GET /rest/api/latest/admin/cluster`.
+    Cluster,
 }
 
 use Handler as H;
@@ -193,6 +275,8 @@ pub enum Access {
     SelfOrAdmin,
     /// A global ADMIN or SYS_ADMIN.
     Admin,
+    /// A SYS_ADMIN.
+    SysAdmin,
     /// Status: REPO_READ on the repository, also through a `STATUS_READ` token.
     Status,
 }
@@ -219,6 +303,7 @@ impl Access {
             Self::NodeOrRepository(l) => format!("NODE_OR_REPO_{}", l.as_str()),
             Self::SelfOrAdmin => "SELF_OR_ADMIN".into(),
             Self::Admin => "ADMIN".into(),
+            Self::SysAdmin => "SYS_ADMIN".into(),
             Self::Status => "STATUS".into(),
         }
     }
@@ -274,6 +359,10 @@ pub enum Input {
     MirrorMode,
     /// A JSON array of upstream project ids (or none, with `{projectId}` in the path).
     ProjectIds,
+    /// A JSON object, read field by field by its handler.
+    Object,
+    /// A `multipart/form-data` upload with an `avatar` part.
+    Avatar,
 }
 
 impl Input {
@@ -283,6 +372,7 @@ impl Input {
         match self {
             Self::Webhook => super::MAX_WEBHOOK_BYTES,
             Self::Report => MAX_REPORT_BYTES,
+            Self::Avatar => crate::admin::avatar::MAX_UPLOAD_BYTES,
             _ => super::MAX_BODY_BYTES,
         }
     }
@@ -294,7 +384,11 @@ pub const MAX_REPORT_BYTES: usize = 2 * 1024 * 1024;
 
 /// The largest body any route accepts: a shell need read no more.
 pub const LARGEST_BODY_BYTES: usize =
-    if MAX_REPORT_BYTES > super::MAX_WEBHOOK_BYTES { MAX_REPORT_BYTES } else { super::MAX_WEBHOOK_BYTES };
+    max(max(MAX_REPORT_BYTES, super::MAX_WEBHOOK_BYTES), crate::admin::avatar::MAX_UPLOAD_BYTES);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
 
 /// One route: what it matches, who may call it, what it reads, and what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +421,7 @@ const fn route(
 }
 
 use Access::{
-    Admin as AdminOnly, Anyone, Node, NodeOrRepository, Project, Repository, SelfOrAdmin, User, WebhookSigner,
+    Admin as AdminOnly, Anyone, Node, NodeOrRepository, Project, Repository, SelfOrAdmin, SysAdmin, User, WebhookSigner,
 };
 use Input::None as NoBody;
 
@@ -346,6 +440,11 @@ const UP_MODE: &str = "/rest/mirroring/latest/upstreamServers/{upstreamId}/setti
 const UP_PROJECTS: &str = "/rest/mirroring/latest/upstreamServers/{upstreamId}/settings/projects";
 const UP_PROJECT: &str = "/rest/mirroring/latest/upstreamServers/{upstreamId}/settings/projects/{projectId}";
 const UP_REPO: &str = "/rest/mirroring/latest/upstreamServers/{upstreamId}/repos/{upstreamRepoId}";
+const RL_USERS: &str = "/rest/api/latest/admin/rate-limit/settings/users";
+const RL_USER: &str = "/rest/api/latest/admin/rate-limit/settings/users/{userSlug}";
+const LABELS: &str = "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/labels";
+const AVATAR: &str = "/rest/api/latest/users/{userSlug}/avatar.png";
+const SETTINGS: &str = "/rest/api/latest/users/{userSlug}/settings";
 const SYNC_SETTINGS: &str = "/rest/mirroring/latest/syncSettings";
 const SYNC_MODE: &str = "/rest/mirroring/latest/syncSettings/mode";
 const SYNC_PROJECTS: &str = "/rest/mirroring/latest/syncSettings/projects";
@@ -446,6 +545,47 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/rest/mirroring/latest/supportInfo/refChangesQueue/count", H::RefChangesCount, AdminOnly, NoBody, "How many syncs wait or run"),
     route(Get, "/rest/mirrorfarm/latest/metrics", H::Metrics, AdminOnly, NoBody, "Prometheus metrics: repositories by status, the queue, each upstream's last sync"),
     route(Get, "/rest/mirroring/latest/repos", H::MirroringRepositories, Anyone, NoBody, "Repositories the caller may see, with their content and metadata hashes"),
+    route(Get, "/rest/api/latest/admin/users", H::AdminListUsers, AdminOnly, NoBody, "Users in the detailed view (filter, permission, group)"),
+    route(Put, "/rest/api/latest/users", H::UpdateCurrentUser, User, Input::Object, "Change your own display name and e-mail address"),
+    route(Put, "/rest/api/latest/users/credentials", H::ChangePassword, User, Input::Object, "Change your own password (oldPassword, password, passwordConfirm)"),
+    route(Get, SETTINGS, H::GetUserSettings, SelfOrAdmin, NoBody, "A user's settings (a flat map)"),
+    route(Post, SETTINGS, H::MergeUserSettings, SelfOrAdmin, Input::Object, "Merge settings into a user's"),
+    route(Post, AVATAR, H::UploadAvatar, SelfOrAdmin, Input::Avatar, "Upload a user's avatar (multipart field avatar; PNG, JPEG or GIF, 1 MB, 1024×1024)"),
+    route(Delete, AVATAR, H::DeleteAvatar, SelfOrAdmin, NoBody, "Go back to the default avatar"),
+    route(Get, "/users/{userSlug}/avatar.png", H::ServeAvatar, Anyone, NoBody, "A user's avatar image"),
+    route(Get, "/rest/api/latest/admin/rate-limit/settings", H::GetRateLimitSettings, User, NoBody, "The rate limit: whether it is on, and the default bucket"),
+    route(Put, "/rest/api/latest/admin/rate-limit/settings", H::PutRateLimitSettings, AdminOnly, Input::Object, "Turn the rate limit on or off; set the default bucket"),
+    route(Get, RL_USERS, H::ListUserRateLimits, AdminOnly, NoBody, "Users with rate-limit settings of their own (filter)"),
+    route(Post, RL_USERS, H::SetUserRateLimits, AdminOnly, Input::Object, "Give users a bucket of their own, or exempt them"),
+    route(Get, RL_USER, H::GetUserRateLimit, SelfOrAdmin, NoBody, "A user's own rate-limit settings"),
+    route(Put, RL_USER, H::PutUserRateLimit, AdminOnly, Input::Object, "Set a user's own rate-limit settings"),
+    route(Delete, RL_USER, H::DeleteUserRateLimit, AdminOnly, NoBody, "Remove a user's own rate-limit settings"),
+    route(Get, "/rest/api/latest/admin/rate-limit/history", H::RateLimitHistory, AdminOnly, NoBody, "Who was rate limited, how often and when last (order=NEWEST|FREQUENCY)"),
+    route(Get, "/rest/api/latest/admin/banner", H::GetBanner, Anyone, NoBody, "The announcement banner, if one is shown to the caller (204 if none)"),
+    route(Put, "/rest/api/latest/admin/banner", H::PutBanner, AdminOnly, Input::Object, "Set the announcement banner (audience AUTHENTICATED or ALL)"),
+    route(Delete, "/rest/api/latest/admin/banner", H::DeleteBanner, AdminOnly, NoBody, "Remove the announcement banner"),
+    route(Get, "/rest/api/latest/admin/default-branch", H::GetDefaultBranch, User, NoBody, "The default branch of new repositories (404 if unset)"),
+    route(Put, "/rest/api/latest/admin/default-branch", H::PutDefaultBranch, AdminOnly, Input::Object, "Set the default branch of new repositories"),
+    route(Delete, "/rest/api/latest/admin/default-branch", H::DeleteDefaultBranch, AdminOnly, NoBody, "Unset the default branch of new repositories"),
+    route(Get, "/rest/policies/latest/admin/repos/archive", H::GetArchivePolicy, User, NoBody, "Who may archive a repository"),
+    route(Put, "/rest/policies/latest/admin/repos/archive", H::PutArchivePolicy, SysAdmin, Input::Object, "Set who may archive a repository"),
+    route(Get, "/rest/policies/latest/admin/repos/delete", H::GetDeletePolicy, User, NoBody, "Who may delete a repository"),
+    route(Put, "/rest/policies/latest/admin/repos/delete", H::PutDeletePolicy, SysAdmin, Input::Object, "Set who may delete a repository"),
+    route(Put, BB_REPO, H::UpdateRepository, Repository(ADMIN), Input::Object, "Archive or unarchive a repository (archive policy); change its description, visibility, forking, default branch"),
+    route(Post, LABELS, H::AddLabel, Repository(ADMIN), Input::Object, "Label a repository"),
+    route(Get, LABELS, H::RepositoryLabels, Repository(READ), NoBody, "A repository's labels"),
+    route(Delete, "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/labels/{labelName}", H::RemoveLabel, Repository(ADMIN), NoBody, "Take a label off a repository"),
+    route(Get, "/rest/api/latest/labels", H::ListLabels, Anyone, NoBody, "Labels on repositories the caller may see (prefix)"),
+    route(Get, "/rest/api/latest/labels/{labelName}", H::GetLabel, Anyone, NoBody, "A label"),
+    route(Get, "/rest/api/latest/labels/{labelName}/labeled", H::Labeled, Anyone, NoBody, "Repositories with a label (type=REPOSITORY)"),
+    route(Get, "/rest/api/latest/logs/logger/{loggerName}", H::GetLogger, AdminOnly, NoBody, "A logger's effective level"),
+    route(Put, "/rest/api/latest/logs/logger/{loggerName}/{levelName}", H::SetLogger, AdminOnly, NoBody, "Set a logger's level (the edge at once, farm nodes at their next heartbeat)"),
+    route(Get, "/rest/api/latest/logs/rootLogger", H::GetRootLogger, AdminOnly, NoBody, "The root logger's level"),
+    route(Put, "/rest/api/latest/logs/rootLogger/{levelName}", H::SetRootLogger, AdminOnly, NoBody, "Set the root logger's level"),
+    route(Get, "/rest/api/latest/admin/license", H::GetLicense, AdminOnly, NoBody, "The installed license and the user count (404 if none)"),
+    route(Post, "/rest/api/latest/admin/license", H::PostLicense, SysAdmin, Input::Object, "Install a license (Ed25519-signed; 409 if undecodable or badly signed)"),
+    route(Get, "/rest/api/latest/application-properties", H::ApplicationProperties, Anyone, NoBody, "Version and build (every value a string)"),
+    route(Get, "/rest/api/latest/admin/cluster", H::Cluster, AdminOnly, NoBody, "The edge and the farm nodes"),
 ];
 
 /// Path parameters captured by a route, still percent-encoded.

@@ -3,13 +3,15 @@
 //! origins, CORS (see `cors`), so pages elsewhere can poll it cheaply.
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
+use crate::admin::RateLimiter;
 use crate::mirrors::PullMirror;
 use crate::queue::Signals;
 use crate::status::RepositoryStatus;
+use crate::store::Blobs;
 use crate::store::Crypto;
 use crate::store::port::Database;
 
-impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     pub(super) async fn repository_status(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
         let id: i64 = call.params.raw("repositoryId").parse().map_err(|_| hidden())?;
@@ -31,6 +33,8 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         )
         .with_fork(snap.fork.is_some().then(|| Self::status_of(&repo, snap.fork.as_ref(), snap.fork_refs)))
         .with_farm(snap.farm);
-        Ok(ApiResponse::json(200, &status))
+        // Remembered by the isolate: usually no round trip of its own.
+        let banner = self.settings().await?.banner.filter(|b| b.shown_to(who.is_some())).map(|b| b.message);
+        Ok(ApiResponse::json(200, &status.with_banner(banner)))
     }
 }

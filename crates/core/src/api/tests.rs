@@ -96,7 +96,7 @@ impl World {
         if let Some(diagnostic) = &r.diagnostic {
             eprintln!("diagnostic: {diagnostic}");
         }
-        let raw = r.body.clone().unwrap_or_default();
+        let raw = String::from_utf8_lossy(&r.body.clone().unwrap_or_default()).into_owned();
         Reply { status: r.status, headers: r.headers, body: serde_json::from_str(&raw).unwrap_or(Value::Null), raw }
     }
 

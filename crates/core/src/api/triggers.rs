@@ -1,7 +1,9 @@
 //! What starts syncs besides the API: push webhooks from upstream hosts, and periodic polls that
 //! skip all work while the upstream's ref fingerprint is unchanged.
 
+use crate::admin::RateLimiter;
 use crate::queue::Signals;
+use crate::store::Blobs;
 use crate::webhooks::{WebhookAnswer, WebhookSecret};
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
@@ -20,7 +22,7 @@ fn no_repository() -> ApiError {
     ApiError::not_found("Repository", "Repository does not exist.")
 }
 
-impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
+impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     fn repository_id(call: &Call<'_>) -> Result<i64> {
         call.params.raw("repositoryId").parse().map_err(|_| no_repository())
     }
@@ -91,6 +93,9 @@ impl<D: Database, C: Crypto, S: Signals> Service<'_, D, C, S> {
         } else {
             self.repository_checked(call, key.as_key(), call.need(), no_repository).await?
         };
+        if repo.archived {
+            return Err(ApiError::Conflict("The repository is archived: it is not synced.".into()));
+        }
         let queued = self.store.queue_repository_syncs(repo.id, true, true, JobReason::Manual, self.now).await?;
         self.mark_queued();
         Ok(ApiResponse::json(202, &SyncQueued { repository_id: repo.id, queued }))

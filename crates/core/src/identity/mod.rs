@@ -6,6 +6,7 @@
 mod credentials;
 mod permissions;
 
+pub(crate) use credentials::decode_base64;
 pub use credentials::{Credentials, CredentialsError, TOKEN_PREFIX, constant_time_eq, token_lookup_key};
 pub use permissions::{GlobalRole, Level, Permission, PermissionParseError, Principal, TokenScope, anonymous_level};
 
@@ -114,7 +115,7 @@ impl From<&User> for UserDto {
 pub struct UserParams {
     /// The user name (required).
     pub name: Option<String>,
-    /// Refused: users authenticate with access tokens.
+    /// A password (8 to 1024 characters); without one the user signs in with access tokens only.
     pub password: Option<String>,
     /// The display name (the name if absent).
     pub display_name: Option<String>,

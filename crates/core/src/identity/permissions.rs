@@ -166,6 +166,8 @@ pub struct Principal {
     pub scope: TokenScope,
     /// When the token stops working, if it expires.
     pub expires_at: Option<Timestamp>,
+    /// The user's own rate-limit settings, if they have any.
+    pub rate_limit: Option<crate::admin::UserRateLimit>,
 }
 
 impl Principal {
@@ -211,6 +213,7 @@ mod tests {
 
     fn principal(role: GlobalRole, perms: Option<&[Permission]>) -> Principal {
         Principal {
+            rate_limit: None,
             expires_at: None,
             user: User {
                 id: 1,

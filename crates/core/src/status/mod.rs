@@ -46,6 +46,9 @@ pub struct RepositoryStatus {
     /// For a farm repository: its upstream server, its mirror status and its hashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub farm: Option<FarmStatus>,
+    /// The instance's announcement banner, when its audience includes the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banner: Option<String>,
 }
 
 /// A farm repository's standing: where it is mirrored from, its status as Bitbucket's mirror
@@ -170,6 +173,7 @@ impl RepositoryStatus {
             nodes,
             fork: None,
             farm: None,
+            banner: None,
         }
     }
 
@@ -183,6 +187,11 @@ impl RepositoryStatus {
     #[must_use]
     pub fn with_farm(self, farm: Option<FarmStatus>) -> Self {
         Self { farm, ..self }
+    }
+
+    /// The same status with the banner the caller sees, if any.
+    pub fn with_banner(self, banner: Option<String>) -> Self {
+        Self { banner, ..self }
     }
 }
 
@@ -205,6 +214,7 @@ pub(crate) mod tests {
 
     fn repo(upstream: bool) -> Repository {
         Repository {
+            archived: false,
             id: 7,
             slug: "app".into(),
             name: "App".into(),

@@ -106,6 +106,7 @@ impl RepositoryStatus {
             nodes: o.list("nodes", read_node)?,
             fork: value.member("fork").map(|f| read_fork(&f)).transpose()?,
             farm: value.member("farm").map(|f| read_farm(&f)).transpose()?,
+            banner: o.optional_string("banner")?,
         })
     }
 }

@@ -2,23 +2,24 @@
 
 use super::port::{Database, row, sql};
 use super::{Grants, Store, StoreResult, corrupt};
+use crate::admin::UserRateLimit;
 use crate::identity::{AccessToken, GlobalRole, Level, NewUser, Permission, User};
 use crate::time::Timestamp;
 
 row! {
-    struct UserRow {
-        id: i64,
-        name: String,
-        slug: String,
-        display_name: String,
-        email: Option<String>,
-        role: String,
-        created_at: i64,
+    pub(super) struct UserRow {
+        pub(super) id: i64,
+        pub(super) name: String,
+        pub(super) slug: String,
+        pub(super) display_name: String,
+        pub(super) email: Option<String>,
+        pub(super) role: String,
+        pub(super) created_at: i64,
     }
 }
 
 impl UserRow {
-    fn into_user(self) -> StoreResult<User> {
+    pub(super) fn into_user(self) -> StoreResult<User> {
         Ok(User {
             id: self.id,
             name: self.name,
@@ -84,6 +85,9 @@ row! {
         u_email: Option<String>,
         u_role: String,
         u_created_at: i64,
+        rl_capacity: Option<i64>,
+        rl_fill_rate: Option<i64>,
+        rl_whitelisted: Option<i64>,
     }
 }
 
@@ -172,18 +176,22 @@ impl<D: Database> Store<D> {
         self.one(sql!("DELETE FROM users WHERE id = ?1", id)).await.map(drop)
     }
 
-    /// Tokens whose lookup key is `lookup`, each with its user: authentication in one round trip.
-    pub async fn tokens_by_lookup(&self, lookup: &str) -> StoreResult<Vec<(AccessToken, User)>> {
+    /// Tokens whose lookup key is `lookup`, each with its user and the user's own rate-limit
+    /// settings: authentication in one round trip.
+    pub async fn tokens_by_lookup(&self, lookup: &str) -> StoreResult<Vec<(AccessToken, User, Option<UserRateLimit>)>> {
         let rows = self
             .rows::<TokenUserRow>(sql!(
                 "SELECT t.*, u.name AS u_name, u.slug AS u_slug, u.display_name AS u_display_name, \
-                 u.email AS u_email, u.role AS u_role, u.created_at AS u_created_at \
-                 FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.lookup = ?1",
+                 u.email AS u_email, u.role AS u_role, u.created_at AS u_created_at, l.capacity AS rl_capacity, \
+                 l.fill_rate AS rl_fill_rate, l.whitelisted AS rl_whitelisted \
+                 FROM access_tokens t JOIN users u ON u.id = t.user_id \
+                 LEFT JOIN rate_limit_users l ON l.user_id = u.id WHERE t.lookup = ?1",
                 lookup
             ))
             .await?;
         rows.into_iter()
             .map(|r| {
+                let limit = rate_limit(r.rl_capacity, r.rl_fill_rate, r.rl_whitelisted);
                 let user = UserRow {
                     id: r.user_id,
                     name: r.u_name,
@@ -204,7 +212,7 @@ impl<D: Database> Store<D> {
                     created_at: r.created_at,
                     expires_at: r.expires_at,
                 };
-                Ok((token.into_token()?, user))
+                Ok((token.into_token()?, user, limit))
             })
             .collect()
     }
@@ -308,6 +316,20 @@ fn grant_statements(on: GrantOn, target: i64, user_ids: &[i64], level: Option<Le
             None => sql!(format!("DELETE FROM {table} WHERE {column} = ?1 AND user_id = ?2"), target, user),
         })
         .collect()
+}
+
+/// A user's own rate-limit settings from a `LEFT JOIN rate_limit_users` (all `NULL`: none).
+pub(super) fn rate_limit(
+    capacity: Option<i64>,
+    fill_rate: Option<i64>,
+    whitelisted: Option<i64>,
+) -> Option<UserRateLimit> {
+    let whitelisted = whitelisted?;
+    let settings = match (capacity.and_then(|c| u32::try_from(c).ok()), fill_rate.and_then(|f| u32::try_from(f).ok())) {
+        (Some(capacity), Some(fill_rate)) => Some(crate::admin::BucketSettings { capacity, fill_rate }),
+        _ => None,
+    };
+    Some(UserRateLimit { settings, whitelisted: whitelisted != 0 })
 }
 
 /// A page size as a SQL parameter.

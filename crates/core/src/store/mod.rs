@@ -8,6 +8,7 @@
 
 #![allow(async_fn_in_trait)] // The shells are single-threaded (Workers); no `Send` bound is wanted.
 
+mod admin;
 mod farm;
 mod forks;
 mod identity;
@@ -24,6 +25,7 @@ mod triggers;
 
 use std::collections::HashMap;
 
+pub use admin::{HistoryOrder, PasswordSignIn, Rejections, UserRateLimitRecord};
 pub use farm::{DiscoveryWrite, FarmRepository, QueuedFarmSync};
 pub use forks::{ForkOutcome, ForkSync, ForkView};
 pub use mirrors::{STATUS_MIRRORS, StatusSnapshot};
@@ -187,4 +189,64 @@ pub trait Crypto {
     async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError>;
     /// `len` bytes from a cryptographically secure generator.
     fn random_bytes(&self, len: usize) -> Result<Vec<u8>, CryptoError>;
+    /// PBKDF2-HMAC-SHA256 of a password: a 32-byte key (passwords are stored as these).
+    async fn pbkdf2_sha256(&self, password: &[u8], salt: &[u8], iterations: u32) -> Result<Vec<u8>, CryptoError>;
+    /// Whether `signature` is `public_key`'s (32 raw bytes) Ed25519 signature of `message`
+    /// (licenses). A malformed key or signature is `Ok(false)`.
+    async fn ed25519_verify(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<bool, CryptoError>;
+}
+
+/// Why a blob could not be stored or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlobError {
+    /// The deployment has no blob storage.
+    #[error("no blob storage is configured")]
+    Unavailable,
+    /// The platform's storage failed.
+    #[error("blob storage failure: {0}")]
+    Platform(String),
+}
+
+/// Blobs too large or too binary for the database (avatars): R2 on the edge, memory in tests.
+pub trait Blobs {
+    /// Stores `bytes` under `key`, replacing what was there.
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), BlobError>;
+    /// The bytes stored under `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
+    /// Removes `key` (nothing there is fine).
+    async fn delete(&self, key: &str) -> Result<(), BlobError>;
+}
+
+/// No blob storage: storing fails, reading finds nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBlobs;
+
+impl Blobs for NoBlobs {
+    async fn put(&self, _key: &str, _bytes: Vec<u8>, _content_type: &str) -> Result<(), BlobError> {
+        Err(BlobError::Unavailable)
+    }
+    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        Ok(None)
+    }
+    async fn delete(&self, _key: &str) -> Result<(), BlobError> {
+        Ok(())
+    }
+}
+
+/// Blobs in this process's memory (tests).
+#[derive(Debug, Default)]
+pub struct MemoryBlobs(std::cell::RefCell<HashMap<String, Vec<u8>>>);
+
+impl Blobs for MemoryBlobs {
+    async fn put(&self, key: &str, bytes: Vec<u8>, _content_type: &str) -> Result<(), BlobError> {
+        self.0.borrow_mut().insert(key.to_owned(), bytes);
+        Ok(())
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        Ok(self.0.borrow().get(key).cloned())
+    }
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        self.0.borrow_mut().remove(key);
+        Ok(())
+    }
 }

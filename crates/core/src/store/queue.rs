@@ -213,6 +213,7 @@ fn lease_statement(
              lease_deadline = ?3 \
              WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
                AND (?5 IS NULL OR j.repository_id = ?5) \
+               AND NOT EXISTS (SELECT 1 FROM repositories a WHERE a.id = j.repository_id AND a.archived = 1) \
                AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
                AND (j.kind = 'PULL_MIRROR' OR NOT EXISTS (SELECT 1 FROM jobs p WHERE p.kind = 'PULL_MIRROR' \
                  AND p.repository_id = (CASE j.kind WHEN 'FORK_SYNC' THEN \

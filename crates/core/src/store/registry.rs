@@ -37,7 +37,7 @@ impl From<ProjectRow> for Project {
 macro_rules! repo_columns {
     () => {
         "SELECT r.id, r.slug, r.name, r.description, r.default_branch, r.public, \
-     r.forkable, r.upstream_url, r.upstream_url_masked, r.upstream_userinfo_sealed, r.hierarchy_id, r.created_at, \
+     r.forkable, r.archived, r.upstream_url, r.upstream_url_masked, r.upstream_userinfo_sealed, r.hierarchy_id, r.created_at, \
      r.origin_id, (SELECT f.url_masked FROM fork_syncs f WHERE f.repository_id = r.id) AS fork_url_masked, \
      (SELECT n.clone_url FROM node_copies c JOIN farm_nodes n ON n.id = c.node_id \
        JOIN repository_hashes h ON h.repository_id = c.repository_id AND h.content = c.content \
@@ -64,6 +64,7 @@ row! {
         default_branch: String,
         public: i64,
         forkable: i64,
+        archived: i64,
         upstream_url: Option<String>,
         upstream_url_masked: Option<String>,
         upstream_userinfo_sealed: Option<String>,
@@ -104,6 +105,7 @@ impl From<RepoRow> for Repository {
             default_branch: r.default_branch,
             public: r.public != 0,
             forkable: r.forkable != 0,
+            archived: r.archived != 0,
             upstream,
             hierarchy_id: r.hierarchy_id,
             origin_id: r.origin_id,

@@ -107,7 +107,7 @@ impl<D: Database> Store<D> {
         let due = "SELECT r.id FROM repositories r \
              LEFT JOIN pull_mirrors p ON p.repository_id = r.id \
              LEFT JOIN repository_triggers t ON t.repository_id = r.id \
-             WHERE r.upstream_url IS NOT NULL AND IFNULL(p.enabled, 1) = 1 \
+             WHERE r.upstream_url IS NOT NULL AND r.archived = 0 AND IFNULL(p.enabled, 1) = 1 \
              AND (t.last_polled_at IS NULL OR t.last_polled_at < ?1) ORDER BY r.id LIMIT ?2";
         // The jobs go in first: they do not change which repositories are due, so the second
         // statement marks exactly those polled.
