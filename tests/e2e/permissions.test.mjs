@@ -22,7 +22,7 @@ const CALLERS = {
   repoAdmin: { signedIn: true, repo: 3, project: 0 },
   projectAdmin: { signedIn: true, repo: 3, project: 3 },
   globalAdmin: { signedIn: true, repo: 3, project: 3, admin: true },
-  sysAdmin: { signedIn: true, repo: 3, project: 3, admin: true },
+  sysAdmin: { signedIn: true, repo: 3, project: 3, admin: true, sysAdmin: true },
   node: { node: true },
   statusToken: { signedIn: true, repo: 1, project: 0, statusOnly: true },
 };
@@ -91,6 +91,7 @@ function expected(access, who, gitlab) {
   if (!c.signedIn) return "401"; // the fixture is private: nothing is readable anonymously
   if (access === "USER") return "allow";
   if (access === "ADMIN" || access === "SELF_OR_ADMIN") return c.admin ? "allow" : deny; // SELF: a bystander's slug
+  if (access === "SYS_ADMIN") return c.sysAdmin ? "allow" : deny;
   const [, scope, level] = /^(?:NODE_OR_)?(REPO|PROJECT|STATUS)_?(READ|WRITE|ADMIN)?$/.exec(access) ?? [];
   assert.ok(scope, `unknown access ${access}`);
   const need = LEVEL[level ?? "READ"];
@@ -120,7 +121,10 @@ function concrete(path, method) {
     .replace("{repositoryId}", String(fixture.repoId))
     .replace("{userSlug}", "bystander")
     .replace("{tokenId}", "000000000000")
-    .replace("{jobId}", "1");
+    .replace("{jobId}", "1")
+    .replace("{labelName}", "nolabel")
+    .replace("{loggerName}", "mirrorfarm.matrix")
+    .replace("{levelName}", "INFO");
 }
 
 test("every route answers every kind of caller as the route table declares", async () => {

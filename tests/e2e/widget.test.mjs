@@ -170,3 +170,23 @@ test("embedded on an allowed origin it works; on any other origin the browser re
   assert.match(await verdict.innerText(), /Retrying in \d+ s/);
   await page.close();
 });
+
+test("the widget shows the announcement banner while its audience includes the caller", async () => {
+  const banner = "Maintenance tonight <22:00 UTC>";
+  assert.equal((await call("PUT", "/rest/api/1.0/admin/banner", { token: admin, json: { message: banner, enabled: true, audience: "AUTHENTICATED" } })).status, 204);
+  const page = await browser.newPage();
+  await page.goto(demo(statusToken));
+  const shown = page.locator("mirrorfarm-status .mf-banner");
+  await shown.waitFor({ timeout: 15000 });
+  // Shown as text, never as markup.
+  assert.equal(await shown.innerText(), banner);
+  assert.equal(await shown.getAttribute("role"), "note");
+  await page.screenshot({ path: path.join(OUTPUT, "widget-banner.png"), fullPage: true });
+  // Disabled: gone at the next load.
+  assert.equal((await call("PUT", "/rest/api/1.0/admin/banner", { token: admin, json: { message: banner, enabled: false, audience: "ALL" } })).status, 204);
+  await page.reload();
+  await page.locator("mirrorfarm-status .mf-verdict").waitFor({ timeout: 15000 });
+  assert.equal(await page.locator("mirrorfarm-status .mf-banner").count(), 0);
+  await page.close();
+  assert.equal((await call("DELETE", "/rest/api/1.0/admin/banner", { token: admin })).status, 204);
+});

@@ -25,7 +25,7 @@ export function freePort() {
 }
 
 /** A running Worker: `url`, `adminToken`, `stateDir`, `logs()` and `stop()`. */
-export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000, corsOrigins = "", syncWaitMs = 20000, seedSql } = {}) {
+export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000, corsOrigins = "", syncWaitMs = 20000, seedSql, licensePublicKey = "" } = {}) {
   const stateDir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-e2e-"));
   migrate({ persistTo: stateDir });
   const adminToken = bootstrapAdmin({ persistTo: stateDir, token: `mfp_e2e_${randomBytes(16).toString("hex")}` });
@@ -37,7 +37,7 @@ export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, poll
   let started;
   for (let attempt = 1; ; attempt++) {
     try {
-      started = await launch({ stateDir, sealKey, allowedHosts, retryBaseMs, pollIntervalMs, corsOrigins, syncWaitMs });
+      started = await launch({ stateDir, sealKey, allowedHosts, retryBaseMs, pollIntervalMs, corsOrigins, syncWaitMs, licensePublicKey });
       break;
     } catch (e) {
       if (attempt >= 3 || !/Address already in use/.test(String(e.message))) throw e;
@@ -63,7 +63,7 @@ export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, poll
 
 /** Starts `wrangler dev` on free ports and waits until it answers; throws with its output if it
  * exits or does not answer within 60 s. */
-async function launch({ stateDir, sealKey, allowedHosts, retryBaseMs, pollIntervalMs, corsOrigins, syncWaitMs }) {
+async function launch({ stateDir, sealKey, allowedHosts, retryBaseMs, pollIntervalMs, corsOrigins, syncWaitMs, licensePublicKey }) {
   const port = await freePort();
   // Its own inspector port too, so a running `npm start` (or another suite) does not collide.
   const inspectorPort = await freePort();
@@ -81,6 +81,7 @@ async function launch({ stateDir, sealKey, allowedHosts, retryBaseMs, pollInterv
       "--var", `MIRRORFARM_POLL_INTERVAL_MS:${pollIntervalMs}`,
       "--var", `MIRRORFARM_CORS_ORIGINS:${corsOrigins}`,
       "--var", `MIRRORFARM_SYNC_WAIT_MS:${syncWaitMs}`,
+      "--var", `MIRRORFARM_LICENSE_PUBLIC_KEY:${licensePublicKey}`,
     ],
     { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] },
   );
