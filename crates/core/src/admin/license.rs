@@ -158,7 +158,7 @@ impl LicenseDto {
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::test_support::{FakeCrypto, block_on, fake_signature};
 

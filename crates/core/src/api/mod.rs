@@ -339,9 +339,23 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
                         Caller::User(who) => (who, None),
                         Caller::Node(node) => (None, Some(node)),
                     };
-                    match self.spend_token(who.as_ref()).await {
-                        Ok(()) => self.dispatch(route.handler, Call { route, who, node, query, params, req }).await,
-                        Err(e) => Err(e),
+                    let spender = who.clone();
+                    let call = Call { route, who, node, query, params, req };
+                    if req.method == Method::Get {
+                        // A read changes nothing, so its token is spent while it runs: the
+                        // limiter's round trip overlaps the handler's, and a refusal discards
+                        // the answer.
+                        let (spent, answer) = futures_util::future::join(
+                            self.spend_token(spender.as_ref()),
+                            self.dispatch(route.handler, call),
+                        )
+                        .await;
+                        spent.and(answer)
+                    } else {
+                        match self.spend_token(spender.as_ref()).await {
+                            Ok(()) => self.dispatch(route.handler, call).await,
+                            Err(e) => Err(e),
+                        }
                     }
                 }
                 Err(e) => Err(e),

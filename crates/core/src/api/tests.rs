@@ -14,6 +14,8 @@ struct World {
     store: Store<SqliteDatabase>,
     crypto: FakeCrypto,
     config: Config,
+    limiter: crate::admin::LocalLimiter,
+    blobs: crate::store::MemoryBlobs,
 }
 
 struct Reply {
@@ -35,6 +37,8 @@ impl World {
             store: Store::new(SqliteDatabase::migrated()),
             crypto: FakeCrypto::default(),
             config: Config::default(),
+            limiter: crate::admin::LocalLimiter::default(),
+            blobs: crate::store::MemoryBlobs::default(),
         };
         world.add_user("admin", GlobalRole::SysAdmin, ADMIN_TOKEN);
         world
@@ -91,7 +95,9 @@ impl World {
             declared_length: header("content-length").and_then(|v| v.parse().ok()),
             headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_owned())).collect(),
         };
-        let service = Service::new(&self.store, &self.crypto, &self.config, Timestamp(1_578_331_922_823));
+        let service = Service::new(&self.store, &self.crypto, &self.config, Timestamp(1_578_331_922_823))
+            .with_limiter(&self.limiter)
+            .with_blobs(&self.blobs);
         let r = block_on(service.handle(&req));
         if let Some(diagnostic) = &r.diagnostic {
             eprintln!("diagnostic: {diagnostic}");
@@ -1416,5 +1422,139 @@ mod farm {
             (Some("UNKNOWN"), Some("the upstream answered 401 to /api/v4/groups"))
         );
         assert_eq!(w.as_admin("GET", "/rest/mirroring/latest/progress", None).body["totalRepos"], 1);
+    }
+}
+
+mod admin {
+    use super::*;
+
+    fn basic(user: &str, secret: &str) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let bytes = format!("{user}:{secret}").into_bytes();
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+            for i in 0..4 {
+                out.push(if i <= chunk.len() { A[((n >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
+            }
+        }
+        format!("Basic {out}")
+    }
+
+    fn as_basic(w: &World, user: &str, secret: &str, method: &str, target: &str) -> Reply {
+        w.send(method, target, &[("Authorization", &basic(user, secret))], None)
+    }
+
+    #[test]
+    fn the_rate_limit_spends_one_token_per_request_and_refuses_with_429() {
+        let w = World::new();
+        w.add_user("burst", GlobalRole::User, "mfp_burst_token_000000");
+        w.add_user("free", GlobalRole::User, "mfp_free_token_0000000");
+        let r = w.as_admin(
+            "POST",
+            "/rest/api/latest/admin/rate-limit/settings/users",
+            Some(json!({"usernames": ["burst"], "settings": {"capacity": 3, "fillRate": 1}})),
+        );
+        assert_eq!(r.status, 200, "{}", r.raw);
+        let r = w.as_admin(
+            "PUT",
+            "/rest/api/latest/admin/rate-limit/settings/users/free",
+            Some(json!({"whitelisted": true})),
+        );
+        assert_eq!(r.status, 200, "{}", r.raw);
+        // Off: nobody is limited.
+        for _ in 0..5 {
+            assert_eq!(w.as_token("mfp_burst_token_000000", "GET", "/rest/api/latest/projects", None).status, 200);
+        }
+        let r = w.as_admin("PUT", "/rest/api/latest/admin/rate-limit/settings", Some(json!({"enabled": true})));
+        assert_eq!(r.status, 200, "{}", r.raw);
+        // The clock stands still in these tests: exactly the capacity passes.
+        let statuses: Vec<u16> = (0..5)
+            .map(|_| w.as_token("mfp_burst_token_000000", "GET", "/rest/api/latest/projects", None).status)
+            .collect();
+        assert_eq!(statuses, [200, 200, 200, 429, 429]);
+        let refused = w.as_token("mfp_burst_token_000000", "GET", "/rest/api/latest/projects", None);
+        assert_eq!(refused.header("Retry-After"), Some("1"));
+        assert!(refused.body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("too many requests")));
+        // Whitelisted users and anonymous callers are not limited.
+        for _ in 0..5 {
+            assert_eq!(w.as_token("mfp_free_token_0000000", "GET", "/rest/api/latest/projects", None).status, 200);
+            assert_eq!(w.send("GET", "/rest/api/latest/projects", &[], None).status, 200);
+        }
+        let history = w.as_admin("GET", "/rest/api/latest/admin/rate-limit/history?order=frequency", None);
+        assert_eq!(history.body["values"][0]["user"]["slug"], "burst");
+        assert_eq!(history.body["values"][0]["rejectCount"], 3);
+        assert_eq!(w.as_admin("GET", "/rest/api/latest/admin/rate-limit/history?order=sideways", None).status, 400);
+    }
+
+    #[test]
+    fn passwords_sign_in_and_wrong_ones_spend_the_bucket() {
+        let w = World::new();
+        let r = w.as_admin("POST", "/rest/api/latest/admin/users?name=pat&password=sesame-open", None);
+        assert_eq!(r.status, 204, "{}", r.raw);
+        assert_eq!(as_basic(&w, "pat", "sesame-open", "GET", "/rest/api/latest/users/pat").status, 200);
+        assert_eq!(as_basic(&w, "pat", "sesame-shut", "GET", "/rest/api/latest/users/pat").status, 401);
+        let stored = w.db().text("SELECT password_hash FROM users WHERE name = 'pat'");
+        assert!(stored.starts_with("pbkdf2-sha256$100000$") && !stored.contains("sesame"), "{stored}");
+        w.as_admin(
+            "PUT",
+            "/rest/api/latest/admin/rate-limit/settings/users/pat",
+            Some(json!({"settings": {"capacity": 2, "fillRate": 1}})),
+        );
+        w.as_admin("PUT", "/rest/api/latest/admin/rate-limit/settings", Some(json!({"enabled": true})));
+        let guesses: Vec<u16> = (0..4)
+            .map(|i| as_basic(&w, "pat", &format!("guess-{i}"), "GET", "/rest/api/latest/users/pat").status)
+            .collect();
+        assert_eq!(guesses, [401, 401, 429, 429]);
+    }
+
+    #[test]
+    fn policies_decide_who_deletes_and_archives_and_archived_repositories_are_not_synced() {
+        let w = World::new();
+        w.add_user("ga", GlobalRole::Admin, "mfp_global_admin_00000");
+        let id = w.seed_repo();
+        let r = w.as_admin("PUT", "/rest/policies/latest/admin/repos/delete", Some(json!({"permission": "SYS_ADMIN"})));
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(
+            w.as_token(
+                "mfp_global_admin_00000",
+                "PUT",
+                "/rest/policies/latest/admin/repos/delete",
+                Some(json!({"permission": "ADMIN"}))
+            )
+            .status,
+            401
+        );
+        assert_eq!(
+            w.as_token("mfp_global_admin_00000", "DELETE", "/rest/api/latest/projects/MF/repos/repo", None).status,
+            401
+        );
+        let r = w.as_admin("PUT", "/rest/api/latest/projects/MF/repos/repo", Some(json!({"archived": true})));
+        assert_eq!((r.status, r.body["archived"].as_bool()), (200, Some(true)), "{}", r.raw);
+        let sync = w.as_admin("POST", &format!("/rest/mirrorfarm/latest/repos/{id}/sync"), None);
+        assert_eq!(sync.status, 409);
+        assert_eq!(w.as_admin("DELETE", "/rest/api/latest/projects/MF/repos/repo", None).status, 202);
+    }
+
+    #[test]
+    fn a_license_caps_the_users_and_heartbeats_carry_log_levels() {
+        let mut w = World::new();
+        w.config.license_public_key = Some(vec![1; 32]);
+        let text = crate::admin::license::tests::license(2, 2_000_000_000_000);
+        assert_eq!(w.as_admin("POST", "/rest/api/latest/admin/license", Some(json!({"license": "x.y"}))).status, 409);
+        let r = w.as_admin("POST", "/rest/api/latest/admin/license", Some(json!({"license": text})));
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(r.body["status"]["currentNumberOfUsers"], 1);
+        assert_eq!(w.as_admin("POST", "/rest/api/latest/admin/users?name=second", None).status, 204);
+        let refused = w.as_admin("POST", "/rest/api/latest/admin/users?name=third", None);
+        assert_eq!(refused.status, 409);
+        assert!(refused.raw.contains("The license allows 2 users"));
+
+        let node = w.as_admin("POST", "/rest/mirrorfarm/latest/nodes", Some(json!({"name": "n1"})));
+        let token = node.body["token"].as_str().expect("token").to_owned();
+        assert_eq!(w.as_admin("PUT", "/rest/api/latest/logs/logger/mirrorfarm.node.serve/debug", None).status, 204);
+        let beat = w.as_token(&token, "POST", "/rest/mirrorfarm/latest/nodes/heartbeat", Some(json!({})));
+        assert_eq!(beat.body["logFilter"], "info,mirrorfarm_runner::serve=debug");
+        assert_eq!(beat.body["name"], "n1");
     }
 }
