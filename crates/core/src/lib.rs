@@ -37,6 +37,7 @@ pub mod api;
 pub mod farm;
 pub mod filters;
 pub mod forks;
+pub mod hex;
 pub mod identity;
 pub mod mirrors;
 pub mod nodes;

@@ -120,19 +120,12 @@ fn config(env: &Env) -> std::result::Result<Config, String> {
         license_public_key: match setting(env, "MIRRORFARM_LICENSE_PUBLIC_KEY").filter(|k| !k.trim().is_empty()) {
             None => None,
             Some(hex) => Some(
-                unhex(hex.trim())
+                mirrorfarm_core::hex::decode(hex.trim())
                     .filter(|k| k.len() == 32)
                     .ok_or("MIRRORFARM_LICENSE_PUBLIC_KEY: expected 64 hex digits (a raw Ed25519 public key)")?,
             ),
         },
     })
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 pub(crate) fn now() -> Timestamp {

@@ -3,6 +3,7 @@
 //! WebCrypto costs the wasm nothing in size, unlike bundling a Rust AEAD.
 
 use js_sys::{Array, Object, Uint8Array};
+use mirrorfarm_core::hex::{decode as unhex, encode as hex};
 use mirrorfarm_core::store::{Crypto, CryptoError};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -27,17 +28,6 @@ fn crypto() -> Result<web_sys::Crypto, CryptoError> {
 
 fn subtle() -> Result<SubtleCrypto, CryptoError> {
     Ok(crypto()?.subtle())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 impl WebCrypto {

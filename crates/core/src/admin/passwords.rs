@@ -3,6 +3,7 @@
 //! The derivation itself is the platform's ([`Crypto::pbkdf2_sha256`], WebCrypto on the edge);
 //! the stored form, the rules a new password must meet and the comparison are here.
 
+use crate::hex;
 use crate::identity::constant_time_eq;
 use crate::store::{Crypto, CryptoError};
 
@@ -35,7 +36,7 @@ pub fn validate(password: &str) -> Result<&str, PasswordError> {
 pub async fn hash<C: Crypto>(crypto: &C, password: &str) -> Result<String, CryptoError> {
     let salt = crypto.random_bytes(SALT_BYTES)?;
     let key = crypto.pbkdf2_sha256(password.as_bytes(), &salt, PBKDF2_ITERATIONS).await?;
-    Ok(format!("pbkdf2-sha256${PBKDF2_ITERATIONS}${}${}", hex(&salt), hex(&key)))
+    Ok(format!("pbkdf2-sha256${PBKDF2_ITERATIONS}${}${}", hex::encode(&salt), hex::encode(&key)))
 }
 
 /// Whether `password` is the one `stored` was derived from. A stored form that does not read
@@ -47,22 +48,12 @@ pub async fn verify<C: Crypto>(crypto: &C, password: &str, stored: &str) -> Resu
     else {
         return Ok(false);
     };
-    let (Ok(iterations), Some(salt), Some(key)) = (iterations.parse::<u32>(), unhex(salt), unhex(key)) else {
+    let (Ok(iterations), Some(salt), Some(key)) = (iterations.parse::<u32>(), hex::decode(salt), hex::decode(key))
+    else {
         return Ok(false);
     };
     let derived = crypto.pbkdf2_sha256(password.as_bytes(), &salt, iterations).await?;
     Ok(constant_time_eq(&derived, &key))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -717,7 +717,7 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
 
     /// Random bytes as lower-case hex.
     fn random_hex(&self, bytes: usize) -> Result<String> {
-        Ok(self.crypto.random_bytes(bytes)?.iter().map(|b| format!("{b:02x}")).collect())
+        Ok(crate::hex::encode(&self.crypto.random_bytes(bytes)?))
     }
 }
 
