@@ -76,6 +76,17 @@ pub fn bucket_for(instance: &RateLimitSettings, user: Option<&UserRateLimit>) ->
     }
 }
 
+/// The bucket a user's failed sign-ins spend from: their usual one while the limit is on, and
+/// even while it is off (their own settings, or the default's), so guessing a password is always
+/// held to a bucket's rate. Whitelisted users are exempt.
+pub fn sign_in_bucket_for(instance: &RateLimitSettings, user: Option<&UserRateLimit>) -> Option<BucketSettings> {
+    match user {
+        Some(u) if u.whitelisted => None,
+        Some(UserRateLimit { settings: Some(own), .. }) => Some(*own),
+        _ => Some(instance.default_settings),
+    }
+}
+
 /// Milli-tokens per token: refill is exact to the millisecond without floating point.
 const MILLI: i64 = 1000;
 
@@ -214,5 +225,9 @@ mod tests {
         assert_eq!(bucket_for(&on, Some(&UserRateLimit { settings: Some(own), whitelisted: false })), Some(own));
         assert_eq!(bucket_for(&on, Some(&UserRateLimit { settings: Some(own), whitelisted: true })), None);
         assert!(BucketSettings { capacity: 0, fill_rate: 1 }.validate().is_err());
+        // Failed sign-ins are held to a bucket even while the limit is off.
+        assert_eq!(sign_in_bucket_for(&RateLimitSettings::default(), None), Some(BucketSettings::default()));
+        let exempt = UserRateLimit { settings: None, whitelisted: true };
+        assert_eq!(sign_in_bucket_for(&on, Some(&exempt)), None);
     }
 }

@@ -528,9 +528,13 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
     async fn spend_token(&self, who: Option<&Principal>) -> Result<()> {
         let Some(who) = who else { return Ok(()) };
         let settings = self.settings().await?;
-        let Some(bucket) = crate::admin::rate_limit::bucket_for(&settings.rate_limit, who.rate_limit.as_ref()) else {
-            return Ok(());
-        };
+        let bucket = crate::admin::rate_limit::bucket_for(&settings.rate_limit, who.rate_limit.as_ref());
+        self.spend_from(who, bucket).await
+    }
+
+    /// Spends one token of `who`'s from `bucket` (`None`: not limited).
+    async fn spend_from(&self, who: &Principal, bucket: Option<crate::admin::BucketSettings>) -> Result<()> {
+        let Some(bucket) = bucket else { return Ok(()) };
         match self.limiter.take(who.user.id, bucket, self.now).await {
             Some(Err(refused)) => {
                 self.store.record_rejection(who.user.id, self.now).await?;
@@ -605,8 +609,8 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
     }
 
     /// Basic authentication with a password. A wrong password spends one of the user's
-    /// rate-limit tokens, so guessing is slowed to the limit's rate (429 once the bucket is
-    /// empty). A success is remembered like a token, by a hash of the name and password.
+    /// rate-limit tokens, even while the limit is off, so guessing is slowed to a bucket's rate
+    /// (429 once it is empty). A success is remembered like a token, by a hash of the name and password.
     async fn sign_in_with_password(&self, name: &str, password: &str) -> Result<Principal> {
         let key =
             self.crypto.sha256_hex(format!("password\0{}\0{password}", name.to_ascii_lowercase()).as_bytes()).await?;
@@ -622,7 +626,9 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             rate_limit: sign_in.rate_limit,
         };
         if !crate::admin::passwords::verify(self.crypto, password, stored).await? {
-            self.spend_token(Some(&who)).await?;
+            let settings = self.settings().await?;
+            let bucket = crate::admin::rate_limit::sign_in_bucket_for(&settings.rate_limit, who.rate_limit.as_ref());
+            self.spend_from(&who, bucket).await?;
             return Err(ApiError::Unauthorized);
         }
         if let Some(cache) = self.callers {
