@@ -312,6 +312,10 @@ test("repository policies: who may delete or archive is enforced; an archived re
   const sync = await call("POST", `${API}/repos/${mirrored.body.id}/sync`, { token: admin });
   assert.equal(sync.status, 409);
   assert.match(sync.body.errors[0].message, /archived/);
+  // GitLab's pull start says so in GitLab's shape.
+  const pull = await call("POST", `/api/v4/projects/${mirrored.body.id}/mirror/pull`, { token: admin });
+  assert.equal(pull.status, 409);
+  assert.match(pull.body.message, /^409 Conflict - The repository is archived/);
   const node = (await call("POST", `${API}/nodes`, { token: admin, json: { name: "policy-node" } })).body.token;
   const lease = () => call("POST", `${API}/jobs/lease`, { headers: { Authorization: `Bearer ${node}` }, json: { leaseSeconds: 30, waitSeconds: 0 } });
   r = await lease();

@@ -39,8 +39,6 @@ fn server_timing((trips, millis): (u32, f64)) -> String {
 
 /// The logger of the per-request lines (see the core's `admin::logs`).
 const REQUEST_LOGGER: &str = "mirrorfarm.edge.requests";
-/// The logger of internal errors.
-const ERROR_LOGGER: &str = "mirrorfarm.edge.errors";
 /// The logger of the cron's lines.
 const SCHEDULED_LOGGER: &str = "mirrorfarm.edge.scheduled";
 
@@ -165,9 +163,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     if levels.enabled(REQUEST_LOGGER, LogLevel::Debug) {
         console_log!("DEBUG {} {}: {}", req.inner().method(), api_req.path, server_timing(spent));
     }
-    if let Some(detail) = &response.diagnostic
-        && levels.enabled(ERROR_LOGGER, LogLevel::Error)
-    {
+    // Internal errors are logged at every level (ERROR is the most severe there is).
+    if let Some(detail) = &response.diagnostic {
         console_error!("internal error on {}: {detail}", api_req.path);
     }
     into_response(response)

@@ -10,7 +10,7 @@
 //! - `mirrorfarm.node` and `mirrorfarm.node.<module>` (`daemon`, `push`, `fork`, `serve`, …):
 //!   the farm nodes, which take the levels up at their next heartbeat.
 //!
-//! Errors (`mirrorfarm.edge.errors`) are logged at ERROR.
+//! Internal errors are logged whatever the levels: ERROR is the most severe level there is.
 
 use std::collections::BTreeMap;
 

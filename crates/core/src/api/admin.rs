@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::identity::{field, no_user};
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::admin::license::{self, LicenseDto, LicenseError};
 use crate::admin::logs::{self, LogLevel};
@@ -17,26 +18,10 @@ use crate::paging::BitbucketPage;
 use crate::queue::Signals;
 use crate::registry::{Repository, RepositoryDto};
 use crate::store::port::Database;
-use crate::store::{Blobs, Crypto, HistoryOrder};
-
-fn field(name: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::Field { field: name.into(), message: e.to_string() }
-}
-
-fn no_user(name: &str) -> ApiError {
-    ApiError::not_found("User", format!("User {name} does not exist."))
-}
+use crate::store::{Blobs, Crypto, Grants, HistoryOrder};
 
 fn no_label(name: &str) -> ApiError {
     ApiError::not_found("Label", format!("Label {name} does not exist."))
-}
-
-/// A body of JSON object fields read leniently (missing → `None`).
-fn object(call: &Call<'_>) -> Result<serde_json::Map<String, Value>> {
-    match call.json::<Value>()? {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::BadRequest("expected a JSON object".into())),
-    }
 }
 
 /// `RestMinimalRef`: how Bitbucket answers a branch.
@@ -153,14 +138,14 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     pub(super) async fn get_banner(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let settings = self.settings().await?;
-        match settings.banner.filter(|b| call.who.is_some() || b.audience == Audience::All) {
-            Some(banner) => Ok(ApiResponse::json(200, &banner)),
+        match settings.banner.as_ref().filter(|b| call.who.is_some() || b.audience == Audience::All) {
+            Some(banner) => Ok(ApiResponse::json(200, banner)),
             None => Ok(ApiResponse::empty(204)),
         }
     }
 
     pub(super) async fn put_banner(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let map = object(call)?;
+        let map = call.json_object()?;
         let audience = map
             .get("audience")
             .and_then(Value::as_str)
@@ -188,6 +173,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             .settings()
             .await?
             .default_branch
+            .clone()
             .ok_or_else(|| ApiError::not_found("Default branch", "No global default branch is configured."))?;
         Ok(ApiResponse::json(
             200,
@@ -196,7 +182,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     }
 
     pub(super) async fn put_default_branch(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let map = object(call)?;
+        let map = call.json_object()?;
         let text = map.get("id").and_then(Value::as_str).ok_or_else(|| field("id", "id names the branch."))?;
         let branch = admin::branch_short_name(text).map_err(|e| field("id", e))?;
         self.put_setting(setting::DEFAULT_BRANCH, Some(&branch)).await?;
@@ -217,7 +203,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     }
 
     pub(super) async fn put_policy(&self, call: &Call<'_>, archive: bool) -> Result<ApiResponse> {
-        let map = object(call)?;
+        let map = call.json_object()?;
         let permission = map
             .get("permission")
             .and_then(Value::as_str)
@@ -228,20 +214,19 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         Ok(ApiResponse::json(200, &Policy { permission }))
     }
 
-    /// Whether the caller meets `policy` on `repo` (their levels read with it, one round trip).
-    async fn check_policy(&self, call: &Call<'_>, repo: &Repository, policy: PolicyPermission) -> Result<()> {
+    /// Whether the caller meets `policy` on `repo`, by the grants read with it.
+    fn check_policy(call: &Call<'_>, repo: &Repository, grants: &Grants, policy: PolicyPermission) -> Result<()> {
         let who = call.principal()?;
-        let (_, grants) =
-            self.store.repository_access(crate::store::RepositoryKey::Id(repo.id), Some(who.user.id)).await?;
-        let repository = Self::level_on_repository(Some(who), &grants, repo);
-        let project = Self::level_on_project(Some(who), &grants, &repo.project);
+        let repository = Self::level_on_repository(Some(who), grants, repo);
+        let project = Self::level_on_project(Some(who), grants, &repo.project);
         if policy.allows(who, project, repository) { Ok(()) } else { Err(ApiError::Forbidden) }
     }
 
-    /// `DELETE /projects/{key}/repos/{slug}`, under the delete policy.
-    pub(super) async fn delete_repository_by_policy(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.repository_for(call).await?;
-        self.check_policy(call, &repo, self.settings().await?.delete()).await?;
+    /// `DELETE /projects/{key}/repos/{slug}`, under the delete policy. Bitbucket answers 202:
+    /// deletion is accepted (here it is also done).
+    pub(super) async fn delete_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let (repo, grants) = self.repository_for_with_grants(call).await?;
+        Self::check_policy(call, &repo, &grants, self.settings().await?.delete())?;
         self.store.delete_repository(repo.id).await?;
         Ok(ApiResponse::empty(202))
     }
@@ -249,8 +234,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// `PUT /projects/{key}/repos/{slug}`: archive or unarchive (under the archive policy), and
     /// change the description, visibility, forking and default branch.
     pub(super) async fn update_repository(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let mut repo = self.repository_for(call).await?;
-        let map = object(call)?;
+        let (mut repo, grants) = self.repository_for_with_grants(call).await?;
+        let map = call.json_object()?;
         if let Some(name) = map.get("name").and_then(Value::as_str)
             && name != repo.name
         {
@@ -259,7 +244,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         if let Some(archived) = boolean_of(&map, "archived")?
             && archived != repo.archived
         {
-            self.check_policy(call, &repo, self.settings().await?.archive()).await?;
+            Self::check_policy(call, &repo, &grants, self.settings().await?.archive())?;
             repo.archived = archived;
         }
         match map.get("description") {
@@ -285,7 +270,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     pub(super) async fn add_label(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let repo = self.repository_for(call).await?;
-        let map = object(call)?;
+        let map = call.json_object()?;
         let text = map.get("name").and_then(Value::as_str).ok_or_else(|| field("name", "name is the label."))?;
         let name = admin::label_name(text).map_err(|e| field("name", e))?;
         self.store.add_label(repo.id, &name).await?;
@@ -350,7 +335,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     }
 
     pub(super) async fn put_rate_limit_settings(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let map = object(call)?;
+        let map = call.json_object()?;
         let current = self.settings().await?.rate_limit;
         let enabled = boolean_of(&map, "enabled")?.ok_or_else(|| field("enabled", "enabled is required."))?;
         let default_settings = bucket_of(&map, "defaultSettings")?.unwrap_or(current.default_settings);
@@ -396,7 +381,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     }
 
     pub(super) async fn set_user_rate_limits(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let map = object(call)?;
+        let map = call.json_object()?;
         let names: Vec<String> = match map.get("usernames") {
             Some(Value::Array(items)) if !items.is_empty() => items
                 .iter()
@@ -436,7 +421,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     pub(super) async fn put_user_rate_limit(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let user = self.user_at(call).await?;
         Self::guard_sys_admin(call, &user)?;
-        let limit = Self::user_limit_of(&object(call)?)?;
+        let limit = Self::user_limit_of(&call.json_object()?)?;
         self.store.set_rate_limits(&[user.id], limit).await?;
         self.forget_callers();
         Ok(ApiResponse::json(200, &Self::rate_limit_dto(&user, limit)))
@@ -490,14 +475,14 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     }
 
     pub(super) async fn get_logger(&self, call: &Call<'_>, root: bool) -> Result<ApiResponse> {
-        let levels = self.settings().await?.logs;
+        let levels = &self.settings().await?.logs;
         let log_level = if root { levels.root } else { levels.effective(&Self::logger_param(call)?) };
         Ok(ApiResponse::json(200, &LoggerDto { log_level }))
     }
 
     pub(super) async fn set_logger(&self, call: &Call<'_>, root: bool) -> Result<ApiResponse> {
         let level = Self::level_param(call)?;
-        let mut levels = self.settings().await?.logs;
+        let mut levels = self.settings().await?.logs.clone();
         if root {
             levels.root = level;
         } else {
@@ -514,15 +499,19 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     // ---- License ----
 
     pub(super) async fn get_license(&self, _call: &Call<'_>) -> Result<ApiResponse> {
-        let text =
-            self.settings().await?.license.ok_or_else(|| ApiError::not_found("License", "No license is installed."))?;
+        let text = self
+            .settings()
+            .await?
+            .license
+            .clone()
+            .ok_or_else(|| ApiError::not_found("License", "No license is installed."))?;
         let terms = license::decode(&text).map_err(|e| ApiError::Internal(format!("stored license: {e}")))?;
         let users = self.store.count_users().await?;
         Ok(ApiResponse::json(200, &LicenseDto::new(&terms, &text, users, self.now)))
     }
 
     pub(super) async fn post_license(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let map = object(call)?;
+        let map = call.json_object()?;
         let text = map
             .get("license")
             .and_then(Value::as_str)
@@ -540,7 +529,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     /// The most users the installed license allows (`None`: no license, or unlimited).
     pub(super) async fn licensed_users(&self) -> Result<Option<i64>> {
-        let Some(text) = self.settings().await?.license else { return Ok(None) };
+        let Some(text) = self.settings().await?.license.clone() else { return Ok(None) };
         let terms = license::decode(&text).map_err(|e| ApiError::Internal(format!("stored license: {e}")))?;
         Ok((terms.maximum_number_of_users >= 0).then_some(terms.maximum_number_of_users))
     }

@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::Caller;
 use crate::admin::InstanceSettings;
@@ -25,7 +26,7 @@ const MAX_CALLERS: usize = 1024;
 #[derive(Debug, Default)]
 pub struct CallerCache {
     entries: RefCell<HashMap<String, (Caller, Timestamp)>>,
-    settings: RefCell<Option<(InstanceSettings, Timestamp)>>,
+    settings: RefCell<Option<(Rc<InstanceSettings>, Timestamp)>>,
 }
 
 impl CallerCache {
@@ -53,11 +54,11 @@ impl CallerCache {
     }
 
     /// The instance's settings, if remembered and not yet stale.
-    pub(super) fn settings(&self, now: Timestamp) -> Option<InstanceSettings> {
-        self.settings.borrow().as_ref().filter(|(_, until)| *until > now).map(|(s, _)| s.clone())
+    pub(super) fn settings(&self, now: Timestamp) -> Option<Rc<InstanceSettings>> {
+        self.settings.borrow().as_ref().filter(|(_, until)| *until > now).map(|(s, _)| Rc::clone(s))
     }
 
-    pub(super) fn put_settings(&self, settings: InstanceSettings, now: Timestamp) {
+    pub(super) fn put_settings(&self, settings: Rc<InstanceSettings>, now: Timestamp) {
         *self.settings.borrow_mut() = Some((settings, now.plus_millis(CALLER_TTL_MS)));
     }
 

@@ -235,6 +235,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// Records a sync request; a farm node carries it out. A disabled mirror can't be synced.
     pub(super) async fn sync_remote_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let (repo, mirror) = self.mirror_route(call).await?;
+        Self::refuse_archived(&repo)?;
         if !mirror.enabled {
             return Err(ApiError::BadRequest("Remote mirror is disabled".into()));
         }

@@ -17,11 +17,13 @@ use crate::time::Timestamp;
 
 const DAY_MS: i64 = 86_400_000;
 
-fn field(name: &str, e: impl std::fmt::Display) -> ApiError {
+/// A field's error (Bitbucket names the field as `context`).
+pub(super) fn field(name: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::Field { field: name.into(), message: e.to_string() }
 }
 
-fn no_user(name: &str) -> ApiError {
+/// No user of that name.
+pub(super) fn no_user(name: &str) -> ApiError {
     ApiError::not_found("User", format!("User {name} does not exist."))
 }
 
@@ -115,7 +117,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             created_at: self.now,
         };
         let licensed = self.licensed_users().await?;
-        if self.store.insert_user_within(&new, password_hash.as_deref(), licensed).await?.is_none() {
+        if self.store.insert_user(&new, password_hash.as_deref(), licensed).await?.is_none() {
             let max = licensed.unwrap_or_default();
             return Err(ApiError::Conflict(format!(
                 "The license allows {max} users and {max} exist: no more users can be created until the license is upgraded."

@@ -37,6 +37,8 @@ pub use routes::{
 };
 pub use triggers::MAX_WEBHOOK_BYTES;
 
+use std::rc::Rc;
+
 use crate::admin::{InstanceSettings, LogLevels, NoLimiter, RateLimiter};
 use crate::identity::{
     Credentials, Level, Principal, TOKEN_PREFIX, TokenScope, anonymous_level, constant_time_eq, token_lookup_key,
@@ -100,7 +102,7 @@ pub struct Service<'a, D, C, S = NoSignals, L = NoLimiter, B = NoBlobs> {
     /// Set when this request queued work: nodes waiting for work are woken once it is answered.
     queued: std::cell::Cell<bool>,
     /// The instance's settings, once this request has read them.
-    settings: std::cell::RefCell<Option<InstanceSettings>>,
+    settings: std::cell::RefCell<Option<Rc<InstanceSettings>>>,
 }
 
 /// The signals of a service that never waits.
@@ -144,6 +146,14 @@ impl Call<'_> {
         }
         let body: &[u8] = if self.req.body.is_empty() { b"{}" } else { &self.req.body };
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))
+    }
+
+    /// The body as a JSON object, read field by field by its handler (an empty body reads as `{}`).
+    fn json_object(&self) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+        match self.json::<serde_json::Value>()? {
+            serde_json::Value::Object(map) => Ok(map),
+            _ => Err(ApiError::BadRequest("expected a JSON object".into())),
+        }
     }
 
     /// The route's typed input, from a JSON or form body (or the query).
@@ -259,21 +269,21 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
 
     /// The instance's settings: remembered by the isolate for [`CALLER_TTL_MS`], read once per
     /// request at most.
-    async fn settings(&self) -> Result<InstanceSettings> {
+    async fn settings(&self) -> Result<Rc<InstanceSettings>> {
         if let Some(s) = self.settings.borrow().as_ref() {
-            return Ok(s.clone());
+            return Ok(Rc::clone(s));
         }
         let s = match self.callers.and_then(|c| c.settings(self.now)) {
             Some(s) => s,
             None => {
-                let s = self.store.instance_settings().await?;
+                let s = Rc::new(self.store.instance_settings().await?);
                 if let Some(cache) = self.callers {
-                    cache.put_settings(s.clone(), self.now);
+                    cache.put_settings(Rc::clone(&s), self.now);
                 }
                 s
             }
         };
-        *self.settings.borrow_mut() = Some(s.clone());
+        *self.settings.borrow_mut() = Some(Rc::clone(&s));
         Ok(s)
     }
 
@@ -287,7 +297,7 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
 
     /// The log levels in force, for the shell's own logging (the defaults if they cannot be read).
     pub async fn log_levels(&self) -> LogLevels {
-        self.settings().await.map(|s| s.logs).unwrap_or_default()
+        self.settings().await.map(|s| s.logs.clone()).unwrap_or_default()
     }
 
     /// The time now: later than `self.now` once a request has waited.
@@ -344,7 +354,11 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
                     if req.method == Method::Get {
                         // A read changes nothing, so its token is spent while it runs: the
                         // limiter's round trip overlaps the handler's, and a refusal discards
-                        // the answer.
+                        // the answer. The settings both need are read first (usually remembered),
+                        // so the two never read them twice.
+                        if let Err(e) = self.settings().await {
+                            return e.into_response(dialect);
+                        }
                         let (spent, answer) = futures_util::future::join(
                             self.spend_token(spender.as_ref()),
                             self.dispatch(route.handler, call),
@@ -421,7 +435,7 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             H::ListRepositories => self.list_repositories(&call, false).await,
             H::CreateRepository => self.create_repository(&call).await,
             H::GetRepository => self.get_repository(&call).await,
-            H::DeleteRepository => self.delete_repository_by_policy(&call).await,
+            H::DeleteRepository => self.delete_repository(&call).await,
             H::GrantProject => self.set_project_grant(&call, true).await,
             H::RevokeProject => self.set_project_grant(&call, false).await,
             H::GrantRepository => self.set_repository_grant(&call, true).await,
@@ -532,6 +546,13 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
         self.spend_from(who, bucket).await
     }
 
+    /// A wrong password spends from the user's sign-in bucket, even while the limit is off.
+    async fn spend_on_failed_sign_in(&self, who: &Principal) -> Result<()> {
+        let settings = self.settings().await?;
+        let bucket = crate::admin::rate_limit::sign_in_bucket_for(&settings.rate_limit, who.rate_limit.as_ref());
+        self.spend_from(who, bucket).await
+    }
+
     /// Spends one token of `who`'s from `bucket` (`None`: not limited).
     async fn spend_from(&self, who: &Principal, bucket: Option<crate::admin::BucketSettings>) -> Result<()> {
         let Some(bucket) = bucket else { return Ok(()) };
@@ -626,9 +647,7 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             rate_limit: sign_in.rate_limit,
         };
         if !crate::admin::passwords::verify(self.crypto, password, stored).await? {
-            let settings = self.settings().await?;
-            let bucket = crate::admin::rate_limit::sign_in_bucket_for(&settings.rate_limit, who.rate_limit.as_ref());
-            self.spend_from(&who, bucket).await?;
+            self.spend_on_failed_sign_in(&who).await?;
             return Err(ApiError::Unauthorized);
         }
         if let Some(cache) = self.callers {
@@ -688,11 +707,30 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
         need: Level,
         hidden: impl Fn() -> ApiError,
     ) -> Result<Repository> {
+        Ok(self.repository_with_grants(call, key, need, hidden).await?.0)
+    }
+
+    /// The same, with the caller's grants read alongside (for policies that ask for more).
+    async fn repository_with_grants(
+        &self,
+        call: &Call<'_>,
+        key: RepositoryKey<'_>,
+        need: Level,
+        hidden: impl Fn() -> ApiError,
+    ) -> Result<(Repository, Grants)> {
         let who = call.who.as_ref();
         let (repo, grants) = self.store.repository_access(key, Self::user_id(who)).await?;
         let repo = repo.ok_or_else(&hidden)?;
         Self::require(who, Self::level_on_repository(who, &grants, &repo), need, hidden)?;
-        Ok(repo)
+        Ok((repo, grants))
+    }
+
+    /// Syncs and pushes are refused for an archived repository: it is read-only.
+    fn refuse_archived(repo: &Repository) -> Result<()> {
+        if repo.archived {
+            return Err(ApiError::Conflict("The repository is archived: it is not synced.".into()));
+        }
+        Ok(())
     }
 
     /// Checks the caller's level: anonymous callers get 401, callers who can't see the

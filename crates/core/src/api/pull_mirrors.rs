@@ -26,6 +26,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     pub(super) async fn get_pull_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let repo = self.mirror_repository(call).await?;
+        Self::refuse_archived(&repo)?;
         let upstream = repo.upstream.as_ref().ok_or_else(not_configured)?;
         let (mirror, _) = self.pull_mirror_of(&repo).await?;
         Ok(ApiResponse::json(200, &PullMirrorDto::new(&mirror, upstream)))
@@ -62,6 +63,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// Starts a pull now (GitLab's `POST`): queues one unless one already waits.
     pub(super) async fn start_pull_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let repo = self.mirror_repository(call).await?;
+        Self::refuse_archived(&repo)?;
         let upstream = repo.upstream.as_ref().ok_or_else(not_configured)?;
         let (mirror, _) = self.pull_mirror_of(&repo).await?;
         if !mirror.enabled {

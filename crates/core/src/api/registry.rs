@@ -11,7 +11,7 @@ use crate::registry::{
 };
 use crate::store::Blobs;
 use crate::store::port::Database;
-use crate::store::{Crypto, RepositoryFilter, RepositoryKey};
+use crate::store::{Crypto, Grants, RepositoryFilter, RepositoryKey};
 use crate::urls::GitUrl;
 
 fn field(name: &str, e: impl std::fmt::Display) -> ApiError {
@@ -47,9 +47,14 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     /// The repository named by `{projectKey}/{repositorySlug}`, checked for the route's level.
     pub(super) async fn repository_for(&self, call: &Call<'_>) -> Result<Repository> {
+        Ok(self.repository_for_with_grants(call).await?.0)
+    }
+
+    /// The same, with the caller's grants (read in the same round trip).
+    pub(super) async fn repository_for_with_grants(&self, call: &Call<'_>) -> Result<(Repository, Grants)> {
         let key = call.param("projectKey")?;
         let slug = call.param("repositorySlug")?.to_ascii_lowercase();
-        self.repository_checked(call, RepositoryKey::Slug(&key, &slug), call.need(), || no_repository(&key, &slug))
+        self.repository_with_grants(call, RepositoryKey::Slug(&key, &slug), call.need(), || no_repository(&key, &slug))
             .await
     }
 
@@ -123,7 +128,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         let default_branch = match params.default_branch {
             Some(b) => registry::validate_branch_name(&b).map_err(|e| field("defaultBranch", e))?,
             // The instance's default branch, if an administrator set one.
-            None => self.settings().await?.default_branch.unwrap_or_else(|| "main".to_owned()),
+            None => self.settings().await?.default_branch.clone().unwrap_or_else(|| "main".to_owned()),
         };
         let upstream = match params.upstream_url.filter(|u| !u.trim().is_empty()) {
             None => None,

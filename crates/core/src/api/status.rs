@@ -34,7 +34,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         .with_fork(snap.fork.is_some().then(|| Self::status_of(&repo, snap.fork.as_ref(), snap.fork_refs)))
         .with_farm(snap.farm);
         // Remembered by the isolate: usually no round trip of its own.
-        let banner = self.settings().await?.banner.filter(|b| b.shown_to(who.is_some())).map(|b| b.message);
+        let banner =
+            self.settings().await?.banner.as_ref().filter(|b| b.shown_to(who.is_some())).map(|b| b.message.clone());
         Ok(ApiResponse::json(200, &status.with_banner(banner)))
     }
 }

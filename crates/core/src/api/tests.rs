@@ -48,16 +48,21 @@ impl World {
         block_on(async {
             let user = self
                 .store
-                .insert_user(&NewUser {
-                    name: name.into(),
-                    slug: name.into(),
-                    display_name: name.into(),
-                    email: None,
-                    role,
-                    created_at: Timestamp(0),
-                })
+                .insert_user(
+                    &NewUser {
+                        name: name.into(),
+                        slug: name.into(),
+                        display_name: name.into(),
+                        email: None,
+                        role,
+                        created_at: Timestamp(0),
+                    },
+                    None,
+                    None,
+                )
                 .await
-                .expect("insert user");
+                .expect("insert user")
+                .expect("not refused by a license");
             let hash = self.crypto.sha256_hex(token.as_bytes()).await.expect("hash");
             self.store
                 .insert_token(&AccessToken {
@@ -1511,6 +1516,25 @@ mod admin {
     }
 
     #[test]
+    fn a_token_limited_below_its_users_rights_cannot_set_a_first_password() {
+        let w = World::new();
+        w.add_user("tok", GlobalRole::User, "mfp_tok_full_token_000");
+        let scoped = w.as_admin(
+            "PUT",
+            "/rest/access-tokens/latest/users/tok",
+            Some(json!({"name": "ci", "permissions": ["REPO_READ"]})),
+        );
+        let scoped = scoped.body["token"].as_str().expect("token").to_owned();
+        let body = json!({"password": "a-new-password", "passwordConfirm": "a-new-password"});
+        assert_eq!(w.as_token(&scoped, "PUT", "/rest/api/latest/users/credentials", Some(body.clone())).status, 401);
+        assert_eq!(
+            w.as_token("mfp_tok_full_token_000", "PUT", "/rest/api/latest/users/credentials", Some(body)).status,
+            204
+        );
+        assert_eq!(as_basic(&w, "tok", "a-new-password", "GET", "/rest/api/latest/users/tok").status, 200);
+    }
+
+    #[test]
     fn policies_decide_who_deletes_and_archives_and_archived_repositories_are_not_synced() {
         let w = World::new();
         w.add_user("ga", GlobalRole::Admin, "mfp_global_admin_00000");
@@ -1535,6 +1559,18 @@ mod admin {
         assert_eq!((r.status, r.body["archived"].as_bool()), (200, Some(true)), "{}", r.raw);
         let sync = w.as_admin("POST", &format!("/rest/mirrorfarm/latest/repos/{id}/sync"), None);
         assert_eq!(sync.status, 409);
+        let mirror = w.as_admin(
+            "POST",
+            &format!("/api/v4/projects/{id}/remote_mirrors"),
+            Some(json!({"url": "https://example.com/m.git", "enabled": true})),
+        );
+        assert_eq!(mirror.status, 201, "{}", mirror.raw);
+        let push =
+            w.as_admin("POST", &format!("/api/v4/projects/{id}/remote_mirrors/{}/sync", mirror.body["id"]), None);
+        assert_eq!(
+            (push.status, push.body["message"].as_str()),
+            (409, Some("409 Conflict - The repository is archived: it is not synced."))
+        );
         assert_eq!(w.as_admin("DELETE", "/rest/api/latest/projects/MF/repos/repo", None).status, 202);
     }
 

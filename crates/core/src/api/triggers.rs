@@ -93,9 +93,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         } else {
             self.repository_checked(call, key.as_key(), call.need(), no_repository).await?
         };
-        if repo.archived {
-            return Err(ApiError::Conflict("The repository is archived: it is not synced.".into()));
-        }
+        Self::refuse_archived(&repo)?;
         let queued = self.store.queue_repository_syncs(repo.id, true, true, JobReason::Manual, self.now).await?;
         self.mark_queued();
         Ok(ApiResponse::json(202, &SyncQueued { repository_id: repo.id, queued }))

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::identity::{field, no_user};
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::admin::RateLimiter;
 use crate::admin::avatar;
@@ -13,14 +14,6 @@ use crate::paging::BitbucketPage;
 use crate::queue::Signals;
 use crate::store::port::Database;
 use crate::store::{Blobs, Crypto};
-
-fn field(name: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::Field { field: name.into(), message: e.to_string() }
-}
-
-fn no_user(name: &str) -> ApiError {
-    ApiError::not_found("User", format!("User {name} does not exist."))
-}
 
 /// The blob key of a user's avatar.
 fn avatar_key(user_id: i64) -> String {
@@ -96,18 +89,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         if call.query.get("group").is_some_and(|g| !g.is_empty()) {
             return Ok((Vec::new(), false));
         }
-        match least {
-            // The role filter is applied in memory over the filtered rows: roles are three.
-            Some(role) => {
-                let (all, _) = self.store.list_users(call.query.get("filter"), 0, 10_000).await?;
-                let matching: Vec<User> = all.into_iter().filter(|u| u.role >= role).collect();
-                let start = usize::try_from(page.start).unwrap_or(usize::MAX).min(matching.len());
-                let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
-                let more = matching.len() > start.saturating_add(limit);
-                Ok((matching.into_iter().skip(start).take(limit).collect(), more))
-            }
-            None => Ok(self.store.list_users(call.query.get("filter"), page.start, page.limit).await?),
-        }
+        Ok(self.store.list_users(call.query.get("filter"), least, page.start, page.limit).await?)
     }
 
     pub(super) async fn list_users(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -151,10 +133,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// `PUT /users`: the caller changes their own display name and e-mail address.
     pub(super) async fn update_current_user(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let who = call.principal()?;
-        let map = match call.json::<Value>()? {
-            Value::Object(map) => map,
-            _ => return Err(ApiError::BadRequest("expected a JSON object".into())),
-        };
+        let map = call.json_object()?;
         if let Some(name) = map.get("name").and_then(Value::as_str)
             && !name.eq_ignore_ascii_case(&who.user.name)
         {
@@ -182,24 +161,28 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     }
 
     /// `PUT /users/credentials`: the caller changes their password; the old one must match when
-    /// they have one.
+    /// they have one, and a first one is set only through a token with the user's full rights.
     pub(super) async fn change_password(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let who = call.principal()?;
-        let map = match call.json::<Value>()? {
-            Value::Object(map) => map,
-            _ => return Err(ApiError::BadRequest("expected a JSON object".into())),
-        };
+        let map = call.json_object()?;
         let text = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
         let password = text("password").ok_or_else(|| field("password", "password is the new password."))?;
         if text("passwordConfirm").as_deref() != Some(password.as_str()) {
             return Err(field("passwordConfirm", PasswordError::Confirmation));
         }
         passwords::validate(&password).map_err(|e| field("password", e))?;
-        if let Some(stored) = self.store.password_of(who.user.id).await? {
-            let old = text("oldPassword").unwrap_or_default();
-            if !passwords::verify(self.crypto, &old, &stored).await? {
-                return Err(field("oldPassword", "The current password is not correct."));
+        match self.store.password_of(who.user.id).await? {
+            Some(stored) => {
+                let old = text("oldPassword").unwrap_or_default();
+                if !passwords::verify(self.crypto, &old, &stored).await? {
+                    // A wrong guess here costs what a wrong sign-in costs.
+                    self.spend_on_failed_sign_in(who).await?;
+                    return Err(field("oldPassword", "The current password is not correct."));
+                }
             }
+            // A password gives its user's full rights: a token limited to less may not set one.
+            None if who.scope.cap.is_some() => return Err(ApiError::Forbidden),
+            None => {}
         }
         let stored = passwords::hash(self.crypto, &password).await?;
         self.store.set_password(who.user.id, &stored).await?;
@@ -226,10 +209,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// Merges a flat map of string, boolean and number values (`null` removes a key).
     pub(super) async fn merge_user_settings(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let user = self.own_or_administered(call).await?;
-        let map = match call.json::<Value>()? {
-            Value::Object(map) => map,
-            _ => return Err(ApiError::BadRequest("expected a JSON object".into())),
-        };
+        let map = call.json_object()?;
         if map.len() > 100 {
             return Err(ApiError::BadRequest("at most 100 settings at once".into()));
         }

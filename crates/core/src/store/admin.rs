@@ -5,7 +5,7 @@ use super::identity::{UserRow, page_limit, page_offset};
 use super::port::{Database, Statement, row, sql};
 use super::registry::{REPO_SELECT, REPO_VISIBLE, RepoRow};
 use super::{Store, StoreError, StoreResult, Viewer, split_page};
-use crate::admin::{BucketSettings, InstanceSettings, UserRateLimit};
+use crate::admin::{InstanceSettings, UserRateLimit};
 use crate::identity::User;
 use crate::registry::Repository;
 use crate::time::Timestamp;
@@ -24,32 +24,17 @@ row! {
 }
 
 row! {
-    /// A user's rate-limit row with the user (`u_…` columns as [`UserRow`]'s).
-    struct RateLimitRow {
-        id: i64,
-        name: String,
-        slug: String,
-        display_name: String,
-        email: Option<String>,
-        role: String,
-        created_at: i64,
+    /// A user's own rate-limit columns (`NULL` each when they have none).
+    struct LimitColumns {
         capacity: Option<i64>,
         fill_rate: Option<i64>,
-        whitelisted: i64,
+        whitelisted: Option<i64>,
     }
 }
 
-row! {
-    struct RejectionRow {
-        id: i64,
-        name: String,
-        slug: String,
-        display_name: String,
-        email: Option<String>,
-        role: String,
-        created_at: i64,
-        reject_count: i64,
-        last_reject_at: i64,
+impl LimitColumns {
+    fn limit(self) -> Option<UserRateLimit> {
+        super::identity::rate_limit(self.capacity, self.fill_rate, self.whitelisted)
     }
 }
 
@@ -105,29 +90,12 @@ pub enum HistoryOrder {
     Frequency,
 }
 
-fn user_of(
-    id: i64,
-    name: String,
-    slug: String,
-    display_name: String,
-    email: Option<String>,
-    role: String,
-    created_at: i64,
-) -> StoreResult<User> {
-    UserRow { id, name, slug, display_name, email, role, created_at }.into_user()
-}
-
 fn json(value: &impl serde::Serialize) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
-fn bucket(capacity: Option<i64>, fill_rate: Option<i64>) -> Option<BucketSettings> {
-    let (capacity, fill_rate) = (u32::try_from(capacity?).ok()?, u32::try_from(fill_rate?).ok()?);
-    Some(BucketSettings { capacity, fill_rate })
-}
-
 /// The statement that stores one instance setting (`None`: back to its default).
-pub(super) fn setting_statement(name: &str, value: Option<&str>) -> Statement {
+fn setting_statement(name: &str, value: Option<&str>) -> Statement {
     match value {
         Some(v) => sql!(
             "INSERT INTO instance_settings (name, value) VALUES (?1, ?2) \
@@ -160,36 +128,15 @@ impl<D: Database> Store<D> {
     /// A user by name with their stored password (if they have one) and their own rate-limit
     /// settings: a password sign-in in one round trip.
     pub async fn user_with_password(&self, name: &str) -> StoreResult<Option<PasswordSignIn>> {
-        row! {
-            struct Row {
-                id: i64,
-                name: String,
-                slug: String,
-                display_name: String,
-                email: Option<String>,
-                role: String,
-                created_at: i64,
-                password_hash: Option<String>,
-                capacity: Option<i64>,
-                fill_rate: Option<i64>,
-                whitelisted: Option<i64>,
-            }
-        }
-        let Some(r) = self
-            .row::<Row>(sql!(
+        let row = self
+            .row::<(UserRow, (PasswordRow, LimitColumns))>(sql!(
                 "SELECT u.*, l.capacity, l.fill_rate, l.whitelisted FROM users u \
                  LEFT JOIN rate_limit_users l ON l.user_id = u.id WHERE u.name = ?1 OR u.slug = ?1",
                 name
             ))
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(PasswordSignIn {
-            rate_limit: super::identity::rate_limit(r.capacity, r.fill_rate, r.whitelisted),
-            stored: r.password_hash,
-            user: user_of(r.id, r.name, r.slug, r.display_name, r.email, r.role, r.created_at)?,
-        }))
+            .await?;
+        let Some((user, (password, limit))) = row else { return Ok(None) };
+        Ok(Some(PasswordSignIn { user: user.into_user()?, stored: password.password_hash, rate_limit: limit.limit() }))
     }
 
     /// A user's stored password, if they have one.
@@ -203,10 +150,10 @@ impl<D: Database> Store<D> {
         self.one(sql!("UPDATE users SET password_hash = ?2 WHERE id = ?1", user_id, stored)).await.map(drop)
     }
 
-    /// Adds a user with a password, unless the license's user count would be passed: the count
-    /// is checked in the same statement, so concurrent creations cannot overshoot it.
-    /// `Ok(None)`: refused by the count.
-    pub async fn insert_user_within(
+    /// Adds a user (with a password, if given), unless `max_users` (the license's count) would
+    /// be passed: the count is checked in the same statement, so concurrent creations cannot
+    /// overshoot it. `Ok(None)`: refused by the count; `Conflict` if the name is taken.
+    pub async fn insert_user(
         &self,
         u: &crate::identity::NewUser,
         password_hash: Option<&str>,
@@ -245,22 +192,13 @@ impl<D: Database> Store<D> {
     /// The content type of a user's avatar, if they uploaded one; `None` outside: no such user.
     pub async fn avatar_type(&self, slug: &str) -> StoreResult<Option<(User, Option<String>)>> {
         row! {
-            struct Row {
-                id: i64,
-                name: String,
-                slug: String,
-                display_name: String,
-                email: Option<String>,
-                role: String,
-                created_at: i64,
+            struct AvatarColumn {
                 avatar_type: Option<String>,
             }
         }
-        let Some(r) = self.row::<Row>(sql!("SELECT * FROM users WHERE name = ?1 OR slug = ?1", slug)).await? else {
-            return Ok(None);
-        };
-        let user = user_of(r.id, r.name, r.slug, r.display_name, r.email, r.role, r.created_at)?;
-        Ok(Some((user, r.avatar_type)))
+        let row =
+            self.row::<(UserRow, AvatarColumn)>(sql!("SELECT * FROM users WHERE name = ?1 OR slug = ?1", slug)).await?;
+        row.map(|(user, avatar)| Ok((user.into_user()?, avatar.avatar_type))).transpose()
     }
 
     /// A user's settings: name → JSON value.
@@ -307,10 +245,10 @@ impl<D: Database> Store<D> {
     ) -> StoreResult<(Vec<UserRateLimitRecord>, bool)> {
         let pattern = filter.map(|f| format!("%{}%", f.replace(['%', '_'], "")));
         let rows = self
-            .rows::<RateLimitRow>(sql!(
-                "SELECT u.id, u.name, u.slug, u.display_name, u.email, u.role, u.created_at, \
-                 l.capacity, l.fill_rate, l.whitelisted FROM rate_limit_users l JOIN users u ON u.id = l.user_id \
-                 WHERE ?1 IS NULL OR u.name LIKE ?1 OR u.display_name LIKE ?1 ORDER BY u.name LIMIT ?2 OFFSET ?3",
+            .rows::<(UserRow, LimitColumns)>(sql!(
+                "SELECT u.*, l.capacity, l.fill_rate, l.whitelisted FROM rate_limit_users l \
+                 JOIN users u ON u.id = l.user_id WHERE ?1 IS NULL OR u.name LIKE ?1 OR u.display_name LIKE ?1 \
+                 ORDER BY u.name LIMIT ?2 OFFSET ?3",
                 pattern,
                 page_limit(limit),
                 page_offset(offset)
@@ -318,32 +256,21 @@ impl<D: Database> Store<D> {
             .await?;
         let records = rows
             .into_iter()
-            .map(|r| {
-                Ok(UserRateLimitRecord {
-                    limit: UserRateLimit { settings: bucket(r.capacity, r.fill_rate), whitelisted: r.whitelisted != 0 },
-                    user: user_of(r.id, r.name, r.slug, r.display_name, r.email, r.role, r.created_at)?,
-                })
-            })
+            .filter_map(|(user, columns)| Some((user, columns.limit()?)))
+            .map(|(user, limit)| Ok(UserRateLimitRecord { user: user.into_user()?, limit }))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(split_page(records, limit))
     }
 
     /// A user's own rate-limit settings, if they have any.
     pub async fn rate_limit_of(&self, user_id: i64) -> StoreResult<Option<UserRateLimit>> {
-        row! {
-            struct Row {
-                capacity: Option<i64>,
-                fill_rate: Option<i64>,
-                whitelisted: i64,
-            }
-        }
         let row = self
-            .row::<Row>(sql!(
+            .row::<LimitColumns>(sql!(
                 "SELECT capacity, fill_rate, whitelisted FROM rate_limit_users WHERE user_id = ?1",
                 user_id
             ))
             .await?;
-        Ok(row.map(|r| UserRateLimit { settings: bucket(r.capacity, r.fill_rate), whitelisted: r.whitelisted != 0 }))
+        Ok(row.and_then(LimitColumns::limit))
     }
 
     /// Gives users the same rate-limit settings, in one batch.
@@ -390,16 +317,21 @@ impl<D: Database> Store<D> {
         offset: u64,
         limit: u64,
     ) -> StoreResult<(Vec<Rejections>, bool)> {
+        row! {
+            struct RejectionColumns {
+                reject_count: i64,
+                last_reject_at: i64,
+            }
+        }
         let order_by = match order {
             HistoryOrder::Newest => "h.last_reject_at DESC, u.name",
             HistoryOrder::Frequency => "h.reject_count DESC, h.last_reject_at DESC, u.name",
         };
         let rows = self
-            .rows::<RejectionRow>(sql!(
+            .rows::<(UserRow, RejectionColumns)>(sql!(
                 format!(
-                    "SELECT u.id, u.name, u.slug, u.display_name, u.email, u.role, u.created_at, h.reject_count, \
-                     h.last_reject_at FROM rate_limit_rejections h JOIN users u ON u.id = h.user_id \
-                     ORDER BY {order_by} LIMIT ?1 OFFSET ?2"
+                    "SELECT u.*, h.reject_count, h.last_reject_at FROM rate_limit_rejections h \
+                     JOIN users u ON u.id = h.user_id ORDER BY {order_by} LIMIT ?1 OFFSET ?2"
                 ),
                 page_limit(limit),
                 page_offset(offset)
@@ -407,12 +339,8 @@ impl<D: Database> Store<D> {
             .await?;
         let records = rows
             .into_iter()
-            .map(|r| {
-                Ok(Rejections {
-                    count: r.reject_count,
-                    last: Timestamp(r.last_reject_at),
-                    user: user_of(r.id, r.name, r.slug, r.display_name, r.email, r.role, r.created_at)?,
-                })
+            .map(|(user, r)| {
+                Ok(Rejections { user: user.into_user()?, count: r.reject_count, last: Timestamp(r.last_reject_at) })
             })
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(split_page(records, limit))

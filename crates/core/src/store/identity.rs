@@ -3,7 +3,7 @@
 use super::port::{Database, row, sql};
 use super::{Grants, Store, StoreResult, corrupt};
 use crate::admin::UserRateLimit;
-use crate::identity::{AccessToken, GlobalRole, Level, NewUser, Permission, User};
+use crate::identity::{AccessToken, GlobalRole, Level, Permission, User};
 use crate::time::Timestamp;
 
 row! {
@@ -138,37 +138,35 @@ impl<D: Database> Store<D> {
     }
 
     /// One page of users by name, `filter` matching a part of the name, display name or
-    /// e-mail (case-insensitive), and whether more follow.
-    pub async fn list_users(&self, filter: Option<&str>, offset: u64, limit: u64) -> StoreResult<(Vec<User>, bool)> {
+    /// e-mail (case-insensitive), `least` the lowest global role they may have, and whether
+    /// more follow.
+    pub async fn list_users(
+        &self,
+        filter: Option<&str>,
+        least: Option<GlobalRole>,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<User>, bool)> {
         let pattern = filter.map(|f| format!("%{}%", f.replace(['%', '_'], "")));
+        // Roles rank as GlobalRole orders them.
+        let rank = least.map(|r| match r {
+            GlobalRole::User => 1,
+            GlobalRole::Admin => 2,
+            GlobalRole::SysAdmin => 3,
+        });
         let rows = self
             .rows::<UserRow>(sql!(
-                "SELECT * FROM users WHERE ?1 IS NULL OR name LIKE ?1 OR display_name LIKE ?1 OR email LIKE ?1 \
+                "SELECT * FROM users WHERE (?1 IS NULL OR name LIKE ?1 OR display_name LIKE ?1 OR email LIKE ?1) \
+                 AND (?4 IS NULL OR (CASE role WHEN 'SYS_ADMIN' THEN 3 WHEN 'ADMIN' THEN 2 ELSE 1 END) >= ?4) \
                  ORDER BY name LIMIT ?2 OFFSET ?3",
                 pattern,
                 page_limit(limit),
-                page_offset(offset)
+                page_offset(offset),
+                rank
             ))
             .await?;
         let users = rows.into_iter().map(UserRow::into_user).collect::<StoreResult<Vec<_>>>()?;
         Ok(super::split_page(users, limit))
-    }
-
-    /// Adds a user; `Conflict` if the name is taken.
-    pub async fn insert_user(&self, u: &NewUser) -> StoreResult<User> {
-        let row = self
-            .row::<UserRow>(sql!(
-                "INSERT INTO users (name, slug, display_name, email, role, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING *",
-                &u.name,
-                &u.slug,
-                &u.display_name,
-                u.email.as_deref(),
-                u.role.as_str(),
-                u.created_at.millis()
-            ))
-            .await?;
-        row.ok_or_else(|| corrupt("user"))?.into_user()
     }
 
     /// Removes a user with their tokens and grants (the schema cascades).

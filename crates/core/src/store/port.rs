@@ -108,6 +108,13 @@ pub trait FromRow: Sized {
     fn from_row(row: &Row) -> Result<Self, DatabaseError>;
 }
 
+/// Two views of one row (a user's columns and the columns joined to them).
+impl<A: FromRow, B: FromRow> FromRow for (A, B) {
+    fn from_row(row: &Row) -> Result<Self, DatabaseError> {
+        Ok((A::from_row(row)?, B::from_row(row)?))
+    }
+}
+
 /// A column's value type.
 pub trait Column: Sized {
     /// The value of column `name`.
