@@ -39,6 +39,7 @@ pub mod filters;
 pub mod forks;
 pub mod hex;
 pub mod identity;
+pub mod mail;
 pub mod mirrors;
 pub mod nodes;
 pub mod paging;

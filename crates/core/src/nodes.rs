@@ -103,6 +103,9 @@ pub struct LeasedJob {
     /// For pulls: drop the copy and clone it afresh (a repair).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recreate: bool,
+    /// The mail to deliver, for mail jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<crate::mail::LeasedMail>,
 }
 
 /// The fork part of a leased fork sync: where the fork's refs live, the origin whose copy the

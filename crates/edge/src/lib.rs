@@ -198,6 +198,11 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         Ok(n) => console_log!("scheduled: {n} finished job(s) deleted from the history"),
         Err(e) => console_error!("scheduled: pruning job history failed: {e}"),
     }
+    match service.check_license_notices().await {
+        Ok(0) => {}
+        Ok(n) => console_log!("scheduled: {n} license notification(s) queued"),
+        Err(e) => console_error!("scheduled: checking the license failed: {e}"),
+    }
     let (trips, _) = store.database().spent();
     if service.log_levels().await.enabled(SCHEDULED_LOGGER, LogLevel::Debug) {
         console_log!("DEBUG scheduled: {trips} D1 round trip(s)");

@@ -15,7 +15,7 @@ pub(crate) const DEFAULT_TARGET_RECHECK_SECS: u64 = 600;
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// A TOML file with `edge_url`, `token`, `data_dir`, `concurrency`, `lease_seconds`, `poll_ms`,
-    /// `target_recheck_secs`, `discovery_page`, `serve`, `clone_url`, `heartbeat_secs`.
+    /// `target_recheck_secs`, `discovery_page`, `serve`, `clone_url`, `heartbeat_secs`, `mail_ca_file`.
     #[arg(long, env = "MIRRORFARM_CONFIG")]
     config: Option<PathBuf>,
     /// The edge's base URL.
@@ -53,6 +53,9 @@ pub(crate) struct RunArgs {
     /// Seconds between heartbeats (default 30); log levels set at the edge apply at the next one.
     #[arg(long, env = "MIRRORFARM_HEARTBEAT_SECS")]
     heartbeat_secs: Option<u64>,
+    /// PEM root certificates to trust for the mail server besides the web's (a private CA).
+    #[arg(long, env = "MIRRORFARM_MAIL_CA_FILE")]
+    mail_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +72,7 @@ struct FileConfig {
     serve: Option<String>,
     clone_url: Option<String>,
     heartbeat_secs: Option<u64>,
+    mail_ca_file: Option<PathBuf>,
 }
 
 /// Everything `run` needs.
@@ -121,6 +125,7 @@ impl RunArgs {
                 target_recheck: Duration::from_secs(
                     self.target_recheck_secs.or(file.target_recheck_secs).unwrap_or(DEFAULT_TARGET_RECHECK_SECS),
                 ),
+                mail_ca_file: self.mail_ca_file.or(file.mail_ca_file),
             },
         })
     }

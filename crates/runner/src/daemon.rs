@@ -44,6 +44,8 @@ pub(crate) struct NodeSettings {
     /// How often the node tells the edge it is alive (and where it serves clones) besides
     /// leasing, and takes up the log levels the edge answers.
     pub(crate) heartbeat: Duration,
+    /// Extra root certificates for the mail server's TLS (PEM).
+    pub(crate) mail_ca_file: Option<PathBuf>,
 }
 
 /// Sends a heartbeat and applies the log levels it answers.
@@ -161,10 +163,11 @@ pub(crate) fn handle(
     job: &LeasedJob,
     next: Option<&LeaseRequest>,
 ) -> (Option<UpdateOutcome>, Option<LeasedJob>) {
-    let target = match (&job.repository, &job.discovery) {
-        (Some(r), _) => format!("{}/{}", r.project_key, r.slug),
-        (None, Some(d)) => format!("upstream {}", d.upstream_id),
-        (None, None) => "nothing".into(),
+    let target = match (&job.repository, &job.discovery, &job.mail) {
+        (Some(r), _, _) => format!("{}/{}", r.project_key, r.slug),
+        (None, Some(d), _) => format!("upstream {}", d.upstream_id),
+        (None, None, Some(m)) => format!("mail to {} recipient(s)", m.to.len()),
+        (None, None, None) => "nothing".into(),
     };
     info!(worker, job = job.id, attempt = job.attempt, target = %target, "leased");
     let lost = AtomicBool::new(false);
@@ -226,10 +229,13 @@ pub(crate) fn describe(job: &LeasedJob) -> String {
     let masked = |url: &str| Remote::parse(url).map_or_else(|_| scrub_text(url), |r| r.masked().to_owned());
     match &job.remote_mirror {
         Some(m) => format!("push to {}", masked(&m.url)),
-        None => match (&job.repository, &job.discovery) {
-            (Some(r), _) => format!("pull from {}", r.upstream_url.as_deref().map_or("(no upstream)".into(), masked)),
-            (None, Some(d)) => format!("list the projects of {}", masked(&d.api_base_url)),
-            (None, None) => "nothing".into(),
+        None => match (&job.repository, &job.discovery, &job.mail) {
+            (Some(r), _, _) => {
+                format!("pull from {}", r.upstream_url.as_deref().map_or("(no upstream)".into(), masked))
+            }
+            (None, Some(d), _) => format!("list the projects of {}", masked(&d.api_base_url)),
+            (None, None, Some(m)) => format!("send {:?} through {}", m.subject, m.server.hostname),
+            (None, None, None) => "nothing".into(),
         },
     }
 }
@@ -246,11 +252,13 @@ pub(crate) struct Finished {
     content_hash: Option<String>,
     /// For discoveries: what the upstream lists.
     discovered: Option<Vec<DiscoveredRepository>>,
+    /// For mails: the SMTP server's reply.
+    reply: Option<String>,
 }
 
 impl Finished {
     fn of(outcome: UpdateOutcome, fingerprint: Option<String>) -> Self {
-        Self { outcome, fingerprint, fork: None, content_hash: None, discovered: None }
+        Self { outcome, fingerprint, fork: None, content_hash: None, discovered: None, reply: None }
     }
 
     fn error(message: String) -> Self {
@@ -267,6 +275,15 @@ fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> boo
             None => UpdateOutcome::Pushed,
         };
         return Ok(Finished { fork: Some(finished), ..Finished::of(outcome, None) });
+    }
+    if let Some(mail) = &job.mail {
+        return Ok(match crate::mail::send(mail, settings.mail_ca_file.as_deref()) {
+            Ok(reply) => {
+                info!(job = job.id, recipients = mail.to.len(), reply = %reply, "mail sent");
+                Finished { reply: Some(reply), ..Finished::of(UpdateOutcome::Pushed, None) }
+            }
+            Err(e) => Finished::error(e.to_string()),
+        });
     }
     if let Some(leased) = &job.discovery {
         return match discovery::discover(leased, settings.discovery_page, cancelled) {
@@ -406,6 +423,9 @@ fn report(
     report.next = next.cloned();
     report.content_hash.clone_from(&finished.content_hash);
     report.discovered.clone_from(&finished.discovered);
+    if let Some(reply) = &finished.reply {
+        report.message.clone_from(reply);
+    }
     if let Some(fork) = &finished.fork {
         report.fork_refs = Some(fork.refs.clone());
         if fork.conflict.is_some() || fork.refused.is_some() {

@@ -15,6 +15,7 @@ mod edge;
 mod fork;
 mod git;
 mod logging;
+mod mail;
 mod oneshot;
 mod push;
 mod records;

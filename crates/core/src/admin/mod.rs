@@ -127,6 +127,12 @@ pub struct InstanceSettings {
     pub logs: LogLevels,
     /// The installed license, as it was posted.
     pub license: Option<String>,
+    /// The SMTP server notifications are sent through (none: no mail is sent).
+    pub mail_server: Option<crate::mail::MailServer>,
+    /// The From address of the instance's mail.
+    pub mail_sender: Option<String>,
+    /// When and how often notifications are mailed.
+    pub notifications: crate::mail::notify::NotificationSettings,
 }
 
 /// The stored names of the settings (`instance_settings.name`).
@@ -145,6 +151,12 @@ pub mod setting {
     pub const LOG_LEVELS: &str = "logLevels";
     /// The license text (a JSON string).
     pub const LICENSE: &str = "license";
+    /// [`crate::mail::MailServer`].
+    pub const MAIL_SERVER: &str = "mail.server";
+    /// The sender address (a JSON string).
+    pub const MAIL_SENDER: &str = "mail.sender";
+    /// [`crate::mail::notify::NotificationSettings`].
+    pub const NOTIFICATIONS: &str = "notifications";
 }
 
 impl InstanceSettings {
@@ -161,6 +173,9 @@ impl InstanceSettings {
                 setting::RATE_LIMIT => s.rate_limit = serde_json::from_str(&value).unwrap_or_default(),
                 setting::LOG_LEVELS => s.logs = serde_json::from_str(&value).unwrap_or_default(),
                 setting::LICENSE => s.license = serde_json::from_str(&value).ok(),
+                setting::MAIL_SERVER => s.mail_server = serde_json::from_str(&value).ok(),
+                setting::MAIL_SENDER => s.mail_sender = serde_json::from_str(&value).ok(),
+                setting::NOTIFICATIONS => s.notifications = serde_json::from_str(&value).unwrap_or_default(),
                 _ => {}
             }
         }

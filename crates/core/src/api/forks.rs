@@ -273,7 +273,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// Waits for a node to finish job `id`, up to `Config::sync_wait_ms`: the queue is woken
     /// first, then each finished job wakes this request to look. 503 if no node finished it in
     /// time (the job stays queued and still runs).
-    async fn wait_for_job(&self, id: i64) -> Result<Job> {
+    pub(super) async fn wait_for_job(&self, id: i64) -> Result<Job> {
         self.signals.notify(Topic::Queue).await;
         let until = self.now.plus_millis(self.config.sync_wait_ms);
         loop {

@@ -11,6 +11,7 @@ mod farm;
 mod forks;
 mod gitlab;
 mod identity;
+mod mail;
 mod nodes;
 #[cfg(feature = "openapi")]
 pub mod openapi;
@@ -27,6 +28,7 @@ mod users;
 pub use callers::{CALLER_TTL_MS, CallerCache};
 pub use cors::{CorsError, CorsOrigins};
 pub use forks::{ForkParams, ProjectKey};
+pub use mail::MAIL_MAX_TRIES;
 pub use request::{
     ApiRequest, BodyError, FieldError, Fields, FromFields, MAX_BODY_BYTES, Method, Query, decode_segment, encode,
     split_request_url,
@@ -533,6 +535,16 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             H::PostLicense => self.post_license(&call).await,
             H::ApplicationProperties => self.application_properties(&call).await,
             H::Cluster => self.cluster(&call).await,
+            H::GetMailServer => self.get_mail_server(&call).await,
+            H::PutMailServer => self.put_mail_server(&call).await,
+            H::DeleteMailServer => self.delete_mail_server(&call).await,
+            H::GetSenderAddress => self.get_sender_address(&call).await,
+            H::PutSenderAddress => self.put_sender_address(&call).await,
+            H::DeleteSenderAddress => self.delete_sender_address(&call).await,
+            H::TestMail => self.test_mail(&call).await,
+            H::ListMail => self.list_mail(&call).await,
+            H::GetNotificationSettings => self.get_notification_settings(&call).await,
+            H::PutNotificationSettings => self.put_notification_settings(&call).await,
         }
     }
 

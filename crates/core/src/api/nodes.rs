@@ -26,7 +26,7 @@ use crate::registry::Repository;
 use crate::store::Blobs;
 use crate::store::port::Database;
 use crate::store::{
-    Crypto, DiscoveryOutcome, DiscoveryWrite, ForkOutcome, JobContext, Reported, SavedMirror, SyncRecord,
+    Crypto, DiscoveryOutcome, DiscoveryWrite, ForkOutcome, JobContext, NoticeWrite, Reported, SavedMirror, SyncRecord,
 };
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, StoredUrl};
@@ -193,7 +193,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             JobKind::PushMirror => context.remote_mirror.clone().map(Tracked::Push),
             // A fork's sync state is recorded apart (`fork_syncs`), not as a mirror's update state,
             // and a discovery's on its upstream server.
-            JobKind::ForkSync | JobKind::Discover => None,
+            JobKind::ForkSync | JobKind::Discover | JobKind::SendMail => None,
             JobKind::PullMirror => match &context.repository {
                 Some(repo) if repo.upstream.is_some() => {
                     Some(Tracked::Pull(context.pull.clone().unwrap_or_else(|| PullMirror::implicit(repo.id, now))))
@@ -211,11 +211,14 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         outcome: &UpdateOutcome,
     ) -> (JobCompletion, Option<Tracked>) {
         let Some(mut tracked) = tracked else {
-            // A fork sync or discovery that failed to run is tried again, with the mirrors' backoff.
-            if matches!(job.kind, JobKind::ForkSync | JobKind::Discover)
-                && matches!(outcome, UpdateOutcome::Error(_))
-                && job.attempt < crate::mirrors::MAX_TRIES
-            {
+            // A fork sync or discovery that failed to run is tried again, with the mirrors' backoff;
+            // a mail for longer (a mail server that is down must lose nothing).
+            let retries = match job.kind {
+                JobKind::ForkSync | JobKind::Discover => job.attempt < crate::mirrors::MAX_TRIES,
+                JobKind::SendMail => Self::mail_retries(job),
+                JobKind::PullMirror | JobKind::PushMirror => false,
+            };
+            if retries && matches!(outcome, UpdateOutcome::Error(_)) {
                 let wait = crate::mirrors::backoff_ms(job.attempt, self.config.retry_base_ms);
                 return (JobCompletion::RetryAt(self.now.plus_millis(wait)), None);
             }
@@ -306,6 +309,20 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                     Some(self.leased_discovery_job(&job, &lease_id, deadline.millis(), &context).await?)
                 }
                 JobKind::ForkSync => Some(self.leased_fork_job(&job, &lease_id, deadline.millis(), &context).await?),
+                JobKind::SendMail => {
+                    match self.leased_mail_job(call, &job, lease_of(&job, &lease_id, deadline.millis())).await? {
+                        Ok(body) => Some(Some(body)),
+                        Err(why) => {
+                            // It cannot be sent at all: closed as failed, saying why.
+                            let reported = Reported::outcome_only(Outcome::Error.as_str(), &why);
+                            let completion = JobCompletion::Failed;
+                            self.store
+                                .finish_job(job.id, &lease_id, completion, Some(reported), self.now, None, None)
+                                .await?;
+                            continue;
+                        }
+                    }
+                }
                 JobKind::PullMirror | JobKind::PushMirror => None,
             };
             match own {
@@ -577,20 +594,31 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             (None, _) => None,
         };
         let reported_discovery = discovery.as_ref().map(|d| matches!(d, DiscoveryOutcome::Listed(_)));
-        let reported = Reported { outcome: report.outcome.as_str(), message: &message, fork, sync_record, discovery };
+        let notice = self.report_notice(&job, &context, &report, &message).await?;
+        let notice_write =
+            notice.as_ref().map(|(target, watch, mail)| NoticeWrite { target, watch, mail: mail.as_deref() });
+        let reported = Reported {
+            outcome: report.outcome.as_str(),
+            message: &message,
+            fork,
+            sync_record,
+            discovery,
+            notice: notice_write,
+        };
         let after = self
             .store
             .finish_job(job.id, &report.lease_id, completion, Some(reported), self.now, saved, fingerprint)
             .await?;
         let (job, removed_repositories) = after.ok_or_else(lease_lost)?;
-        // Requests wait for fork syncs only (`wait_for_job`): they read this one now.
-        if job.kind == JobKind::ForkSync {
+        // Requests wait for fork syncs and test mails (`wait_for_job`): they read this one now.
+        if matches!(job.kind, JobKind::ForkSync | JobKind::SendMail) {
             self.signals.notify(Topic::Results).await;
         }
         // Nodes waiting for work look again if this result queued any: a retry, a pull that found
         // new content (pushes and fork syncs follow), a discovery (first syncs). An unchanged
         // poll queues nothing and wakes nobody.
         let queued_more = job.state == JobState::Queued
+            || notice.as_ref().is_some_and(|(_, _, mail)| mail.is_some())
             || (pulled && report.fingerprint.is_some())
             || matches!(reported_discovery, Some(true));
         if queued_more {
@@ -610,6 +638,48 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             None => None,
         };
         Ok(ApiResponse::json(200, &ResultRecorded { job, update_status, removed_repositories, next }))
+    }
+
+    /// What notifications make of a report (see [`crate::mail::notify`]): a push or pull mirror's
+    /// try succeeded or failed; a fork's sync conflicted, or left refs diverged (or none).
+    async fn report_notice(
+        &self,
+        job: &Job,
+        context: &JobContext,
+        report: &JobReport,
+        message: &str,
+    ) -> Result<Option<(String, crate::mail::notify::Watch, Option<String>)>> {
+        use crate::mail::notify::{Cause, Notice, Signal};
+        let signal = match job.kind {
+            JobKind::PushMirror | JobKind::PullMirror => super::mail::mirror_signal(&report.update_outcome()),
+            JobKind::ForkSync if report.outcome == Outcome::Conflict => Some(Signal::Event(Cause::ForkConflict)),
+            JobKind::ForkSync => report.fork_refs.as_ref().map(|refs| {
+                Signal::Condition(Cause::ForkDiverged, refs.iter().any(|r| r.state == RefSyncState::Diverged))
+            }),
+            JobKind::Discover | JobKind::SendMail => None,
+        };
+        let repository = context.repository.as_ref();
+        let about = || {
+            let subject = repository.map(|r| format!("{}/{}", r.project.key, r.slug)).unwrap_or_default();
+            let what = match (job.kind, &context.remote_mirror) {
+                (JobKind::PushMirror, Some(m)) => format!("push mirror to {}", m.url.masked),
+                (JobKind::PushMirror, None) => "push mirror".to_owned(),
+                (JobKind::ForkSync, _) => "fork sync".to_owned(),
+                _ => "pull mirror".to_owned(),
+            };
+            let detail = match &report.fork_refs {
+                Some(refs) if report.outcome != Outcome::Conflict => refs
+                    .iter()
+                    .filter(|r| r.state == RefSyncState::Diverged)
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => message.to_owned(),
+            };
+            let failures = context.watch.failures.saturating_add(1);
+            Notice { cause: Cause::MirrorFailing, repository_id: job.repository_id, subject, what, detail, failures }
+        };
+        self.notice_for(job, &context.watch, signal, about).await
     }
 
     /// A node gives a job back unfinished: two round trips.
@@ -649,6 +719,7 @@ fn lease_of(job: &Job, lease_id: &str, deadline: i64) -> LeasedJob {
         fork: None,
         discovery: None,
         recreate: false,
+        mail: None,
     }
 }
 

@@ -133,6 +133,13 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::GetLicense | H::PostLicense => one(200, g.subschema_for::<crate::admin::license::LicenseDto>()),
         H::ApplicationProperties => one(200, g.subschema_for::<crate::admin::ApplicationProperties>()),
         H::Cluster => one(200, g.subschema_for::<super::admin::ClusterDto>()),
+        H::GetMailServer | H::PutMailServer => one(200, g.subschema_for::<crate::mail::MailServerDto>()),
+        H::GetSenderAddress | H::PutSenderAddress => one(200, g.subschema_for::<String>()),
+        H::TestMail => one(200, g.subschema_for::<crate::mail::MailTestResult>()),
+        H::ListMail => one(200, g.subschema_for::<Vec<crate::queue::Job>>()),
+        H::GetNotificationSettings | H::PutNotificationSettings => {
+            one(200, g.subschema_for::<crate::mail::notify::NotificationSettings>())
+        }
         H::ChangePassword
         | H::MergeUserSettings
         | H::DeleteUserRateLimit
@@ -142,7 +149,9 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         | H::DeleteDefaultBranch
         | H::RemoveLabel
         | H::SetLogger
-        | H::SetRootLogger => vec![(204, None)],
+        | H::SetRootLogger
+        | H::DeleteMailServer
+        | H::DeleteSenderAddress => vec![(204, None)],
     }
 }
 
@@ -176,6 +185,7 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::ProjectIds => g.subschema_for::<Vec<String>>(),
         Input::Object => schemars::json_schema!({ "type": "object" }),
         Input::Avatar => return None,
+        Input::Address => schemars::json_schema!({ "type": "string", "format": "email" }),
     })
 }
 
@@ -235,7 +245,7 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
         errors.push((429, "Rate limited: the caller's bucket is empty (Retry-After says when to try again)"));
     }
     // Work a farm node does while the request waits.
-    if matches!(route.handler, Handler::SetForkSync | Handler::SynchronizeRef) {
+    if matches!(route.handler, Handler::SetForkSync | Handler::SynchronizeRef | Handler::TestMail) {
         errors.push((503, "No farm node finished the work in time; it stays queued and still runs"));
     }
     if route.handler == Handler::SynchronizeRef {

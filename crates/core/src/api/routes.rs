@@ -245,6 +245,26 @@ pub enum Handler {
     ApplicationProperties,
     /// `GET /rest/api/latest/admin/cluster`.
     Cluster,
+    /// `GET /rest/api/latest/admin/mail-server`.
+    GetMailServer,
+    /// `PUT /rest/api/latest/admin/mail-server`.
+    PutMailServer,
+    /// `DELETE /rest/api/latest/admin/mail-server`.
+    DeleteMailServer,
+    /// `GET /rest/api/latest/admin/mail-server/sender-address`.
+    GetSenderAddress,
+    /// `PUT /rest/api/latest/admin/mail-server/sender-address`.
+    PutSenderAddress,
+    /// `DELETE /rest/api/latest/admin/mail-server/sender-address`.
+    DeleteSenderAddress,
+    /// `POST /rest/mirrorfarm/latest/admin/mail-server/test`.
+    TestMail,
+    /// `GET /rest/mirrorfarm/latest/admin/mail`: recent mail jobs.
+    ListMail,
+    /// `GET /rest/mirrorfarm/latest/admin/notifications`.
+    GetNotificationSettings,
+    /// `PUT /rest/mirrorfarm/latest/admin/notifications`.
+    PutNotificationSettings,
 }
 
 use Handler as H;
@@ -363,6 +383,8 @@ pub enum Input {
     Object,
     /// A `multipart/form-data` upload with an `avatar` part.
     Avatar,
+    /// A bare JSON string (or plain text): an e-mail address.
+    Address,
 }
 
 impl Input {
@@ -449,6 +471,9 @@ const SYNC_SETTINGS: &str = "/rest/mirroring/latest/syncSettings";
 const SYNC_MODE: &str = "/rest/mirroring/latest/syncSettings/mode";
 const SYNC_PROJECTS: &str = "/rest/mirroring/latest/syncSettings/projects";
 const SYNC_PROJECT: &str = "/rest/mirroring/latest/syncSettings/projects/{projectId}";
+const MAIL: &str = "/rest/api/latest/admin/mail-server";
+const SENDER: &str = "/rest/api/latest/admin/mail-server/sender-address";
+const NOTIFY: &str = "/rest/mirrorfarm/latest/admin/notifications";
 
 /// Every route served: one row each.
 #[rustfmt::skip]
@@ -586,6 +611,16 @@ pub const ROUTES: &[Route] = &[
     route(Post, "/rest/api/latest/admin/license", H::PostLicense, SysAdmin, Input::Object, "Install a license (Ed25519-signed; 409 if undecodable or badly signed)"),
     route(Get, "/rest/api/latest/application-properties", H::ApplicationProperties, Anyone, NoBody, "Version and build (every value a string)"),
     route(Get, "/rest/api/latest/admin/cluster", H::Cluster, AdminOnly, NoBody, "The edge and the farm nodes"),
+    route(Get, MAIL, H::GetMailServer, AdminOnly, NoBody, "The mail server (404 if none; never the password)"),
+    route(Put, MAIL, H::PutMailServer, SysAdmin, Input::Object, "Configure the mail server (the password is sealed; one not sent is kept)"),
+    route(Delete, MAIL, H::DeleteMailServer, SysAdmin, NoBody, "Remove the mail server (queued mail waits for a new one)"),
+    route(Get, SENDER, H::GetSenderAddress, AdminOnly, NoBody, "The From address of the instance's mail (404 if unset)"),
+    route(Put, SENDER, H::PutSenderAddress, AdminOnly, Input::Address, "Set the From address (a JSON string)"),
+    route(Delete, SENDER, H::DeleteSenderAddress, AdminOnly, NoBody, "Clear the From address"),
+    route(Post, "/rest/mirrorfarm/latest/admin/mail-server/test", H::TestMail, SysAdmin, Input::Object, "Send a test mail (to, or you) through a farm node and answer the SMTP server's reply"),
+    route(Get, "/rest/mirrorfarm/latest/admin/mail", H::ListMail, AdminOnly, NoBody, "Recent mail jobs and how each ended (limit)"),
+    route(Get, NOTIFY, H::GetNotificationSettings, AdminOnly, NoBody, "When mirrors count as failing, and the mail throttle"),
+    route(Put, NOTIFY, H::PutNotificationSettings, AdminOnly, Input::Object, "Set failureThreshold and throttleMinutes"),
 ];
 
 /// Path parameters captured by a route, still percent-encoded.

@@ -20,6 +20,8 @@ pub enum JobKind {
     ForkSync,
     /// List an upstream server's projects and repositories, so the farm holds what it should.
     Discover,
+    /// Deliver one e-mail through the instance's mail server (see [`crate::mail`]).
+    SendMail,
 }
 
 /// Why a job was queued.
@@ -45,6 +47,8 @@ pub enum JobReason {
     Settings,
     /// The schedule: discovery runs again now and then, to see new and deleted repositories.
     Schedule,
+    /// A notification rule decided to tell someone (see [`crate::mail::notify`]).
+    Notification,
 }
 
 /// Where a job stands.
@@ -62,8 +66,8 @@ pub enum JobState {
     Failed,
 }
 
-crate::wire_names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR", ForkSync = "FORK_SYNC", Discover = "DISCOVER" });
-crate::wire_names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED", Webhook = "WEBHOOK", Poll = "POLL", Upstream = "UPSTREAM", Requested = "REQUESTED", Settings = "SETTINGS", Schedule = "SCHEDULE" });
+crate::wire_names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR", ForkSync = "FORK_SYNC", Discover = "DISCOVER", SendMail = "SEND_MAIL" });
+crate::wire_names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED", Webhook = "WEBHOOK", Poll = "POLL", Upstream = "UPSTREAM", Requested = "REQUESTED", Settings = "SETTINGS", Schedule = "SCHEDULE", Notification = "NOTIFICATION" });
 crate::wire_names!(JobState { Queued = "QUEUED", Leased = "LEASED", Done = "DONE", Failed = "FAILED" });
 
 /// A job to queue.

@@ -120,6 +120,13 @@ impl<D: Database> Store<D> {
         self.one(setting_statement(name, text.as_deref())).await.map(drop)
     }
 
+    /// Stores several instance settings (JSON text; `None`: back to the default) in one batch.
+    pub async fn put_settings(&self, settings: &[(&str, Option<String>)]) -> StoreResult<()> {
+        self.batch(settings.iter().map(|(name, value)| setting_statement(name, value.as_deref())).collect())
+            .await
+            .map(drop)
+    }
+
     /// How many users exist (the license counts them).
     pub async fn count_users(&self) -> StoreResult<i64> {
         Ok(self.row::<CountRow>(sql!("SELECT COUNT(*) AS n FROM users")).await?.map_or(0, |r| r.n))

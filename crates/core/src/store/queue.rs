@@ -68,7 +68,8 @@ pub(super) const JOB_COLUMNS: &str = "id, kind, repository_id, remote_mirror_id,
 
 /// Same target as the job `j` (kind, repository, mirror, upstream server).
 const SAME_TARGET: &str = "o.kind = j.kind AND IFNULL(o.repository_id, 0) = IFNULL(j.repository_id, 0) \
-     AND IFNULL(o.remote_mirror_id, 0) = IFNULL(j.remote_mirror_id, 0) AND IFNULL(o.upstream_id, '') = IFNULL(j.upstream_id, '')";
+     AND IFNULL(o.remote_mirror_id, 0) = IFNULL(j.remote_mirror_id, 0) AND IFNULL(o.upstream_id, '') = IFNULL(j.upstream_id, '') \
+     AND (o.kind != 'SEND_MAIL' OR o.payload IS j.payload)";
 
 /// Queues `job` unless one for the same target waits (the partial unique index decides);
 /// `mirror` is the SQL for its mirror id (`?3` binds the job's own).
@@ -121,6 +122,15 @@ pub struct Reported<'a> {
     pub sync_record: Option<SyncRecord<'a>>,
     /// For discoveries: what the listing changes, or why it failed.
     pub discovery: Option<DiscoveryOutcome<'a>>,
+    /// What notifications make of it: the watch saved, and a mail queued if one is due.
+    pub notice: Option<super::NoticeWrite<'a>>,
+}
+
+impl<'a> Reported<'a> {
+    /// A report of how a try ended and nothing else.
+    pub fn outcome_only(outcome: &'a str, message: &'a str) -> Self {
+        Self { outcome, message, fork: None, sync_record: None, discovery: None, notice: None }
+    }
 }
 
 /// A pull's outcome on its repository's records.
@@ -180,6 +190,8 @@ pub struct JobContext {
     pub farm_entries: Vec<crate::farm::FarmEntry>,
     /// For pulls: what the job's payload asks (`{"recreate":true}`: clone the copy afresh).
     pub recreate: bool,
+    /// For mirror and fork jobs: what notifications know of the target (see [`super::target`]).
+    pub watch: crate::mail::notify::Watch,
 }
 
 /// What a node's poll for work found: the job it leased, and leases found expired on the way.
@@ -265,6 +277,7 @@ impl<D: Database> Store<D> {
             wants(&[K::ForkSync]),
             wants(&[K::Discover]),
             wants(&[K::Discover]),
+            wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
         ];
         let of_job = |column: &str| format!("(SELECT {column} FROM jobs WHERE id = ?1)");
         let origin = format!("(SELECT origin_id FROM repositories WHERE id = {})", of_job("repository_id"));
@@ -283,6 +296,13 @@ impl<D: Database> Store<D> {
             fingerprint_of(&origin),
             sql!(format!("{} WHERE u.id = {}", super::farm::UPSTREAM_SELECT, of_job("upstream_id")), job_id),
             super::farm::farm_entries_statement(&of_job("upstream_id"), job_id),
+            sql!(
+                format!(
+                    "SELECT failures, alerted, sent FROM notification_state WHERE target = {}",
+                    super::mail::JOB_TARGET_SQL
+                ),
+                job_id
+            ),
         ];
         let wanted: Vec<Statement> = statements.into_iter().zip(parts).filter(|(_, p)| *p).map(|(s, _)| s).collect();
         let read = self.batch(wanted).await?;
@@ -316,6 +336,7 @@ impl<D: Database> Store<D> {
             origin_fingerprint: nth(&mut out, 8)?.first::<Fingerprint>()?.and_then(|f| f.upstream_fingerprint),
             upstream: super::farm::read_upstreams(nth(&mut out, 9)?)?.pop(),
             farm_entries: super::farm::read_farm_entries(nth(&mut out, 10)?)?,
+            watch: super::mail::read_watch(nth(&mut out, 11)?)?,
         })
     }
 
@@ -489,6 +510,10 @@ impl<D: Database> Store<D> {
                     batch.push(super::farm::discovery_failed_statement(id, why, guard));
                 }
                 None => {}
+            }
+            if let Some(notice) = r.notice {
+                let guard = super::mirrors::lease_held(1, 2);
+                batch.extend(super::mail::notice_statements(notice, now, &guard, &[job_id.into(), lease_id.into()]));
             }
         }
         if let Some((outcome, message)) = reported_outcome {
