@@ -106,8 +106,14 @@ before(async () => {
   // The STARTTLS server's certificate: made here, trusted by the node through MIRRORFARM_MAIL_CA_FILE.
   certDir = path.join(dir, "tls");
   mkdirSync(certDir);
-  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", path.join(certDir, "key.pem"), "-out", path.join(certDir, "cert.pem")], { stdio: "ignore" });
+  // A CA of the test's own, and the server's certificate signed by it (TLS refuses a CA
+  // certificate as a server's).
+  const tlsFile = (name) => path.join(certDir, name);
+  const openssl = (...args) => execFileSync("openssl", args, { stdio: "ignore" });
+  openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mirrorfarm test CA", "-keyout", tlsFile("ca.key"), "-out", tlsFile("ca.pem"));
+  openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", tlsFile("key.pem"), "-out", tlsFile("server.csr"));
+  writeFileSync(tlsFile("server.ext"), "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+  openssl("x509", "-req", "-in", tlsFile("server.csr"), "-CA", tlsFile("ca.pem"), "-CAkey", tlsFile("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", tlsFile("server.ext"), "-out", tlsFile("cert.pem"));
   // Real git: an upstream served over smart HTTP, and targets that do or do not exist.
   mkdirSync(path.join(dir, "served"));
   execFileSync("git", ["init", "-q", "-b", "main", path.join(dir, "work")], { env: gitEnv });
@@ -136,7 +142,7 @@ before(async () => {
   assert.equal(s.status, 204, s.text);
   nodeToken = (await as(admin, "POST", `${API}/nodes`, { json: { name: "mail-node" } })).body.token;
   runner = spawn(RUNNER, ["run", "--edge-url", worker.url, "--data-dir", path.join(dir, "node"), "--poll-ms", "200", "--lease-seconds", "6", "--concurrency", "2"], {
-    env: { ...process.env, MIRRORFARM_NODE_TOKEN: nodeToken, MIRRORFARM_MAIL_CA_FILE: path.join(certDir, "cert.pem"), MIRRORFARM_LOG: "info", NO_COLOR: "1" },
+    env: { ...process.env, MIRRORFARM_NODE_TOKEN: nodeToken, MIRRORFARM_MAIL_CA_FILE: path.join(certDir, "ca.pem"), MIRRORFARM_LOG: "info", NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   runner.stdout.on("data", (d) => (runnerLog += d));
@@ -216,14 +222,14 @@ test("a mirror that fails 3 times mails its admins once; recovery once; opt-out 
   assert.ok(failing.data.includes(`/rest/mirrorfarm/1.0/repos/${repoId}/status`), "links to the repository's status");
 
   // Recovery: the same mirror pointed at a real target.
-  await syncTo(id, gitServer.url("target.git").replace("://", `://${GIT_USER}:${GIT_PASS}@`), "finished");
+  await syncTo(id, gitServer.url("target.git"), "finished");
   await waitUntil(() => plain.mails.length >= 2, "the recovery mail arrives");
   assert.match(subjects(plain)[1], /has recovered/);
   assert.deepEqual(plain.mails[1].to, ["ops@example.com"]);
 
   // Flapping within the hour: failing and recovered again, but each cause was mailed already.
   await syncTo(id, await deadUrl(), "failed");
-  await syncTo(id, gitServer.url("target.git").replace("://", `://${GIT_USER}:${GIT_PASS}@`), "finished");
+  await syncTo(id, gitServer.url("target.git"), "finished");
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(plain.mails.length, 2, `the throttle held: ${subjects(plain)}`);
 });

@@ -437,7 +437,8 @@ fn report(
     for attempt in 1..=5u32 {
         match edge.report(job, &report) {
             Ok(recorded) => {
-                if report.message.is_empty() {
+                // A mail's reply is news only when it failed.
+                if report.message.is_empty() || (job.mail.is_some() && report.outcome == Outcome::Pushed) {
                     info!(job = job.id, outcome = kind, "reported");
                 } else {
                     warn!(job = job.id, outcome = kind, message = %report.message, "reported");

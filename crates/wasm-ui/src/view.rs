@@ -243,6 +243,7 @@ fn queued_job(h: &mut Html, s: &RepositoryStatus, job: &Job, now: i64) {
         JobKind::PullMirror => "Pull",
         JobKind::ForkSync => "Fork sync",
         JobKind::Discover => "Discovery",
+        JobKind::SendMail => "Mail",
     });
     if let Some(id) = job.remote_mirror_id {
         h.raw(" to ");
