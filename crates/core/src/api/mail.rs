@@ -237,7 +237,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         signal: Option<Signal>,
         about: impl FnOnce() -> Notice,
     ) -> Result<Option<(String, Watch, Option<String>)>> {
-        let Some(signal) = signal else { return Ok(None) };
+        let Some(signal) = signal.filter(|s| !notify::changes_nothing(watch, *s)) else { return Ok(None) };
         let target = match job.kind {
             JobKind::PushMirror => crate::store::target::push(job.remote_mirror_id.unwrap_or_default()),
             JobKind::PullMirror => crate::store::target::pull(job.repository_id.unwrap_or_default()),

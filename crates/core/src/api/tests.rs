@@ -1596,3 +1596,149 @@ mod admin {
         assert_eq!(beat.body["name"], "n1");
     }
 }
+
+mod mail {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    const NODE: &str = "/rest/mirrorfarm/latest";
+    const MAIL: &str = "/rest/api/latest/admin/mail-server";
+
+    /// A repository with one enabled push mirror, its admin `ops` (with an address), a node, and
+    /// (when `server`) a mail server with a password.
+    fn setup(server: bool) -> (World, String, i64) {
+        let mut w = World::new();
+        w.config.retry_base_ms = 0;
+        let repo = w.seed_repo();
+        w.add_user("ops", GlobalRole::User, "mfp_ops_token_0123456789");
+        w.db().execute("UPDATE users SET email = 'ops@example.com' WHERE name = 'ops'");
+        let grant = w.as_admin(
+            "PUT",
+            "/rest/api/latest/projects/MF/repos/repo/permissions/users?name=ops&permission=REPO_ADMIN",
+            None,
+        );
+        assert_eq!(grant.status, 204, "{}", grant.raw);
+        let r =
+            w.as_admin("POST", &mirrors_path(repo), Some(json!({"url": "https://example.com/m.git", "enabled": true})));
+        assert_eq!(r.status, 201, "{}", r.raw);
+        if server {
+            let put = w.as_admin(
+                "PUT",
+                MAIL,
+                Some(json!({"hostname": "smtp.example.com", "port": 587, "useStartTls": true, "username": "u", "password": "smtp-s3cret", "senderAddress": "mf@example.com"})),
+            );
+            assert_eq!(put.status, 200, "{}", put.raw);
+            assert!(!put.raw.contains("smtp-s3cret"));
+        }
+        let node = w.as_admin("POST", &format!("{NODE}/nodes"), Some(json!({"name": "n"})));
+        (w, node.body["token"].as_str().expect("token").to_owned(), repo)
+    }
+
+    fn lease(w: &World, token: &str) -> Reply {
+        w.as_token(token, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"leaseSeconds": 60})))
+    }
+
+    fn report(w: &World, token: &str, job: &Value, outcome: &str, message: &str) -> Reply {
+        let body = json!({"leaseId": job["leaseId"], "outcome": outcome, "message": message});
+        w.as_token(token, "POST", &format!("{NODE}/jobs/{}/result", job["id"]), Some(body))
+    }
+
+    fn mails(w: &World) -> i64 {
+        w.db().count("SELECT COUNT(*) FROM jobs WHERE kind = 'SEND_MAIL'")
+    }
+
+    #[test]
+    fn three_failed_tries_queue_one_mail_that_a_node_leases_with_everything_it_needs() {
+        let (w, token, _) = setup(true);
+        for attempt in 1..=3 {
+            let job = lease(&w, &token).body;
+            assert_eq!(job["kind"], "PUSH_MIRROR");
+            let before = w.db().round_trips.get();
+            assert_eq!(report(&w, &token, &job, "error", "fatal: unreachable").status, 200);
+            // The watch and the mail ride in the report's own batch. Here nothing is remembered
+            // between requests: the node's token (1), the job's context (1), the instance's
+            // settings (1; an isolate remembers both for 10 s) and the batch (1).
+            assert_eq!(w.db().round_trips.get() - before, 4, "try {attempt}");
+            assert_eq!(mails(&w), i64::from(attempt == 3), "try {attempt}");
+        }
+        let mail = lease(&w, &token);
+        assert_eq!((mail.status, mail.body["kind"].as_str()), (200, Some("SEND_MAIL")), "{}", mail.raw);
+        let m = &mail.body["mail"];
+        assert_eq!(m["to"], json!(["ops@example.com"]));
+        assert_eq!(m["from"], "mf@example.com");
+        assert_eq!(m["server"]["password"], "smtp-s3cret", "unsealed for the node only");
+        assert_eq!((m["server"]["port"].as_u64(), m["server"]["useStartTls"].as_bool()), (Some(587), Some(true)));
+        assert!(m["subject"].as_str().is_some_and(|s| s.contains("MF/repo is failing")), "{}", m["subject"]);
+        assert!(m["text"].as_str().is_some_and(|t| t.contains("3 times") && t.contains("fatal: unreachable")));
+        assert!(m["html"].as_str().is_some_and(|h| h.contains("http://mf.test/rest/mirrorfarm/1.0/repos/")));
+        // A failed delivery is tried again; a sent one records the server's reply.
+        assert_eq!(report(&w, &token, &mail.body, "error", "connection refused").body["job"]["state"], "QUEUED");
+        let again = lease(&w, &token).body;
+        assert_eq!((again["kind"].as_str(), again["attempt"].as_u64()), (Some("SEND_MAIL"), Some(2)));
+        let before = w.db().round_trips.get();
+        let done = report(&w, &token, &again, "pushed", "250 OK queued");
+        assert_eq!(w.db().round_trips.get() - before, 3, "a report with nothing to tell reads no settings");
+        assert_eq!(done.body["job"]["state"], "DONE", "{}", done.raw);
+        let listed = w.as_admin("GET", &format!("{NODE}/admin/mail"), None);
+        assert_eq!(listed.body[0]["message"], "250 OK queued");
+        assert!(!listed.raw.contains("smtp-s3cret"));
+        // No password in storage in the clear.
+        assert!(!w.db().text("SELECT value FROM instance_settings WHERE name = 'mail.server'").contains("smtp-s3cret"));
+    }
+
+    #[test]
+    fn without_a_mail_server_nothing_is_queued_but_the_watch_moves() {
+        let (w, token, _) = setup(false);
+        for _ in 1..=3 {
+            let job = lease(&w, &token).body;
+            report(&w, &token, &job, "error", "boom");
+        }
+        assert_eq!(mails(&w), 0);
+        assert_eq!(w.db().count("SELECT failures FROM notification_state WHERE target LIKE 'push:%'"), 3);
+        assert_eq!(w.db().count("SELECT alerted FROM notification_state WHERE target LIKE 'push:%'"), 1);
+        // Test mails need a server.
+        assert_eq!(
+            w.as_admin("POST", &format!("{NODE}/admin/mail-server/test"), Some(json!({"to": "a@b.example"}))).status,
+            409
+        );
+    }
+
+    #[test]
+    fn an_opted_out_admin_is_not_mailed_and_nobody_left_means_no_delivery() {
+        let (w, token, _) = setup(true);
+        let s = w.as_token(
+            "mfp_ops_token_0123456789",
+            "POST",
+            "/rest/api/latest/users/ops/settings",
+            Some(json!({"mirrorfarm.notifications.email": false})),
+        );
+        assert_eq!(s.status, 204, "{}", s.raw);
+        for _ in 1..=3 {
+            let job = lease(&w, &token).body;
+            report(&w, &token, &job, "error", "boom");
+        }
+        assert_eq!(mails(&w), 1, "decided when it failed");
+        // Recipients are read when it is leased: nobody left, so it is closed, saying why.
+        assert_eq!(lease(&w, &token).status, 204);
+        let job = &w.as_admin("GET", &format!("{NODE}/admin/mail"), None).body[0];
+        assert_eq!((job["state"].as_str(), job["outcome"].as_str()), (Some("FAILED"), Some("error")));
+        assert!(job["message"].as_str().is_some_and(|m| m.contains("Nobody to tell")));
+    }
+
+    #[test]
+    fn the_license_is_told_once_when_it_nears_its_end() {
+        let (mut w, _, _) = setup(true);
+        w.config.license_public_key = Some(vec![1; 32]);
+        w.db().execute("UPDATE users SET email = 'root@example.com' WHERE name = 'admin'");
+        // Expires ten days after the service's clock.
+        let text = crate::admin::license::tests::license(-1, 1_578_331_922_823 + 10 * 86_400_000);
+        assert_eq!(w.as_admin("POST", "/rest/api/latest/admin/license", Some(json!({"license": text}))).status, 200);
+        let service = Service::new(&w.store, &w.crypto, &w.config, Timestamp(1_578_331_922_823));
+        assert_eq!(block_on(service.check_license_notices()).expect("checked"), 1);
+        assert_eq!(block_on(service.check_license_notices()).expect("checked"), 0, "told once");
+        let payload = w.db().text("SELECT payload FROM jobs WHERE kind = 'SEND_MAIL'");
+        assert!(payload.contains("LICENSE_EXPIRING"), "{payload}");
+    }
+}

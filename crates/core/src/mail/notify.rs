@@ -180,6 +180,16 @@ pub fn decide(watch: &Watch, signal: Signal, settings: &NotificationSettings, no
     Decision { watch: next, mail, changed }
 }
 
+/// Whether `signal` leaves `watch` as it is whatever the settings (a success of a target that
+/// was not failing: the common case), so the settings need not even be read.
+pub fn changes_nothing(watch: &Watch, signal: Signal) -> bool {
+    match signal {
+        Signal::Succeeded => watch.failures == 0 && !watch.alerted,
+        Signal::Condition(_, holds) => !holds && !watch.alerted,
+        Signal::Failed | Signal::Event(_) => false,
+    }
+}
+
 /// A user who might be told: their address, how they relate to the target, and their settings
 /// among [`opt_out::KEYS`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -386,6 +396,10 @@ mod tests {
         );
         let unchanged = decide(&Watch::default(), Signal::Succeeded, &NotificationSettings::default(), Timestamp(0));
         assert!(!unchanged.changed && unchanged.mail.is_none());
+        assert!(changes_nothing(&Watch::default(), Signal::Succeeded));
+        assert!(changes_nothing(&Watch::default(), d(false)));
+        let failing = Watch { failures: 1, ..Watch::default() };
+        assert!(!changes_nothing(&failing, Signal::Succeeded) && !changes_nothing(&Watch::default(), Signal::Failed));
     }
 
     #[test]
