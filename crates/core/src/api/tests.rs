@@ -1728,6 +1728,55 @@ mod mail {
     }
 
     #[test]
+    fn a_fork_that_diverges_is_told_once_and_a_conflict_each_time() {
+        let (w, token, _) = setup(true);
+        w.add_user("forker", GlobalRole::User, "mfp_forker_token_0123456789");
+        w.db().execute("UPDATE users SET email = 'forker@example.com' WHERE name = 'forker'");
+        w.as_admin(
+            "POST",
+            "/rest/api/latest/projects/MF/repos/repo",
+            Some(json!({"name": "Fork", "url": "https://git.example/fork.git"})),
+        );
+        let grant = w.as_admin(
+            "PUT",
+            "/rest/api/latest/projects/MF/repos/fork/permissions/users?name=forker&permission=REPO_ADMIN",
+            None,
+        );
+        assert_eq!(grant.status, 204, "{}", grant.raw);
+        // The push mirror's job is out of the way first.
+        let push = lease(&w, &token).body;
+        report(&w, &token, &push, "pushed", "");
+        w.as_admin("POST", "/rest/sync/latest/projects/MF/repos/fork", Some(json!({"enabled": true})));
+        let fork_id = w.db().count("SELECT id FROM repositories WHERE slug = 'fork'");
+        let fork_report = |refs: Value, outcome: &str| {
+            let job = lease(&w, &token).body;
+            assert_eq!(job["kind"], "FORK_SYNC", "{job}");
+            let body = json!({"leaseId": job["leaseId"], "outcome": outcome, "message": "CONFLICT (content): a.txt", "forkRefs": refs});
+            let r = w.as_token(&token, "POST", &format!("{NODE}/jobs/{}/result", job["id"]), Some(body));
+            assert_eq!(r.status, 200, "{}", r.raw);
+            // The next sync of the fork, ahead of the mail just queued.
+            w.db().execute(&format!(
+                "INSERT INTO jobs (kind, repository_id, reason, enqueued_at, priority) VALUES ('FORK_SYNC', {fork_id}, 'MANUAL', 0, 20)"
+            ));
+        };
+        let diverged = json!([{"id": "refs/heads/feature", "state": "DIVERGED"}]);
+        fork_report(diverged.clone(), "pushed");
+        assert_eq!(mails(&w), 1);
+        let payload = w.db().text("SELECT payload FROM jobs WHERE kind = 'SEND_MAIL' ORDER BY id DESC LIMIT 1");
+        assert!(payload.contains("FORK_DIVERGED") && payload.contains("refs/heads/feature"), "{payload}");
+        fork_report(diverged, "pushed");
+        assert_eq!(mails(&w), 1, "still diverged: told once");
+        fork_report(json!([]), "conflict");
+        assert_eq!(mails(&w), 2, "a conflict is told");
+        let payload = w.db().text("SELECT payload FROM jobs WHERE kind = 'SEND_MAIL' ORDER BY id DESC LIMIT 1");
+        assert!(payload.contains("FORK_CONFLICT") && payload.contains("a.txt"), "{payload}");
+        // The fork's admin is told, not the origin's.
+        w.db().execute("DELETE FROM jobs WHERE kind = 'FORK_SYNC' AND state = 'QUEUED'");
+        let mail = lease(&w, &token);
+        assert_eq!(mail.body["mail"]["to"], json!(["forker@example.com"]), "{}", mail.raw);
+    }
+
+    #[test]
     fn the_license_is_told_once_when_it_nears_its_end() {
         let (mut w, _, _) = setup(true);
         w.config.license_public_key = Some(vec![1; 32]);
