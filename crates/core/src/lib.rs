@@ -38,6 +38,7 @@ pub mod farm;
 pub mod filters;
 pub mod forks;
 pub mod hex;
+pub mod hooks;
 pub mod identity;
 pub mod mail;
 pub mod mirrors;

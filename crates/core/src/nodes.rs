@@ -106,6 +106,9 @@ pub struct LeasedJob {
     /// The mail to deliver, for mail jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail: Option<crate::mail::LeasedMail>,
+    /// The hook scripts to run around the job's ref updates (see [`crate::hooks`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::hooks::LeasedHook>,
 }
 
 /// The fork part of a leased fork sync: where the fork's refs live, the origin whose copy the

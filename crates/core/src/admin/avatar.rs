@@ -64,7 +64,14 @@ pub struct Avatar {
 
 /// Reads the `avatar` part of a multipart body and checks the image.
 pub fn from_upload(content_type: Option<&str>, body: &[u8]) -> Result<Avatar, AvatarError> {
-    let boundary = content_type
+    let boundary = multipart_boundary(content_type).ok_or(AvatarError::NotMultipart)?;
+    let bytes = multipart_part(body, &boundary, "avatar").ok_or(AvatarError::NoAvatarPart)?;
+    check_image(bytes.to_vec())
+}
+
+/// The boundary of a `multipart/form-data` content type (hook scripts are uploaded so too).
+pub(crate) fn multipart_boundary(content_type: Option<&str>) -> Option<String> {
+    content_type
         .filter(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data")))
         .and_then(|t| {
             t.split(';').find_map(|p| {
@@ -73,9 +80,6 @@ pub fn from_upload(content_type: Option<&str>, body: &[u8]) -> Result<Avatar, Av
             })
         })
         .filter(|b| !b.is_empty())
-        .ok_or(AvatarError::NotMultipart)?;
-    let bytes = multipart_part(body, &boundary, "avatar").ok_or(AvatarError::NoAvatarPart)?;
-    check_image(bytes.to_vec())
 }
 
 /// Checks an image's size and header.
@@ -91,7 +95,7 @@ pub fn check_image(bytes: Vec<u8>) -> Result<Avatar, AvatarError> {
 }
 
 /// The content of the part named `name`.
-fn multipart_part<'a>(body: &'a [u8], boundary: &str, name: &str) -> Option<&'a [u8]> {
+pub(crate) fn multipart_part<'a>(body: &'a [u8], boundary: &str, name: &str) -> Option<&'a [u8]> {
     let delimiter = format!("--{boundary}");
     let mut rest = body;
     while let Some(start) = find(rest, delimiter.as_bytes()) {

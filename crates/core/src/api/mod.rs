@@ -10,6 +10,7 @@ mod cors;
 mod farm;
 mod forks;
 mod gitlab;
+mod hooks;
 mod identity;
 mod mail;
 mod nodes;
@@ -545,6 +546,14 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             H::ListMail => self.list_mail(&call).await,
             H::GetNotificationSettings => self.get_notification_settings(&call).await,
             H::PutNotificationSettings => self.put_notification_settings(&call).await,
+            H::CreateHookScript => self.create_hook_script(&call).await,
+            H::GetHookScript => self.get_hook_script(&call).await,
+            H::UpdateHookScript => self.update_hook_script(&call).await,
+            H::DeleteHookScript => self.delete_hook_script(&call).await,
+            H::HookScriptContent => self.hook_script_content(&call).await,
+            H::ListHookConfigs => self.list_hook_configs(&call).await,
+            H::AttachHookScript => self.attach_hook_script(&call).await,
+            H::DetachHookScript => self.detach_hook_script(&call).await,
         }
     }
 

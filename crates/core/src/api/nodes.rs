@@ -370,6 +370,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             repository: Some(self.leased_repository(repo, pull, context.upstream_fingerprint.clone()).await?),
             remote_mirror,
             recreate: context.recreate,
+            hooks: crate::hooks::applicable(job.kind, &context.hooks),
             ..lease_of(job, lease_id, deadline)
         })
     }
@@ -438,6 +439,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 origin: self.leased_repository(origin, origin_pull, context.origin_fingerprint.clone()).await?,
                 action,
             }),
+            hooks: crate::hooks::applicable(job.kind, &context.hooks),
             ..lease_of(job, lease_id, deadline)
         }))
     }
@@ -720,6 +722,7 @@ fn lease_of(job: &Job, lease_id: &str, deadline: i64) -> LeasedJob {
         discovery: None,
         recreate: false,
         mail: None,
+        hooks: Vec::new(),
     }
 }
 

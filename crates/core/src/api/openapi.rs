@@ -137,6 +137,12 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::GetSenderAddress | H::PutSenderAddress => one(200, g.subschema_for::<String>()),
         H::TestMail => one(200, g.subschema_for::<crate::mail::MailTestResult>()),
         H::ListMail => one(200, g.subschema_for::<Vec<crate::queue::Job>>()),
+        H::CreateHookScript | H::GetHookScript | H::UpdateHookScript => {
+            one(200, g.subschema_for::<crate::hooks::HookScript>())
+        }
+        H::HookScriptContent => one(200, schemars::json_schema!({ "type": "string", "format": "binary" })),
+        H::ListHookConfigs => one(200, g.subschema_for::<PageOf<crate::hooks::HookScriptConfig>>()),
+        H::AttachHookScript => one(200, g.subschema_for::<crate::hooks::HookScriptConfig>()),
         H::GetNotificationSettings | H::PutNotificationSettings => {
             one(200, g.subschema_for::<crate::mail::notify::NotificationSettings>())
         }
@@ -151,7 +157,9 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         | H::SetLogger
         | H::SetRootLogger
         | H::DeleteMailServer
-        | H::DeleteSenderAddress => vec![(204, None)],
+        | H::DeleteSenderAddress
+        | H::DeleteHookScript
+        | H::DetachHookScript => vec![(204, None)],
     }
 }
 
@@ -186,6 +194,7 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::Object => schemars::json_schema!({ "type": "object" }),
         Input::Avatar => return None,
         Input::Address => schemars::json_schema!({ "type": "string", "format": "email" }),
+        Input::HookScript => return None,
     })
 }
 
@@ -248,6 +257,9 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
     if matches!(route.handler, Handler::SetForkSync | Handler::SynchronizeRef | Handler::TestMail) {
         errors.push((503, "No farm node finished the work in time; it stays queued and still runs"));
     }
+    if route.handler == Handler::UpdateHookScript {
+        errors.push((422, "Nothing to change"));
+    }
     if route.handler == Handler::SynchronizeRef {
         errors.push((501, "REBASE is not implemented"));
     }
@@ -272,6 +284,12 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
     });
     if route.input == Input::Avatar {
         let form = json!({ "type": "object", "properties": { "avatar": { "type": "string", "format": "binary" } } });
+        op["requestBody"] = json!({ "required": true, "content": { "multipart/form-data": { "schema": form } } });
+    } else if route.input == Input::HookScript {
+        let text = json!({ "type": "string" });
+        let form = json!({ "type": "object", "properties": {
+            "content": { "type": "string", "format": "binary" }, "name": text, "description": text,
+            "type": { "type": "string", "enum": ["PRE", "POST"] } } });
         op["requestBody"] = json!({ "required": true, "content": { "multipart/form-data": { "schema": form } } });
     } else if let Some(schema) = request(route, g) {
         op["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": schema } } });

@@ -99,6 +99,9 @@ pub enum ApiError {
     /// The body is too large.
     #[error("Request body too large")]
     PayloadTooLarge,
+    /// The request is well formed but asks nothing (a hook-script update with no field).
+    #[error("{0}")]
+    Unprocessable(String),
     /// The body's content type is not JSON or form.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -132,6 +135,7 @@ impl ApiError {
             Self::MethodNotAllowed => 405,
             Self::Conflict(_) => 409,
             Self::PayloadTooLarge => 413,
+            Self::Unprocessable(_) => 422,
             Self::UnsupportedMediaType(_) => 415,
             Self::Internal(_) => 500,
             Self::NotImplemented(_) => 501,
@@ -164,6 +168,7 @@ impl ApiError {
                     Self::MethodNotAllowed => json!("405 Method Not Allowed"),
                     Self::Conflict(m) => json!(format!("409 Conflict - {m}")),
                     Self::PayloadTooLarge => json!("413 Request Entity Too Large"),
+                    Self::Unprocessable(m) => json!(format!("422 Unprocessable Entity - {m}")),
                     Self::UnsupportedMediaType(m) => json!(format!("415 Unsupported Media Type - {m}")),
                     Self::Internal(_) => json!("500 Internal Server Error"),
                     Self::NotImplemented(m) => json!(format!("501 Not Implemented - {m}")),

@@ -265,6 +265,22 @@ pub enum Handler {
     GetNotificationSettings,
     /// `PUT /rest/mirrorfarm/latest/admin/notifications`.
     PutNotificationSettings,
+    /// `POST /rest/api/latest/hook-scripts`.
+    CreateHookScript,
+    /// `GET /rest/api/latest/hook-scripts/{scriptId}`.
+    GetHookScript,
+    /// `PUT /rest/api/latest/hook-scripts/{scriptId}`.
+    UpdateHookScript,
+    /// `DELETE /rest/api/latest/hook-scripts/{scriptId}`.
+    DeleteHookScript,
+    /// `GET /rest/api/latest/hook-scripts/{scriptId}/content` (and the nodes' twin).
+    HookScriptContent,
+    /// `GET /rest/api/latest/projects/{key}[/repos/{slug}]/hook-scripts`.
+    ListHookConfigs,
+    /// `PUT /rest/api/latest/projects/{key}[/repos/{slug}]/hook-scripts/{scriptId}`.
+    AttachHookScript,
+    /// `DELETE /rest/api/latest/projects/{key}[/repos/{slug}]/hook-scripts/{scriptId}`.
+    DetachHookScript,
 }
 
 use Handler as H;
@@ -385,6 +401,8 @@ pub enum Input {
     Avatar,
     /// A bare JSON string (or plain text): an e-mail address.
     Address,
+    /// A `multipart/form-data` upload of a hook script (`content`, `name`, `description`, `type`).
+    HookScript,
 }
 
 impl Input {
@@ -395,6 +413,7 @@ impl Input {
             Self::Webhook => super::MAX_WEBHOOK_BYTES,
             Self::Report => MAX_REPORT_BYTES,
             Self::Avatar => crate::admin::avatar::MAX_UPLOAD_BYTES,
+            Self::HookScript => MAX_HOOK_UPLOAD_BYTES,
             _ => super::MAX_BODY_BYTES,
         }
     }
@@ -404,9 +423,14 @@ impl Input {
 /// the 2 MB D1 allows one bound value (the listing is bound as one JSON text).
 pub const MAX_REPORT_BYTES: usize = 2 * 1024 * 1024;
 
+/// The largest hook-script upload: the script and the form's other fields.
+const MAX_HOOK_UPLOAD_BYTES: usize = crate::hooks::MAX_SCRIPT_BYTES + 16 * 1024;
+
 /// The largest body any route accepts: a shell need read no more.
-pub const LARGEST_BODY_BYTES: usize =
-    max(max(MAX_REPORT_BYTES, super::MAX_WEBHOOK_BYTES), crate::admin::avatar::MAX_UPLOAD_BYTES);
+pub const LARGEST_BODY_BYTES: usize = max(
+    max(max(MAX_REPORT_BYTES, super::MAX_WEBHOOK_BYTES), crate::admin::avatar::MAX_UPLOAD_BYTES),
+    MAX_HOOK_UPLOAD_BYTES,
+);
 
 const fn max(a: usize, b: usize) -> usize {
     if a > b { a } else { b }
@@ -474,6 +498,11 @@ const SYNC_PROJECT: &str = "/rest/mirroring/latest/syncSettings/projects/{projec
 const MAIL: &str = "/rest/api/latest/admin/mail-server";
 const SENDER: &str = "/rest/api/latest/admin/mail-server/sender-address";
 const NOTIFY: &str = "/rest/mirrorfarm/latest/admin/notifications";
+const HOOK: &str = "/rest/api/latest/hook-scripts/{scriptId}";
+const PROJECT_HOOKS: &str = "/rest/api/latest/projects/{projectKey}/hook-scripts";
+const PROJECT_HOOK: &str = "/rest/api/latest/projects/{projectKey}/hook-scripts/{scriptId}";
+const REPO_HOOKS: &str = "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/hook-scripts";
+const REPO_HOOK: &str = "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/hook-scripts/{scriptId}";
 
 /// Every route served: one row each.
 #[rustfmt::skip]
@@ -621,6 +650,18 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/rest/mirrorfarm/latest/admin/mail", H::ListMail, AdminOnly, NoBody, "Recent mail jobs and how each ended (limit)"),
     route(Get, NOTIFY, H::GetNotificationSettings, AdminOnly, NoBody, "When mirrors count as failing, and the mail throttle"),
     route(Put, NOTIFY, H::PutNotificationSettings, AdminOnly, Input::Object, "Set failureThreshold and throttleMinutes"),
+    route(Post, "/rest/api/latest/hook-scripts", H::CreateHookScript, SysAdmin, Input::HookScript, "Upload a hook script (multipart content, name, description, type PRE|POST)"),
+    route(Get, HOOK, H::GetHookScript, AdminOnly, NoBody, "A hook script"),
+    route(Put, HOOK, H::UpdateHookScript, SysAdmin, Input::HookScript, "Change a hook script (multipart; 409 name taken, 422 nothing to change)"),
+    route(Delete, HOOK, H::DeleteHookScript, SysAdmin, NoBody, "Delete a hook script (detached everywhere)"),
+    route(Get, "/rest/api/latest/hook-scripts/{scriptId}/content", H::HookScriptContent, SysAdmin, NoBody, "A hook script's content"),
+    route(Get, "/rest/mirrorfarm/latest/nodes/hook-scripts/{scriptId}", H::HookScriptContent, Node, NoBody, "A hook script's content, for the nodes that run it"),
+    route(Get, PROJECT_HOOKS, H::ListHookConfigs, Project(ADMIN), NoBody, "Hook scripts attached to a project"),
+    route(Put, PROJECT_HOOK, H::AttachHookScript, Project(ADMIN), Input::Object, "Attach a hook script to a project ({triggerIds})"),
+    route(Delete, PROJECT_HOOK, H::DetachHookScript, Project(ADMIN), NoBody, "Detach a hook script from a project"),
+    route(Get, REPO_HOOKS, H::ListHookConfigs, Repository(ADMIN), NoBody, "Hook scripts attached to a repository"),
+    route(Put, REPO_HOOK, H::AttachHookScript, Repository(ADMIN), Input::Object, "Attach a hook script to a repository ({triggerIds})"),
+    route(Delete, REPO_HOOK, H::DetachHookScript, Repository(ADMIN), NoBody, "Detach a hook script from a repository"),
 ];
 
 /// Path parameters captured by a route, still percent-encoded.

@@ -11,6 +11,7 @@
 mod admin;
 mod farm;
 mod forks;
+mod hooks;
 mod identity;
 mod mail;
 mod mirrors;

@@ -192,6 +192,8 @@ pub struct JobContext {
     pub recreate: bool,
     /// For mirror and fork jobs: what notifications know of the target (see [`super::target`]).
     pub watch: crate::mail::notify::Watch,
+    /// For mirror and fork jobs: the hook scripts attached to the repository or its project.
+    pub hooks: Vec<crate::hooks::HookScriptConfig>,
 }
 
 /// What a node's poll for work found: the job it leased, and leases found expired on the way.
@@ -278,6 +280,7 @@ impl<D: Database> Store<D> {
             wants(&[K::Discover]),
             wants(&[K::Discover]),
             wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
+            wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
         ];
         let of_job = |column: &str| format!("(SELECT {column} FROM jobs WHERE id = ?1)");
         let origin = format!("(SELECT origin_id FROM repositories WHERE id = {})", of_job("repository_id"));
@@ -303,6 +306,7 @@ impl<D: Database> Store<D> {
                 ),
                 job_id
             ),
+            super::hooks::attached_to(&of_job("repository_id"), job_id),
         ];
         let wanted: Vec<Statement> = statements.into_iter().zip(parts).filter(|(_, p)| *p).map(|(s, _)| s).collect();
         let read = self.batch(wanted).await?;
@@ -337,6 +341,7 @@ impl<D: Database> Store<D> {
             upstream: super::farm::read_upstreams(nth(&mut out, 9)?)?.pop(),
             farm_entries: super::farm::read_farm_entries(nth(&mut out, 10)?)?,
             watch: super::mail::read_watch(nth(&mut out, 11)?)?,
+            hooks: super::hooks::read_configs(nth(&mut out, 12)?)?,
         })
     }
 
