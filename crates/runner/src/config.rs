@@ -15,7 +15,7 @@ pub(crate) const DEFAULT_TARGET_RECHECK_SECS: u64 = 600;
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// A TOML file with `edge_url`, `token`, `data_dir`, `concurrency`, `lease_seconds`, `poll_ms`,
-    /// `target_recheck_secs`, `discovery_page`, `serve`, `clone_url`, `heartbeat_secs`, `mail_ca_file`.
+    /// `target_recheck_secs`, `discovery_page`, `serve`, `clone_url`, `heartbeat_secs`, `mail_ca_file`, `hook_timeout_secs`.
     #[arg(long, env = "MIRRORFARM_CONFIG")]
     config: Option<PathBuf>,
     /// The edge's base URL.
@@ -56,6 +56,9 @@ pub(crate) struct RunArgs {
     /// PEM root certificates to trust for the mail server besides the web's (a private CA).
     #[arg(long, env = "MIRRORFARM_MAIL_CA_FILE")]
     mail_ca_file: Option<PathBuf>,
+    /// Seconds a hook script may run before it is killed (default 60).
+    #[arg(long, env = "MIRRORFARM_HOOK_TIMEOUT_SECS")]
+    hook_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +76,7 @@ struct FileConfig {
     clone_url: Option<String>,
     heartbeat_secs: Option<u64>,
     mail_ca_file: Option<PathBuf>,
+    hook_timeout_secs: Option<u64>,
 }
 
 /// Everything `run` needs.
@@ -126,6 +130,9 @@ impl RunArgs {
                     self.target_recheck_secs.or(file.target_recheck_secs).unwrap_or(DEFAULT_TARGET_RECHECK_SECS),
                 ),
                 mail_ca_file: self.mail_ca_file.or(file.mail_ca_file),
+                hook_timeout: Duration::from_secs(
+                    self.hook_timeout_secs.or(file.hook_timeout_secs).unwrap_or(60).clamp(1, 3600),
+                ),
             },
         })
     }

@@ -20,6 +20,7 @@ use crate::discovery::{self, DiscoveryError};
 use crate::edge::{EdgeClient, EdgeError};
 use crate::fork::{self, ForkFinished};
 use crate::git::{Git, Remote};
+use crate::hooks::JobHooks;
 use crate::push::{self, PushError, PushSettings};
 use crate::records::fingerprint;
 
@@ -46,6 +47,8 @@ pub(crate) struct NodeSettings {
     pub(crate) heartbeat: Duration,
     /// Extra root certificates for the mail server's TLS (PEM).
     pub(crate) mail_ca_file: Option<PathBuf>,
+    /// How long a hook script may run before it is killed.
+    pub(crate) hook_timeout: Duration,
 }
 
 /// Sends a heartbeat and applies the log levels it answers.
@@ -197,7 +200,10 @@ pub(crate) fn handle(
         let lock = copy.map(|id| locks.for_repo(id));
         let _guard = lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         let cancelled = || shutdown.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst);
-        let outcome = execute(settings, job, &cancelled);
+        let outcome = match JobHooks::prepare(edge, &settings.data_dir, job, settings.hook_timeout) {
+            Ok(hooks) => execute(settings, job, &hooks, &cancelled),
+            Err(e) => Ok(Finished::error(e.to_string())),
+        };
         finished.store(true, Ordering::SeqCst);
         outcome
     });
@@ -267,10 +273,16 @@ impl Finished {
 }
 
 /// Runs a job; pulls also return the upstream's fingerprint, fork syncs what they left.
-fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> bool) -> Result<Finished, PushError> {
+fn execute(
+    settings: &NodeSettings,
+    job: &LeasedJob,
+    hooks: &JobHooks<'_>,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Finished, PushError> {
     if let Some(leased_fork) = &job.fork {
-        let finished = fork::sync(settings, job, leased_fork, cancelled)?;
-        let outcome = match finished.conflict.as_ref().or(finished.refused.as_ref()) {
+        let finished = fork::sync(settings, job, leased_fork, hooks, cancelled)?;
+        let outcome = match finished.conflict.as_ref().or(finished.refused.as_ref()).or(finished.hook_refusal.as_ref())
+        {
             Some(why) => UpdateOutcome::Error(why.clone()),
             None => UpdateOutcome::Pushed,
         };
@@ -319,6 +331,7 @@ fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> boo
         // Refs upstream rewrote that the rules keep fail the update.
         let pulled = push::pull(&local, &upstream, pull_rules, &repository.default_branch)?;
         let outcome = pulled.plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged);
+        hooks.post(&pulled.plan.updates);
         let content_hash = Some(content_hash(&pulled.refs));
         // This copy may serve clones: a large one gets a bitmap once.
         if !pulled.plan.updates.is_empty() {
@@ -345,7 +358,20 @@ fn execute(settings: &NodeSettings, job: &LeasedJob, cancelled: &dyn Fn() -> boo
         JobReason::Webhook | JobReason::Poll | JobReason::Upstream => settings.target_recheck,
         _ => Duration::ZERO,
     };
-    let (plan, outcome) = push::push_to(&local, &pulled.refs, &target, &push_settings, recheck, cancelled)?;
+    // Pre hooks may refuse refs: those are not pushed, and the mirror says why.
+    let refusal = std::cell::RefCell::new(None);
+    let gate = |plan: &mirrorfarm_core::sync::RefUpdatePlan| {
+        let (refused, why) = hooks.pre(&plan.updates);
+        *refusal.borrow_mut() = why;
+        refused
+    };
+    let (plan, outcome) = push::push_to(&local, &pulled.refs, &target, &push_settings, recheck, &gate, cancelled)?;
+    hooks.post(&plan.updates);
+    let outcome = match (refusal.into_inner(), outcome) {
+        (Some(why), UpdateOutcome::Pushed | UpdateOutcome::Unchanged) => UpdateOutcome::Diverged(why),
+        (Some(why), UpdateOutcome::Diverged(held)) => UpdateOutcome::Diverged(format!("{why}; {held}")),
+        (_, outcome) => outcome,
+    };
     info!(
         job = job.id,
         target = target.masked(),

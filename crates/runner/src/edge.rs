@@ -137,6 +137,22 @@ impl EdgeClient {
         Ok(answer.and_then(|v| serde_json::from_value(v).ok()))
     }
 
+    /// A hook script's content, by id.
+    pub(crate) fn hook_script(&self, id: i64) -> Result<Vec<u8>, EdgeError> {
+        let url = format!("{}/rest/mirrorfarm/1.0/nodes/hook-scripts/{id}", self.base);
+        let response = match self.agent.get(&url).set("Authorization", &self.authorization).call() {
+            Ok(r) => r,
+            Err(e) => return Self::answer(Err(e)).map(|_| Vec::new()),
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(response.into_reader(), (mirrorfarm_core::hooks::MAX_SCRIPT_BYTES + 1) as u64),
+            &mut bytes,
+        )
+        .map_err(|e| EdgeError::Transport(e.to_string()))?;
+        Ok(bytes)
+    }
+
     /// Gives a job back unfinished.
     pub(crate) fn release(&self, job: &LeasedJob) -> Result<(), EdgeError> {
         let asked = ReleaseRequest { lease_id: job.lease_id.clone() };

@@ -22,6 +22,8 @@ pub(crate) struct ForkFinished {
     pub(crate) conflict: Option<String>,
     /// The action could not be done (the ref moved on meanwhile): why.
     pub(crate) refused: Option<String>,
+    /// Pre hooks refused refs (they were not updated): why.
+    pub(crate) hook_refusal: Option<String>,
 }
 
 /// Where the fork's refs are fetched to in the origin's copy.
@@ -34,6 +36,7 @@ pub(crate) fn sync(
     settings: &NodeSettings,
     job: &LeasedJob,
     fork: &LeasedFork,
+    hooks: &crate::hooks::JobHooks<'_>,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<ForkFinished, PushError> {
     let origin = &fork.origin;
@@ -65,10 +68,14 @@ pub(crate) fn sync(
     let fetched = started.elapsed();
     let plan = plan_fork_sync(&origin_refs, record.load().as_ref(), &fork_refs, &mut local.clone())?;
     let planned = started.elapsed();
-    push_guarded(&local, &target, &plan.updates)?;
+    // Pre hooks may refuse refs: those stay as they are in the fork.
+    let (refused, hook_refusal) = if plan.updates.is_empty() { (Vec::new(), None) } else { hooks.pre(&plan.updates) };
+    let updates: Vec<RefUpdate> = plan.updates.iter().filter(|u| !refused.contains(&u.name)).cloned().collect();
+    push_guarded(&local, &target, &updates)?;
+    hooks.post(&updates);
     let pushed = started.elapsed();
     record.save(&plan.remembered)?;
-    for u in &plan.updates {
+    for u in &updates {
         if let Some(new) = u.new {
             fork_refs.insert(u.name.clone(), new);
         }
@@ -76,7 +83,7 @@ pub(crate) fn sync(
     info!(
         job = job.id,
         fork = target.masked(),
-        updated = plan.updates.len(),
+        updated = updates.len(),
         out_of_step = plan.rejected.len(),
         in_step = plan.in_step,
         list_ms = listed.as_millis(),
@@ -85,7 +92,7 @@ pub(crate) fn sync(
         push_ms = (pushed - planned).as_millis(),
         "fork synced"
     );
-    let mut finished = ForkFinished { refs: Vec::new(), conflict: None, refused: None };
+    let mut finished = ForkFinished { refs: Vec::new(), conflict: None, refused: None, hook_refusal };
     let mut rejected = plan.rejected.clone();
     if let Some(action) = &fork.action {
         if cancelled() {

@@ -14,6 +14,7 @@ mod discovery;
 mod edge;
 mod fork;
 mod git;
+mod hooks;
 mod logging;
 mod mail;
 mod oneshot;
@@ -230,8 +231,9 @@ fn run(cli: Cli) -> Result<(), String> {
             let pulled =
                 push::pull(&local, &source, &push::exact_pull(), &pair.default_branch).map_err(|e| e.to_string())?;
             let recheck = Duration::from_secs(pair.target_recheck);
-            let (plan, outcome) = push::push_to(&local, &pulled.refs, &target, &pair.settings(), recheck, &|| false)
-                .map_err(|e| e.to_string())?;
+            let (plan, outcome) =
+                push::push_to(&local, &pulled.refs, &target, &pair.settings(), recheck, &|_| Vec::new(), &|| false)
+                    .map_err(|e| e.to_string())?;
             match outcome {
                 UpdateOutcome::Pushed | UpdateOutcome::Unchanged => {
                     println!("{} pushed, {} unchanged", plan.updates.len(), plan.unchanged);

@@ -309,12 +309,21 @@ pub(crate) fn push_to(
     target: &Remote,
     settings: &PushSettings,
     recheck: Duration,
+    gate: &dyn Fn(&RefUpdatePlan) -> Vec<String>,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(RefUpdatePlan, UpdateOutcome), PushError> {
     let rules = settings.rules()?;
     let record = TargetRecord::of(local, target);
+    // The plan less what the gate (pre hooks) refuses: those refs are not pushed.
+    let gated = |mut plan: RefUpdatePlan| {
+        if !plan.updates.is_empty() {
+            let refused = gate(&plan);
+            plan.updates.retain(|u| !refused.contains(&u.name));
+        }
+        plan
+    };
     if let Some(recorded) = record.load(recheck) {
-        let plan = plan_push(source, &recorded.refs, &rules, &mut local.clone())?;
+        let plan = gated(plan_push(source, &recorded.refs, &rules, &mut local.clone())?);
         if plan.updates.is_empty() {
             info!(target = target.masked(), held = plan.held.len(), unchanged = plan.unchanged, "target is current");
             let outcome = outcome(&plan);
@@ -337,7 +346,7 @@ pub(crate) fn push_to(
     record.forget()?;
     let listed_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let listed = Git::detached().remote_refs(target)?;
-    let plan = plan_push(source, &listed, &rules, &mut local.clone())?;
+    let plan = gated(plan_push(source, &listed, &rules, &mut local.clone())?);
     let outcome = execute(local, target, &plan, source, settings, Leases::None, cancelled)?;
     record.save(&listed, &plan, Some(listed_at))?;
     Ok((plan, outcome))
