@@ -124,7 +124,8 @@ function concrete(path, method) {
     .replace("{jobId}", "1")
     .replace("{labelName}", "nolabel")
     .replace("{loggerName}", "mirrorfarm.matrix")
-    .replace("{levelName}", "INFO");
+    .replace("{levelName}", "INFO")
+    .replace("{scriptId}", "999999");
 }
 
 test("every route answers every kind of caller as the route table declares", async () => {
