@@ -4,15 +4,15 @@
 // with no credentials, and a hook that outlives its timeout is killed and reported.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync, existsSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { startWorker, client, ROOT, OUTPUT } from "../support/worker.mjs";
+import { startWorker, client } from "../support/worker.mjs";
 import { startGitServer } from "../support/git_http.mjs";
+import { buildNode, startNode } from "../support/node.mjs";
 import { git, gitEnv, refs } from "../support/git.mjs";
 
-const RUNNER = path.join(ROOT, "target/debug/mirrorfarm-runner");
 const API = "/rest/mirrorfarm/1.0";
 const HOOKS = "/rest/api/1.0/hook-scripts";
 const REPO_HOOKS = "/rest/api/1.0/projects/HK/repos/app/hook-scripts";
@@ -20,7 +20,6 @@ const GIT_USER = "hook-bot";
 const GIT_PASS = "h00k-g1t-pa55";
 
 let worker, call, admin, dir, runner, gitServer, repoId, nodeToken, outDir, boss;
-let runnerLog = "";
 const work = () => path.join(dir, "work");
 const served = (name) => path.join(dir, "served", name);
 
@@ -48,7 +47,7 @@ async function waitFor(pred, what, ms = 30_000) {
     if (last) return last;
     await new Promise((r) => setTimeout(r, 150));
   }
-  assert.fail(`${what}: timed out\nrunner log:\n${runnerLog.slice(-4000)}`);
+  assert.fail(`${what}: timed out\nrunner log:\n${runner.log().slice(-4000)}`);
 }
 
 const mirror = async (id) => (await call("GET", `/api/v4/projects/${repoId}/remote_mirrors/${id}`, { token: admin })).body;
@@ -75,7 +74,7 @@ exit 0
 `;
 
 before(async () => {
-  execFileSync("cargo", ["build", "-q", "-p", "mirrorfarm-runner"], { cwd: ROOT, stdio: "inherit" });
+  buildNode();
   dir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-hooks-e2e-"));
   // Where the post hook writes: open to whoever the node runs scripts as (nobody, under root).
   outDir = path.join(dir, "out");
@@ -102,23 +101,12 @@ before(async () => {
   assert.equal((await call("PUT", "/rest/api/1.0/admin/permissions/users?name=boss&permission=ADMIN", { token: admin })).status, 204);
   boss = (await call("PUT", "/rest/access-tokens/1.0/users/boss", { token: admin, json: { name: "t" } })).body.token;
   nodeToken = (await call("POST", `${API}/nodes`, { token: admin, json: { name: "hook-node" } })).body.token;
-  runner = spawn(RUNNER, ["run", "--edge-url", worker.url, "--data-dir", path.join(dir, "node"), "--poll-ms", "200", "--lease-seconds", "10"], {
-    env: { ...process.env, MIRRORFARM_NODE_TOKEN: nodeToken, MIRRORFARM_HOOK_TIMEOUT_SECS: "2", MIRRORFARM_LOG: "info", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  runner.stdout.on("data", (d) => (runnerLog += d));
-  runner.stderr.on("data", (d) => (runnerLog += d));
+  runner = startNode({ edgeUrl: worker.url, token: nodeToken, dataDir: path.join(dir, "node"), name: "hooks-e2e-runner", args: ["--lease-seconds", "10"], env: { MIRRORFARM_HOOK_TIMEOUT_SECS: "2" } });
 });
 
 after(async () => {
-  if (runner && runner.exitCode === null && runner.signalCode === null) {
-    const exited = new Promise((r) => runner.once("exit", r));
-    runner.kill("SIGTERM");
-    await exited;
-  }
+  await runner?.stop();
   await gitServer?.close();
-  mkdirSync(OUTPUT, { recursive: true });
-  writeFileSync(path.join(OUTPUT, "hooks-e2e-runner.log"), runnerLog);
   await worker?.stop();
   rmSync(dir, { recursive: true, force: true });
 });

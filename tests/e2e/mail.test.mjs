@@ -7,11 +7,11 @@ import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { startWorker, client, freePort, ROOT, OUTPUT } from "../support/worker.mjs";
+import { startWorker, client, freePort, ROOT } from "../support/worker.mjs";
 import { startGitServer } from "../support/git_http.mjs";
+import { buildNode, startNode } from "../support/node.mjs";
 import { git, gitEnv } from "../support/git.mjs";
 
-const RUNNER = path.join(ROOT, "target/debug/mirrorfarm-runner");
 const PY = path.join(ROOT, ".venv-e2e/bin/python");
 const SINK = path.join(ROOT, "tests/python/smtp_sink.py");
 const API = "/rest/mirrorfarm/1.0";
@@ -22,7 +22,6 @@ const GIT_USER = "git-bot";
 const GIT_PASS = "g1t-pa55";
 
 let worker, call, admin, dir, runner, gitServer, repoId, nodeToken;
-let runnerLog = "";
 const responses = [];
 const tokens = {};
 
@@ -69,7 +68,7 @@ async function waitUntil(pred, what, ms = 30_000) {
     if (v) return v;
     await new Promise((r) => setTimeout(r, 150));
   }
-  assert.fail(`${what}: timed out\nrunner log:\n${runnerLog.slice(-3000)}`);
+  assert.fail(`${what}: timed out\nrunner log:\n${runner.log().slice(-3000)}`);
 }
 
 async function mirror(id) {
@@ -101,7 +100,7 @@ const subjects = (sink) => sink.mails.map((m) => /^Subject: (.*)$/m.exec(m.data)
 let plain, tls, certDir;
 
 before(async () => {
-  execFileSync("cargo", ["build", "-q", "-p", "mirrorfarm-runner"], { cwd: ROOT, stdio: "inherit" });
+  buildNode();
   dir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-mail-e2e-"));
   // The STARTTLS server's certificate: made here, trusted by the node through MIRRORFARM_MAIL_CA_FILE.
   certDir = path.join(dir, "tls");
@@ -141,25 +140,14 @@ before(async () => {
   const s = await as("quiet", "POST", "/rest/api/1.0/users/quiet/settings", { json: { "mirrorfarm.notifications.mirrors": false } });
   assert.equal(s.status, 204, s.text);
   nodeToken = (await as(admin, "POST", `${API}/nodes`, { json: { name: "mail-node" } })).body.token;
-  runner = spawn(RUNNER, ["run", "--edge-url", worker.url, "--data-dir", path.join(dir, "node"), "--poll-ms", "200", "--lease-seconds", "6", "--concurrency", "2"], {
-    env: { ...process.env, MIRRORFARM_NODE_TOKEN: nodeToken, MIRRORFARM_MAIL_CA_FILE: path.join(certDir, "ca.pem"), MIRRORFARM_LOG: "info", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  runner.stdout.on("data", (d) => (runnerLog += d));
-  runner.stderr.on("data", (d) => (runnerLog += d));
+  runner = startNode({ edgeUrl: worker.url, token: nodeToken, dataDir: path.join(dir, "node"), name: "mail-e2e-runner", args: ["--lease-seconds", "6", "--concurrency", "2"], env: { MIRRORFARM_MAIL_CA_FILE: path.join(certDir, "ca.pem") } });
 });
 
 after(async () => {
-  if (runner && runner.exitCode === null && runner.signalCode === null) {
-    const exited = new Promise((r) => runner.once("exit", r));
-    runner.kill("SIGTERM");
-    await exited;
-  }
+  await runner?.stop();
   await plain?.stop();
   await tls?.stop();
   await gitServer?.close();
-  mkdirSync(OUTPUT, { recursive: true });
-  writeFileSync(path.join(OUTPUT, "mail-e2e-runner.log"), runnerLog);
   await worker?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -292,7 +280,7 @@ test("test mail over STARTTLS with AUTH; the password is never shown, logged or 
   // The password appears in no response, no log line, and no state file in the clear.
   for (const text of responses) assert.ok(!text.includes(SMTP_PASSWORD), "a response carried the password");
   assert.ok(!worker.logs().includes(SMTP_PASSWORD), "the Worker logged the password");
-  assert.ok(!runnerLog.includes(SMTP_PASSWORD), "the node logged the password");
+  assert.ok(!runner.log().includes(SMTP_PASSWORD), "the node logged the password");
   const files = (d) => readdirSync(d).flatMap((f) => (statSync(path.join(d, f)).isDirectory() ? files(path.join(d, f)) : [path.join(d, f)]));
   const stateFiles = files(worker.stateDir);
   assert.ok(stateFiles.some((f) => f.endsWith(".sqlite")), "the local D1 is there to check");
