@@ -127,6 +127,8 @@ pub struct InstanceSettings {
     pub logs: LogLevels,
     /// The installed license, as it was posted.
     pub license: Option<String>,
+    /// How long audit events are kept (90 days unless set).
+    pub audit_retention: Option<crate::audit::RetentionPeriod>,
 }
 
 /// The stored names of the settings (`instance_settings.name`).
@@ -145,6 +147,8 @@ pub mod setting {
     pub const LOG_LEVELS: &str = "logLevels";
     /// The license text (a JSON string).
     pub const LICENSE: &str = "license";
+    /// [`crate::audit::RetentionPeriod`].
+    pub const AUDIT_RETENTION: &str = "audit.retention";
 }
 
 impl InstanceSettings {
@@ -161,6 +165,7 @@ impl InstanceSettings {
                 setting::RATE_LIMIT => s.rate_limit = serde_json::from_str(&value).unwrap_or_default(),
                 setting::LOG_LEVELS => s.logs = serde_json::from_str(&value).unwrap_or_default(),
                 setting::LICENSE => s.license = serde_json::from_str(&value).ok(),
+                setting::AUDIT_RETENTION => s.audit_retention = serde_json::from_str(&value).ok(),
                 _ => {}
             }
         }
@@ -170,6 +175,11 @@ impl InstanceSettings {
     /// The archive policy in force (REPO_ADMIN unless set).
     pub fn archive(&self) -> PolicyPermission {
         self.archive_policy.unwrap_or(PolicyPermission::RepoAdmin)
+    }
+
+    /// How long audit events are kept (90 days unless set).
+    pub fn retention(&self) -> crate::audit::RetentionPeriod {
+        self.audit_retention.unwrap_or_default()
     }
 
     /// The delete policy in force (REPO_ADMIN unless set).

@@ -133,6 +133,9 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::GetLicense | H::PostLicense => one(200, g.subschema_for::<crate::admin::license::LicenseDto>()),
         H::ApplicationProperties => one(200, g.subschema_for::<crate::admin::ApplicationProperties>()),
         H::Cluster => one(200, g.subschema_for::<super::admin::ClusterDto>()),
+        H::AuditEvents => one(200, g.subschema_for::<super::audit::AuditPage>()),
+        H::GetAuditRetention | H::PutAuditRetention => one(200, g.subschema_for::<super::audit::RetentionConfig>()),
+        H::DismissRetentionReview => vec![(204, None)],
         H::ChangePassword
         | H::MergeUserSettings
         | H::DeleteUserRateLimit
@@ -176,6 +179,7 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::ProjectIds => g.subschema_for::<Vec<String>>(),
         Input::Object => schemars::json_schema!({ "type": "object" }),
         Input::Avatar => return None,
+        Input::Retention => g.subschema_for::<super::audit::RetentionConfig>(),
     })
 }
 

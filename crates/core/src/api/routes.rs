@@ -245,6 +245,14 @@ pub enum Handler {
     ApplicationProperties,
     /// `GET /rest/api/latest/admin/cluster`.
     Cluster,
+    /// `GET /rest/auditing/latest/events`: the audit log.
+    AuditEvents,
+    /// `GET /rest/auditing/latest/configuration/retention`.
+    GetAuditRetention,
+    /// `PUT /rest/auditing/latest/configuration/retention`.
+    PutAuditRetention,
+    /// `DELETE /rest/audit/latest/notification-settings/retention-config-review`.
+    DismissRetentionReview,
 }
 
 use Handler as H;
@@ -363,6 +371,8 @@ pub enum Input {
     Object,
     /// A `multipart/form-data` upload with an `avatar` part.
     Avatar,
+    /// The audit log's retention setting (`{"period": {years, months, days}}`, JSON).
+    Retention,
 }
 
 impl Input {
@@ -448,6 +458,7 @@ const SETTINGS: &str = "/rest/api/latest/users/{userSlug}/settings";
 const SYNC_SETTINGS: &str = "/rest/mirroring/latest/syncSettings";
 const SYNC_MODE: &str = "/rest/mirroring/latest/syncSettings/mode";
 const SYNC_PROJECTS: &str = "/rest/mirroring/latest/syncSettings/projects";
+const RETENTION: &str = "/rest/auditing/latest/configuration/retention";
 const SYNC_PROJECT: &str = "/rest/mirroring/latest/syncSettings/projects/{projectId}";
 
 /// Every route served: one row each.
@@ -586,6 +597,10 @@ pub const ROUTES: &[Route] = &[
     route(Post, "/rest/api/latest/admin/license", H::PostLicense, SysAdmin, Input::Object, "Install a license (Ed25519-signed; 409 if undecodable or badly signed)"),
     route(Get, "/rest/api/latest/application-properties", H::ApplicationProperties, Anyone, NoBody, "Version and build (every value a string)"),
     route(Get, "/rest/api/latest/admin/cluster", H::Cluster, AdminOnly, NoBody, "The edge and the farm nodes"),
+    route(Get, "/rest/auditing/latest/events", H::AuditEvents, SysAdmin, NoBody, "Audit events, newest first (from, to, offset, pageCursor, limit, userIds, categories, actions, affectedObject, search)"),
+    route(Get, RETENTION, H::GetAuditRetention, SysAdmin, NoBody, "How long audit events are kept"),
+    route(Put, RETENTION, H::PutAuditRetention, SysAdmin, Input::Retention, "Set how long audit events are kept (1 day to 100 years)"),
+    route(Delete, "/rest/audit/latest/notification-settings/retention-config-review", H::DismissRetentionReview, User, NoBody, "Dismiss the audit log's retention-config-review notification (for the caller)"),
 ];
 
 /// Path parameters captured by a route, still percent-encoded.
@@ -596,6 +611,11 @@ impl Params {
     /// The raw (percent-encoded) value of a parameter the route declares.
     pub fn raw(&self, name: &str) -> &str {
         self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+    }
+
+    /// Every parameter, percent-decoded (a value that is not UTF-8 is kept as sent).
+    pub fn decoded(&self) -> Vec<(&'static str, String)> {
+        self.0.iter().map(|(k, v)| (*k, super::decode_segment(v).unwrap_or_else(|| v.clone()))).collect()
     }
 }
 
