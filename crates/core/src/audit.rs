@@ -45,6 +45,9 @@ fn bad(name: &'static str, message: impl Into<String>) -> AuditError {
 pub const DEFAULT_LIMIT: u64 = 200;
 /// The largest page served (a larger `limit` is served as this).
 pub const MAX_LIMIT: u64 = 1000;
+/// The largest offset served as given (a larger one is served as this: past every event). D1
+/// binds numbers as doubles, so offsets stay well inside 2^53.
+pub const MAX_OFFSET: u64 = 1 << 31;
 /// The most events one cron run deletes.
 pub const PRUNE_BATCH: u64 = 1000;
 /// A value shown instead of a secret.
@@ -383,7 +386,7 @@ impl EventQuery {
                 Some(v) => v.parse::<u64>().map_err(|_| bad(name, format!("{name} must be a whole number ≥ 0."))),
             }
         };
-        let offset = number("offset", 0)?;
+        let offset = number("offset", 0)?.min(MAX_OFFSET);
         let limit = number("limit", DEFAULT_LIMIT)?;
         if limit == 0 {
             return Err(bad("limit", "limit must be at least 1."));
@@ -521,6 +524,8 @@ mod tests {
         assert_eq!(q.objects, ["|PROJECT,1|", "|REPOSITORY,PM/r|"]);
         assert_eq!((q.search.as_deref(), q.cursor), (Some("hello"), Some(Cursor { at: Timestamp(5), id: 6 })));
         assert_eq!(EventQuery::parse(&Query::default()).expect("defaults").limit, DEFAULT_LIMIT);
+        let far = EventQuery::parse(&Query::parse("offset=18446744073709551615")).expect("far");
+        assert_eq!(far.offset, MAX_OFFSET, "bound as a double by D1, so kept exact");
         for (text, context) in [
             ("from=yesterday", "from"),
             ("to=2026-13-01T00:00:00Z", "to"),
