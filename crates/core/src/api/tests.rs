@@ -1098,6 +1098,15 @@ mod forks {
         let enabled = w.as_admin("POST", SYNC, Some(json!({"enabled": "true"})));
         assert_eq!(enabled.status, 503, "{}", enabled.raw);
         assert!(enabled.body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("farm node")));
+        // The toggle was written, its audit event with it, before the wait gave up: that one event
+        // now says FAILURE with the status (no second event, no SUCCESS left behind).
+        let events = "SELECT COUNT(*) FROM audit_events WHERE action = 'SetForkSync'";
+        assert_eq!(w.db().count(&format!("{events} AND outcome = 'SUCCESS'")), 0);
+        assert_eq!(w.db().count(events), 5, "409, 400, 400, 401 and this 503: one event each");
+        assert_eq!(
+            w.db().text("SELECT outcome || ' ' || status FROM audit_events ORDER BY id DESC LIMIT 1"),
+            "FAILURE 503"
+        );
         assert_eq!(w.as_admin("GET", SYNC, None).body["enabled"], true, "stays enabled; the job still runs");
         // The node gets the fork job with both sides' URLs.
         let job = lease(&w, &token);
