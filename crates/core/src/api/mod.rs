@@ -347,10 +347,10 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
         if req.declared_length.is_some_and(|n| n > limit as u64) || req.body.len() > limit {
             let response = ApiError::PayloadTooLarge.into_response(dialect);
             // Refused before anyone signed in: the event's author is anonymous.
-            return match audited {
-                true => self.finish_audit(&event(crate::audit::Actor::Anonymous, false), response).await,
-                false => response,
-            };
+            if audited {
+                return self.finish_audit(&event(crate::audit::Actor::Anonymous, false), response).await;
+            }
+            return response;
         }
         let mut record = None;
         let result = match self.authenticate(req.private_token.as_deref(), req.authorization.as_deref()).await {
