@@ -27,6 +27,24 @@ const CALLERS = {
   statusToken: { signedIn: true, repo: 1, project: 0, statusOnly: true },
 };
 
+// Every non-GET call made while `journal` is set, with who made it and its status, so the audit
+// log can be checked against it afterwards; `machine` marks a call to a route the log leaves out
+// (the farm-node protocol and signed webhook deliveries).
+let journal = null;
+let machine = false;
+const authorOf = {};
+function tracked(rawCall) {
+  return async (method, path, opts = {}) => {
+    const r = await rawCall(method, path, opts);
+    if (journal && method !== "GET" && !machine) {
+      const token = opts.token ?? opts.headers?.["PRIVATE-TOKEN"] ?? opts.headers?.Authorization?.replace(/^Bearer /, "");
+      // The path as sent (fetch percent-encodes what the matrix leaves literal, e.g. `{upstreamId}`).
+      journal.push({ method, path: new URL(path, "http://x").pathname, author: token ? authorOf[token] : "Anonymous", status: r.status });
+    }
+    return r;
+  };
+}
+
 const as = (who) => (method, path, json) => {
   const headers = {};
   if (who === "node") headers.Authorization = `Bearer ${tokens.node}`;
@@ -50,7 +68,7 @@ async function makeVictim() {
 
 before(async () => {
   worker = await startWorker();
-  call = client(worker.url);
+  call = tracked(client(worker.url));
   admin = worker.adminToken;
   tokens.sysAdmin = admin;
   assert.equal((await call("POST", "/rest/api/1.0/projects", { token: admin, json: { key: "PM", name: "Matrix" } })).status, 201);
@@ -77,7 +95,22 @@ before(async () => {
   await call("POST", `/api/v4/projects/${fixture.repoId}/remote_mirrors/${fixture.mirrorId}/sync`, { token: admin });
   await makeVictim();
   doc = (await call("GET", `${API}/openapi.json`)).body;
+  Object.assign(authorOf, { [admin]: "admin", [tokens.node]: "matrix-node", [tokens.statusToken]: "reporead" });
+  for (const name of ["noGrants", "repoRead", "repoWrite", "repoAdmin", "projectAdmin", "globalAdmin"]) authorOf[tokens[name]] = name.toLowerCase();
 });
+
+/** Every audit event, newest first, paged by `nextPageCursor`. */
+async function auditLog() {
+  const all = [];
+  let query = "limit=1000";
+  for (;;) {
+    const r = await call("GET", `/rest/auditing/1.0/events?${query}`, { token: admin });
+    assert.equal(r.status, 200, r.text);
+    all.push(...r.body.entities);
+    if (r.body.pagingInfo.lastPage) return all;
+    query = `limit=1000&pageCursor=${encodeURIComponent(r.body.pagingInfo.nextPageCursor)}`;
+  }
+}
 after(() => worker?.stop());
 
 /** What a declared access means for a caller: "allow", "401", "403" or "404" (hidden). */
@@ -135,13 +168,17 @@ test("every route answers every kind of caller as the route table declares", asy
   assert.ok(operations.length >= 49);
   const mismatches = [];
   let calls = 0;
+  const logged = (await auditLog()).length;
+  journal = [];
   for (const who of Object.keys(CALLERS)) {
     for (const { path, method, access } of operations) {
       const url = concrete(path, method);
       // A delivery is judged by its signature, not its caller: with no secret set, everyone
       // gets the same 404 (signatures are tested in runner.test.mjs).
       if (access === "WEBHOOK_SIGNER") await call("DELETE", url, { token: admin });
+      machine = access === "NODE" || access === "WEBHOOK_SIGNER";
       const r = await as(who)(method.toUpperCase(), url, method === "get" || method === "delete" ? undefined : {});
+      machine = false;
       calls++;
       assert.ok(r.status < 500, `${who} ${method} ${url}: ${r.status} ${r.text}`);
       const want = expected(access, who, path.startsWith("/api/"));
@@ -152,4 +189,19 @@ test("every route answers every kind of caller as the route table declares", asy
   }
   console.log(`permission matrix: ${operations.length} operations × ${Object.keys(CALLERS).length} callers = ${calls} calls`);
   assert.deepEqual(mismatches, []);
+
+  // The audit log holds one event for each of the matrix's writes, in order, with its author and
+  // outcome (SUCCESS for 2xx, FAILURE otherwise).
+  const made = journal;
+  journal = null;
+  const log = await auditLog();
+  const ours = log.slice(0, log.length - logged).reverse();
+  const attr = (e, name) => e.extraAttributes.find((a) => a.name === name)?.value;
+  const seen = ours.map((e) => `${attr(e, "httpMethod")} ${attr(e, "path")} by ${e.author.name}: ${attr(e, "outcome")}`);
+  const want = made.map((c) => `${c.method} ${c.path} by ${c.author}: ${c.status < 300 ? "SUCCESS" : "FAILURE"}`);
+  console.log(`audit log: ${ours.length} events for the matrix's ${made.length} audited writes`);
+  assert.deepEqual(seen, want);
+  for (const [e, c] of ours.map((e, i) => [e, made[i]])) {
+    if (c.status >= 300) assert.equal(attr(e, "status"), String(c.status), `${c.method} ${c.path}`);
+  }
 });

@@ -34,6 +34,7 @@ pub(crate) use wire_names;
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod farm;
 pub mod filters;
 pub mod forks;

@@ -30,6 +30,72 @@ impl Timestamp {
         let (y, m, d) = civil_from_days(days);
         format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
     }
+
+    /// Reads an ISO-8601 instant: `YYYY-MM-DDTHH:MM:SS`, optional fraction (milliseconds are
+    /// kept), then `Z` or an offset `±HH:MM`. `None` for anything else.
+    pub fn parse_iso8601(text: &str) -> Option<Self> {
+        let (date, rest) = text.split_once(['T', 't'])?;
+        let mut parts = date.splitn(3, '-');
+        let year: i64 = digits(parts.next()?, 4)?;
+        let month: i64 = digits(parts.next()?, 2)?;
+        let day: i64 = digits(parts.next()?, 2)?;
+        let zone_at = rest.find(['Z', 'z', '+', '-'])?;
+        let (clock, zone) = rest.split_at(zone_at);
+        let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+        let mut hms = hms.splitn(3, ':');
+        let (h, mi, s) = (digits(hms.next()?, 2)?, digits(hms.next()?, 2)?, digits(hms.next()?, 2)?);
+        let ms = if fraction.is_empty() {
+            0
+        } else {
+            if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let padded = format!("{fraction:0<3}");
+            padded.get(..3)?.parse::<i64>().ok()?
+        };
+        let offset_min = match zone {
+            "Z" | "z" => 0,
+            _ => {
+                let sign = if zone.starts_with('-') { -1 } else { 1 };
+                let (oh, om) = zone.get(1..)?.split_once(':')?;
+                sign * (digits(oh, 2)? * 60 + digits(om, 2)?)
+            }
+        };
+        let valid =
+            (1..=12).contains(&month) && (1..=days_in_month(year, month)).contains(&day) && h < 24 && mi < 60 && s < 60;
+        if !valid {
+            return None;
+        }
+        let secs = days_from_civil(year, month, day) * 86_400 + h * 3600 + mi * 60 + s - offset_min * 60;
+        Some(Self(secs * 1000 + ms))
+    }
+}
+
+/// A field of exactly `len` decimal digits.
+fn digits(text: &str, len: usize) -> Option<i64> {
+    if text.len() == len && text.bytes().all(|b| b.is_ascii_digit()) { text.parse().ok() } else { None }
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since the epoch of a proleptic Gregorian date: the inverse of [`civil_from_days`]
+/// (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Serializes as ISO-8601 (GitLab's wire form).
@@ -76,6 +142,27 @@ mod tests {
     fn formats_gitlab_example() {
         // 2020-01-06T17:32:02.823Z, the timestamp in GitLab's remote mirror docs.
         assert_eq!(Timestamp(1_578_331_922_823).to_iso8601(), "2020-01-06T17:32:02.823Z");
+    }
+
+    #[test]
+    fn parses_iso8601_instants() {
+        assert_eq!(Timestamp::parse_iso8601("2020-01-06T17:32:02.823Z"), Some(Timestamp(1_578_331_922_823)));
+        assert_eq!(Timestamp::parse_iso8601("2020-01-06T18:32:02.8+01:00"), Some(Timestamp(1_578_331_922_800)));
+        assert_eq!(Timestamp::parse_iso8601("1970-01-01T00:00:00Z"), Some(Timestamp(0)));
+        for t in [0_i64, 951_782_400_000, 4_107_542_399_999, -86_400_000] {
+            assert_eq!(Timestamp::parse_iso8601(&Timestamp(t).to_iso8601()), Some(Timestamp(t)), "{t}");
+        }
+        for bad in [
+            "",
+            "2020-01-06",
+            "2020-02-30T00:00:00Z",
+            "2020-01-06T24:00:00Z",
+            "2020-01-06T17:32:02",
+            "2020-1-06T17:32:02Z",
+            "2020-01-06T17:32:02.x1Z",
+        ] {
+            assert_eq!(Timestamp::parse_iso8601(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -171,7 +171,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 /// The cron: returns the jobs of nodes that stopped answering to the queue (so no mirror stays
-/// `started` past a lease deadline even when no node asks for work), and queues due polls.
+/// `started` past a lease deadline even when no node asks for work), queues due polls, and
+/// prunes the job history and the audit log (a bounded number of rows each).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let (config, db) = match (config(&env), env.d1(DB_BINDING)) {
@@ -202,6 +203,11 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         Ok(0) => {}
         Ok(n) => console_log!("scheduled: {n} license notification(s) queued"),
         Err(e) => console_error!("scheduled: checking the license failed: {e}"),
+    }
+    match service.prune_audit_events().await {
+        Ok(0) => {}
+        Ok(n) => console_log!("scheduled: {n} audit event(s) past the retention period deleted"),
+        Err(e) => console_error!("scheduled: pruning the audit log failed: {e}"),
     }
     let (trips, _) = store.database().spent();
     if service.log_levels().await.enabled(SCHEDULED_LOGGER, LogLevel::Debug) {

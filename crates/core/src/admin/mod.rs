@@ -133,6 +133,8 @@ pub struct InstanceSettings {
     pub mail_sender: Option<String>,
     /// When and how often notifications are mailed.
     pub notifications: crate::mail::notify::NotificationSettings,
+    /// How long audit events are kept (90 days unless set).
+    pub audit_retention: Option<crate::audit::RetentionPeriod>,
 }
 
 /// The stored names of the settings (`instance_settings.name`).
@@ -157,6 +159,8 @@ pub mod setting {
     pub const MAIL_SENDER: &str = "mail.sender";
     /// [`crate::mail::notify::NotificationSettings`].
     pub const NOTIFICATIONS: &str = "notifications";
+    /// [`crate::audit::RetentionPeriod`].
+    pub const AUDIT_RETENTION: &str = "audit.retention";
 }
 
 impl InstanceSettings {
@@ -176,6 +180,7 @@ impl InstanceSettings {
                 setting::MAIL_SERVER => s.mail_server = serde_json::from_str(&value).ok(),
                 setting::MAIL_SENDER => s.mail_sender = serde_json::from_str(&value).ok(),
                 setting::NOTIFICATIONS => s.notifications = serde_json::from_str(&value).unwrap_or_default(),
+                setting::AUDIT_RETENTION => s.audit_retention = serde_json::from_str(&value).ok(),
                 _ => {}
             }
         }
@@ -185,6 +190,11 @@ impl InstanceSettings {
     /// The archive policy in force (REPO_ADMIN unless set).
     pub fn archive(&self) -> PolicyPermission {
         self.archive_policy.unwrap_or(PolicyPermission::RepoAdmin)
+    }
+
+    /// How long audit events are kept (90 days unless set).
+    pub fn retention(&self) -> crate::audit::RetentionPeriod {
+        self.audit_retention.unwrap_or_default()
     }
 
     /// The delete policy in force (REPO_ADMIN unless set).

@@ -4,6 +4,7 @@
 //! check, decision and wire shape is made here. Handlers are grouped by resource.
 
 mod admin;
+mod audit;
 mod callers;
 mod conditional;
 mod cors;
@@ -26,6 +27,7 @@ mod status;
 mod triggers;
 mod users;
 
+pub use audit::RETENTION_REVIEW_DISMISSED;
 pub use callers::{CALLER_TTL_MS, CallerCache};
 pub use cors::{CorsError, CorsOrigins};
 pub use forks::{ForkParams, ProjectKey};
@@ -340,44 +342,70 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             Resolution::WrongMethod(d) => return ApiError::MethodNotAllowed.into_response(d),
             Resolution::Missing(d) => return ApiError::not_found("", "No such resource").into_response(d),
         };
+        let query = Query::parse(&req.query);
+        let audited = audit::audited(route, req.method);
+        let now = self.now;
+        let event = |actor, sign_in_failed| audit::record(now, route, &params, req, &query, actor, sign_in_failed);
         let limit = route.input.limit();
         if req.declared_length.is_some_and(|n| n > limit as u64) || req.body.len() > limit {
-            return ApiError::PayloadTooLarge.into_response(dialect);
+            let response = ApiError::PayloadTooLarge.into_response(dialect);
+            // Refused before anyone signed in: the event's author is anonymous.
+            if audited {
+                return self.finish_audit(&event(crate::audit::Actor::Anonymous, false), response).await;
+            }
+            return response;
         }
-        let query = Query::parse(&req.query);
+        let mut record = None;
         let result = match self.authenticate(req.private_token.as_deref(), req.authorization.as_deref()).await {
-            Ok(caller) => match Self::authorize(route.access, &caller) {
-                Ok(()) => {
-                    let (who, node) = match caller {
-                        Caller::User(who) => (who, None),
-                        Caller::Node(node) => (None, Some(node)),
-                    };
-                    let spender = who.clone();
-                    let call = Call { route, who, node, query, params, req };
-                    if req.method == Method::Get {
-                        // A read changes nothing, so its token is spent while it runs: the
-                        // limiter's round trip overlaps the handler's, and a refusal discards
-                        // the answer. The settings both need are read first (usually remembered),
-                        // so the two never read them twice.
-                        if let Err(e) = self.settings().await {
-                            return e.into_response(dialect);
-                        }
-                        let (spent, answer) = futures_util::future::join(
-                            self.spend_token(spender.as_ref()),
-                            self.dispatch(route.handler, call),
-                        )
-                        .await;
-                        spent.and(answer)
-                    } else {
-                        match self.spend_token(spender.as_ref()).await {
-                            Ok(()) => self.dispatch(route.handler, call).await,
-                            Err(e) => Err(e),
+            Ok(caller) => {
+                if audited {
+                    record = Some(event(Self::actor(&caller), false));
+                }
+                match Self::authorize(route.access, &caller) {
+                    Ok(()) => {
+                        let (who, node) = match caller {
+                            Caller::User(who) => (who, None),
+                            Caller::Node(node) => (None, Some(node)),
+                        };
+                        let spender = who.clone();
+                        let call = Call { route, who, node, query: query.clone(), params: params.clone(), req };
+                        if req.method == Method::Get {
+                            // A read changes nothing, so its token is spent while it runs: the
+                            // limiter's round trip overlaps the handler's, and a refusal discards
+                            // the answer. The settings both need are read first (usually remembered),
+                            // so the two never read them twice.
+                            if let Err(e) = self.settings().await {
+                                return e.into_response(dialect);
+                            }
+                            let (spent, answer) = futures_util::future::join(
+                                self.spend_token(spender.as_ref()),
+                                self.dispatch(route.handler, call),
+                            )
+                            .await;
+                            spent.and(answer)
+                        } else {
+                            match self.spend_token(spender.as_ref()).await {
+                                // The event rides in the first batch the handler writes.
+                                Ok(()) => match record.as_ref().map(|r| self.store.arm_audit(r)) {
+                                    Some(Err(e)) => Err(e.into()),
+                                    _ => self.dispatch(route.handler, call).await,
+                                },
+                                Err(e) => Err(e),
+                            }
                         }
                     }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+            }
+            Err(e) => {
+                // Credentials that were sent and refused are a failed sign-in, on any method.
+                let sent = req.private_token.is_some() || req.authorization.is_some();
+                let failed_sign_in = sent && matches!(e, ApiError::Unauthorized | ApiError::RateLimited { .. });
+                if failed_sign_in || audited {
+                    record = Some(event(crate::audit::Actor::Anonymous, failed_sign_in));
+                }
+                Err(e)
+            }
         };
         let mut response = result.unwrap_or_else(|e| e.into_response(dialect));
         if self.queued.get() {
@@ -391,7 +419,21 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             response.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("www-authenticate"));
             cors::allow(req, &self.config.cors_origins, &mut response);
         }
-        response
+        match record {
+            Some(record) => self.finish_audit(&record, response).await,
+            None => response,
+        }
+    }
+
+    /// Who a caller is, as an audit event names them.
+    fn actor(caller: &Caller) -> crate::audit::Actor {
+        match caller {
+            Caller::User(Some(p)) => {
+                crate::audit::Actor::User { id: p.user.id, name: p.user.name.clone(), slug: p.user.slug.clone() }
+            }
+            Caller::User(None) => crate::audit::Actor::Anonymous,
+            Caller::Node(node) => crate::audit::Actor::Node(node.name.clone()),
+        }
     }
 
     /// What the route table says about the caller, checked before any handler runs: the kind
@@ -554,6 +596,10 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             H::ListHookConfigs => self.list_hook_configs(&call).await,
             H::AttachHookScript => self.attach_hook_script(&call).await,
             H::DetachHookScript => self.detach_hook_script(&call).await,
+            H::AuditEvents => self.audit_events(&call).await,
+            H::GetAuditRetention => self.get_audit_retention(&call).await,
+            H::PutAuditRetention => self.put_audit_retention(&call).await,
+            H::DismissRetentionReview => self.dismiss_retention_review(&call).await,
         }
     }
 

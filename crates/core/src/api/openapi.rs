@@ -146,6 +146,9 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::GetNotificationSettings | H::PutNotificationSettings => {
             one(200, g.subschema_for::<crate::mail::notify::NotificationSettings>())
         }
+        H::AuditEvents => one(200, g.subschema_for::<super::audit::AuditPage>()),
+        H::GetAuditRetention | H::PutAuditRetention => one(200, g.subschema_for::<super::audit::RetentionConfig>()),
+        H::DismissRetentionReview => vec![(204, None)],
         H::ChangePassword
         | H::MergeUserSettings
         | H::DeleteUserRateLimit
@@ -195,6 +198,7 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::Avatar => return None,
         Input::Address => schemars::json_schema!({ "type": "string", "format": "email" }),
         Input::HookScript => return None,
+        Input::Retention => g.subschema_for::<super::audit::RetentionConfig>(),
     })
 }
 
@@ -216,14 +220,39 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
+/// The query parameters a handler reads, where they are part of its contract.
+fn query_parameters(handler: Handler) -> Vec<Value> {
+    let param = |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description });
+    match handler {
+        Handler::AuditEvents => vec![
+            param("from", json!({ "type": "string", "format": "date-time" }), "Events at or after this instant"),
+            param("to", json!({ "type": "string", "format": "date-time" }), "Events at or before this instant"),
+            param("offset", json!({ "type": "integer", "minimum": 0 }), "Events to skip"),
+            param("limit", json!({ "type": "integer", "minimum": 1 }), "Page size (default 200, at most 1000)"),
+            param(
+                "pageCursor",
+                json!({ "type": "string", "pattern": "^[0-9]+,[0-9]+$" }),
+                "nextPageCursor of the previous page",
+            ),
+            param("userIds", json!({ "type": "string" }), "Authors' user ids, comma-separated"),
+            param("categories", json!({ "type": "string" }), "Categories, comma-separated"),
+            param("actions", json!({ "type": "string" }), "Actions, comma-separated"),
+            param("affectedObject", json!({ "type": "string" }), "TYPE,ID pairs separated by ';'"),
+            param("search", json!({ "type": "string" }), "Text anywhere in the event"),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
     let dialect = dialect_of(route.path);
-    let params: Vec<Value> = route
+    let mut params: Vec<Value> = route
         .path
         .split('/')
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "minLength": 1 } }))
         .collect();
+    params.extend(query_parameters(route.handler));
     let mut responses = Map::new();
     for (status, schema) in answers(route.handler, g) {
         let mut answer = json!({ "description": "Success" });
@@ -358,5 +387,10 @@ mod tests {
             assert!(schemas.contains_key(name), "{name} is referenced but not defined");
         }
         assert!(schemas.contains_key("RepositoryStatus") && schemas.contains_key("BitbucketErrors"));
+        let events = &doc["paths"]["/rest/auditing/latest/events"]["get"];
+        let names: Vec<&str> =
+            events["parameters"].as_array().expect("parameters").iter().filter_map(|p| p["name"].as_str()).collect();
+        assert!(names.contains(&"pageCursor") && names.contains(&"affectedObject"), "{names:?}");
+        assert_eq!(events["x-mirrorfarm-access"], "SYS_ADMIN");
     }
 }

@@ -281,6 +281,14 @@ pub enum Handler {
     AttachHookScript,
     /// `DELETE /rest/api/latest/projects/{key}[/repos/{slug}]/hook-scripts/{scriptId}`.
     DetachHookScript,
+    /// `GET /rest/auditing/latest/events`: the audit log.
+    AuditEvents,
+    /// `GET /rest/auditing/latest/configuration/retention`.
+    GetAuditRetention,
+    /// `PUT /rest/auditing/latest/configuration/retention`.
+    PutAuditRetention,
+    /// `DELETE /rest/audit/latest/notification-settings/retention-config-review`.
+    DismissRetentionReview,
 }
 
 use Handler as H;
@@ -403,6 +411,8 @@ pub enum Input {
     Address,
     /// A `multipart/form-data` upload of a hook script (`content`, `name`, `description`, `type`).
     HookScript,
+    /// The audit log's retention setting (`{"period": {years, months, days}}`, JSON).
+    Retention,
 }
 
 impl Input {
@@ -494,6 +504,7 @@ const SETTINGS: &str = "/rest/api/latest/users/{userSlug}/settings";
 const SYNC_SETTINGS: &str = "/rest/mirroring/latest/syncSettings";
 const SYNC_MODE: &str = "/rest/mirroring/latest/syncSettings/mode";
 const SYNC_PROJECTS: &str = "/rest/mirroring/latest/syncSettings/projects";
+const RETENTION: &str = "/rest/auditing/latest/configuration/retention";
 const SYNC_PROJECT: &str = "/rest/mirroring/latest/syncSettings/projects/{projectId}";
 const MAIL: &str = "/rest/api/latest/admin/mail-server";
 const SENDER: &str = "/rest/api/latest/admin/mail-server/sender-address";
@@ -662,6 +673,10 @@ pub const ROUTES: &[Route] = &[
     route(Get, REPO_HOOKS, H::ListHookConfigs, Repository(ADMIN), NoBody, "Hook scripts attached to a repository"),
     route(Put, REPO_HOOK, H::AttachHookScript, Repository(ADMIN), Input::Object, "Attach a hook script to a repository ({triggerIds})"),
     route(Delete, REPO_HOOK, H::DetachHookScript, Repository(ADMIN), NoBody, "Detach a hook script from a repository"),
+    route(Get, "/rest/auditing/latest/events", H::AuditEvents, SysAdmin, NoBody, "Audit events, newest first (from, to, offset, pageCursor, limit, userIds, categories, actions, affectedObject, search)"),
+    route(Get, RETENTION, H::GetAuditRetention, SysAdmin, NoBody, "How long audit events are kept"),
+    route(Put, RETENTION, H::PutAuditRetention, SysAdmin, Input::Retention, "Set how long audit events are kept (1 day to 100 years)"),
+    route(Delete, "/rest/audit/latest/notification-settings/retention-config-review", H::DismissRetentionReview, User, NoBody, "Dismiss the audit log's retention-config-review notification (for the caller)"),
 ];
 
 /// Path parameters captured by a route, still percent-encoded.
@@ -672,6 +687,11 @@ impl Params {
     /// The raw (percent-encoded) value of a parameter the route declares.
     pub fn raw(&self, name: &str) -> &str {
         self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+    }
+
+    /// Every parameter, percent-decoded (a value that is not UTF-8 is kept as sent).
+    pub fn decoded(&self) -> Vec<(&'static str, String)> {
+        self.0.iter().map(|(k, v)| (*k, super::decode_segment(v).unwrap_or_else(|| v.clone()))).collect()
     }
 }
 

@@ -1098,6 +1098,15 @@ mod forks {
         let enabled = w.as_admin("POST", SYNC, Some(json!({"enabled": "true"})));
         assert_eq!(enabled.status, 503, "{}", enabled.raw);
         assert!(enabled.body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("farm node")));
+        // The toggle was written, its audit event with it, before the wait gave up: that one event
+        // now says FAILURE with the status (no second event, no SUCCESS left behind).
+        let events = "SELECT COUNT(*) FROM audit_events WHERE action = 'SetForkSync'";
+        assert_eq!(w.db().count(&format!("{events} AND outcome = 'SUCCESS'")), 0);
+        assert_eq!(w.db().count(events), 5, "409, 400, 400, 401 and this 503: one event each");
+        assert_eq!(
+            w.db().text("SELECT outcome || ' ' || status FROM audit_events ORDER BY id DESC LIMIT 1"),
+            "FAILURE 503"
+        );
         assert_eq!(w.as_admin("GET", SYNC, None).body["enabled"], true, "stays enabled; the job still runs");
         // The node gets the fork job with both sides' URLs.
         let job = lease(&w, &token);
@@ -1433,7 +1442,7 @@ mod farm {
 mod admin {
     use super::*;
 
-    fn basic(user: &str, secret: &str) -> String {
+    pub(super) fn basic(user: &str, secret: &str) -> String {
         const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let bytes = format!("{user}:{secret}").into_bytes();
         let mut out = String::new();
@@ -1789,5 +1798,243 @@ mod mail {
         assert_eq!(block_on(service.check_license_notices()).expect("checked"), 0, "told once");
         let payload = w.db().text("SELECT payload FROM jobs WHERE kind = 'SEND_MAIL'");
         assert!(payload.contains("LICENSE_EXPIRING"), "{payload}");
+    }
+}
+
+/// The audit log: every write and failed sign-in is an event, written in the change's batch.
+mod audit {
+    use super::*;
+
+    const EVENTS: &str = "/rest/auditing/latest/events";
+    const RETENTION: &str = "/rest/auditing/latest/configuration/retention";
+
+    fn events(w: &World, query: &str) -> Value {
+        let r = w.as_admin("GET", &format!("{EVENTS}?{query}"), None);
+        assert_eq!(r.status, 200, "{}", r.raw);
+        r.body
+    }
+
+    fn attribute(event: &Value, name: &str) -> Option<String> {
+        event["extraAttributes"]
+            .as_array()?
+            .iter()
+            .find(|a| a["name"] == name)
+            .and_then(|a| a["value"].as_str().map(str::to_owned))
+    }
+
+    #[test]
+    fn a_write_carries_its_event_in_its_own_batch() {
+        let w = World::new();
+        let before = w.db().round_trips.get();
+        let r = w.as_admin("POST", "/rest/api/latest/projects", Some(json!({"key": "AU", "name": "Audit"})));
+        assert_eq!(r.status, 201);
+        let trips = w.db().round_trips.get() - before;
+        assert_eq!(r.header("Server-Timing"), Some("audit;desc=\"in batch\""));
+        // The caller (no cache here), the settings (for the rate limit), then the project with its
+        // event: no batch of its own for the event.
+        assert_eq!(trips, 3, "no round trip for the event");
+        assert_eq!(w.db().count("SELECT COUNT(*) FROM audit_events"), 1);
+        assert_eq!(w.db().text("SELECT outcome FROM audit_events"), "SUCCESS");
+        let page = events(&w, "");
+        let e = &page["entities"][0];
+        assert_eq!(e["author"]["name"], "admin");
+        assert_eq!(e["author"]["type"], "user");
+        assert_eq!(e["type"]["category"], "Projects");
+        assert_eq!(e["type"]["action"], "CreateProject");
+        assert_eq!(attribute(e, "outcome").as_deref(), Some("SUCCESS"));
+        assert_eq!(attribute(e, "httpMethod").as_deref(), Some("POST"));
+        let changed: Vec<(String, String)> = e["changedValues"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .map(|c| (c["key"].as_str().unwrap_or("").to_owned(), c["to"].as_str().unwrap_or("").to_owned()))
+            .collect();
+        assert!(changed.contains(&("key".into(), "AU".into())), "{changed:?}");
+        assert_eq!(e["method"], "REST");
+        assert_eq!(e["system"], "http://mf.test");
+    }
+
+    #[test]
+    fn an_armed_event_rides_in_the_first_writing_batch_only() {
+        let w = World::new();
+        let record = crate::store::AuditRecord {
+            at: Timestamp(5),
+            actor: crate::audit::Actor::Anonymous,
+            source: None,
+            category: "Projects".into(),
+            action: "Test".into(),
+            method: "POST".into(),
+            path: "/x".into(),
+            objects: Vec::new(),
+            changed: Vec::new(),
+        };
+        w.store.arm_audit(&record).expect("arm");
+        let before = w.db().round_trips.get();
+        block_on(w.store.instance_settings()).expect("a read");
+        assert_eq!(w.db().count("SELECT COUNT(*) FROM audit_events"), 0, "a read does not carry it");
+        block_on(w.store.put_setting("banner", None::<&String>)).expect("a write");
+        assert_eq!(w.db().round_trips.get() - before, 2, "one batch each, none more");
+        assert_eq!(w.db().count("SELECT COUNT(*) FROM audit_events"), 1);
+        let id = w.db().count("SELECT id FROM audit_events");
+        assert_eq!(w.store.disarm_audit(), crate::store::AuditCarry::Carried(Some(id)));
+        block_on(w.store.put_setting("banner", None::<&String>)).expect("another write");
+        assert_eq!(w.db().count("SELECT COUNT(*) FROM audit_events"), 1, "carried once");
+        assert_eq!(w.store.disarm_audit(), crate::store::AuditCarry::NotArmed);
+    }
+
+    #[test]
+    fn a_failed_batch_leaves_neither_change_nor_success_but_a_failure() {
+        let w = World::new();
+        let id = w.seed_repo();
+        let seeded = w.db().count("SELECT COUNT(*) FROM audit_events");
+        w.db().execute("CREATE TRIGGER fail_jobs BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'injected'); END;");
+        let r =
+            w.as_admin("POST", &mirrors_path(id), Some(json!({"url": "https://bob:hunter2@e.com/x", "enabled": true})));
+        assert_eq!(r.status, 500);
+        assert_eq!(r.header("Server-Timing"), Some("audit;desc=\"own write\""));
+        w.db().execute("DROP TRIGGER fail_jobs");
+        assert_eq!(w.db().count("SELECT COUNT(*) FROM remote_mirrors"), 0);
+        assert_eq!(w.db().count("SELECT COUNT(*) FROM audit_events") - seeded, 1, "one event");
+        let last = "SELECT {} FROM audit_events ORDER BY id DESC LIMIT 1";
+        assert_eq!(w.db().text(&last.replace("{}", "outcome")), "FAILURE");
+        assert_eq!(w.db().count(&last.replace("{}", "status")), 500);
+        let changed = w.db().text(&last.replace("{}", "changed"));
+        assert!(changed.contains("e.com/x") && !changed.contains("hunter2") && !changed.contains("bob"), "{changed}");
+    }
+
+    #[test]
+    fn refusals_anonymous_writes_and_failed_sign_ins_are_failures() {
+        let w = World::new();
+        w.add_user("nobody", GlobalRole::User, "mfp_nobody_token_0123456789");
+        w.seed_repo();
+        let r = w.as_token("mfp_nobody_token_0123456789", "DELETE", "/rest/api/latest/projects/MF", None);
+        assert_eq!(r.status, 404, "nobody cannot see the project");
+        let r = w.send("POST", "/rest/api/latest/projects", &[("x-forwarded-for", "203.0.113.9, 10.0.0.1")], None);
+        assert_eq!(r.status, 401);
+        // A wrong token on a read, and a wrong password for a user who has one.
+        let r = w.as_admin("POST", "/rest/api/latest/admin/users?name=pw&password=correct-horse", None);
+        assert_eq!(r.status, 204, "{}", r.raw);
+        assert_eq!(w.send("GET", "/api/v4/user", &[("PRIVATE-TOKEN", "mfp_wrong_token_000000000")], None).status, 401);
+        let basic = super::admin::basic("pw", "wrong-password");
+        assert_eq!(w.send("GET", "/rest/api/latest/users", &[("Authorization", &basic)], None).status, 401);
+        let page = events(&w, "limit=5");
+        let e = &page["entities"];
+        assert_eq!(e[0]["type"]["action"], "AuthenticationFailed");
+        assert_eq!(e[0]["type"]["category"], "Authentication");
+        assert_eq!(e[0]["author"]["type"], "anonymous");
+        assert_eq!(e[0]["affectedObjects"][0]["id"], "pw");
+        assert_eq!(attribute(&e[0], "status").as_deref(), Some("401"));
+        assert!(!page.to_string().contains("wrong-password"));
+        assert_eq!(e[1]["type"]["action"], "AuthenticationFailed");
+        assert_eq!(e[2]["type"]["action"], "CreateUser");
+        assert!(!page.to_string().contains("correct-horse"), "passwords are masked");
+        assert_eq!(e[3]["author"]["name"], "Anonymous");
+        assert_eq!(e[3]["source"], "203.0.113.9");
+        assert_eq!(attribute(&e[3], "outcome").as_deref(), Some("FAILURE"));
+        assert_eq!(e[4]["author"]["name"], "nobody");
+        assert_eq!(attribute(&e[4], "status").as_deref(), Some("404"));
+        assert_eq!(e[4]["affectedObjects"][0]["type"], "PROJECT");
+    }
+
+    #[test]
+    fn node_protocol_and_reads_are_not_recorded() {
+        let w = World::new();
+        let node = w.as_admin("POST", "/rest/mirrorfarm/latest/nodes", Some(json!({"name": "n1"})));
+        let token = node.body["token"].as_str().expect("token").to_owned();
+        let before = w.db().count("SELECT COUNT(*) FROM audit_events");
+        let beat = w.as_token(&token, "POST", "/rest/mirrorfarm/latest/nodes/heartbeat", Some(json!({})));
+        assert_eq!(beat.status, 200);
+        assert_eq!(beat.header("Server-Timing"), None);
+        assert_eq!(w.as_admin("GET", "/rest/api/latest/projects", None).status, 200);
+        assert_eq!(w.db().count("SELECT COUNT(*) FROM audit_events"), before);
+    }
+
+    #[test]
+    fn filters_paging_and_bad_parameters() {
+        let w = World::new();
+        w.add_user("reader", GlobalRole::Admin, "mfp_reader_token_0123456789");
+        for key in ["PA", "PB", "PC"] {
+            assert_eq!(
+                w.as_admin("POST", "/rest/api/latest/projects", Some(json!({"key": key, "name": key}))).status,
+                201
+            );
+        }
+        assert_eq!(w.as_admin("DELETE", "/rest/api/latest/projects/PB", None).status, 204);
+        let all = events(&w, "");
+        assert_eq!(all["entities"].as_array().map(Vec::len), Some(4));
+        assert_eq!(all["pagingInfo"]["lastPage"], true);
+        assert_eq!(all["pagingInfo"]["nextPageOffset"], Value::Null);
+        let deleted = events(&w, "actions=DeleteProject");
+        assert_eq!(deleted["entities"].as_array().map(Vec::len), Some(1));
+        let pb = events(&w, "affectedObject=PROJECT,PB");
+        assert_eq!(pb["entities"].as_array().map(Vec::len), Some(1), "creating PB names it in the body only");
+        let search = events(&w, "search=pc");
+        assert_eq!(search["entities"].as_array().map(Vec::len), Some(1));
+        assert_eq!(events(&w, "userIds=1&categories=Projects")["entities"].as_array().map(Vec::len), Some(4));
+        assert_eq!(events(&w, "userIds=99")["entities"].as_array().map(Vec::len), Some(0));
+        assert_eq!(events(&w, "to=2000-01-01T00:00:00Z")["entities"].as_array().map(Vec::len), Some(0));
+        // Paging: by cursor and by offset give the same events, newest first.
+        let first = events(&w, "limit=3");
+        assert_eq!(first["pagingInfo"]["lastPage"], false);
+        assert_eq!(first["pagingInfo"]["nextPageOffset"], 3);
+        let cursor = first["pagingInfo"]["nextPageCursor"].as_str().expect("cursor").to_owned();
+        assert!(first["pagingInfo"]["nextPageLink"].as_str().is_some_and(|l| l.contains("pageCursor=")));
+        let by_cursor = events(&w, &format!("limit=3&pageCursor={}", encode(&cursor)));
+        let by_offset = events(&w, "limit=3&offset=3");
+        assert_eq!(by_cursor["entities"], by_offset["entities"]);
+        assert_eq!(by_cursor["entities"][0]["type"]["action"], "CreateProject");
+        assert_eq!(by_cursor["entities"][0]["changedValues"][0]["to"], "PA");
+        for (query, context) in [("from=soon", "from"), ("limit=0", "limit"), ("pageCursor=x", "pageCursor")] {
+            let r = w.as_admin("GET", &format!("{EVENTS}?{query}"), None);
+            assert_eq!(r.status, 400, "{query}");
+            assert_eq!(r.body["errors"][0]["context"], context);
+        }
+        let r = w.as_token("mfp_reader_token_0123456789", "GET", EVENTS, None);
+        assert_eq!(r.status, 401, "an ADMIN is not a SYS_ADMIN");
+    }
+
+    #[test]
+    fn retention_is_a_setting_the_cron_enforces_in_bounded_deletes() {
+        let w = World::new();
+        let r = w.as_admin("GET", RETENTION, None);
+        assert_eq!(r.body, json!({"period": {"years": 0, "months": 0, "days": 90}}));
+        let now = 1_578_331_922_823_i64;
+        let day = 86_400_000_i64;
+        for age in [1, 10, 100, 200] {
+            w.db().execute(&format!(
+                "INSERT INTO audit_events (at, author_name, author_type, category, action, method, path, outcome, \
+                 objects, object_keys, changed) VALUES ({}, 'x', 'user', 'Projects', 'Old', 'POST', '/', 'SUCCESS', \
+                 '[]', '', '[]')",
+                now - age * day
+            ));
+        }
+        let service = Service::new(&w.store, &w.crypto, &w.config, Timestamp(now));
+        assert_eq!(block_on(service.prune_audit_events()).expect("prune"), 2, "older than 90 days");
+        let r = w.as_admin("PUT", RETENTION, Some(json!({"period": {"days": 5}})));
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(r.body, json!({"period": {"years": 0, "months": 0, "days": 5}}));
+        let service = Service::new(&w.store, &w.crypto, &w.config, Timestamp(now));
+        assert_eq!(block_on(service.prune_audit_events()).expect("prune"), 1, "older than 5 days");
+        assert_eq!(w.db().count("SELECT COUNT(*) FROM audit_events WHERE action = 'Old'"), 1);
+        block_on(w.store.prune_audit_events(Timestamp(now + day), 1)).expect("bounded");
+        assert_eq!(w.db().count("SELECT COUNT(*) FROM audit_events"), 1, "one at most per call here");
+        for bad in [json!({}), json!({"period": {"days": 0}}), json!({"period": {"days": -1}}), json!({"period": 3})] {
+            let r = w.as_admin("PUT", RETENTION, Some(bad.clone()));
+            assert_eq!(r.status, 400, "{bad}");
+            assert_eq!(r.body["errors"][0]["context"], "period");
+        }
+    }
+
+    #[test]
+    fn the_retention_review_notification_is_dismissed_per_user() {
+        let w = World::new();
+        w.add_user("someone", GlobalRole::User, "mfp_someone_token_0123456789");
+        let path = "/rest/audit/latest/notification-settings/retention-config-review";
+        assert_eq!(w.as_token("mfp_someone_token_0123456789", "DELETE", path, None).status, 204);
+        assert_eq!(w.send("DELETE", path, &[], None).status, 401);
+        let mine = w.as_token("mfp_someone_token_0123456789", "GET", "/rest/api/latest/users/someone/settings", None);
+        assert_eq!(mine.body[RETENTION_REVIEW_DISMISSED], true);
+        let admins = w.as_admin("GET", "/rest/api/latest/users/admin/settings", None);
+        assert_eq!(admins.body.get(RETENTION_REVIEW_DISMISSED), None);
     }
 }

@@ -9,6 +9,7 @@
 #![allow(async_fn_in_trait)] // The shells are single-threaded (Workers); no `Send` bound is wanted.
 
 mod admin;
+mod audit;
 mod farm;
 mod forks;
 mod hooks;
@@ -28,6 +29,8 @@ mod triggers;
 use std::collections::HashMap;
 
 pub use admin::{HistoryOrder, PasswordSignIn, Rejections, UserRateLimitRecord};
+pub(crate) use audit::AuditRow;
+pub use audit::{AuditCarry, AuditRecord};
 pub use farm::{DiscoveryWrite, FarmRepository, QueuedFarmSync};
 pub use forks::{ForkOutcome, ForkSync, ForkView};
 pub use mail::{NoticeWrite, target};
@@ -122,12 +125,14 @@ fn corrupt(what: &str) -> StoreError {
 /// so one round trip, and a write either happens whole or not at all.
 pub struct Store<D> {
     db: D,
+    /// The audit event armed for the request being answered (see `audit`).
+    audit: std::cell::RefCell<audit::AuditSlot>,
 }
 
 impl<D: Database> Store<D> {
     /// Storage over a database that has the `migrations/` applied.
     pub fn new(db: D) -> Self {
-        Self { db }
+        Self { db, audit: std::cell::RefCell::default() }
     }
 
     /// The database underneath.
@@ -135,9 +140,24 @@ impl<D: Database> Store<D> {
         &self.db
     }
 
-    /// Runs statements as one atomic batch.
-    async fn batch(&self, statements: Vec<Statement>) -> StoreResult<Vec<Outcome>> {
-        Ok(self.db.batch(statements).await?)
+    /// Runs statements as one atomic batch. The first batch that writes while an audit event
+    /// is armed carries it (appended last, so the statements' outcomes keep their places).
+    async fn batch(&self, mut statements: Vec<Statement>) -> StoreResult<Vec<Outcome>> {
+        let Some(event) = self.take_armed(&statements) else {
+            return Ok(self.db.batch(statements).await?);
+        };
+        statements.push(event.clone());
+        match self.db.batch(statements).await {
+            Ok(mut outcomes) => {
+                let carried = outcomes.pop();
+                self.settle_armed(event, Some(carried.unwrap_or_default()));
+                Ok(outcomes)
+            }
+            Err(e) => {
+                self.settle_armed(event, None);
+                Err(e.into())
+            }
+        }
     }
 
     /// Runs one statement.
