@@ -223,7 +223,11 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// Whether a mail's failed try is tried again: test mails are tried once (a request waits for
     /// them), notifications up to [`MAIL_MAX_TRIES`].
     pub(super) fn mail_retries(job: &Job) -> bool {
-        let test = job.payload.as_deref().is_some_and(|p| p.contains("\"testTo\""));
+        let test = job
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<MailJob>(p).ok())
+            .is_some_and(|m| m.test_to.is_some());
         !test && job.attempt < MAIL_MAX_TRIES
     }
 
