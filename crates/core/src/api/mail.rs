@@ -179,6 +179,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             _ => return Ok(Err("The mail job's payload is unreadable.".into())),
         };
         let settings = self.settings().await?;
+        // Leases skip mail while no server is configured; this is a server removed just now.
         let Some(server) = settings.mail_server.clone() else {
             return Ok(Err("No mail server is configured.".into()));
         };
@@ -254,11 +255,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             return Ok(None);
         }
         let mail = match decision.mail.filter(|_| settings.mail_server.is_some()) {
-            Some(cause) => {
-                let notice = Notice { cause, ..about() };
-                let payload = MailJob { notice: Some(notice), test_to: None, nonce: self.random_hex(8)? };
-                Some(serde_json::to_string(&payload).map_err(|e| ApiError::Internal(e.to_string()))?)
-            }
+            Some(cause) => Some(self.notice_payload(Notice { cause, ..about() })?),
             None => None,
         };
         Ok(Some((target, decision.watch, mail)))
@@ -296,17 +293,17 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             }
             let mail = match decision.mail.filter(|_| settings.mail_server.is_some()) {
                 Some(cause) => {
-                    let notice = Notice {
+                    queued += 1;
+                    let subject = terms.licensee.clone();
+                    let what = "license".to_owned();
+                    Some(self.notice_payload(Notice {
                         cause,
                         repository_id: None,
-                        subject: terms.licensee.clone(),
-                        what: "license".into(),
+                        subject,
+                        what,
                         detail,
                         failures: 0,
-                    };
-                    let job = MailJob { notice: Some(notice), test_to: None, nonce: self.random_hex(8)? };
-                    queued += 1;
-                    Some(serde_json::to_string(&job).map_err(|e| ApiError::Internal(e.to_string()))?)
+                    })?)
                 }
                 None => None,
             };
@@ -317,6 +314,12 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             self.signals.notify(crate::queue::Topic::Queue).await;
         }
         Ok(queued)
+    }
+
+    /// A notification's `SEND_MAIL` payload (each distinct, by a nonce).
+    fn notice_payload(&self, notice: Notice) -> Result<String> {
+        let job = MailJob { notice: Some(notice), test_to: None, nonce: self.random_hex(8)? };
+        serde_json::to_string(&job).map_err(|e| ApiError::Internal(e.to_string()))
     }
 
     /// Turns a leased `SEND_MAIL` job into what the node gets (`Err(why)`: close it as failed).

@@ -1698,6 +1698,26 @@ mod mail {
     }
 
     #[test]
+    fn queued_mail_waits_while_no_mail_server_is_configured() {
+        let (w, token, _) = setup(true);
+        for _ in 1..=3 {
+            let job = lease(&w, &token).body;
+            report(&w, &token, &job, "error", "boom");
+        }
+        assert_eq!(mails(&w), 1);
+        assert_eq!(w.as_admin("DELETE", MAIL, None).status, 204);
+        assert_eq!(lease(&w, &token).status, 204, "no server: the mail waits");
+        assert_eq!(w.db().text("SELECT state FROM jobs WHERE kind = 'SEND_MAIL'"), "QUEUED");
+        let put = w.as_admin("PUT", MAIL, Some(json!({"hostname": "smtp2.example.com"})));
+        assert_eq!(put.status, 200, "{}", put.raw);
+        let mail = lease(&w, &token);
+        assert_eq!(
+            (mail.body["kind"].as_str(), mail.body["mail"]["server"]["hostname"].as_str()),
+            (Some("SEND_MAIL"), Some("smtp2.example.com"))
+        );
+    }
+
+    #[test]
     fn without_a_mail_server_nothing_is_queued_but_the_watch_moves() {
         let (w, token, _) = setup(false);
         for _ in 1..=3 {

@@ -228,13 +228,15 @@ fn lease_statement(
              WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
                AND (?5 IS NULL OR j.repository_id = ?5) \
                AND NOT EXISTS (SELECT 1 FROM repositories a WHERE a.id = j.repository_id AND a.archived = 1) \
+               AND (j.kind != 'SEND_MAIL' OR EXISTS (SELECT 1 FROM instance_settings WHERE name = '{mail_server}')) \
                AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
                AND (j.kind = 'PULL_MIRROR' OR NOT EXISTS (SELECT 1 FROM jobs p WHERE p.kind = 'PULL_MIRROR' \
                  AND p.repository_id = (CASE j.kind WHEN 'FORK_SYNC' THEN \
                    (SELECT r.origin_id FROM repositories r WHERE r.id = j.repository_id) ELSE j.repository_id END) \
                  AND (p.state = 'LEASED' OR (p.state = 'QUEUED' AND IFNULL(p.not_before, 0) <= ?4)))) \
                ORDER BY j.priority DESC, j.enqueued_at, j.id LIMIT 1) \
-             RETURNING {JOB_COLUMNS}"
+             RETURNING {JOB_COLUMNS}",
+            mail_server = crate::admin::setting::MAIL_SERVER
         ),
         node_id,
         lease_id,
