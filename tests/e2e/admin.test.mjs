@@ -363,6 +363,8 @@ test("log levels: read and set in any case, the edge's request log obeys them, a
   assert.equal((await call("PUT", `${BB}/logs/logger/mirrorfarm.edge.requests/Debug`, { token: admin })).status, 204);
   await call("GET", `${BB}/projects/ADM/repos/app`, { token: admin });
   await until("the request line", () => /GET \/rest\/api\/1\.0\/projects\/ADM\/repos\/app -> 200/.test(worker.logs()));
+  // Its DEBUG line is written just after it, and can reach the log a moment later.
+  await until("the DEBUG line", () => /DEBUG GET \/rest\/api\/1\.0\/projects\/ADM\/repos\/app:/.test(worker.logs()));
   assert.match(worker.logs(), /DEBUG GET \/rest\/api\/1\.0\/projects\/ADM\/repos\/app: d1;desc="\d+ round trips?"/);
 
   // A node: quiet at INFO, DEBUG lines only once an administrator asks for them.
