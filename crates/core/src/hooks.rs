@@ -226,6 +226,7 @@ pub fn trigger_of(kind: JobKind) -> Option<&'static str> {
         JobKind::ForkSync => Some(trigger::FORK_SYNC),
         JobKind::PullMirror => Some(trigger::FARM_PULL),
         JobKind::Discover | JobKind::SendMail => None,
+        JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => None,
     }
 }
 

@@ -13,6 +13,11 @@ pub const NODE_TOKEN_PREFIX: &str = "mfn_";
 /// this interval, a live node is never shown older than about 25 s.
 pub const CONTACT_WRITE_INTERVAL_MS: i64 = 20_000;
 
+/// A node seen within this window (ms) counts as live: its copies keep their repositories' pulls
+/// and pushes (see the lease rules in the store). Several contact intervals, so a busy node whose
+/// contact is written late is not taken for dead.
+pub const LIVE_WINDOW_MS: i64 = 120_000;
+
 /// A registered farm node. Its token is kept only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FarmNode {

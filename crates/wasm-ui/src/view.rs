@@ -244,6 +244,10 @@ fn queued_job(h: &mut Html, s: &RepositoryStatus, job: &Job, now: i64) {
         JobKind::ForkSync => "Fork sync",
         JobKind::Discover => "Discovery",
         JobKind::SendMail => "Mail",
+        JobKind::MigrationExport => "Export",
+        JobKind::MigrationImport => "Import",
+        JobKind::MeshMove => "Move",
+        JobKind::SupportZip => "Support zip",
     });
     if let Some(id) = job.remote_mirror_id {
         h.raw(" to ");

@@ -248,6 +248,9 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             JobKind::PullMirror => crate::store::target::pull(job.repository_id.unwrap_or_default()),
             JobKind::ForkSync => crate::store::target::fork(job.repository_id.unwrap_or_default()),
             JobKind::Discover | JobKind::SendMail => return Ok(None),
+            JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => {
+                return Ok(None);
+            }
         };
         let settings = self.settings().await?;
         let decision = notify::decide(watch, signal, &settings.notifications, self.now);

@@ -194,6 +194,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             // A fork's sync state is recorded apart (`fork_syncs`), not as a mirror's update state,
             // and a discovery's on its upstream server.
             JobKind::ForkSync | JobKind::Discover | JobKind::SendMail => None,
+            JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => None,
             JobKind::PullMirror => match &context.repository {
                 Some(repo) if repo.upstream.is_some() => {
                     Some(Tracked::Pull(context.pull.clone().unwrap_or_else(|| PullMirror::implicit(repo.id, now))))
@@ -217,6 +218,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 JobKind::ForkSync | JobKind::Discover => job.attempt < crate::mirrors::MAX_TRIES,
                 JobKind::SendMail => Self::mail_retries(job),
                 JobKind::PullMirror | JobKind::PushMirror => false,
+                JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => false,
             };
             if retries && matches!(outcome, UpdateOutcome::Error(_)) {
                 let wait = crate::mirrors::backoff_ms(job.attempt, self.config.retry_base_ms);
@@ -324,6 +326,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                     }
                 }
                 JobKind::PullMirror | JobKind::PushMirror => None,
+                JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => None,
             };
             match own {
                 Some(Some(body)) => return Ok((Some(body), None)),
@@ -659,6 +662,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 Signal::Condition(Cause::ForkDiverged, refs.iter().any(|r| r.state == RefSyncState::Diverged))
             }),
             JobKind::Discover | JobKind::SendMail => None,
+            JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => None,
         };
         let repository = context.repository.as_ref();
         let about = || {

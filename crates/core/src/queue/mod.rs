@@ -22,6 +22,15 @@ pub enum JobKind {
     Discover,
     /// Deliver one e-mail through the instance's mail server (see [`crate::mail`]).
     SendMail,
+    /// Write a migration archive of selected repositories to R2 (see [`crate::migration`]).
+    MigrationExport,
+    /// Recreate the repositories of a migration archive read from R2.
+    MigrationImport,
+    /// Move one repository's copy from one farm node to another (a Mesh migration or a drain);
+    /// pinned to the target node.
+    MeshMove,
+    /// Build a support zip of one node and upload it; pinned to that node.
+    SupportZip,
 }
 
 /// Why a job was queued.
@@ -66,7 +75,7 @@ pub enum JobState {
     Failed,
 }
 
-crate::wire_names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR", ForkSync = "FORK_SYNC", Discover = "DISCOVER", SendMail = "SEND_MAIL" });
+crate::wire_names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR", ForkSync = "FORK_SYNC", Discover = "DISCOVER", SendMail = "SEND_MAIL", MigrationExport = "MIGRATION_EXPORT", MigrationImport = "MIGRATION_IMPORT", MeshMove = "MESH_MOVE", SupportZip = "SUPPORT_ZIP" });
 crate::wire_names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED", Webhook = "WEBHOOK", Poll = "POLL", Upstream = "UPSTREAM", Requested = "REQUESTED", Settings = "SETTINGS", Schedule = "SCHEDULE", Notification = "NOTIFICATION" });
 crate::wire_names!(JobState { Queued = "QUEUED", Leased = "LEASED", Done = "DONE", Failed = "FAILED" });
 

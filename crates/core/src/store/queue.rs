@@ -66,10 +66,12 @@ pub(super) fn read_jobs(outcome: Outcome) -> StoreResult<Vec<Job>> {
 pub(super) const JOB_COLUMNS: &str = "id, kind, repository_id, remote_mirror_id, upstream_id, reason, state, attempt, enqueued_at, \
      not_before, lease_owner, lease_deadline, lease_id, payload, outcome, message";
 
-/// Same target as the job `j` (kind, repository, mirror, upstream server).
+/// Same target as the job `j` (kind, repository, mirror, upstream server, pinned node; for jobs
+/// that name neither a repository nor an upstream server, such as mail, the payload too).
 const SAME_TARGET: &str = "o.kind = j.kind AND IFNULL(o.repository_id, 0) = IFNULL(j.repository_id, 0) \
      AND IFNULL(o.remote_mirror_id, 0) = IFNULL(j.remote_mirror_id, 0) AND IFNULL(o.upstream_id, '') = IFNULL(j.upstream_id, '') \
-     AND (o.kind != 'SEND_MAIL' OR o.payload IS j.payload)";
+     AND IFNULL(o.node_id, 0) = IFNULL(j.node_id, 0) \
+     AND (o.repository_id IS NOT NULL OR o.upstream_id IS NOT NULL OR o.payload IS j.payload)";
 
 /// Queues `job` unless one for the same target waits (the partial unique index decides);
 /// `mirror` is the SQL for its mirror id (`?3` binds the job's own).
@@ -214,6 +216,12 @@ pub struct Poll {
 /// pull is leased or due, and a fork sync while its origin's is: the pull decides what the copy
 /// holds, and queues the pushes and fork syncs again if the upstream moved, so going first would
 /// only send a stale copy twice. One statement, so two nodes can never lease the same row.
+///
+/// Where the node may work (Mesh): a job pinned to a node is leased by that node only; an
+/// `AVAILABLE` node leases anything else, a `DRAINING` one only what is pinned to it, an
+/// `OFFLINE` or `DISABLED` one nothing. A pull or push goes to a node that holds the
+/// repository's copy while any live `AVAILABLE` node does (see [`crate::nodes::LIVE_WINDOW_MS`]),
+/// so copies stay where a Mesh migration put them.
 fn lease_statement(
     node_id: i64,
     lease_id: &str,
@@ -227,6 +235,13 @@ fn lease_statement(
              lease_deadline = ?3 \
              WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
                AND (?5 IS NULL OR j.repository_id = ?5) \
+               AND (j.node_id IS NULL OR j.node_id = ?1) \
+               AND EXISTS (SELECT 1 FROM farm_nodes me WHERE me.id = ?1 \
+                 AND (me.state = 'AVAILABLE' OR (me.state = 'DRAINING' AND j.node_id = ?1))) \
+               AND (j.kind NOT IN ('PULL_MIRROR', 'PUSH_MIRROR') \
+                 OR EXISTS (SELECT 1 FROM node_copies c WHERE c.repository_id = j.repository_id AND c.node_id = ?1) \
+                 OR NOT EXISTS (SELECT 1 FROM node_copies c JOIN farm_nodes n ON n.id = c.node_id \
+                   WHERE c.repository_id = j.repository_id AND n.state = 'AVAILABLE' AND n.last_seen > ?4 - {live})) \
                AND NOT EXISTS (SELECT 1 FROM repositories a WHERE a.id = j.repository_id AND a.archived = 1) \
                AND (j.kind != 'SEND_MAIL' OR EXISTS (SELECT 1 FROM instance_settings WHERE name = '{mail_server}')) \
                AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
@@ -236,7 +251,8 @@ fn lease_statement(
                  AND (p.state = 'LEASED' OR (p.state = 'QUEUED' AND IFNULL(p.not_before, 0) <= ?4)))) \
                ORDER BY j.priority DESC, j.enqueued_at, j.id LIMIT 1) \
              RETURNING {JOB_COLUMNS}",
-            mail_server = crate::admin::setting::MAIL_SERVER
+            mail_server = crate::admin::setting::MAIL_SERVER,
+            live = crate::nodes::LIVE_WINDOW_MS
         ),
         node_id,
         lease_id,
