@@ -42,6 +42,7 @@ pub mod hex;
 pub mod hooks;
 pub mod identity;
 pub mod mail;
+pub mod mesh;
 pub mod mirrors;
 pub mod nodes;
 pub mod paging;

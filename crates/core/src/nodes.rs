@@ -35,6 +35,8 @@ pub struct FarmNode {
     pub last_seen: Option<Timestamp>,
     /// Where it serves read-only clones of its copies, if it does (`http://host:port`).
     pub clone_url: Option<String>,
+    /// Its Mesh state: whether it leases work.
+    pub state: crate::mesh::MeshNodeState,
 }
 
 /// A node to register.
@@ -114,6 +116,12 @@ pub struct LeasedJob {
     /// The hook scripts to run around the job's ref updates (see [`crate::hooks`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<crate::hooks::LeasedHook>,
+    /// The copy to fetch from another node, for Mesh moves (`repository` is the one moved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_move: Option<crate::mesh::migration::LeasedMove>,
+    /// The support zip to build, for support-zip jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub support_zip: Option<crate::mesh::LeasedSupportZip>,
 }
 
 /// The fork part of a leased fork sync: where the fork's refs live, the origin whose copy the
@@ -275,6 +283,10 @@ pub struct HeartbeatRequest {
     /// The base URL of the node's clone server (`http://host:port`), if it serves clones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clone_url: Option<String>,
+    /// What the node measured of its links since its last heartbeat: the edge (this heartbeat's
+    /// predecessor's round trip) and the peers the last answer named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<crate::mesh::LinkProbe>,
 }
 
 /// The answer to a heartbeat: the node, and the log filter nodes are to use (the levels an
@@ -288,6 +300,13 @@ pub struct HeartbeatAnswer {
     pub node: NodeDto,
     /// The log filter (`info,mirrorfarm_runner=debug`).
     pub log_filter: String,
+    /// The other nodes that serve clones, for the node to measure its round trip to.
+    #[serde(default)]
+    pub peers: Vec<crate::mesh::Peer>,
+    /// The control plane's Ed25519 public key (hex): what the edge signs (fetch grants,
+    /// clone-access answers) verifies against it. None where the edge cannot sign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane_key: Option<String>,
 }
 
 /// `POST …/nodes/clone-access`: may the caller whose `Authorization` a node forwards clone
@@ -312,6 +331,10 @@ pub struct CloneAccessRequest {
 pub struct CloneAccess {
     /// The repository's id (its copy is `repos/<id>.git` on the node).
     pub repository_id: i64,
+    /// The control plane's signature (hex) of [`crate::mesh::grant::clone_access_bytes`] for this
+    /// node, repository and caller, where the edge can sign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// `POST …/nodes/copies`: the repositories a node holds copies of. The answer names those that

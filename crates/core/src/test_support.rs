@@ -62,6 +62,12 @@ impl Crypto for FakeCrypto {
     async fn ed25519_verify(&self, _key: &[u8], message: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
         Ok(signature == fake_signature(message).as_slice())
     }
+    async fn control_plane_key(&self) -> Result<Vec<u8>, CryptoError> {
+        Ok(vec![7u8; 32])
+    }
+    async fn control_plane_sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(fake_signature(message))
+    }
     fn random_bytes(&self, len: usize) -> Result<Vec<u8>, CryptoError> {
         Ok((0..len)
             .map(|_| {

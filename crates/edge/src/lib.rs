@@ -204,6 +204,11 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         Ok(n) => console_log!("scheduled: {n} license notification(s) queued"),
         Err(e) => console_error!("scheduled: checking the license failed: {e}"),
     }
+    match service.fail_stranded_moves().await {
+        Ok(0) => {}
+        Ok(n) => console_log!("scheduled: {n} Mesh move(s) whose target node stopped answering failed"),
+        Err(e) => console_error!("scheduled: failing stranded Mesh moves failed: {e}"),
+    }
     match service.prune_audit_events().await {
         Ok(0) => {}
         Ok(n) => console_log!("scheduled: {n} audit event(s) past the retention period deleted"),

@@ -49,6 +49,28 @@ impl WebCrypto {
         Ok(JsFuture::from(promise).await.map_err(platform)?.unchecked_into())
     }
 
+    /// The control plane's Ed25519 signing key: its 32-byte seed is HMAC-SHA256 of a fixed label
+    /// under the sealing key, so every isolate derives the same key and nothing more is stored
+    /// or configured. Importable as PKCS#8 (a fixed 16-byte prefix, then the seed).
+    async fn signing_key(&self) -> Result<CryptoKey, CryptoError> {
+        let seal = self
+            .seal_key_hex
+            .as_deref()
+            .and_then(unhex)
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| CryptoError::Key("MIRRORFARM_SEAL_KEY must be 64 hex digits".into()))?;
+        let seed = unhex(&self.hmac_sha256_hex(&seal, b"mirrorfarm control plane ed25519 v1").await?)
+            .ok_or_else(|| CryptoError::Platform("HMAC answered no hex".into()))?;
+        let mut pkcs8 =
+            vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        pkcs8.extend_from_slice(&seed);
+        let usages = Array::of1(&JsValue::from_str("sign"));
+        let import = subtle()?
+            .import_key_with_str("pkcs8", &Uint8Array::from(pkcs8.as_slice()), "Ed25519", true, &usages)
+            .map_err(platform)?;
+        Ok(JsFuture::from(import).await.map_err(platform)?.unchecked_into())
+    }
+
     fn params(iv: &[u8]) -> Object {
         AesGcmParams::new("AES-GCM", &Uint8Array::from(iv)).into()
     }
@@ -130,6 +152,23 @@ impl Crypto for WebCrypto {
             .verify_with_str_and_u8_array_and_u8_array("Ed25519", &key, signature, message)
             .map_err(platform)?;
         Ok(JsFuture::from(verify).await.map(|v| v.as_bool() == Some(true)).unwrap_or(false))
+    }
+
+    async fn control_plane_key(&self) -> Result<Vec<u8>, CryptoError> {
+        // The private key's JWK carries its public half as `x` (base64url).
+        let key = self.signing_key().await?;
+        let jwk = JsFuture::from(subtle()?.export_key("jwk", &key).map_err(platform)?).await.map_err(platform)?;
+        let x = js_sys::Reflect::get(&jwk, &"x".into()).map_err(platform)?.as_string();
+        x.as_deref()
+            .and_then(mirrorfarm_core::admin::license::base64url)
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| CryptoError::Platform("the signing key exported no public key".into()))
+    }
+
+    async fn control_plane_sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let key = self.signing_key().await?;
+        let sign = subtle()?.sign_with_str_and_u8_array("Ed25519", &key, message).map_err(platform)?;
+        Ok(Uint8Array::new(&JsFuture::from(sign).await.map_err(platform)?).to_vec())
     }
 
     fn random_bytes(&self, len: usize) -> Result<Vec<u8>, CryptoError> {

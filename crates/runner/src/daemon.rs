@@ -51,12 +51,23 @@ pub(crate) struct NodeSettings {
     pub(crate) hook_timeout: Duration,
 }
 
-/// Sends a heartbeat and applies the log levels it answers.
-fn send_heartbeat(edge: &EdgeClient, settings: &NodeSettings) {
-    match edge.heartbeat(settings.clone_url.as_deref()) {
-        Ok(filter) => {
-            debug!(log_filter = %filter, "heartbeat answered");
-            crate::logging::apply_edge_filter(&filter);
+/// Sends a heartbeat with what was measured of the links since the last one, applies the log
+/// levels it answers, and measures the links again for the next (the edge: this heartbeat's
+/// round trip; each peer the answer names: a request to its clone server).
+fn send_heartbeat(edge: &EdgeClient, settings: &NodeSettings, links: &mut Vec<mirrorfarm_core::mesh::LinkProbe>) {
+    let started = std::time::Instant::now();
+    match edge.heartbeat(settings.clone_url.as_deref(), std::mem::take(links)) {
+        Ok(answer) => {
+            let trip = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            debug!(log_filter = %answer.log_filter, "heartbeat answered");
+            crate::logging::apply_edge_filter(&answer.log_filter);
+            links.push(mirrorfarm_core::mesh::LinkProbe {
+                peer_id: None,
+                reachable: true,
+                round_trip_ms: Some(trip),
+                error: None,
+            });
+            links.extend(crate::mesh::probe_peers(&answer.peers));
         }
         Err(e) => warn!(error = %e, "heartbeat failed; will keep trying"),
     }
@@ -82,7 +93,8 @@ impl RepoLocks {
 
 /// Runs until `shutdown` is set, then returns once every worker has stopped.
 pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<AtomicBool>) {
-    send_heartbeat(edge, settings);
+    let mut links = Vec::new();
+    send_heartbeat(edge, settings, &mut links);
     let locks = Arc::new(RepoLocks::default());
     thread::scope(|scope| {
         scope.spawn(|| {
@@ -98,7 +110,7 @@ pub(crate) fn run(edge: &EdgeClient, settings: &NodeSettings, shutdown: &Arc<Ato
                 if shutdown.load(Ordering::SeqCst) {
                     break;
                 }
-                send_heartbeat(edge, settings);
+                send_heartbeat(edge, settings, &mut links);
             }
         });
         for worker in 0..settings.concurrency.max(1) {
@@ -170,6 +182,7 @@ pub(crate) fn handle(
         (Some(r), _, _) => format!("{}/{}", r.project_key, r.slug),
         (None, Some(d), _) => format!("upstream {}", d.upstream_id),
         (None, None, Some(m)) => format!("mail to {} recipient(s)", m.to.len()),
+        (None, None, None) if job.support_zip.is_some() => "support zip".into(),
         (None, None, None) => "nothing".into(),
     };
     info!(worker, job = job.id, attempt = job.attempt, target = %target, "leased");
@@ -201,7 +214,7 @@ pub(crate) fn handle(
         let _guard = lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         let cancelled = || shutdown.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst);
         let outcome = match JobHooks::prepare(edge, &settings.data_dir, job, settings.hook_timeout) {
-            Ok(hooks) => execute(settings, job, &hooks, &cancelled),
+            Ok(hooks) => execute(settings, edge, job, &hooks, &cancelled),
             Err(e) => Ok(Finished::error(e.to_string())),
         };
         finished.store(true, Ordering::SeqCst);
@@ -275,6 +288,7 @@ impl Finished {
 /// Runs a job; pulls also return the upstream's fingerprint, fork syncs what they left.
 fn execute(
     settings: &NodeSettings,
+    edge: &EdgeClient,
     job: &LeasedJob,
     hooks: &JobHooks<'_>,
     cancelled: &dyn Fn() -> bool,
@@ -287,6 +301,21 @@ fn execute(
             None => UpdateOutcome::Pushed,
         };
         return Ok(Finished { fork: Some(finished), ..Finished::of(outcome, None) });
+    }
+    if let Some(mv) = &job.mesh_move {
+        return Ok(match crate::mesh::fetch_copy(settings, job, mv) {
+            Ok(content) => Finished { content_hash: Some(content), ..Finished::of(UpdateOutcome::Pushed, None) },
+            Err(e) => Finished::error(e.to_string()),
+        });
+    }
+    if let Some(zip) = &job.support_zip {
+        return Ok(match crate::mesh::support_zip(settings, edge, zip.id) {
+            Ok(size) => {
+                info!(job = job.id, bytes = size, "support zip uploaded");
+                Finished::of(UpdateOutcome::Pushed, None)
+            }
+            Err(e) => Finished::error(e.to_string()),
+        });
     }
     if let Some(mail) = &job.mail {
         return Ok(match crate::mail::send(mail, settings.mail_ca_file.as_deref()) {

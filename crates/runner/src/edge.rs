@@ -1,5 +1,6 @@
 //! The node's side of the edge's node protocol (`/rest/mirrorfarm/1.0/`).
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mirrorfarm_core::api::encode;
@@ -40,13 +41,48 @@ pub(crate) struct EdgeClient {
     base: String,
     authorization: String,
     agent: ureq::Agent,
+    /// Who this node is and the control plane's key, once a heartbeat said (shared by clones).
+    trust: Arc<RwLock<Option<Trust>>>,
+}
+
+/// What the edge told this node about itself and its signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Trust {
+    /// This node's id.
+    pub(crate) node_id: i64,
+    /// The control plane's Ed25519 public key (32 bytes), if the edge signs.
+    pub(crate) key: Option<Vec<u8>>,
+}
+
+impl Trust {
+    /// Whether `signature` is the control plane's over `message`. With no key (an edge that
+    /// cannot sign), nothing is signed and nothing need verify.
+    pub(crate) fn verifies(&self, message: &[u8], signature: Option<&[u8]>) -> bool {
+        match (&self.key, signature) {
+            (None, _) => true,
+            (Some(key), Some(signature)) => ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+                .verify(message, signature)
+                .is_ok(),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 impl EdgeClient {
     /// A client of the edge at `base` (e.g. `http://127.0.0.1:8787`).
     pub(crate) fn new(base: &str, node_token: &str) -> Self {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
-        Self { base: base.trim_end_matches('/').to_owned(), authorization: format!("Bearer {node_token}"), agent }
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            authorization: format!("Bearer {node_token}"),
+            agent,
+            trust: Arc::default(),
+        }
+    }
+
+    /// What the last heartbeat said of this node and the control plane's key.
+    pub(crate) fn trust(&self) -> Option<Trust> {
+        self.trust.read().map(|t| t.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn post(&self, path: &str, body: &impl Serialize) -> Result<Option<Value>, EdgeError> {
@@ -78,11 +114,33 @@ impl EdgeClient {
         }
     }
 
-    /// Tells the edge this node is alive; answers the log filter the edge asks nodes to use.
-    pub(crate) fn heartbeat(&self, clone_url: Option<&str>) -> Result<String, EdgeError> {
-        let asked = HeartbeatRequest { clone_url: clone_url.map(str::to_owned) };
+    /// Tells the edge this node is alive and what it measured of its links; answers the log
+    /// filter nodes are to use and the peers to measure next, and keeps what it says of this
+    /// node and the control plane's key.
+    pub(crate) fn heartbeat(
+        &self,
+        clone_url: Option<&str>,
+        links: Vec<mirrorfarm_core::mesh::LinkProbe>,
+    ) -> Result<HeartbeatAnswer, EdgeError> {
+        let asked = HeartbeatRequest { clone_url: clone_url.map(str::to_owned), links };
         let answer = self.post("/nodes/heartbeat", &asked)?.unwrap_or_default();
-        Self::read::<HeartbeatAnswer>(answer, "heartbeat").map(|a| a.log_filter)
+        let answer = Self::read::<HeartbeatAnswer>(answer, "heartbeat")?;
+        let key = answer.control_plane_key.as_deref().and_then(mirrorfarm_core::hex::decode).filter(|k| k.len() == 32);
+        let trust = Trust { node_id: answer.node.id, key };
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Some(trust);
+        Ok(answer)
+    }
+
+    /// Uploads the support zip `id` this node built.
+    pub(crate) fn upload_support_zip(&self, id: i64, zip: &[u8]) -> Result<(), EdgeError> {
+        let url = format!("{}/rest/mirrorfarm/1.0/nodes/support-zips/{id}", self.base);
+        let sent = self
+            .agent
+            .put(&url)
+            .set("Authorization", &self.authorization)
+            .set("Content-Type", "application/zip")
+            .send_bytes(zip);
+        Self::answer(sent).map(drop)
     }
 
     /// Which of the repositories this node holds copies of no longer exist.
@@ -93,9 +151,25 @@ impl EdgeClient {
 
     /// Whether the caller with `authorization` may clone `key/slug` from this node: its id if so.
     pub(crate) fn clone_access(&self, key: &str, slug: &str, authorization: Option<String>) -> Result<i64, EdgeError> {
+        let caller = crate::records::hex_sha256(authorization.as_deref().unwrap_or_default().as_bytes());
         let asked = CloneAccessRequest { project_key: key.to_owned(), slug: slug.to_owned(), authorization };
         let answer = self.post("/nodes/clone-access", &asked)?.unwrap_or_default();
-        Self::read::<CloneAccess>(answer, "clone access").map(|a| a.repository_id)
+        let access = Self::read::<CloneAccess>(answer, "clone access")?;
+        // The edge signs its answer for this node; a node that knows the key serves only on it.
+        if let Some(trust) = self.trust() {
+            let signed = mirrorfarm_core::mesh::grant::clone_access_bytes(
+                trust.node_id,
+                access.repository_id,
+                key,
+                slug,
+                &caller,
+            );
+            let signature = access.signature.as_deref().and_then(mirrorfarm_core::hex::decode);
+            if !trust.verifies(&signed, signature.as_deref()) {
+                return Err(EdgeError::Transport("the clone-access answer is not signed by the control plane".into()));
+            }
+        }
+        Ok(access.repository_id)
     }
 
     /// Leases the next job (of one repository only, if given), waiting up to `wait_seconds` at

@@ -17,11 +17,44 @@ static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 /// The last filter the edge answered (the edge's default until it answers another).
 static EDGE_FILTER: Mutex<Option<String>> = Mutex::new(None);
 
+/// The most recent log output kept in memory for support zips (bytes).
+const RECENT_BYTES: usize = 256 * 1024;
+
+/// The tail of the log, as written to stderr.
+static RECENT: Mutex<std::collections::VecDeque<u8>> = Mutex::new(std::collections::VecDeque::new());
+
+/// The log's most recent lines (at most [`RECENT_BYTES`]), for support zips.
+pub(crate) fn recent() -> String {
+    let kept = RECENT.lock().unwrap_or_else(|p| p.into_inner());
+    let bytes: Vec<u8> = kept.iter().copied().collect();
+    // Start at a line boundary: the oldest line may have been cut.
+    let start = bytes.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1).min(bytes.len());
+    String::from_utf8_lossy(if kept.len() < RECENT_BYTES { &bytes } else { &bytes[start..] }).into_owned()
+}
+
+/// Writes log output to stderr and keeps its tail in memory.
+struct Tee;
+
+impl io::Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::Write::write_all(&mut io::stderr(), buf)?;
+        let mut kept = RECENT.lock().unwrap_or_else(|p| p.into_inner());
+        kept.extend(buf);
+        let excess = kept.len().saturating_sub(RECENT_BYTES);
+        kept.drain(..excess);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::Write::flush(&mut io::stderr())
+    }
+}
+
 /// Starts logging to stderr with `MIRRORFARM_LOG`, or `default_filter`.
 pub(crate) fn init(default_filter: &str) {
     let filter = EnvFilter::try_from_env("MIRRORFARM_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let (filter, handle) = reload::Layer::new(filter);
-    tracing_subscriber::registry().with(filter).with(tracing_subscriber::fmt::layer().with_writer(io::stderr)).init();
+    tracing_subscriber::registry().with(filter).with(tracing_subscriber::fmt::layer().with_writer(|| Tee)).init();
     // Set once, here: `init` runs once per process.
     let _ = FILTER.set(handle);
 }

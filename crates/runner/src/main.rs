@@ -17,6 +17,7 @@ mod git;
 mod hooks;
 mod logging;
 mod mail;
+mod mesh;
 mod oneshot;
 mod push;
 mod records;

@@ -120,6 +120,10 @@ impl Server {
         if path.ends_with("/git-receive-pack") || query.contains("service=git-receive-pack") {
             return text(StatusCode::FORBIDDEN, "This is a read-only mirror: push to the upstream.");
         }
+        if path == "/health" {
+            // Other nodes measure their round trip to this one here (Mesh connectivity).
+            return text(StatusCode::OK, "ok");
+        }
         let Some((key, slug, service)) = route(&path) else { return text(StatusCode::NOT_FOUND, "Not found.") };
         if service == "/info/refs" && query != "service=git-upload-pack" {
             return text(StatusCode::FORBIDDEN, "Only smart HTTP clones and fetches are served.");
@@ -153,6 +157,18 @@ impl Server {
 
     /// The repository id, if the caller may clone it; otherwise the answer to send.
     async fn access(&self, key: &str, slug: &str, authorization: Option<String>) -> Result<i64, Response<Body>> {
+        // Another node fetching a copy for a Mesh move shows a grant the control plane signed:
+        // checked here, without asking the edge.
+        if let Some(grant) = authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .filter(|g| g.starts_with(mirrorfarm_core::mesh::grant::GRANT_PREFIX))
+        {
+            return crate::mesh::check_grant(&self.edge, grant).map_err(|why| {
+                warn!(reason = %why, "fetch grant refused");
+                text(StatusCode::FORBIDDEN, &format!("Fetch grant refused: {why}."))
+            });
+        }
         // Cached by a hash of the credentials: the cache holds no secret.
         let who = crate::records::hex_sha256(authorization.as_deref().unwrap_or_default().as_bytes());
         let cache_key = (who, format!("{}/{}", key.to_ascii_lowercase(), slug.to_ascii_lowercase()));

@@ -81,7 +81,7 @@ pub fn decode(text: &str) -> Result<LicenseTerms, LicenseError> {
 }
 
 /// Decodes base64url (no padding, or padding ignored).
-fn base64url(text: &str) -> Option<Vec<u8>> {
+pub fn base64url(text: &str) -> Option<Vec<u8>> {
     if text.contains(['+', '/']) {
         return None;
     }

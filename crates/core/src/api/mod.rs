@@ -14,6 +14,7 @@ mod gitlab;
 mod hooks;
 mod identity;
 mod mail;
+mod mesh;
 mod nodes;
 #[cfg(feature = "openapi")]
 pub mod openapi;
@@ -600,6 +601,24 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             H::GetAuditRetention => self.get_audit_retention(&call).await,
             H::PutAuditRetention => self.put_audit_retention(&call).await,
             H::DismissRetentionReview => self.dismiss_retention_review(&call).await,
+            H::MeshNodes => self.mesh_nodes(&call).await,
+            H::RegisterMeshNode => self.register_mesh_node(&call).await,
+            H::MeshNode => self.mesh_node(&call).await,
+            H::UpdateMeshNode => self.update_mesh_node(&call).await,
+            H::MeshConnectivity => self.mesh_connectivity(&call).await,
+            H::ControlPlanePem => self.control_plane_pem(&call).await,
+            H::MeshSupportZips => self.mesh_support_zips(&call).await,
+            H::MeshSupportZip => self.mesh_support_zip(&call).await,
+            H::UploadSupportZip => self.upload_support_zip(&call).await,
+            H::StartMeshMigration => self.start_mesh_migration(&call).await,
+            H::PreviewMeshMigration => self.preview_mesh_migration(&call).await,
+            H::MeshMigrationRepos => self.mesh_migration_repos(&call).await,
+            H::MeshMigrationSummaries => self.mesh_migration_summaries(&call).await,
+            H::ActiveMeshMigration => self.active_mesh_migration(&call).await,
+            H::MeshMigration => self.mesh_migration(&call).await,
+            H::MeshMigrationSummary => self.mesh_migration_summary(&call).await,
+            H::CancelMeshMigration => self.cancel_mesh_migration(&call).await,
+            H::MeshMigrationMessages => self.mesh_migration_messages(&call).await,
         }
     }
 

@@ -40,7 +40,7 @@ const LEASE_EXPIRED: &str = "The farm node stopped responding before the update 
 
 impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// The authenticated node, or 401.
-    fn node<'c>(call: &'c Call<'_>) -> Result<&'c crate::nodes::FarmNode> {
+    pub(super) fn node<'c>(call: &'c Call<'_>) -> Result<&'c crate::nodes::FarmNode> {
         call.node.as_ref().ok_or(ApiError::Unauthorized)
     }
 
@@ -72,6 +72,12 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 message: "Node names are at most 128 characters.".into(),
             });
         }
+        let (node, token) = self.create_node(&name).await?;
+        Ok(ApiResponse::json(201, &RegisteredNode { node: NodeDto::from(&node), token }))
+    }
+
+    /// Registers a node named `name` (trimmed) with a new token: the node and its token.
+    pub(super) async fn create_node(&self, name: &str) -> Result<(crate::nodes::FarmNode, String)> {
         let token = format!("{NODE_TOKEN_PREFIX}{}", self.random_hex(20)?);
         let node = self
             .store
@@ -82,7 +88,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 created_at: self.now,
             })
             .await?;
-        Ok(ApiResponse::json(201, &RegisteredNode { node: NodeDto::from(&node), token }))
+        Ok((node, token))
     }
 
     pub(super) async fn list_nodes(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -110,18 +116,36 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             }
             None => None,
         };
-        self.store.heartbeat(node.id, self.now, clone_url.as_deref()).await?;
+        if asked.links.len() > crate::mesh::MAX_LINKS {
+            return Err(ApiError::Field {
+                field: "links".into(),
+                message: format!("At most {} links per heartbeat.", crate::mesh::MAX_LINKS),
+            });
+        }
+        let links: Vec<crate::mesh::Link> = asked
+            .links
+            .iter()
+            .map(|l| crate::mesh::Link {
+                node_id: node.id,
+                peer_id: l.peer_id.unwrap_or(0),
+                reachable: l.reachable,
+                round_trip_ms: l.round_trip_ms.map(|ms| ms.clamp(0, 3_600_000)),
+                error: l.error.as_deref().map(|e| crate::urls::scrub_text(e).chars().take(500).collect()),
+            })
+            .collect();
+        let peers = self.store.heartbeat(node.id, self.now, clone_url.as_deref(), &links).await?;
         let mut dto = NodeDto::from(node);
         dto.last_seen = Some(self.now.millis());
         let log_filter = self.settings().await?.logs.node_filter();
-        Ok(ApiResponse::json(200, &crate::nodes::HeartbeatAnswer { node: dto, log_filter }))
+        let control_plane_key = self.crypto.control_plane_key().await.ok().map(|k| crate::hex::encode(&k));
+        Ok(ApiResponse::json(200, &crate::nodes::HeartbeatAnswer { node: dto, log_filter, peers, control_plane_key }))
     }
 
     /// `POST …/nodes/clone-access` (nodes): whether the caller whose `Authorization` a node
     /// forwards may clone a repository from it — REPO_READ, or anonymous for a public one. One
     /// round trip for the repository and grants, plus the caller's lookup unless cached.
     pub(super) async fn clone_access(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        Self::node(call)?;
+        let node = Self::node(call)?;
         let asked: CloneAccessRequest = call.json()?;
         let who = match self.authenticate(None, asked.authorization.as_deref()).await? {
             super::Caller::User(who) if !who.as_ref().is_some_and(|p| p.scope.status_only) => who,
@@ -133,7 +157,14 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         let (repo, grants) = self.store.repository_access(key, Self::user_id(who.as_ref())).await?;
         let repo = repo.ok_or_else(hidden)?;
         match Self::level_on_repository(who.as_ref(), &grants, &repo) {
-            Some(_) => Ok(ApiResponse::json(200, &CloneAccess { repository_id: repo.id })),
+            Some(_) => {
+                let caller =
+                    self.crypto.sha256_hex(asked.authorization.as_deref().unwrap_or_default().as_bytes()).await?;
+                let signed =
+                    crate::mesh::grant::clone_access_bytes(node.id, repo.id, &asked.project_key, &asked.slug, &caller);
+                let signature = self.crypto.control_plane_sign(&signed).await.ok().map(|s| crate::hex::encode(&s));
+                Ok(ApiResponse::json(200, &CloneAccess { repository_id: repo.id, signature }))
+            }
             None if who.is_none() => Err(ApiError::Unauthorized),
             None => Err(hidden()),
         }
@@ -150,7 +181,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 message: format!("At most {} repository ids per call.", crate::nodes::HELD_COPIES_PER_CALL),
             });
         }
-        let removed_repositories = self.store.missing_repositories(&held.repository_ids).await?;
+        let node = Self::node(call)?;
+        let removed_repositories = self.store.copies_to_drop(node.id, &held.repository_ids).await?;
         Ok(ApiResponse::json(200, &crate::nodes::CopiesGone { removed_repositories }))
     }
 
@@ -326,7 +358,14 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                     }
                 }
                 JobKind::PullMirror | JobKind::PushMirror => None,
-                JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => None,
+                JobKind::MeshMove => Some(self.leased_move_job(&job, &lease_id, deadline.millis(), node).await?),
+                JobKind::SupportZip => Some(Some(LeasedJob {
+                    support_zip: Some(crate::mesh::LeasedSupportZip {
+                        id: job.payload.as_deref().and_then(|p| p.parse().ok()).unwrap_or_default(),
+                    }),
+                    ..lease_of(&job, &lease_id, deadline.millis())
+                })),
+                JobKind::MigrationExport | JobKind::MigrationImport => None,
             };
             match own {
                 Some(Some(body)) => return Ok((Some(body), None)),
@@ -448,7 +487,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     }
 
     /// A repository as nodes see it: with its upstream's credentials and pull rules.
-    async fn leased_repository(
+    pub(super) async fn leased_repository(
         &self,
         repo: &Repository,
         pull: PullMirror,
@@ -537,6 +576,9 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     pub(super) async fn report_result(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let report: JobReport = call.json()?;
         let (job, context) = self.leased(call, &report.lease_id).await?;
+        if job.kind == JobKind::MeshMove && job.state == JobState::Leased {
+            return self.report_move(call, job, &report).await;
+        }
         let outcome = report.update_outcome();
         let mut tracked = Self::tracked(&context, self.now);
         if job.state != JobState::Leased {
@@ -712,7 +754,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 }
 
 /// A lease of `job` as a node gets it, with none of the parts its kind adds.
-fn lease_of(job: &Job, lease_id: &str, deadline: i64) -> LeasedJob {
+pub(super) fn lease_of(job: &Job, lease_id: &str, deadline: i64) -> LeasedJob {
     LeasedJob {
         id: job.id,
         lease_id: lease_id.to_owned(),
@@ -727,6 +769,8 @@ fn lease_of(job: &Job, lease_id: &str, deadline: i64) -> LeasedJob {
         recreate: false,
         mail: None,
         hooks: Vec::new(),
+        mesh_move: None,
+        support_zip: None,
     }
 }
 

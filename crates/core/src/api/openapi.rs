@@ -149,6 +149,23 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::AuditEvents => one(200, g.subschema_for::<super::audit::AuditPage>()),
         H::GetAuditRetention | H::PutAuditRetention => one(200, g.subschema_for::<super::audit::RetentionConfig>()),
         H::DismissRetentionReview => vec![(204, None)],
+        H::MeshNodes => one(200, g.subschema_for::<Vec<crate::mesh::MeshNode>>()),
+        H::RegisterMeshNode => one(200, g.subschema_for::<crate::mesh::RegisteredMeshNode>()),
+        H::MeshNode | H::UpdateMeshNode => one(200, g.subschema_for::<crate::mesh::MeshNode>()),
+        H::MeshConnectivity => one(200, g.subschema_for::<crate::mesh::ConnectivityReport>()),
+        H::ControlPlanePem => one(200, schemars::json_schema!({ "type": "string" })),
+        H::MeshSupportZips | H::MeshSupportZip => {
+            one(200, schemars::json_schema!({ "type": "string", "format": "binary" }))
+        }
+        H::UploadSupportZip | H::CancelMeshMigration => vec![(204, None)],
+        H::StartMeshMigration | H::MeshMigration | H::MeshMigrationSummary | H::ActiveMeshMigration => {
+            one(200, g.subschema_for::<crate::mesh::migration::MeshMigrationSummary>())
+        }
+        H::PreviewMeshMigration => one(200, schemars::json_schema!({ "type": "object" })),
+        H::MeshMigrationRepos | H::MeshMigrationMessages => one(200, schemars::json_schema!({ "type": "object" })),
+        H::MeshMigrationSummaries => {
+            one(200, g.subschema_for::<PageOf<crate::mesh::migration::MeshMigrationSummary>>())
+        }
         H::ChangePassword
         | H::MergeUserSettings
         | H::DeleteUserRateLimit
@@ -199,6 +216,9 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::Address => schemars::json_schema!({ "type": "string", "format": "email" }),
         Input::HookScript => return None,
         Input::Retention => g.subschema_for::<super::audit::RetentionConfig>(),
+        Input::MeshNode => g.subschema_for::<crate::mesh::MeshNodeInput>(),
+        Input::MeshMigration => g.subschema_for::<crate::mesh::migration::MeshMigrationRequest>(),
+        Input::SupportZip => schemars::json_schema!({ "type": "string", "format": "binary" }),
     })
 }
 
@@ -283,7 +303,15 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
         errors.push((429, "Rate limited: the caller's bucket is empty (Retry-After says when to try again)"));
     }
     // Work a farm node does while the request waits.
-    if matches!(route.handler, Handler::SetForkSync | Handler::SynchronizeRef | Handler::TestMail) {
+    if matches!(
+        route.handler,
+        Handler::SetForkSync
+            | Handler::SynchronizeRef
+            | Handler::TestMail
+            | Handler::MeshSupportZip
+            | Handler::MeshSupportZips
+            | Handler::StartMeshMigration
+    ) {
         errors.push((503, "No farm node finished the work in time; it stays queued and still runs"));
     }
     if route.handler == Handler::UpdateHookScript {

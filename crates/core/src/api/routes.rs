@@ -289,6 +289,42 @@ pub enum Handler {
     PutAuditRetention,
     /// `DELETE /rest/audit/latest/notification-settings/retention-config-review`.
     DismissRetentionReview,
+    /// `GET /rest/api/latest/admin/git/mesh/nodes`.
+    MeshNodes,
+    /// `POST /rest/api/latest/admin/git/mesh/nodes`.
+    RegisterMeshNode,
+    /// `GET /rest/api/latest/admin/git/mesh/nodes/{nodeId}`.
+    MeshNode,
+    /// `PUT /rest/api/latest/admin/git/mesh/nodes/{nodeId}`.
+    UpdateMeshNode,
+    /// `GET /rest/api/latest/admin/git/mesh/diagnostics/connectivity`.
+    MeshConnectivity,
+    /// `GET /rest/api/latest/admin/git/mesh/config/control-plane.pem`.
+    ControlPlanePem,
+    /// `GET /rest/api/latest/admin/git/mesh/support-zips`.
+    MeshSupportZips,
+    /// `GET /rest/api/latest/admin/git/mesh/support-zips/{nodeId}`.
+    MeshSupportZip,
+    /// `PUT /rest/mirrorfarm/latest/nodes/support-zips/{zipId}` (nodes).
+    UploadSupportZip,
+    /// `POST /rest/api/latest/migration/mesh`.
+    StartMeshMigration,
+    /// `POST /rest/api/latest/migration/mesh/preview`.
+    PreviewMeshMigration,
+    /// `GET /rest/api/latest/migration/mesh/repos`.
+    MeshMigrationRepos,
+    /// `GET /rest/api/latest/migration/mesh/summaries`.
+    MeshMigrationSummaries,
+    /// `GET /rest/api/latest/migration/mesh/summary`.
+    ActiveMeshMigration,
+    /// `GET /rest/api/latest/migration/mesh/{jobId}`.
+    MeshMigration,
+    /// `GET /rest/api/latest/migration/mesh/{jobId}/summary`.
+    MeshMigrationSummary,
+    /// `POST /rest/api/latest/migration/mesh/{jobId}/cancel`.
+    CancelMeshMigration,
+    /// `GET /rest/api/latest/migration/mesh/{jobId}/messages`.
+    MeshMigrationMessages,
 }
 
 use Handler as H;
@@ -413,6 +449,12 @@ pub enum Input {
     HookScript,
     /// The audit log's retention setting (`{"period": {years, months, days}}`, JSON).
     Retention,
+    /// [`crate::mesh::MeshNodeInput`] (JSON).
+    MeshNode,
+    /// [`crate::mesh::migration::MeshMigrationRequest`] (JSON).
+    MeshMigration,
+    /// A support zip's bytes (`application/zip`), from the node that built it.
+    SupportZip,
 }
 
 impl Input {
@@ -424,6 +466,7 @@ impl Input {
             Self::Report => MAX_REPORT_BYTES,
             Self::Avatar => crate::admin::avatar::MAX_UPLOAD_BYTES,
             Self::HookScript => MAX_HOOK_UPLOAD_BYTES,
+            Self::SupportZip => crate::mesh::MAX_SUPPORT_ZIP_BYTES,
             _ => super::MAX_BODY_BYTES,
         }
     }
@@ -439,7 +482,7 @@ const MAX_HOOK_UPLOAD_BYTES: usize = crate::hooks::MAX_SCRIPT_BYTES + 16 * 1024;
 /// The largest body any route accepts: a shell need read no more.
 pub const LARGEST_BODY_BYTES: usize = max(
     max(max(MAX_REPORT_BYTES, super::MAX_WEBHOOK_BYTES), crate::admin::avatar::MAX_UPLOAD_BYTES),
-    MAX_HOOK_UPLOAD_BYTES,
+    max(MAX_HOOK_UPLOAD_BYTES, crate::mesh::MAX_SUPPORT_ZIP_BYTES),
 );
 
 const fn max(a: usize, b: usize) -> usize {
@@ -677,7 +720,28 @@ pub const ROUTES: &[Route] = &[
     route(Get, RETENTION, H::GetAuditRetention, SysAdmin, NoBody, "How long audit events are kept"),
     route(Put, RETENTION, H::PutAuditRetention, SysAdmin, Input::Retention, "Set how long audit events are kept (1 day to 100 years)"),
     route(Delete, "/rest/audit/latest/notification-settings/retention-config-review", H::DismissRetentionReview, User, NoBody, "Dismiss the audit log's retention-config-review notification (for the caller)"),
+    route(Get, MESH_NODES, H::MeshNodes, SysAdmin, NoBody, "Farm nodes as Mesh nodes"),
+    route(Post, MESH_NODES, H::RegisterMeshNode, SysAdmin, Input::MeshNode, "Register a node (its token is shown once)"),
+    route(Get, MESH_NODE, H::MeshNode, SysAdmin, NoBody, "One Mesh node"),
+    route(Put, MESH_NODE, H::UpdateMeshNode, SysAdmin, Input::MeshNode, "Rename a node or set its state (DRAINING moves its copies to the other nodes)"),
+    route(Get, "/rest/api/latest/admin/git/mesh/diagnostics/connectivity", H::MeshConnectivity, SysAdmin, NoBody, "Round trips each node measured to the edge and to the other nodes"),
+    route(Get, "/rest/api/latest/admin/git/mesh/config/control-plane.pem", H::ControlPlanePem, SysAdmin, NoBody, "The public key nodes verify the edge's signatures with (PEM)"),
+    route(Get, "/rest/api/latest/admin/git/mesh/support-zips", H::MeshSupportZips, SysAdmin, NoBody, "A zip of every reachable node's support zip (built now unless one is fresh)"),
+    route(Get, "/rest/api/latest/admin/git/mesh/support-zips/{nodeId}", H::MeshSupportZip, SysAdmin, NoBody, "One node's support zip: logs, configuration without secrets, versions, disk use"),
+    route(Put, "/rest/mirrorfarm/latest/nodes/support-zips/{zipId}", H::UploadSupportZip, Node, Input::SupportZip, "A support zip the node built (nodes)"),
+    route(Post, "/rest/api/latest/migration/mesh", H::StartMeshMigration, SysAdmin, Input::MeshMigration, "Move repositories' copies onto chosen nodes (repositoryIds, projectIds, all, nodeIds)"),
+    route(Post, "/rest/api/latest/migration/mesh/preview", H::PreviewMeshMigration, SysAdmin, Input::MeshMigration, "The repositories a Mesh migration would move"),
+    route(Get, "/rest/api/latest/migration/mesh/repos", H::MeshMigrationRepos, SysAdmin, NoBody, "Repositories with their Mesh migration state (migrationId, state)"),
+    route(Get, "/rest/api/latest/migration/mesh/summaries", H::MeshMigrationSummaries, SysAdmin, NoBody, "Mesh migrations, newest first"),
+    route(Get, "/rest/api/latest/migration/mesh/summary", H::ActiveMeshMigration, SysAdmin, NoBody, "The Mesh migration in progress"),
+    route(Get, "/rest/api/latest/migration/mesh/{jobId}", H::MeshMigration, SysAdmin, NoBody, "One Mesh migration"),
+    route(Get, "/rest/api/latest/migration/mesh/{jobId}/summary", H::MeshMigrationSummary, SysAdmin, NoBody, "One Mesh migration's summary"),
+    route(Post, "/rest/api/latest/migration/mesh/{jobId}/cancel", H::CancelMeshMigration, SysAdmin, NoBody, "Cancel a Mesh migration (moves under way finish whole)"),
+    route(Get, "/rest/api/latest/migration/mesh/{jobId}/messages", H::MeshMigrationMessages, SysAdmin, NoBody, "A Mesh migration's messages (severity)"),
 ];
+
+const MESH_NODES: &str = "/rest/api/latest/admin/git/mesh/nodes";
+const MESH_NODE: &str = "/rest/api/latest/admin/git/mesh/nodes/{nodeId}";
 
 /// Path parameters captured by a route, still percent-encoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 mod credentials;
 mod permissions;
 
-pub(crate) use credentials::decode_base64;
 pub use credentials::{Credentials, CredentialsError, TOKEN_PREFIX, constant_time_eq, token_lookup_key};
+pub(crate) use credentials::{base64_encode, decode_base64};
 pub use permissions::{GlobalRole, Level, Permission, PermissionParseError, Principal, TokenScope, anonymous_level};
 
 use serde::Serialize;

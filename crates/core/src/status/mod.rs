@@ -269,6 +269,7 @@ pub(crate) mod tests {
             hash: "h".into(),
             created_at: Timestamp(0),
             last_seen: Some(Timestamp(last_seen)),
+            state: crate::mesh::MeshNodeState::Available,
         }
     }
 

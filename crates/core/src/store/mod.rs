@@ -14,7 +14,9 @@ mod farm;
 mod forks;
 mod hooks;
 mod identity;
+pub use mesh::{MeshWorld, MoveContext, MoveEnd, SupportZip};
 mod mail;
+mod mesh;
 mod mirrors;
 mod nodes;
 pub mod port;
@@ -217,6 +219,10 @@ pub trait Crypto {
     /// Whether `signature` is `public_key`'s (32 raw bytes) Ed25519 signature of `message`
     /// (licenses). A malformed key or signature is `Ok(false)`.
     async fn ed25519_verify(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<bool, CryptoError>;
+    /// The control plane's Ed25519 public key (32 raw bytes): nodes verify what it signs.
+    async fn control_plane_key(&self) -> Result<Vec<u8>, CryptoError>;
+    /// The control plane's Ed25519 signature (64 bytes) of `message`.
+    async fn control_plane_sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError>;
 }
 
 /// Why a blob could not be stored or read.

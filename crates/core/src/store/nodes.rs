@@ -5,7 +5,8 @@ use super::{Store, StoreResult, corrupt, split_page};
 use crate::nodes::{FarmNode, NewNode};
 use crate::time::Timestamp;
 
-pub(super) const NODE_SELECT: &str = "SELECT id, name, lookup, hash, created_at, last_seen, clone_url FROM farm_nodes";
+pub(super) const NODE_SELECT: &str =
+    "SELECT id, name, lookup, hash, created_at, last_seen, clone_url, state FROM farm_nodes";
 
 row! {
     struct NodeRow {
@@ -16,6 +17,7 @@ row! {
         created_at: i64,
         last_seen: Option<i64>,
         clone_url: Option<String>,
+        state: String,
     }
 }
 
@@ -29,6 +31,7 @@ impl From<NodeRow> for FarmNode {
             created_at: Timestamp(r.created_at),
             last_seen: r.last_seen.map(Timestamp),
             clone_url: r.clone_url,
+            state: crate::mesh::MeshNodeState::parse(&r.state).unwrap_or(crate::mesh::MeshNodeState::Offline),
         }
     }
 }
@@ -83,35 +86,5 @@ impl<D: Database> Store<D> {
     /// polling for work is written at most once per interval.
     pub async fn touch_node(&self, id: i64, now: Timestamp, unless_since: Timestamp) -> StoreResult<()> {
         self.one(touch_statement(id, now, unless_since)).await.map(drop)
-    }
-
-    /// Which of `ids` name no repository (any more).
-    pub async fn missing_repositories(&self, ids: &[i64]) -> StoreResult<Vec<i64>> {
-        row! {
-            struct Missing {
-                id: i64,
-            }
-        }
-        let list = serde_json::Value::from(ids.to_vec()).to_string();
-        let rows = self
-            .rows::<Missing>(sql!(
-                "SELECT DISTINCT j.value AS id FROM json_each(?1) j \
-                 WHERE NOT EXISTS (SELECT 1 FROM repositories r WHERE r.id = j.value) ORDER BY 1",
-                list.as_str()
-            ))
-            .await?;
-        Ok(rows.into_iter().map(|m| m.id).collect())
-    }
-
-    /// A heartbeat: the node's contact, and where it serves clones (if it does), in one statement.
-    pub async fn heartbeat(&self, id: i64, now: Timestamp, clone_url: Option<&str>) -> StoreResult<()> {
-        self.one(sql!(
-            "UPDATE farm_nodes SET last_seen = ?2, clone_url = ?3 WHERE id = ?1",
-            id,
-            now.millis(),
-            clone_url
-        ))
-        .await
-        .map(drop)
     }
 }

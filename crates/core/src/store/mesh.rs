@@ -1,0 +1,901 @@
+//! Mesh: node states and links, support zips, and Mesh migrations' moves (see [`crate::mesh`]).
+
+use std::collections::BTreeMap;
+
+use super::port::{Database, Statement, row, sql};
+use super::registry::{REPO_SELECT, RepoRow};
+use super::{Store, StoreResult, nth};
+use crate::mesh::migration::{Candidate, MeshMigrationSummary, Move, Placement};
+use crate::mesh::{Link, MeshNodeState, Peer};
+use crate::nodes::{FarmNode, LIVE_WINDOW_MS};
+use crate::registry::Repository;
+use crate::time::Timestamp;
+
+/// SQL for "node `n` is live at `?now`" where `now` is the given parameter.
+fn live(node: &str, now_param: usize) -> String {
+    format!("{node}.last_seen > ?{now_param} - {LIVE_WINDOW_MS}")
+}
+
+/// The statement that brings Mesh migration `job` (SQL) up to date with its repositories: its
+/// progress, and once none is pending, how it ended (`?{now}` binds the time).
+fn refresh_statement(job: &str, now: usize, params: Vec<super::port::Value>) -> Statement {
+    let pending = "EXISTS (SELECT 1 FROM mesh_migration_repos r WHERE r.job_id = migration_jobs.id \
+                   AND r.state IN ('QUEUED', 'STAGING', 'STAGED'))";
+    Statement::new(
+        format!(
+            "UPDATE migration_jobs SET \
+               progress = (SELECT CASE WHEN COUNT(*) = 0 THEN 100 ELSE \
+                 100 * SUM(state IN ('MIGRATED', 'FAILED', 'CANCELED', 'SKIPPED')) / COUNT(*) END \
+                 FROM mesh_migration_repos r WHERE r.job_id = migration_jobs.id), \
+               state = CASE WHEN {pending} THEN state WHEN state = 'CANCELING' THEN 'CANCELED' \
+                 WHEN EXISTS (SELECT 1 FROM mesh_migration_repos r WHERE r.job_id = migration_jobs.id \
+                   AND r.state = 'FAILED') THEN 'FAILED' ELSE 'COMPLETED' END, \
+               ended_at = CASE WHEN {pending} THEN NULL ELSE ?{now} END, \
+               updated_at = ?{now} \
+             WHERE id = {job} AND type = 'MESH' AND ended_at IS NULL"
+        ),
+        params,
+    )
+}
+
+row! {
+    struct LinkRow {
+        node_id: i64,
+        peer_id: i64,
+        reachable: i64,
+        rtt_ms: Option<i64>,
+        error: Option<String>,
+    }
+}
+
+row! {
+    struct PeerRow {
+        id: i64,
+        clone_url: String,
+    }
+}
+
+row! {
+    struct CandidateRow {
+        id: i64,
+        project_id: i64,
+        hierarchy_id: String,
+    }
+}
+
+row! {
+    struct HolderRow {
+        repository_id: i64,
+        node_id: i64,
+    }
+}
+
+row! {
+    struct CountRow {
+        node_id: i64,
+        n: i64,
+    }
+}
+
+row! {
+    struct IdRow {
+        id: i64,
+    }
+}
+
+row! {
+    struct SummaryRow {
+        id: i64,
+        state: String,
+        progress: i64,
+        started_at: i64,
+        ended_at: Option<i64>,
+        max_bandwidth: Option<i64>,
+        queue: Option<String>,
+    }
+}
+
+impl From<SummaryRow> for MeshMigrationSummary {
+    fn from(r: SummaryRow) -> Self {
+        let queue = r.queue.as_deref().and_then(|q| serde_json::from_str(q).ok()).unwrap_or_default();
+        Self {
+            job_id: r.id,
+            state: r.state,
+            progress: r.progress,
+            start_time: r.started_at,
+            end_time: r.ended_at,
+            max_bandwidth: r.max_bandwidth,
+            queue,
+        }
+    }
+}
+
+const SUMMARY_SELECT: &str = "SELECT m.id, m.state, m.progress, m.started_at, m.ended_at, m.max_bandwidth, \
+     (SELECT json_group_object(state, n) FROM (SELECT state, COUNT(*) AS n FROM mesh_migration_repos \
+       WHERE job_id = m.id GROUP BY state)) AS queue FROM migration_jobs m WHERE m.type = 'MESH'";
+
+/// Everything a Mesh migration is planned from, read in one round trip.
+#[derive(Debug, Clone, Default)]
+pub struct MeshWorld {
+    /// Every node.
+    pub nodes: Vec<FarmNode>,
+    /// Every repository, with its project and fork hierarchy.
+    pub candidates: Vec<Candidate>,
+    /// Where each repository's current copies are, on live nodes that can serve them.
+    pub placement: Placement,
+    /// How many copies each node holds.
+    pub held: BTreeMap<i64, usize>,
+    /// The Mesh migration in progress, if one is.
+    pub active: Option<i64>,
+}
+
+/// What a leased Mesh move needs, read in the lease's round trip.
+#[derive(Debug, Clone)]
+pub struct MoveContext {
+    /// The migration.
+    pub migration_id: i64,
+    /// Whether the migration is being cancelled.
+    pub cancelling: bool,
+    /// The repository moved.
+    pub repository: Option<Repository>,
+    /// The source node.
+    pub source: Option<FarmNode>,
+    /// The content hash of the source's copy.
+    pub source_content: Option<String>,
+    /// The bandwidth cap.
+    pub max_bandwidth: Option<i64>,
+}
+
+/// How a Mesh move ended, as the edge records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveEnd<'a> {
+    /// The target holds a copy equal to the source's: switch to it.
+    Moved {
+        /// Its content hash.
+        content: &'a str,
+        /// Text for the migration's messages.
+        message: &'a str,
+    },
+    /// Try again at this time (the job goes back to the queue).
+    Retry {
+        /// When.
+        at: Timestamp,
+        /// Why it did not work this time.
+        message: &'a str,
+    },
+    /// Give up: the source keeps serving.
+    Failed {
+        /// Why.
+        message: &'a str,
+    },
+}
+
+/// A support zip's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupportZip {
+    /// Id.
+    pub id: i64,
+    /// The node it describes.
+    pub node_id: i64,
+    /// `QUEUED`, `READY` or `FAILED`.
+    pub state: String,
+    /// Its size once uploaded.
+    pub size: Option<i64>,
+    /// When it was asked for.
+    pub created_at: i64,
+}
+
+row! {
+    struct ZipRow {
+        id: i64,
+        node_id: i64,
+        state: String,
+        size: Option<i64>,
+        created_at: i64,
+    }
+}
+
+impl From<ZipRow> for SupportZip {
+    fn from(r: ZipRow) -> Self {
+        Self { id: r.id, node_id: r.node_id, state: r.state, size: r.size, created_at: r.created_at }
+    }
+}
+
+impl<D: Database> Store<D> {
+    /// A heartbeat: the node's contact, where it serves clones, and the links it measured, in
+    /// one batch that also reads the peers it is to measure next (other live nodes that serve).
+    pub async fn heartbeat(
+        &self,
+        id: i64,
+        now: Timestamp,
+        clone_url: Option<&str>,
+        links: &[Link],
+    ) -> StoreResult<Vec<Peer>> {
+        let mut batch = vec![sql!(
+            "UPDATE farm_nodes SET last_seen = ?2, clone_url = ?3 WHERE id = ?1",
+            id,
+            now.millis(),
+            clone_url
+        )];
+        if !links.is_empty() {
+            let listed: Vec<serde_json::Value> = links
+                .iter()
+                .map(|l| serde_json::json!({"p": l.peer_id, "r": l.reachable, "t": l.round_trip_ms, "e": l.error}))
+                .collect();
+            batch.push(sql!(
+                "INSERT OR REPLACE INTO node_links (node_id, peer_id, reachable, rtt_ms, error, measured_at) \
+                 SELECT ?1, json_extract(value, '$.p'), json_extract(value, '$.r'), json_extract(value, '$.t'), \
+                   json_extract(value, '$.e'), ?2 FROM json_each(?3)",
+                id,
+                now.millis(),
+                serde_json::Value::from(listed).to_string()
+            ));
+        }
+        batch.push(sql!(
+            format!(
+                "SELECT n.id, n.clone_url FROM farm_nodes n WHERE n.id != ?1 AND n.clone_url IS NOT NULL \
+                 AND n.state != 'DISABLED' AND {} ORDER BY n.id",
+                live("n", 2)
+            ),
+            id,
+            now.millis()
+        ));
+        let mut out = self.batch(batch).await?;
+        let peers = out.pop().unwrap_or_default().read::<PeerRow>()?;
+        Ok(peers.into_iter().map(|p| Peer { id: p.id, clone_url: p.clone_url }).collect())
+    }
+
+    /// Every node, by id.
+    pub async fn all_nodes(&self) -> StoreResult<Vec<FarmNode>> {
+        super::nodes::read_nodes(self.one(sql!(format!("{} ORDER BY id", super::nodes::NODE_SELECT))).await?)
+    }
+
+    /// One node.
+    pub async fn node_by_id(&self, id: i64) -> StoreResult<Option<FarmNode>> {
+        Ok(super::nodes::read_nodes(self.one(sql!(format!("{} WHERE id = ?1", super::nodes::NODE_SELECT), id)).await?)?
+            .pop())
+    }
+
+    /// Every node and every link measured, in one round trip.
+    pub async fn nodes_and_links(&self) -> StoreResult<(Vec<FarmNode>, Vec<Link>)> {
+        let mut out = self
+            .batch(vec![
+                sql!(format!("{} ORDER BY id", super::nodes::NODE_SELECT)),
+                sql!("SELECT node_id, peer_id, reachable, rtt_ms, error FROM node_links"),
+            ])
+            .await?;
+        let links = out.pop().unwrap_or_default().read::<LinkRow>()?;
+        let nodes = super::nodes::read_nodes(out.pop().unwrap_or_default())?;
+        let links = links
+            .into_iter()
+            .map(|l| Link {
+                node_id: l.node_id,
+                peer_id: l.peer_id,
+                reachable: l.reachable != 0,
+                round_trip_ms: l.rtt_ms,
+                error: l.error,
+            })
+            .collect();
+        Ok((nodes, links))
+    }
+
+    /// Renames a node and/or sets its state; `None` if there is no such node, `Conflict` if the
+    /// name is taken.
+    pub async fn update_node(
+        &self,
+        id: i64,
+        name: Option<&str>,
+        state: Option<MeshNodeState>,
+    ) -> StoreResult<Option<FarmNode>> {
+        let out = self
+            .one(sql!(
+                "UPDATE farm_nodes SET name = IFNULL(?2, name), state = IFNULL(?3, state) WHERE id = ?1 \
+                 RETURNING id, name, lookup, hash, created_at, last_seen, clone_url, state",
+                id,
+                name,
+                state.map(MeshNodeState::as_str)
+            ))
+            .await?;
+        Ok(super::nodes::read_nodes(out)?.pop())
+    }
+
+    /// Which of the repositories a node says it holds it should delete: those that are gone,
+    /// and those whose copies moved to another node (forgotten once told).
+    pub async fn copies_to_drop(&self, node_id: i64, ids: &[i64]) -> StoreResult<Vec<i64>> {
+        let list = serde_json::Value::from(ids.to_vec()).to_string();
+        let mut out = self
+            .batch(vec![
+                sql!(
+                    "SELECT DISTINCT j.value AS id FROM json_each(?1) j \
+                     WHERE NOT EXISTS (SELECT 1 FROM repositories r WHERE r.id = j.value) \
+                     OR EXISTS (SELECT 1 FROM moved_copies m WHERE m.node_id = ?2 AND m.repository_id = j.value \
+                       AND NOT EXISTS (SELECT 1 FROM node_copies c WHERE c.node_id = ?2 AND c.repository_id = j.value)) \
+                     ORDER BY 1",
+                    list.as_str(),
+                    node_id
+                ),
+                sql!(
+                    "DELETE FROM moved_copies WHERE node_id = ?2 AND repository_id IN (SELECT value FROM json_each(?1))",
+                    list.as_str(),
+                    node_id
+                ),
+            ])
+            .await?;
+        Ok(nth(&mut out, 0)?.read::<IdRow>()?.into_iter().map(|r| r.id).collect())
+    }
+
+    /// What a Mesh migration is planned from (one round trip).
+    pub async fn mesh_world(&self, now: Timestamp) -> StoreResult<MeshWorld> {
+        let mut out = self
+            .batch(vec![
+                sql!(format!("{} ORDER BY id", super::nodes::NODE_SELECT)),
+                sql!("SELECT id, project_id, hierarchy_id FROM repositories ORDER BY id"),
+                sql!(
+                    format!(
+                        "SELECT c.repository_id, c.node_id FROM node_copies c \
+                         JOIN repository_hashes h ON h.repository_id = c.repository_id AND h.content = c.content \
+                         JOIN farm_nodes n ON n.id = c.node_id \
+                         WHERE n.state IN ('AVAILABLE', 'DRAINING') AND n.clone_url IS NOT NULL AND {} \
+                         ORDER BY c.repository_id, n.last_seen DESC",
+                        live("n", 1)
+                    ),
+                    now.millis()
+                ),
+                sql!("SELECT node_id, COUNT(*) AS n FROM node_copies GROUP BY node_id"),
+                sql!("SELECT id FROM migration_jobs WHERE type = 'MESH' AND ended_at IS NULL ORDER BY id DESC LIMIT 1"),
+            ])
+            .await?;
+        let active = out.pop().unwrap_or_default().read::<IdRow>()?.pop().map(|r| r.id);
+        let held = out.pop().unwrap_or_default().read::<CountRow>()?;
+        let holders = out.pop().unwrap_or_default().read::<HolderRow>()?;
+        let candidates = out.pop().unwrap_or_default().read::<CandidateRow>()?;
+        let nodes = super::nodes::read_nodes(out.pop().unwrap_or_default())?;
+        let mut placement = Placement::new();
+        for h in holders {
+            placement.entry(h.repository_id).or_default().push(h.node_id);
+        }
+        Ok(MeshWorld {
+            nodes,
+            candidates: candidates
+                .into_iter()
+                .map(|c| Candidate { id: c.id, project_id: c.project_id, hierarchy: c.hierarchy_id })
+                .collect(),
+            placement,
+            held: held.into_iter().map(|c| (c.node_id, usize::try_from(c.n).unwrap_or(0))).collect(),
+            active,
+        })
+    }
+
+    /// Starts a Mesh migration of `moves` (one batch): the job, a row per repository, a move job
+    /// pinned to each target, and a message per skipped repository. Returns the job's id.
+    pub async fn start_mesh_migration(
+        &self,
+        initiator: Option<i64>,
+        request: &str,
+        max_bandwidth: Option<i64>,
+        moves: &[Move],
+        now: Timestamp,
+    ) -> StoreResult<i64> {
+        let job = "(SELECT MAX(id) FROM migration_jobs WHERE type = 'MESH')";
+        let rows: Vec<serde_json::Value> = moves
+            .iter()
+            .map(|m| match m {
+                Move::Queued { repository_id, source, target } => {
+                    serde_json::json!({"r": repository_id, "s": "QUEUED", "from": source, "to": target})
+                }
+                Move::Skipped { repository_id, why } => {
+                    serde_json::json!({"r": repository_id, "s": "SKIPPED", "why": why})
+                }
+            })
+            .collect();
+        let rows = serde_json::Value::from(rows).to_string();
+        let mut out = self
+            .batch(vec![
+                sql!(
+                    "INSERT INTO migration_jobs (type, state, initiator_id, request, max_bandwidth, started_at, updated_at) \
+                     VALUES ('MESH', 'RUNNING', ?1, ?2, ?3, ?4, ?4)",
+                    initiator,
+                    request,
+                    max_bandwidth,
+                    now.millis()
+                ),
+                sql!(
+                    format!(
+                        "INSERT INTO mesh_migration_repos (job_id, repository_id, state, source_node_id, target_node_id) \
+                         SELECT {job}, json_extract(value, '$.r'), json_extract(value, '$.s'), \
+                           json_extract(value, '$.from'), json_extract(value, '$.to') FROM json_each(?1)"
+                    ),
+                    rows.as_str()
+                ),
+                sql!(
+                    format!(
+                        "INSERT INTO migration_messages (job_id, severity, subject, text, created_at) \
+                         SELECT {job}, 'INFO', 'repository ' || json_extract(value, '$.r'), \
+                           'Skipped: ' || json_extract(value, '$.why'), ?2 \
+                         FROM json_each(?1) WHERE json_extract(value, '$.s') = 'SKIPPED'"
+                    ),
+                    rows.as_str(),
+                    now.millis()
+                ),
+                sql!(
+                    format!(
+                        "INSERT OR IGNORE INTO jobs (kind, repository_id, reason, enqueued_at, node_id, payload) \
+                         SELECT 'MESH_MOVE', json_extract(value, '$.r'), 'MANUAL', ?2, json_extract(value, '$.to'), \
+                           CAST({job} AS TEXT) FROM json_each(?1) WHERE json_extract(value, '$.s') = 'QUEUED'"
+                    ),
+                    rows.as_str(),
+                    now.millis()
+                ),
+                refresh_statement(job, 1, vec![now.millis().into()]),
+                sql!(format!("SELECT {job} AS id")),
+            ])
+            .await?;
+        out.pop()
+            .unwrap_or_default()
+            .read::<IdRow>()?
+            .pop()
+            .map(|r| r.id)
+            .ok_or_else(|| super::StoreError::Backend("the migration job was not created".into()))
+    }
+
+    /// What a leased Mesh move needs (one round trip); its repository is marked `STAGING`.
+    pub async fn move_context(&self, job_id: i64, migration_id: i64) -> StoreResult<MoveContext> {
+        row! {
+            struct MoveRow {
+                state: String,
+                max_bandwidth: Option<i64>,
+                source_node_id: Option<i64>,
+                source_content: Option<String>,
+            }
+        }
+        let repo = "(SELECT repository_id FROM jobs WHERE id = ?1)";
+        let mut out = self
+            .batch(vec![
+                sql!(
+                    format!(
+                        "UPDATE mesh_migration_repos SET state = 'STAGING' WHERE job_id = ?2 AND repository_id = {repo} \
+                         AND state = 'QUEUED'"
+                    ),
+                    job_id,
+                    migration_id
+                ),
+                sql!(
+                    format!(
+                        "SELECT m.state, m.max_bandwidth, r.source_node_id, \
+                           (SELECT c.content FROM node_copies c WHERE c.node_id = r.source_node_id \
+                             AND c.repository_id = r.repository_id) AS source_content \
+                         FROM migration_jobs m JOIN mesh_migration_repos r ON r.job_id = m.id \
+                         WHERE m.id = ?2 AND r.repository_id = {repo}"
+                    ),
+                    job_id,
+                    migration_id
+                ),
+                sql!(
+                    format!(
+                        "{} WHERE id = (SELECT source_node_id FROM mesh_migration_repos WHERE job_id = ?2 \
+                         AND repository_id = {repo})",
+                        super::nodes::NODE_SELECT
+                    ),
+                    job_id,
+                    migration_id
+                ),
+                sql!(format!("{REPO_SELECT} WHERE r.id = {repo}"), job_id),
+            ])
+            .await?;
+        let repository = out.pop().unwrap_or_default().read::<RepoRow>()?.pop().map(Repository::from);
+        let source = super::nodes::read_nodes(out.pop().unwrap_or_default())?.pop();
+        let row = out.pop().unwrap_or_default().read::<MoveRow>()?.pop();
+        Ok(MoveContext {
+            migration_id,
+            cancelling: row.as_ref().is_none_or(|r| r.state != "RUNNING"),
+            repository,
+            source: source.filter(|s| row.as_ref().and_then(|r| r.source_node_id) == Some(s.id)),
+            source_content: row.as_ref().and_then(|r| r.source_content.clone()),
+            max_bandwidth: row.and_then(|r| r.max_bandwidth),
+        })
+    }
+
+    /// Records how a Mesh move leased under `lease_id` ended (one batch, every write guarded by
+    /// the lease still being held). A move that worked switches the repository's copy from the
+    /// source to the target — the source is told to drop its copy — and closes the job.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_move(
+        &self,
+        job_id: i64,
+        lease_id: &str,
+        migration_id: i64,
+        target: i64,
+        end: MoveEnd<'_>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let held = super::mirrors::lease_held(1, 2);
+        let repo = "(SELECT repository_id FROM jobs WHERE id = ?1)";
+        let source =
+            format!("(SELECT source_node_id FROM mesh_migration_repos WHERE job_id = ?3 AND repository_id = {repo})");
+        let p = |extra: Vec<super::port::Value>| {
+            let mut v: Vec<super::port::Value> =
+                vec![job_id.into(), lease_id.into(), migration_id.into(), target.into(), now.millis().into()];
+            v.extend(extra);
+            v
+        };
+        let set_repo = |state: &str| {
+            Statement::new(
+                format!(
+                    "UPDATE mesh_migration_repos SET state = '{state}' WHERE job_id = ?3 AND repository_id = {repo} \
+                     AND {held}"
+                ),
+                p(vec![]),
+            )
+        };
+        let message = |severity: &str, text: &str| {
+            Statement::new(
+                format!(
+                    "INSERT INTO migration_messages (job_id, severity, subject, text, created_at) \
+                     SELECT ?3, '{severity}', 'repository ' || {repo}, ?6, ?5 WHERE {held}"
+                ),
+                p(vec![text.into()]),
+            )
+        };
+        let mut batch = Vec::new();
+        match end {
+            MoveEnd::Moved { content, message: text } => {
+                batch.extend([
+                    Statement::new(
+                        format!(
+                            "INSERT OR REPLACE INTO node_copies (node_id, repository_id, content, synced_at) \
+                             SELECT ?4, {repo}, ?6, ?5 WHERE {held}"
+                        ),
+                        p(vec![content.into()]),
+                    ),
+                    Statement::new(
+                        format!(
+                            "INSERT OR IGNORE INTO moved_copies (node_id, repository_id) \
+                             SELECT {source}, {repo} WHERE {held} AND {source} IS NOT NULL AND {source} != ?4"
+                        ),
+                        p(vec![]),
+                    ),
+                    Statement::new(
+                        format!(
+                            "DELETE FROM node_copies WHERE node_id = {source} AND node_id != ?4 \
+                             AND repository_id = {repo} AND {held}"
+                        ),
+                        p(vec![]),
+                    ),
+                    set_repo("MIGRATED"),
+                    message("INFO", text),
+                    Statement::new(
+                        format!(
+                            "UPDATE jobs SET state = 'DONE', finished_at = ?5, lease_deadline = NULL, outcome = 'PUSHED', \
+                             message = NULL WHERE {held}"
+                        ),
+                        p(vec![]),
+                    ),
+                ]);
+            }
+            MoveEnd::Retry { at, message: text } => batch.extend([
+                set_repo("QUEUED"),
+                message("WARN", text),
+                Statement::new(
+                    format!(
+                        "UPDATE jobs SET state = 'QUEUED', not_before = ?6, lease_deadline = NULL, message = ?7 \
+                         WHERE {held}"
+                    ),
+                    p(vec![at.millis().into(), text.into()]),
+                ),
+            ]),
+            MoveEnd::Failed { message: text } => batch.extend([
+                set_repo("FAILED"),
+                message("ERROR", text),
+                Statement::new(
+                    format!(
+                        "UPDATE jobs SET state = 'FAILED', finished_at = ?5, lease_deadline = NULL, outcome = 'ERROR', \
+                         message = ?6 WHERE {held}"
+                    ),
+                    p(vec![text.into()]),
+                ),
+            ]),
+        }
+        let job_write = batch.len() - 1;
+        batch.push(refresh_statement("?1", 2, vec![migration_id.into(), now.millis().into()]));
+        let out = self.batch(batch).await?;
+        Ok(out.get(job_write).is_some_and(|o| o.changes > 0))
+    }
+
+    /// Moves whose target node stopped being live while they waited: failed, so the migration
+    /// can end (the source's copy still serves). Returns how many. Run by the cron.
+    pub async fn fail_stranded_moves(&self, now: Timestamp) -> StoreResult<u64> {
+        let stranded = format!(
+            "SELECT j.id FROM jobs j JOIN farm_nodes n ON n.id = j.node_id WHERE j.kind = 'MESH_MOVE' \
+             AND j.state = 'QUEUED' AND NOT ({})",
+            live("n", 1)
+        );
+        let why = "Its target node stopped answering before it took the move; the source's copy still serves.";
+        let out = self
+            .batch(vec![
+                sql!(
+                    format!(
+                        "INSERT INTO migration_messages (job_id, severity, subject, text, created_at) \
+                         SELECT CAST(payload AS INTEGER), 'ERROR', 'repository ' || repository_id, ?2, ?1 \
+                         FROM jobs WHERE id IN ({stranded})"
+                    ),
+                    now.millis(),
+                    why
+                ),
+                sql!(
+                    format!(
+                        "UPDATE mesh_migration_repos SET state = 'FAILED' WHERE state IN ('QUEUED', 'STAGING') \
+                         AND EXISTS (SELECT 1 FROM jobs j WHERE j.id IN ({stranded}) \
+                           AND CAST(j.payload AS INTEGER) = mesh_migration_repos.job_id \
+                           AND j.repository_id = mesh_migration_repos.repository_id)"
+                    ),
+                    now.millis()
+                ),
+                sql!(
+                    format!(
+                        "UPDATE jobs SET state = 'FAILED', finished_at = ?1, outcome = 'ERROR', message = ?2 \
+                         WHERE id IN ({stranded})"
+                    ),
+                    now.millis(),
+                    why
+                ),
+                refresh_statement("migration_jobs.id", 1, vec![now.millis().into()]),
+            ])
+            .await?;
+        Ok(out.get(2).map_or(0, |o| o.changes))
+    }
+
+    /// Asks to cancel Mesh migration `id`: `None` if there is none, `Some(false)` if it already
+    /// ended. Queued moves are withdrawn at once; one a node is working on finishes whole.
+    pub async fn cancel_mesh_migration(&self, id: i64, now: Timestamp) -> StoreResult<Option<bool>> {
+        let cancelling = "EXISTS (SELECT 1 FROM migration_jobs WHERE id = ?1 AND state = 'CANCELING')";
+        let mut out = self
+            .batch(vec![
+                sql!("SELECT id FROM migration_jobs WHERE id = ?1 AND type = 'MESH'", id),
+                sql!(
+                    "UPDATE migration_jobs SET state = 'CANCELING', updated_at = ?2 WHERE id = ?1 AND type = 'MESH' \
+                     AND ended_at IS NULL AND state NOT IN ('CANCELING', 'CANCELED')",
+                    id,
+                    now.millis()
+                ),
+                sql!(
+                    format!(
+                        "DELETE FROM jobs WHERE kind = 'MESH_MOVE' AND state = 'QUEUED' AND payload = CAST(?1 AS TEXT) \
+                         AND {cancelling}"
+                    ),
+                    id
+                ),
+                sql!(
+                    format!("UPDATE mesh_migration_repos SET state = 'CANCELED' WHERE job_id = ?1 AND state = 'QUEUED' AND {cancelling}"),
+                    id
+                ),
+                sql!(
+                    format!(
+                        "INSERT INTO migration_messages (job_id, severity, subject, text, created_at) \
+                         SELECT ?1, 'INFO', 'job', 'Cancellation requested.', ?2 WHERE {cancelling}"
+                    ),
+                    id,
+                    now.millis()
+                ),
+                refresh_statement("?1", 2, vec![id.into(), now.millis().into()]),
+            ])
+            .await?;
+        let changed = nth(&mut out, 1)?.changes > 0;
+        let exists = !nth(&mut out, 0)?.read::<IdRow>()?.is_empty();
+        Ok(exists.then_some(changed))
+    }
+
+    /// Mesh migration summaries, newest first, and whether more follow.
+    pub async fn mesh_summaries(&self, offset: u64, limit: u64) -> StoreResult<(Vec<MeshMigrationSummary>, bool)> {
+        let rows = self
+            .rows::<SummaryRow>(sql!(
+                format!("{SUMMARY_SELECT} ORDER BY m.id DESC LIMIT ?1 OFFSET ?2"),
+                i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                i64::try_from(offset).unwrap_or(i64::MAX)
+            ))
+            .await?;
+        let (rows, more) = super::split_page(rows, limit);
+        Ok((rows.into_iter().map(MeshMigrationSummary::from).collect(), more))
+    }
+
+    /// One Mesh migration's summary (the active one when `id` is `None`).
+    pub async fn mesh_summary(&self, id: Option<i64>) -> StoreResult<Option<MeshMigrationSummary>> {
+        let row = match id {
+            Some(id) => self.row::<SummaryRow>(sql!(format!("{SUMMARY_SELECT} AND m.id = ?1"), id)).await?,
+            None => {
+                self.row::<SummaryRow>(sql!(format!(
+                    "{SUMMARY_SELECT} AND m.ended_at IS NULL ORDER BY m.id DESC LIMIT 1"
+                )))
+                .await?
+            }
+        };
+        Ok(row.map(MeshMigrationSummary::from))
+    }
+
+    /// Repositories with their place in migration `job` (all repositories, stateless, when
+    /// `job` is `None`), filtered by state when given, paged.
+    pub async fn mesh_repositories(
+        &self,
+        job: Option<i64>,
+        state: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<(Repository, Option<String>)>, bool)> {
+        row! {
+            struct StateRow {
+                repository_id: i64,
+                state: String,
+            }
+        }
+        let (limit_p, offset_p) =
+            (i64::try_from(limit + 1).unwrap_or(i64::MAX), i64::try_from(offset).unwrap_or(i64::MAX));
+        let (repos, states) = match job {
+            Some(job) => {
+                let mut out = self
+                    .batch(vec![
+                        sql!(
+                            format!(
+                                "{REPO_SELECT} JOIN mesh_migration_repos m ON m.repository_id = r.id AND m.job_id = ?1 \
+                                 WHERE (?2 IS NULL OR m.state = ?2) ORDER BY r.id LIMIT ?3 OFFSET ?4"
+                            ),
+                            job,
+                            state,
+                            limit_p,
+                            offset_p
+                        ),
+                        sql!("SELECT repository_id, state FROM mesh_migration_repos WHERE job_id = ?1", job),
+                    ])
+                    .await?;
+                let states = out.pop().unwrap_or_default().read::<StateRow>()?;
+                (out.pop().unwrap_or_default().read::<RepoRow>()?, states)
+            }
+            None => (
+                self.rows::<RepoRow>(sql!(
+                    format!("{REPO_SELECT} ORDER BY r.id LIMIT ?1 OFFSET ?2"),
+                    limit_p,
+                    offset_p
+                ))
+                .await?,
+                Vec::new(),
+            ),
+        };
+        let states: BTreeMap<i64, String> = states.into_iter().map(|s| (s.repository_id, s.state)).collect();
+        let (repos, more) = super::split_page(repos, limit);
+        let repos = repos
+            .into_iter()
+            .map(|r| {
+                let repo = Repository::from(r);
+                let state = states.get(&repo.id).cloned();
+                (repo, state)
+            })
+            .collect();
+        Ok((repos, more))
+    }
+
+    /// A migration job's messages, oldest first, of the given severities (all when empty).
+    pub async fn mesh_messages(
+        &self,
+        job_id: i64,
+        severities: &[String],
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<serde_json::Value>, bool)> {
+        row! {
+            struct MessageRow {
+                id: i64,
+                severity: String,
+                subject: String,
+                text: String,
+                created_at: i64,
+            }
+        }
+        let list = serde_json::Value::from(severities.to_vec()).to_string();
+        let rows = self
+            .rows::<MessageRow>(sql!(
+                "SELECT id, severity, subject, text, created_at FROM migration_messages WHERE job_id = ?1 \
+                 AND (json_array_length(?2) = 0 OR severity IN (SELECT value FROM json_each(?2))) \
+                 ORDER BY id LIMIT ?3 OFFSET ?4",
+                job_id,
+                list.as_str(),
+                i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                i64::try_from(offset).unwrap_or(i64::MAX)
+            ))
+            .await?;
+        let (rows, more) = super::split_page(rows, limit);
+        Ok((
+            rows.into_iter()
+                .map(|m| {
+                    serde_json::json!({"id": m.id.to_string(), "severity": m.severity, "subject": m.subject,
+                        "text": m.text, "createdDate": m.created_at})
+                })
+                .collect(),
+            more,
+        ))
+    }
+
+    /// The repositories with these ids (at most a few hundred per call), by id.
+    pub async fn repositories_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Repository>> {
+        let list = serde_json::Value::from(ids.to_vec()).to_string();
+        let rows = self
+            .rows::<RepoRow>(sql!(
+                format!("{REPO_SELECT} WHERE r.id IN (SELECT value FROM json_each(?1)) ORDER BY r.id"),
+                list.as_str()
+            ))
+            .await?;
+        Ok(rows.into_iter().map(Repository::from).collect())
+    }
+
+    /// Queues a support zip of `node_id` (its row and a job pinned to the node, one batch).
+    /// Returns (zip id, job id).
+    pub async fn queue_support_zip(&self, node_id: i64, now: Timestamp) -> StoreResult<(i64, i64)> {
+        row! {
+            struct Ids {
+                zip: i64,
+                job: i64,
+            }
+        }
+        let mut out = self
+            .batch(vec![
+                sql!("INSERT INTO support_zips (node_id, created_at) VALUES (?1, ?2)", node_id, now.millis()),
+                sql!(
+                    "INSERT INTO jobs (kind, reason, enqueued_at, node_id, payload, priority) \
+                     SELECT 'SUPPORT_ZIP', 'REQUESTED', ?2, ?1, CAST(MAX(id) AS TEXT), 1 FROM support_zips",
+                    node_id,
+                    now.millis()
+                ),
+                sql!(
+                    "SELECT (SELECT MAX(id) FROM support_zips) AS zip, (SELECT MAX(id) FROM jobs WHERE kind = 'SUPPORT_ZIP') AS job"
+                ),
+            ])
+            .await?;
+        let ids = out
+            .pop()
+            .unwrap_or_default()
+            .read::<Ids>()?
+            .pop()
+            .ok_or_else(|| super::StoreError::Backend("the support zip was not queued".into()))?;
+        Ok((ids.zip, ids.job))
+    }
+
+    /// The newest ready support zip of `node_id` asked for at or after `since`.
+    pub async fn fresh_support_zip(&self, node_id: i64, since: Timestamp) -> StoreResult<Option<SupportZip>> {
+        Ok(self
+            .row::<ZipRow>(sql!(
+                "SELECT id, node_id, state, size, created_at FROM support_zips WHERE node_id = ?1 AND state = 'READY' \
+                 AND created_at >= ?2 ORDER BY id DESC LIMIT 1",
+                node_id,
+                since.millis()
+            ))
+            .await?
+            .map(SupportZip::from))
+    }
+
+    /// One support zip.
+    pub async fn support_zip(&self, id: i64) -> StoreResult<Option<SupportZip>> {
+        Ok(self
+            .row::<ZipRow>(sql!("SELECT id, node_id, state, size, created_at FROM support_zips WHERE id = ?1", id))
+            .await?
+            .map(SupportZip::from))
+    }
+
+    /// Marks support zip `id` of `node_id` uploaded; false if it is not that node's.
+    pub async fn support_zip_uploaded(
+        &self,
+        id: i64,
+        node_id: i64,
+        size: i64,
+        sha256: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let out = self
+            .one(sql!(
+                "UPDATE support_zips SET state = 'READY', size = ?3, sha256 = ?4, ready_at = ?5 WHERE id = ?1 AND node_id = ?2",
+                id,
+                node_id,
+                size,
+                sha256,
+                now.millis()
+            ))
+            .await?;
+        Ok(out.changes > 0)
+    }
+}
