@@ -42,6 +42,7 @@ pub mod hex;
 pub mod hooks;
 pub mod identity;
 pub mod mail;
+pub mod migration;
 pub mod mirrors;
 pub mod nodes;
 pub mod paging;
