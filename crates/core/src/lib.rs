@@ -43,6 +43,7 @@ pub mod hooks;
 pub mod identity;
 pub mod mail;
 pub mod mesh;
+pub mod migration;
 pub mod mirrors;
 pub mod nodes;
 pub mod paging;
