@@ -129,10 +129,11 @@ pub(crate) fn fetch_copy(settings: &NodeSettings, job: &LeasedJob, mv: &LeasedMo
 }
 
 fn remove_dir(dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             warn!(dir = %dir.display(), error = %e, "could not remove a directory");
         }
+        _ => {}
     }
 }
 

@@ -6,6 +6,7 @@ use crate::admin::RateLimiter;
 use crate::mesh::grant::{FetchGrant, GRANT_TTL_MS};
 use crate::mesh::migration::{self as plan, LeasedMove, MeshMigrationRequest, Move};
 use crate::mesh::{self, MeshNode, MeshNodeInput, MeshNodeState, RegisteredMeshNode};
+use crate::migration::{MigrationJobDto, MigrationMessageDto, MigrationType};
 use crate::nodes::{FarmNode, JobReport, LeasedJob, Outcome, ResultRecorded};
 use crate::paging::BitbucketPage;
 use crate::queue::{Job, JobState, Signals, Topic};
@@ -289,6 +290,16 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     /// The job shape of Mesh migration `id`.
     async fn mesh_job_answer(&self, id: i64) -> Result<ApiResponse> {
+        let job = self
+            .store
+            .migration_job(id, Some(MigrationType::Mesh))
+            .await?
+            .ok_or_else(|| no_migration(&id.to_string()))?;
+        Ok(ApiResponse::json(200, &MigrationJobDto::from(&job)))
+    }
+
+    /// The summary of Mesh migration `id`.
+    async fn mesh_summary_answer(&self, id: i64) -> Result<ApiResponse> {
         let summary = self.store.mesh_summary(Some(id)).await?.ok_or_else(|| no_migration(&id.to_string()))?;
         Ok(ApiResponse::json(200, &summary))
     }
@@ -317,7 +328,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     /// `GET migration/mesh/{jobId}/summary`.
     pub(super) async fn mesh_migration_summary(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        self.mesh_job_answer(Self::migration_id(call)?).await
+        self.mesh_summary_answer(Self::migration_id(call)?).await
     }
 
     /// `GET migration/mesh/summary`: the migration in progress, 404 when none is.
@@ -352,20 +363,12 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// `GET migration/mesh/{jobId}/messages` (`severity` repeatable: INFO, WARN, ERROR).
     pub(super) async fn mesh_migration_messages(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let id = Self::migration_id(call)?;
-        self.store.mesh_summary(Some(id)).await?.ok_or_else(|| no_migration(&id.to_string()))?;
-        let mut severities = Vec::new();
-        for s in call.query.pairs().iter().filter(|(k, _)| k == "severity").map(|(_, v)| v) {
-            let s = s.trim().to_ascii_uppercase();
-            if !["INFO", "WARN", "ERROR"].contains(&s.as_str()) {
-                return Err(ApiError::Field {
-                    field: "severity".into(),
-                    message: format!("{s} is not INFO, WARN or ERROR."),
-                });
-            }
-            severities.push(s);
-        }
+        let severities = crate::migration::severity_filter(&call.query)
+            .map_err(|e| ApiError::Field { field: "severity".into(), message: e.to_string() })?;
+        self.store.migration_job(id, Some(MigrationType::Mesh)).await?.ok_or_else(|| no_migration(&id.to_string()))?;
         let page = BitbucketPage::from_query(&call.query);
-        let (values, more) = self.store.mesh_messages(id, &severities, page.start, page.limit).await?;
+        let (messages, more) = self.store.migration_messages(id, &severities, page.start, page.limit).await?;
+        let values: Vec<MigrationMessageDto> = messages.iter().map(MigrationMessageDto::from).collect();
         Ok(ApiResponse::json(200, &page.open(values, more)))
     }
 

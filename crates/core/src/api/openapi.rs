@@ -158,11 +158,13 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
             one(200, schemars::json_schema!({ "type": "string", "format": "binary" }))
         }
         H::UploadSupportZip | H::CancelMeshMigration => vec![(204, None)],
-        H::StartMeshMigration | H::MeshMigration | H::MeshMigrationSummary | H::ActiveMeshMigration => {
+        H::StartMeshMigration | H::MeshMigration => one(200, g.subschema_for::<crate::migration::MigrationJobDto>()),
+        H::MeshMigrationSummary | H::ActiveMeshMigration => {
             one(200, g.subschema_for::<crate::mesh::migration::MeshMigrationSummary>())
         }
         H::PreviewMeshMigration => one(200, schemars::json_schema!({ "type": "object" })),
-        H::MeshMigrationRepos | H::MeshMigrationMessages => one(200, schemars::json_schema!({ "type": "object" })),
+        H::MeshMigrationRepos => one(200, schemars::json_schema!({ "type": "object" })),
+        H::MeshMigrationMessages => one(200, g.subschema_for::<PageOf<crate::migration::MigrationMessageDto>>()),
         H::MeshMigrationSummaries => {
             one(200, g.subschema_for::<PageOf<crate::mesh::migration::MeshMigrationSummary>>())
         }

@@ -509,12 +509,16 @@ impl<D: Database> Store<D> {
         now: Timestamp,
     ) -> StoreResult<bool> {
         let held = super::mirrors::lease_held(1, 2);
+        let this = "id = ?1 AND lease_id = ?2 AND state = 'LEASED'";
         let repo = "(SELECT repository_id FROM jobs WHERE id = ?1)";
         let source =
             format!("(SELECT source_node_id FROM mesh_migration_repos WHERE job_id = ?3 AND repository_id = {repo})");
-        let p = |extra: Vec<super::port::Value>| {
+        // The first `n` of ?1 job, ?2 lease, ?3 migration, ?4 target, ?5 now, then `extra`
+        // (SQLite wants exactly the parameters a statement names).
+        let p = |n: usize, extra: Vec<super::port::Value>| {
             let mut v: Vec<super::port::Value> =
                 vec![job_id.into(), lease_id.into(), migration_id.into(), target.into(), now.millis().into()];
+            v.truncate(n);
             v.extend(extra);
             v
         };
@@ -524,7 +528,7 @@ impl<D: Database> Store<D> {
                     "UPDATE mesh_migration_repos SET state = '{state}' WHERE job_id = ?3 AND repository_id = {repo} \
                      AND {held}"
                 ),
-                p(vec![]),
+                p(3, vec![]),
             )
         };
         let message = |severity: &str, text: &str| {
@@ -533,7 +537,7 @@ impl<D: Database> Store<D> {
                     "INSERT INTO migration_messages (job_id, severity, subject, text, created_at) \
                      SELECT ?3, '{severity}', 'repository ' || {repo}, ?6, ?5 WHERE {held}"
                 ),
-                p(vec![text.into()]),
+                p(5, vec![text.into()]),
             )
         };
         let mut batch = Vec::new();
@@ -545,30 +549,30 @@ impl<D: Database> Store<D> {
                             "INSERT OR REPLACE INTO node_copies (node_id, repository_id, content, synced_at) \
                              SELECT ?4, {repo}, ?6, ?5 WHERE {held}"
                         ),
-                        p(vec![content.into()]),
+                        p(5, vec![content.into()]),
                     ),
                     Statement::new(
                         format!(
                             "INSERT OR IGNORE INTO moved_copies (node_id, repository_id) \
                              SELECT {source}, {repo} WHERE {held} AND {source} IS NOT NULL AND {source} != ?4"
                         ),
-                        p(vec![]),
+                        p(4, vec![]),
                     ),
                     Statement::new(
                         format!(
                             "DELETE FROM node_copies WHERE node_id = {source} AND node_id != ?4 \
                              AND repository_id = {repo} AND {held}"
                         ),
-                        p(vec![]),
+                        p(4, vec![]),
                     ),
                     set_repo("MIGRATED"),
                     message("INFO", text),
                     Statement::new(
                         format!(
                             "UPDATE jobs SET state = 'DONE', finished_at = ?5, lease_deadline = NULL, outcome = 'PUSHED', \
-                             message = NULL WHERE {held}"
+                             message = NULL WHERE {this}"
                         ),
-                        p(vec![]),
+                        p(5, vec![]),
                     ),
                 ]);
             }
@@ -578,9 +582,9 @@ impl<D: Database> Store<D> {
                 Statement::new(
                     format!(
                         "UPDATE jobs SET state = 'QUEUED', not_before = ?6, lease_deadline = NULL, message = ?7 \
-                         WHERE {held}"
+                         WHERE {this}"
                     ),
-                    p(vec![at.millis().into(), text.into()]),
+                    p(5, vec![at.millis().into(), text.into()]),
                 ),
             ]),
             MoveEnd::Failed { message: text } => batch.extend([
@@ -589,9 +593,9 @@ impl<D: Database> Store<D> {
                 Statement::new(
                     format!(
                         "UPDATE jobs SET state = 'FAILED', finished_at = ?5, lease_deadline = NULL, outcome = 'ERROR', \
-                         message = ?6 WHERE {held}"
+                         message = ?6 WHERE {this}"
                     ),
-                    p(vec![text.into()]),
+                    p(5, vec![text.into()]),
                 ),
             ]),
         }
@@ -771,47 +775,6 @@ impl<D: Database> Store<D> {
         Ok((repos, more))
     }
 
-    /// A migration job's messages, oldest first, of the given severities (all when empty).
-    pub async fn mesh_messages(
-        &self,
-        job_id: i64,
-        severities: &[String],
-        offset: u64,
-        limit: u64,
-    ) -> StoreResult<(Vec<serde_json::Value>, bool)> {
-        row! {
-            struct MessageRow {
-                id: i64,
-                severity: String,
-                subject: String,
-                text: String,
-                created_at: i64,
-            }
-        }
-        let list = serde_json::Value::from(severities.to_vec()).to_string();
-        let rows = self
-            .rows::<MessageRow>(sql!(
-                "SELECT id, severity, subject, text, created_at FROM migration_messages WHERE job_id = ?1 \
-                 AND (json_array_length(?2) = 0 OR severity IN (SELECT value FROM json_each(?2))) \
-                 ORDER BY id LIMIT ?3 OFFSET ?4",
-                job_id,
-                list.as_str(),
-                i64::try_from(limit + 1).unwrap_or(i64::MAX),
-                i64::try_from(offset).unwrap_or(i64::MAX)
-            ))
-            .await?;
-        let (rows, more) = super::split_page(rows, limit);
-        Ok((
-            rows.into_iter()
-                .map(|m| {
-                    serde_json::json!({"id": m.id.to_string(), "severity": m.severity, "subject": m.subject,
-                        "text": m.text, "createdDate": m.created_at})
-                })
-                .collect(),
-            more,
-        ))
-    }
-
     /// The repositories with these ids (at most a few hundred per call), by id.
     pub async fn repositories_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Repository>> {
         let list = serde_json::Value::from(ids.to_vec()).to_string();
@@ -897,5 +860,228 @@ impl<D: Database> Store<D> {
             ))
             .await?;
         Ok(out.changes > 0)
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::mesh::migration::plan;
+    use crate::nodes::NewNode;
+    use crate::registry::{NewProject, NewRepository};
+    use crate::store::sqlite::SqliteDatabase;
+    use crate::test_support::block_on;
+
+    const NOW: Timestamp = Timestamp(10_000_000);
+
+    struct World {
+        store: Store<SqliteDatabase>,
+        nodes: [i64; 3],
+        repos: Vec<i64>,
+    }
+
+    /// Three live nodes that serve clones; four repositories whose current copies are on node 1.
+    fn world() -> World {
+        let store = Store::new(SqliteDatabase::migrated());
+        block_on(async {
+            let project = store
+                .insert_project(&NewProject {
+                    key: "MS".into(),
+                    name: "Mesh".into(),
+                    description: None,
+                    public: false,
+                    created_at: Timestamp(1),
+                })
+                .await
+                .expect("project");
+            let mut repos = Vec::new();
+            for i in 0..4 {
+                let repo = store
+                    .insert_repository(&NewRepository {
+                        project_id: project.id,
+                        slug: format!("r{i}"),
+                        name: format!("r{i}"),
+                        description: None,
+                        default_branch: "main".into(),
+                        public: false,
+                        forkable: true,
+                        upstream: None,
+                        hierarchy_id: format!("h{i}"),
+                        origin_id: None,
+                        created_at: Timestamp(1),
+                    })
+                    .await
+                    .expect("repository");
+                repos.push(repo.id);
+            }
+            let mut nodes = [0; 3];
+            for (i, slot) in nodes.iter_mut().enumerate() {
+                let node = store
+                    .insert_node(&NewNode {
+                        name: format!("n{i}"),
+                        lookup: format!("l{i}"),
+                        hash: format!("h{i}"),
+                        created_at: Timestamp(1),
+                    })
+                    .await
+                    .expect("node");
+                store
+                    .heartbeat(node.id, NOW, Some(&format!("http://127.0.0.1:{}", 9000 + i)), &[])
+                    .await
+                    .expect("beat");
+                *slot = node.id;
+            }
+            let db = store.database();
+            for repo in &repos {
+                db.execute(&format!("INSERT INTO repository_hashes VALUES ({repo}, 'c{repo}', 1)"));
+                db.execute(&format!("INSERT INTO node_copies VALUES ({}, {repo}, 'c{repo}', 1)", nodes[0]));
+            }
+            World { store, nodes, repos }
+        })
+    }
+
+    fn lease(store: &Store<SqliteDatabase>, node: i64, lease_id: &str) -> Option<crate::queue::Job> {
+        block_on(store.poll_for_job(node, lease_id, NOW, NOW.plus_millis(60_000), None, NOW, 10)).expect("poll").leased
+    }
+
+    #[test]
+    fn a_move_is_leased_by_its_target_only_and_switches_the_copy_when_it_reports() {
+        let w = world();
+        let [one, two, three] = w.nodes;
+        let mesh = block_on(w.store.mesh_world(NOW)).expect("world");
+        assert_eq!(mesh.placement.get(&w.repos[0]), Some(&vec![one]));
+        assert_eq!(mesh.held.get(&one), Some(&4));
+        let moves = plan(&w.repos[..2], &mesh.placement, &[two], &mesh.held);
+        let id = block_on(w.store.start_mesh_migration(None, "{}", Some(5), &moves, NOW)).expect("start");
+        let summary = block_on(w.store.mesh_summary(None)).expect("read").expect("active");
+        assert_eq!((summary.job_id, summary.state.as_str(), summary.progress), (id, "RUNNING", 0));
+        assert_eq!(summary.queue.get("QUEUED"), Some(&2));
+        // Pinned to node 2: nodes 1 and 3 lease nothing.
+        assert!(lease(&w.store, one, "a").is_none());
+        assert!(lease(&w.store, three, "b").is_none());
+        let job = lease(&w.store, two, "c").expect("node 2 leases a move");
+        assert_eq!(job.kind, crate::queue::JobKind::MeshMove);
+        let ctx = block_on(w.store.move_context(job.id, id)).expect("context");
+        assert_eq!(ctx.source.as_ref().map(|s| s.id), Some(one));
+        let repo = ctx.repository.as_ref().expect("repository").id;
+        assert_eq!(ctx.source_content.as_deref(), Some(format!("c{repo}").as_str()));
+        assert_eq!((ctx.cancelling, ctx.max_bandwidth), (false, Some(5)));
+        let content = format!("c{repo}");
+        let end = MoveEnd::Moved { content: &content, message: "moved" };
+        assert!(block_on(w.store.finish_move(job.id, "c", id, two, end.clone(), NOW)).expect("finish"));
+        // Reported again under the same lease: nothing more happens.
+        assert!(!block_on(w.store.finish_move(job.id, "c", id, two, end, NOW)).expect("again"));
+        let db = w.store.database();
+        assert_eq!(db.count(&format!("SELECT node_id FROM node_copies WHERE repository_id = {repo}")), two);
+        // Node 1 is told to drop its copy once, and keeps the others.
+        let drop = block_on(w.store.copies_to_drop(one, &w.repos)).expect("drop");
+        assert_eq!(drop, vec![repo]);
+        assert!(block_on(w.store.copies_to_drop(one, &w.repos)).expect("again").is_empty());
+        // The second move fails for good: the migration ends FAILED, its copy untouched.
+        assert_eq!(db.count("SELECT COUNT(*) FROM jobs WHERE state = 'QUEUED'"), 1, "only the reported job closed");
+        let job = lease(&w.store, two, "d").expect("the second move");
+        let end = MoveEnd::Failed { message: "hash differs" };
+        assert!(block_on(w.store.finish_move(job.id, "d", id, two, end, NOW)).expect("fail"));
+        let summary = block_on(w.store.mesh_summary(Some(id))).expect("read").expect("job");
+        assert_eq!((summary.state.as_str(), summary.progress), ("FAILED", 100));
+        assert_eq!(summary.queue.get("MIGRATED"), Some(&1));
+        assert_eq!(db.count(&format!("SELECT node_id FROM node_copies WHERE repository_id = {}", w.repos[1])), one);
+        assert!(block_on(w.store.mesh_summary(None)).expect("read").is_none());
+        assert_eq!(db.count(&format!("SELECT COUNT(*) FROM migration_messages WHERE job_id = {id}")), 2);
+    }
+
+    #[test]
+    fn pulls_stay_on_the_node_holding_the_copy_and_node_states_limit_leases() {
+        let w = world();
+        let [one, two, _] = w.nodes;
+        let db = w.store.database();
+        db.execute(&format!(
+            "INSERT INTO jobs (kind, repository_id, reason, enqueued_at) VALUES ('PULL_MIRROR', {}, 'MANUAL', 1)",
+            w.repos[0]
+        ));
+        // Node 1 holds the copy and is live: node 2 may not take its pull.
+        assert!(lease(&w.store, two, "a").is_none());
+        // Draining, node 1 leases only what is pinned to it; offline, nothing at all.
+        block_on(w.store.update_node(one, None, Some(MeshNodeState::Draining))).expect("drain");
+        assert!(lease(&w.store, one, "b").is_none());
+        // Node 1 is no longer an AVAILABLE holder, so node 2 may pull.
+        let job = lease(&w.store, two, "c").expect("node 2 pulls");
+        assert_eq!(job.repository_id, Some(w.repos[0]));
+        block_on(w.store.update_node(two, Some("renamed"), Some(MeshNodeState::Offline))).expect("offline");
+        db.execute(&format!(
+            "INSERT INTO jobs (kind, repository_id, reason, enqueued_at) VALUES ('PULL_MIRROR', {}, 'MANUAL', 1)",
+            w.repos[1]
+        ));
+        assert!(lease(&w.store, two, "d").is_none());
+        let node = block_on(w.store.node_by_id(two)).expect("read").expect("node");
+        assert_eq!((node.name.as_str(), node.state), ("renamed", MeshNodeState::Offline));
+        // A taken name is a conflict.
+        let clash = block_on(w.store.update_node(one, Some("renamed"), None));
+        assert!(matches!(clash, Err(crate::store::StoreError::Conflict(_))), "{clash:?}");
+    }
+
+    #[test]
+    fn cancel_withdraws_queued_moves_and_a_dead_target_strands_nothing() {
+        let w = world();
+        let [one, two, three] = w.nodes;
+        let mesh = block_on(w.store.mesh_world(NOW)).expect("world");
+        let moves = plan(&w.repos, &mesh.placement, &[two, three], &mesh.held);
+        let id = block_on(w.store.start_mesh_migration(None, "{}", None, &moves, NOW)).expect("start");
+        let taken = lease(&w.store, two, "a").expect("node 2 takes one");
+        assert_eq!(block_on(w.store.cancel_mesh_migration(id, NOW)).expect("cancel"), Some(true));
+        assert_eq!(block_on(w.store.cancel_mesh_migration(id, NOW)).expect("again"), Some(false));
+        assert_eq!(block_on(w.store.cancel_mesh_migration(id + 1, NOW)).expect("none"), None);
+        let db = w.store.database();
+        assert_eq!(db.count("SELECT COUNT(*) FROM jobs WHERE kind = 'MESH_MOVE' AND state = 'QUEUED'"), 0);
+        // The move under way ends whole; then the migration is CANCELED.
+        let content = format!("c{}", taken.repository_id.expect("repo"));
+        let end = MoveEnd::Moved { content: &content, message: "moved" };
+        assert!(block_on(w.store.finish_move(taken.id, "a", id, two, end, NOW)).expect("finish"));
+        let summary = block_on(w.store.mesh_summary(Some(id))).expect("read").expect("job");
+        assert_eq!(summary.state, "CANCELED");
+        assert_eq!(summary.queue.get("CANCELED"), Some(&3));
+
+        // A second migration whose target stops answering: its moves fail, its copies stay.
+        let mesh = block_on(w.store.mesh_world(NOW)).expect("world");
+        let rest: Vec<i64> = w.repos.iter().copied().filter(|r| mesh.placement.get(r) == Some(&vec![one])).collect();
+        let moves = plan(&rest, &mesh.placement, &[three], &mesh.held);
+        let id = block_on(w.store.start_mesh_migration(None, "{}", None, &moves, NOW)).expect("start");
+        let later = NOW.plus_millis(LIVE_WINDOW_MS + 1);
+        assert_eq!(block_on(w.store.fail_stranded_moves(later)).expect("strand"), 3);
+        let summary = block_on(w.store.mesh_summary(Some(id))).expect("read").expect("job");
+        assert_eq!((summary.state.as_str(), summary.queue.get("FAILED")), ("FAILED", Some(&3)));
+        assert_eq!(db.count(&format!("SELECT COUNT(*) FROM node_copies WHERE node_id = {one}")), 3);
+    }
+
+    #[test]
+    fn heartbeats_keep_links_and_name_live_peers() {
+        let w = world();
+        let [one, two, three] = w.nodes;
+        let links = [
+            Link { node_id: one, peer_id: 0, reachable: true, round_trip_ms: Some(3), error: None },
+            Link { node_id: one, peer_id: two, reachable: false, round_trip_ms: None, error: Some("refused".into()) },
+        ];
+        let peers = block_on(w.store.heartbeat(one, NOW, Some("http://127.0.0.1:9000"), &links)).expect("beat");
+        assert_eq!(peers.iter().map(|p| p.id).collect::<Vec<_>>(), vec![two, three]);
+        let (_, stored) = block_on(w.store.nodes_and_links()).expect("links");
+        assert_eq!(stored, links.to_vec());
+        // A node unseen for the live window is no longer a peer.
+        let later = NOW.plus_millis(LIVE_WINDOW_MS + 1);
+        let peers = block_on(w.store.heartbeat(two, later, None, &[])).expect("beat");
+        assert!(peers.is_empty());
+    }
+
+    #[test]
+    fn support_zips_are_pinned_to_their_node_and_only_it_may_upload() {
+        let w = world();
+        let [one, two, _] = w.nodes;
+        let (zip, job) = block_on(w.store.queue_support_zip(two, NOW)).expect("queue");
+        assert!(lease(&w.store, one, "a").is_none());
+        let leased = lease(&w.store, two, "b").expect("node 2 builds it");
+        assert_eq!((leased.id, leased.payload.as_deref()), (job, Some(zip.to_string().as_str())));
+        assert!(!block_on(w.store.support_zip_uploaded(zip, one, 10, "x", NOW)).expect("not node 1's"));
+        assert!(block_on(w.store.support_zip_uploaded(zip, two, 10, "x", NOW)).expect("node 2's"));
+        let fresh = block_on(w.store.fresh_support_zip(two, NOW)).expect("read").expect("ready");
+        assert_eq!((fresh.id, fresh.state.as_str(), fresh.size), (zip, "READY", Some(10)));
     }
 }
