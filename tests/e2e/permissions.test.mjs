@@ -158,7 +158,9 @@ function concrete(path, method) {
     .replace("{labelName}", "nolabel")
     .replace("{loggerName}", "mirrorfarm.matrix")
     .replace("{levelName}", "INFO")
-    .replace("{scriptId}", "999999");
+    .replace("{scriptId}", "999999")
+    .replace("{nodeId}", "999999")
+    .replace("{zipId}", "999999");
 }
 
 test("every route answers every kind of caller as the route table declares", async () => {

@@ -193,19 +193,18 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         Ok(ApiResponse::bytes(200, "application/octet-stream", bytes))
     }
 
-    /// `GET admin/git/mesh/support-zips`: one zip holding each reachable node's.
+    /// `GET admin/git/mesh/support-zips`: one zip holding each reachable node's, and a
+    /// `README.txt` naming the nodes left out (offline or out of reach).
     pub(super) async fn mesh_support_zips(&self, _call: &Call<'_>) -> Result<ApiResponse> {
         let nodes = self.store.all_nodes().await?;
-        let reachable: Vec<&FarmNode> = nodes
-            .iter()
-            .filter(|n| {
-                !matches!(n.state, MeshNodeState::Offline | MeshNodeState::Disabled) && mesh::is_live(n, self.now)
-            })
-            .collect();
-        if reachable.is_empty() {
-            return Err(ApiError::Unavailable("No node is reachable to build a support zip.".into()));
+        let (reachable, away): (Vec<&FarmNode>, Vec<&FarmNode>) = nodes.iter().partition(|n| {
+            !matches!(n.state, MeshNodeState::Offline | MeshNodeState::Disabled) && mesh::is_live(n, self.now)
+        });
+        let mut readme = format!("Support zips of {} node(s).\n", reachable.len());
+        for node in &away {
+            readme.push_str(&format!("Left out: node {} ({}), {}.\n", node.name, node.id, node.state.as_str()));
         }
-        let mut entries = Vec::new();
+        let mut entries = vec![("README.txt".to_owned(), readme.into_bytes())];
         for node in reachable {
             let bytes = self.support_zip_of(node).await?;
             entries.push((format!("{}-{}.zip", node.name.replace(['/', '\\'], "_"), node.id), bytes));
@@ -405,6 +404,24 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         Ok(ApiResponse::json(200, &page.open(values, more)))
     }
 
+    /// A Mesh move whose lease ran out (its node died or stalled): tried again while tries are
+    /// left, else failed; cancelled if its migration was. The source's copy serves throughout.
+    pub(super) async fn expire_move(&self, job: &Job, lease_id: &str) -> Result<()> {
+        let migration_id: i64 = job.payload.as_deref().and_then(|p| p.parse().ok()).unwrap_or_default();
+        let ctx = self.store.move_context(job.id, migration_id).await?;
+        let why = "Its node stopped answering before the move ended; the source's copy still serves.";
+        let end = if ctx.cancelling {
+            MoveEnd::Canceled
+        } else if job.attempt < crate::mirrors::MAX_TRIES {
+            let wait = crate::mirrors::backoff_ms(job.attempt, self.config.retry_base_ms);
+            MoveEnd::Retry { at: self.now.plus_millis(wait), message: why }
+        } else {
+            MoveEnd::Failed { message: why }
+        };
+        self.store.finish_move(job.id, lease_id, migration_id, 0, end, self.now).await?;
+        Ok(())
+    }
+
     /// Fails Mesh moves waiting for a node that stopped answering, so migrations end (the
     /// source's copy still serves). Run by the cron. Returns how many.
     pub async fn fail_stranded_moves(&self) -> Result<u64> {
@@ -425,7 +442,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         let ctx = self.store.move_context(job.id, migration_id).await?;
         let fail = |why: &'static str| MoveEnd::Failed { message: why };
         let end = match (&ctx.repository, &ctx.source, &ctx.source_content) {
-            _ if ctx.cancelling => Some(fail("The migration was cancelled.")),
+            _ if ctx.cancelling => Some(MoveEnd::Canceled),
             (Some(repo), Some(source), Some(content)) => match &source.clone_url {
                 Some(base) => {
                     let grant = FetchGrant {
@@ -443,7 +460,11 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                         mesh_move: Some(LeasedMove {
                             migration_id,
                             source_node_id: source.id,
-                            source_url: format!("{base}/scm/{}/{}.git", repo.project.key, repo.slug),
+                            source_url: format!(
+                                "{base}/scm/{}/{}.git",
+                                repo.project.key.to_ascii_lowercase(),
+                                repo.slug
+                            ),
                             grant: grant.encode(&signature),
                             expected_content: content.clone(),
                             max_bytes_per_second: ctx.max_bandwidth,

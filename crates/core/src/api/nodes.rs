@@ -201,6 +201,11 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     async fn return_expired(&self, expired: &[Job]) -> Result<()> {
         for job in expired {
             let Some(lease_id) = job.lease_id.as_deref() else { continue };
+            if job.kind == JobKind::MeshMove {
+                self.expire_move(job, lease_id).await?;
+                self.mark_queued();
+                continue;
+            }
             let context = self.store.job_context(job.id).await?;
             let outcome = UpdateOutcome::Error(LEASE_EXPIRED.into());
             let (completion, tracked) = self.conclude(job, Self::tracked(&context, self.now), &outcome);

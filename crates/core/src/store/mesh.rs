@@ -168,6 +168,8 @@ pub enum MoveEnd<'a> {
         /// Why.
         message: &'a str,
     },
+    /// The migration was cancelled before this move could end: nothing moved.
+    Canceled,
 }
 
 /// A support zip's row.
@@ -585,6 +587,16 @@ impl<D: Database> Store<D> {
                          WHERE {this}"
                     ),
                     p(5, vec![at.millis().into(), text.into()]),
+                ),
+            ]),
+            MoveEnd::Canceled => batch.extend([
+                set_repo("CANCELED"),
+                Statement::new(
+                    format!(
+                        "UPDATE jobs SET state = 'FAILED', finished_at = ?5, lease_deadline = NULL, outcome = 'ERROR', \
+                         message = 'The migration was cancelled.' WHERE {this}"
+                    ),
+                    p(5, vec![]),
                 ),
             ]),
             MoveEnd::Failed { message: text } => batch.extend([
@@ -1040,6 +1052,14 @@ mod tests {
         let summary = block_on(w.store.mesh_summary(Some(id))).expect("read").expect("job");
         assert_eq!(summary.state, "CANCELED");
         assert_eq!(summary.queue.get("CANCELED"), Some(&3));
+
+        // Cancelled with nothing under way, a migration ends at once.
+        let mesh = block_on(w.store.mesh_world(NOW)).expect("world");
+        let moves = plan(&w.repos[1..2], &mesh.placement, &[three], &mesh.held);
+        let quick = block_on(w.store.start_mesh_migration(None, "{}", None, &moves, NOW)).expect("start");
+        assert_eq!(block_on(w.store.cancel_mesh_migration(quick, NOW)).expect("cancel"), Some(true));
+        let summary = block_on(w.store.mesh_summary(Some(quick))).expect("read").expect("job");
+        assert_eq!((summary.state.as_str(), summary.end_time), ("CANCELED", Some(NOW.millis())));
 
         // A second migration whose target stops answering: its moves fail, its copies stay.
         let mesh = block_on(w.store.mesh_world(NOW)).expect("world");
