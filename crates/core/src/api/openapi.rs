@@ -262,6 +262,19 @@ fn query_parameters(handler: Handler) -> Vec<Value> {
             param("affectedObject", json!({ "type": "string" }), "TYPE,ID pairs separated by ';'"),
             param("search", json!({ "type": "string" }), "Text anywhere in the event"),
         ],
+        Handler::MeshMigrationRepos => vec![
+            param("migrationId", json!({ "type": "string" }), "The migration (default: the one in progress)"),
+            param(
+                "state",
+                json!({ "type": "string", "enum": ["QUEUED", "STAGING", "STAGED", "MIGRATED", "FAILED", "CANCELED", "SKIPPED"] }),
+                "Only repositories in this state (ignored with no migration)",
+            ),
+        ],
+        Handler::MeshMigrationMessages => vec![param(
+            "severity",
+            json!({ "type": "string", "enum": ["INFO", "WARN", "ERROR"] }),
+            "Only messages of this severity (repeatable)",
+        )],
         _ => Vec::new(),
     }
 }
@@ -279,8 +292,9 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
     for (status, schema) in answers(route.handler, g) {
         let mut answer = json!({ "description": "Success" });
         let media = match route.handler {
-            Handler::Metrics => "text/plain",
+            Handler::Metrics | Handler::ControlPlanePem => "text/plain",
             Handler::ServeAvatar => "image/*",
+            Handler::MeshSupportZips | Handler::MeshSupportZip => "application/octet-stream",
             _ => "application/json",
         };
         if let Some(schema) = schema {

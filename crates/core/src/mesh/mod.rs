@@ -281,7 +281,7 @@ pub fn support_zip_key(id: i64) -> String {
 pub const SUPPORT_ZIP_FRESH_MS: i64 = 5 * 60_000;
 
 /// Largest support zip a node may upload (bytes).
-pub const MAX_SUPPORT_ZIP_BYTES: usize = 20 * 1024 * 1024;
+pub const MAX_SUPPORT_ZIP_BYTES: usize = 8 * 1024 * 1024;
 
 /// The support-zip part of a leased job: which zip to build and upload.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
