@@ -113,6 +113,22 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         Ok(ApiResponse::json(200, &MeshNode::of(&updated, self.now)))
     }
 
+    /// `DELETE admin/git/mesh/nodes/{nodeId}[?force=true]`: removes a node and its token. A node
+    /// holding the only current copy of a repository is kept (409: drain it first) unless forced;
+    /// its pinned work and its copies' records go with it.
+    pub(super) async fn delete_mesh_node(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let node = self.mesh_node_at(call).await?;
+        let force = call.query.get("force").is_some_and(|f| f.eq_ignore_ascii_case("true"));
+        let only = self.store.delete_node(node.id, force).await?;
+        if only > 0 {
+            return Err(ApiError::Conflict(format!(
+                "Node {} holds the only current copy of {only} repositories: drain it first, or delete with force=true.",
+                node.name
+            )));
+        }
+        Ok(ApiResponse::empty(204))
+    }
+
     /// The moves that drain `node`: each copy it holds, to the other available nodes.
     async fn drain_plan(&self, node: &FarmNode) -> Result<Vec<Move>> {
         let world = self.store.mesh_world(self.now).await?;

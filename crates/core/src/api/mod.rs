@@ -605,6 +605,7 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             H::RegisterMeshNode => self.register_mesh_node(&call).await,
             H::MeshNode => self.mesh_node(&call).await,
             H::UpdateMeshNode => self.update_mesh_node(&call).await,
+            H::DeleteMeshNode => self.delete_mesh_node(&call).await,
             H::MeshConnectivity => self.mesh_connectivity(&call).await,
             H::ControlPlanePem => self.control_plane_pem(&call).await,
             H::MeshSupportZips => self.mesh_support_zips(&call).await,

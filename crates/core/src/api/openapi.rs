@@ -157,7 +157,7 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::MeshSupportZips | H::MeshSupportZip => {
             one(200, schemars::json_schema!({ "type": "string", "format": "binary" }))
         }
-        H::UploadSupportZip | H::CancelMeshMigration => vec![(204, None)],
+        H::UploadSupportZip | H::CancelMeshMigration | H::DeleteMeshNode => vec![(204, None)],
         H::StartMeshMigration | H::MeshMigration => one(200, g.subschema_for::<crate::migration::MigrationJobDto>()),
         H::MeshMigrationSummary | H::ActiveMeshMigration => {
             one(200, g.subschema_for::<crate::mesh::migration::MeshMigrationSummary>())
@@ -270,6 +270,11 @@ fn query_parameters(handler: Handler) -> Vec<Value> {
                 "Only repositories in this state (ignored with no migration)",
             ),
         ],
+        Handler::DeleteMeshNode => vec![param(
+            "force",
+            json!({ "type": "boolean" }),
+            "Remove it even if it holds the only current copy of some repository",
+        )],
         Handler::MeshMigrationMessages => vec![param(
             "severity",
             json!({ "type": "string", "enum": ["INFO", "WARN", "ERROR"] }),

@@ -297,6 +297,8 @@ pub enum Handler {
     MeshNode,
     /// `PUT /rest/api/latest/admin/git/mesh/nodes/{nodeId}`.
     UpdateMeshNode,
+    /// `DELETE /rest/api/latest/admin/git/mesh/nodes/{nodeId}`.
+    DeleteMeshNode,
     /// `GET /rest/api/latest/admin/git/mesh/diagnostics/connectivity`.
     MeshConnectivity,
     /// `GET /rest/api/latest/admin/git/mesh/config/control-plane.pem`.
@@ -723,6 +725,7 @@ pub const ROUTES: &[Route] = &[
     route(Get, MESH_NODES, H::MeshNodes, SysAdmin, NoBody, "Farm nodes as Mesh nodes"),
     route(Post, MESH_NODES, H::RegisterMeshNode, SysAdmin, Input::MeshNode, "Register a node (its token is shown once)"),
     route(Get, MESH_NODE, H::MeshNode, SysAdmin, NoBody, "One Mesh node"),
+    route(Delete, MESH_NODE, H::DeleteMeshNode, SysAdmin, NoBody, "Remove a node (409 while it holds the only current copy of a repository, unless force=true)"),
     route(Put, MESH_NODE, H::UpdateMeshNode, SysAdmin, Input::MeshNode, "Rename a node or set its state (DRAINING moves its copies to the other nodes)"),
     route(Get, "/rest/api/latest/admin/git/mesh/diagnostics/connectivity", H::MeshConnectivity, SysAdmin, NoBody, "Round trips each node measured to the edge and to the other nodes"),
     route(Get, "/rest/api/latest/admin/git/mesh/config/control-plane.pem", H::ControlPlanePem, SysAdmin, NoBody, "The public key nodes verify the edge's signatures with (PEM)"),

@@ -184,6 +184,9 @@ pub struct ReportNode {
     /// `BITBUCKET` (the edge) or `MESH` (a farm node).
     #[serde(rename = "type")]
     pub kind: String,
+    /// A node's last contact (epoch ms), if any (mirrorfarm's addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_date: Option<i64>,
 }
 
 /// What one link measured.
@@ -233,11 +236,16 @@ pub struct ConnectivityReport {
 }
 
 fn edge_end() -> ReportNode {
-    ReportNode { id: "edge".into(), name: "mirrorfarm edge".into(), kind: "BITBUCKET".into() }
+    ReportNode { id: "edge".into(), name: "mirrorfarm edge".into(), kind: "BITBUCKET".into(), last_seen_date: None }
 }
 
 fn node_end(node: &FarmNode) -> ReportNode {
-    ReportNode { id: node.id.to_string(), name: node.name.clone(), kind: "MESH".into() }
+    ReportNode {
+        id: node.id.to_string(),
+        name: node.name.clone(),
+        kind: "MESH".into(),
+        last_seen_date: node.last_seen.map(Timestamp::millis),
+    }
 }
 
 fn summary(link: Option<&Link>) -> LinkSummary {

@@ -78,6 +78,12 @@ row! {
 }
 
 row! {
+    struct CountRow2 {
+        n: i64,
+    }
+}
+
+row! {
     struct IdRow {
         id: i64,
     }
@@ -299,6 +305,24 @@ impl<D: Database> Store<D> {
             ))
             .await?;
         Ok(super::nodes::read_nodes(out)?.pop())
+    }
+
+    /// Deletes node `id` (its copies' records and pinned jobs cascade) unless, without `force`,
+    /// it holds the only current copy of some repository: then nothing is deleted and their
+    /// number is answered.
+    pub async fn delete_node(&self, id: i64, force: bool) -> StoreResult<i64> {
+        let sole = "SELECT COUNT(*) AS n FROM node_copies c JOIN repository_hashes h \
+             ON h.repository_id = c.repository_id AND h.content = c.content WHERE c.node_id = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM node_copies o WHERE o.repository_id = c.repository_id \
+               AND o.node_id != ?1 AND o.content = h.content)";
+        let mut out = self
+            .batch(vec![
+                Statement::new(format!("{sole}"), vec![id.into()]),
+                sql!(format!("DELETE FROM farm_nodes WHERE id = ?1 AND (?2 OR ({sole}) = 0)"), id, force),
+            ])
+            .await?;
+        let n = nth(&mut out, 0)?.read::<CountRow2>()?.pop().map_or(0, |r| r.n);
+        Ok(if force { 0 } else { n })
     }
 
     /// Which of the repositories a node says it holds it should delete: those that are gone,
@@ -1030,6 +1054,13 @@ mod tests {
         // A taken name is a conflict.
         let clash = block_on(w.store.update_node(one, Some("renamed"), None));
         assert!(matches!(clash, Err(crate::store::StoreError::Conflict(_))), "{clash:?}");
+        // Node 1 holds the only current copies: kept unless forced, then gone with its copies.
+        assert_eq!(block_on(w.store.delete_node(one, false)).expect("refused"), 4);
+        assert!(block_on(w.store.node_by_id(one)).expect("read").is_some());
+        assert_eq!(block_on(w.store.delete_node(two, false)).expect("holds nothing"), 0);
+        assert!(block_on(w.store.node_by_id(two)).expect("read").is_none());
+        assert_eq!(block_on(w.store.delete_node(one, true)).expect("forced"), 0);
+        assert_eq!(db.count("SELECT COUNT(*) FROM node_copies"), 0);
     }
 
     #[test]
