@@ -187,11 +187,12 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 let job = self.wait_for_job(job_id).await?;
                 match self.store.support_zip(zip_id).await? {
                     Some(zip) if zip.state == "READY" => zip,
+                    // The node failed to build or upload it, or died holding the job.
                     _ => {
-                        return Err(ApiError::Internal(format!(
+                        return Err(ApiError::Unavailable(format!(
                             "Node {} could not build its support zip: {}",
                             node.name,
-                            job.message.unwrap_or_default()
+                            job.message.unwrap_or_else(|| "it stopped answering".into())
                         )));
                     }
                 }
