@@ -114,6 +114,9 @@ pub struct LeasedJob {
     /// The hook scripts to run around the job's ref updates (see [`crate::hooks`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<crate::hooks::LeasedHook>,
+    /// The export or import to run, for migration jobs (see [`crate::migration::archive`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<crate::migration::archive::LeasedMigration>,
 }
 
 /// The fork part of a leased fork sync: where the fork's refs live, the origin whose copy the

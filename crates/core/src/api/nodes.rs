@@ -40,12 +40,12 @@ const LEASE_EXPIRED: &str = "The farm node stopped responding before the update 
 
 impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// The authenticated node, or 401.
-    fn node<'c>(call: &'c Call<'_>) -> Result<&'c crate::nodes::FarmNode> {
+    pub(super) fn node<'c>(call: &'c Call<'_>) -> Result<&'c crate::nodes::FarmNode> {
         call.node.as_ref().ok_or(ApiError::Unauthorized)
     }
 
     /// A URL with its sealed credentials put back, for a node.
-    async fn unsealed(&self, url: &StoredUrl) -> Result<String> {
+    pub(super) async fn unsealed(&self, url: &StoredUrl) -> Result<String> {
         let parsed =
             GitUrl::parse(&url.plain).map_err(|e| ApiError::Internal(format!("stored url unreadable: {e}")))?;
         Ok(match &url.sealed_userinfo {
@@ -325,8 +325,11 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                         }
                     }
                 }
+                JobKind::MigrationExport | JobKind::MigrationImport => {
+                    Some(self.leased_migration_job(call, &job, lease_of(&job, &lease_id, deadline.millis())).await?)
+                }
                 JobKind::PullMirror | JobKind::PushMirror => None,
-                JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => None,
+                JobKind::MeshMove | JobKind::SupportZip => None,
             };
             match own {
                 Some(Some(body)) => return Ok((Some(body), None)),
@@ -727,6 +730,7 @@ fn lease_of(job: &Job, lease_id: &str, deadline: i64) -> LeasedJob {
         recreate: false,
         mail: None,
         hooks: Vec::new(),
+        migration: None,
     }
 }
 

@@ -29,6 +29,16 @@ use crate::webhooks::{WebhookAnswer, WebhookSecret};
 /// A successful answer: its status and, if it has a body, the body's schema.
 type Answer = (u16, Option<Schema>);
 
+/// `POST …/migration/imports`.
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Only its schema is used.
+struct ImportParams {
+    /// The archive's R2 key: relative to `migration/import/`, or a key under `migration/import/`
+    /// or `migration/export/`.
+    archive_path: String,
+}
+
 /// What each handler answers when it succeeds. An exhaustive match: a new handler does not
 /// compile until it says what it sends.
 fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
@@ -149,6 +159,15 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::AuditEvents => one(200, g.subschema_for::<super::audit::AuditPage>()),
         H::GetAuditRetention | H::PutAuditRetention => one(200, g.subschema_for::<super::audit::RetentionConfig>()),
         H::DismissRetentionReview => vec![(204, None)],
+        H::StartExport | H::StartImport | H::GetMigrationJob => {
+            one(200, g.subschema_for::<crate::migration::MigrationJobDto>())
+        }
+        H::PreviewExport => one(200, g.subschema_for::<crate::migration::archive::Preview>()),
+        H::CancelMigrationJob | H::UploadArchive => vec![(204, None)],
+        H::MigrationMessages => one(200, g.subschema_for::<PageOf<crate::migration::MigrationMessageDto>>()),
+        H::MigrationProgress => one(200, g.subschema_for::<crate::migration::archive::MigrationAck>()),
+        H::ImportRepository => one(200, g.subschema_for::<crate::migration::archive::ImportAnswer>()),
+        H::DownloadArchive => one(200, schemars::json_schema!({ "type": "string", "format": "binary" })),
         H::ChangePassword
         | H::MergeUserSettings
         | H::DeleteUserRateLimit
@@ -199,6 +218,11 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::Address => schemars::json_schema!({ "type": "string", "format": "email" }),
         Input::HookScript => return None,
         Input::Retention => g.subschema_for::<super::audit::RetentionConfig>(),
+        Input::Export => g.subschema_for::<crate::migration::archive::ExportRequest>(),
+        Input::Import => g.subschema_for::<ImportParams>(),
+        Input::MigrationProgress => g.subschema_for::<crate::migration::archive::MigrationProgress>(),
+        Input::ImportedRepository => g.subschema_for::<crate::migration::archive::ImportedRepository>(),
+        Input::Stream => return None,
     })
 }
 
@@ -259,6 +283,7 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
         let media = match route.handler {
             Handler::Metrics => "text/plain",
             Handler::ServeAvatar => "image/*",
+            Handler::DownloadArchive => "application/x-tar",
             _ => "application/json",
         };
         if let Some(schema) = schema {
@@ -320,6 +345,9 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
             "content": { "type": "string", "format": "binary" }, "name": text, "description": text,
             "type": { "type": "string", "enum": ["PRE", "POST"] } } });
         op["requestBody"] = json!({ "required": true, "content": { "multipart/form-data": { "schema": form } } });
+    } else if route.input == Input::Stream {
+        let tar = json!({ "type": "string", "format": "binary" });
+        op["requestBody"] = json!({ "required": true, "content": { "application/x-tar": { "schema": tar } } });
     } else if let Some(schema) = request(route, g) {
         op["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": schema } } });
     }
