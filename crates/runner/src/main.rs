@@ -17,6 +17,7 @@ mod git;
 mod hooks;
 mod logging;
 mod mail;
+mod migration;
 mod oneshot;
 mod push;
 mod records;

@@ -331,7 +331,12 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                         Some(url) => Some(self.unsealed(url).await?),
                         None => None,
                     };
-                    items.push(ExportItem { repository_id: row.id, fetch_url, entry: entry.clone() });
+                    items.push(ExportItem {
+                        repository_id: row.id,
+                        fetch_url,
+                        content_hash: row.hash.clone(),
+                        entry: entry.clone(),
+                    });
                     repositories.push(entry);
                 }
                 let count = items.len();

@@ -454,7 +454,7 @@ impl Input {
             Self::Report => MAX_REPORT_BYTES,
             Self::Avatar => crate::admin::avatar::MAX_UPLOAD_BYTES,
             Self::HookScript => MAX_HOOK_UPLOAD_BYTES,
-            Self::Stream => crate::migration::archive::MAX_ARCHIVE_BYTES,
+            Self::Stream => usize::try_from(crate::migration::archive::MAX_ARCHIVE_BYTES).unwrap_or(usize::MAX),
             _ => super::MAX_BODY_BYTES,
         }
     }

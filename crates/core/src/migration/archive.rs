@@ -33,7 +33,7 @@ pub const MAX_EXPORTS: u32 = 2;
 /// Imports running at once, at most (Bitbucket: 1 per cluster).
 pub const MAX_IMPORTS: u32 = 1;
 /// The largest archive a node may upload: R2's limit for one object written in one request.
-pub const MAX_ARCHIVE_BYTES: usize = 5 * 1024 * 1024 * 1024 - 1;
+pub const MAX_ARCHIVE_BYTES: u64 = 5 * 1024 * 1024 * 1024 - 1;
 
 /// Why an export or import request, or a node's report, was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -375,6 +375,10 @@ pub struct ExportItem {
     /// fork, its own location), with credentials. Never written to the archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch_url: Option<String>,
+    /// The repository's content hash here: a copy whose branches and tags hash to it is current
+    /// and is bundled without a fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
     /// What the manifest says of it.
     pub entry: ManifestRepository,
 }

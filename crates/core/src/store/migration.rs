@@ -365,6 +365,7 @@ row! {
         pub(crate) grants: String,
         pub(crate) pull: Option<String>,
         pub(crate) push_credentials: i64,
+        pub(crate) hash: Option<String>,
     }
 }
 
@@ -422,7 +423,8 @@ impl<D: Database> Store<D> {
                           'overwriteDivergedBranches', m.mirror_overwrites_diverged_branches = 1, \
                           'mirrorBranchRegex', m.mirror_branch_regex) FROM pull_mirrors m WHERE m.repository_id = r.id) AS pull, \
                        (SELECT COUNT(*) FROM remote_mirrors rm WHERE rm.repository_id = r.id \
-                          AND rm.userinfo_sealed IS NOT NULL) AS push_credentials \
+                          AND rm.userinfo_sealed IS NOT NULL) AS push_credentials, \
+                       (SELECT h.content FROM repository_hashes h WHERE h.repository_id = r.id) AS hash \
                      FROM repositories r JOIN projects p ON p.id = r.project_id \
                        LEFT JOIN fork_syncs f ON f.repository_id = r.id \
                      ORDER BY p.key, r.slug"
