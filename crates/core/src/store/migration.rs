@@ -419,8 +419,9 @@ impl<D: Database> Store<D> {
                           WHERE repository_id = r.id ORDER BY name) l) AS labels, \
                        (SELECT json_group_array(json_object('user', u.name, 'level', g.level)) \
                           FROM repository_grants g JOIN users u ON u.id = g.user_id WHERE g.repository_id = r.id) AS grants, \
-                       (SELECT json_object('enabled', m.enabled = 1, 'onlyProtectedBranches', m.only_mirror_protected_branches = 1, \
-                          'overwriteDivergedBranches', m.mirror_overwrites_diverged_branches = 1, \
+                       (SELECT json_object('enabled', json(IIF(m.enabled, 'true', 'false')), \
+                          'onlyProtectedBranches', json(IIF(m.only_mirror_protected_branches, 'true', 'false')), \
+                          'overwriteDivergedBranches', json(IIF(m.mirror_overwrites_diverged_branches, 'true', 'false')), \
                           'mirrorBranchRegex', m.mirror_branch_regex) FROM pull_mirrors m WHERE m.repository_id = r.id) AS pull, \
                        (SELECT COUNT(*) FROM remote_mirrors rm WHERE rm.repository_id = r.id \
                           AND rm.userinfo_sealed IS NOT NULL) AS push_credentials, \
@@ -853,5 +854,37 @@ mod tests {
         assert_eq!(two.len(), 3);
         let (other, _) = block_on(store.migration_messages(job.id + 1, &[], 0, 25)).expect("page");
         assert!(other.is_empty());
+    }
+
+    #[test]
+    fn an_export_reads_settings_labels_and_grants_as_the_manifest_takes_them() {
+        let (store, user) = store();
+        let db = store.database();
+        db.execute(&format!(
+            "INSERT INTO projects (id, key, name, created_at) VALUES (1, 'P', 'P', 1); \
+             INSERT INTO repositories (id, project_id, slug, name, default_branch, hierarchy_id, created_at, \
+               upstream_url, upstream_userinfo_sealed) VALUES (5, 1, 'r', 'r', 'main', 'h', 1, 'https://e.com/r.git', 'sealed'); \
+             INSERT INTO pull_mirrors (repository_id, enabled, only_mirror_protected_branches, \
+               mirror_overwrites_diverged_branches, mirror_branch_regex, updated_at) VALUES (5, 1, 1, 0, '^rel', 1); \
+             INSERT INTO repository_labels (repository_id, name) VALUES (5, 'b'), (5, 'a'); \
+             INSERT INTO repository_grants (repository_id, user_id, level) VALUES (5, {user}, 'WRITE'); \
+             INSERT INTO project_grants (project_id, user_id, level) VALUES (1, {user}, 'READ'); \
+             INSERT INTO repository_hashes (repository_id, content, computed_at) VALUES (5, 'abc', 1);"
+        ));
+        let (rows, grants) = block_on(store.export_rows()).expect("read");
+        let row = rows.first().expect("one repository");
+        let pull: crate::migration::archive::ManifestPull =
+            serde_json::from_str(row.pull.as_deref().expect("pull settings")).expect("reads as the manifest's");
+        assert!(pull.enabled && pull.only_protected_branches && !pull.overwrite_diverged_branches);
+        assert_eq!(pull.mirror_branch_regex.as_deref(), Some("^rel"));
+        assert_eq!(serde_json::from_str::<Vec<String>>(&row.labels).expect("labels"), ["a", "b"]);
+        let repo_grants: Vec<crate::migration::archive::ManifestGrant> =
+            serde_json::from_str(&row.grants).expect("grants");
+        assert_eq!((repo_grants[0].user.as_str(), repo_grants[0].level.as_str()), ("admin", "WRITE"));
+        assert_eq!((row.upstream_userinfo_sealed.as_deref(), row.hash.as_deref()), (Some("sealed"), Some("abc")));
+        assert_eq!(
+            grants.iter().map(|g| (g.key.as_str(), g.user.as_str(), g.level.as_str())).collect::<Vec<_>>(),
+            [("P", "admin", "READ")]
+        );
     }
 }
