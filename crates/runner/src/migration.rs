@@ -68,6 +68,9 @@ fn export_parallelism() -> usize {
         .unwrap_or_else(|| thread::available_parallelism().map_or(2, |n| n.get() * 2).clamp(2, 8))
 }
 
+/// How often an export reports its progress (and learns of a cancel).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
 /// The test-only pause between imported repositories (see the module's doc).
 fn import_pause() -> Duration {
     Duration::from_millis(std::env::var("MIRRORFARM_MIGRATION_PAUSE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0))
@@ -204,6 +207,8 @@ fn export_archive(
         }
         drop(tx);
         let mut done = 0usize;
+        let mut pending = Vec::new();
+        let mut reported = std::time::Instant::now();
         for bundled in rx {
             done += 1;
             errors += bundled.messages.iter().filter(|m| m.severity == Severity::Error).count();
@@ -211,11 +216,17 @@ fn export_archive(
                 entry.bundle = bundled.bundle;
                 entry.content_hash = bundled.hash;
             }
+            pending.extend(bundled.messages);
+            // At most one report a second (each is an edge round trip): cancel still lands within one.
+            if done < total && reported.elapsed() < REPORT_EVERY {
+                continue;
+            }
+            reported = std::time::Instant::now();
             // Bundling is most of the work; the tar and its upload the last tenth.
             let progress = MigrationProgress {
                 percentage: Some(u32::try_from(done * 90 / total.max(1)).unwrap_or(90)),
                 message: Some(format!("Bundled {done} of {total} repositories")),
-                messages: bundled.messages,
+                messages: std::mem::take(&mut pending),
                 ..MigrationProgress::default()
             };
             match edge.migration_progress(job_id, &progress) {

@@ -248,6 +248,15 @@ fn method_name(m: Method) -> &'static str {
 fn query_parameters(handler: Handler) -> Vec<Value> {
     let param = |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description });
     match handler {
+        Handler::MigrationMessages => vec![
+            param(
+                "severity",
+                json!({ "type": "string", "enum": ["INFO", "WARN", "ERROR"] }),
+                "Only messages of this severity (repeatable)",
+            ),
+            param("start", json!({ "type": "integer", "minimum": 0 }), "Messages to skip"),
+            param("limit", json!({ "type": "integer", "minimum": 1 }), "Page size (default 25, at most 1000)"),
+        ],
         Handler::AuditEvents => vec![
             param("from", json!({ "type": "string", "format": "date-time" }), "Events at or after this instant"),
             param("to", json!({ "type": "string", "format": "date-time" }), "Events at or before this instant"),
@@ -310,6 +319,9 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
     // Work a farm node does while the request waits.
     if matches!(route.handler, Handler::SetForkSync | Handler::SynchronizeRef | Handler::TestMail) {
         errors.push((503, "No farm node finished the work in time; it stays queued and still runs"));
+    }
+    if matches!(route.handler, Handler::StartExport | Handler::StartImport) {
+        errors.push((503, "As many exports (2) or imports (1) as may run at once are running"));
     }
     if route.handler == Handler::UpdateHookScript {
         errors.push((422, "Nothing to change"));
