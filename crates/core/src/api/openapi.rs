@@ -358,8 +358,9 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
             "type": { "type": "string", "enum": ["PRE", "POST"] } } });
         op["requestBody"] = json!({ "required": true, "content": { "multipart/form-data": { "schema": form } } });
     } else if route.input == Input::Stream {
-        let tar = json!({ "type": "string", "format": "binary" });
-        op["requestBody"] = json!({ "required": true, "content": { "application/x-tar": { "schema": tar } } });
+        // The archive's bytes (a tar), sent as they are.
+        let bytes = json!({ "type": "string", "format": "binary" });
+        op["requestBody"] = json!({ "required": true, "content": { "application/octet-stream": { "schema": bytes } } });
     } else if let Some(schema) = request(route, g) {
         op["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": schema } } });
     }
