@@ -136,35 +136,88 @@ struct Bundled {
     messages: Vec<NewMessage>,
 }
 
-/// Makes one repository's copy current and bundles it into `dir`.
+/// The branches and tags a bundle carries, read from its header (`# v2 git bundle`, then
+/// `-<oid>` prerequisites and `<oid> <ref>` lines, then an empty line): what the copy held when it
+/// was bundled, without another git process.
+fn bundle_refs(bundle: &Path) -> Result<mirrorfarm_core::sync::Refs, String> {
+    let mut header = Vec::new();
+    let mut reader = std::io::BufReader::new(File::open(bundle).map_err(|e| e.to_string())?);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut first).map_err(|e| e.to_string())?;
+    if !first.starts_with("# v2 git bundle") && !first.starts_with("# v3 git bundle") {
+        return Err(format!("not a git bundle: {:?}", first.trim()));
+    }
+    loop {
+        let mut line = Vec::new();
+        let n = std::io::BufRead::read_until(&mut reader, b'\n', &mut line).map_err(|e| e.to_string())?;
+        if n == 0 || line == b"\n" {
+            break;
+        }
+        // Prerequisites (`-`) and v3 capabilities (`@`) are not refs.
+        if !line.starts_with(b"-") && !line.starts_with(b"@") {
+            header.extend(line);
+        }
+    }
+    crate::git::parse_listing(&header, ' ').map_err(|e| e.to_string())
+}
+
+/// Bundles the copy into `file`; answers the refs it carries (none: the copy has no content).
+fn bundle_copy(copy: &Git, file: &Path) -> Result<Option<mirrorfarm_core::sync::Refs>, String> {
+    if !copy.exists() {
+        return Ok(None);
+    }
+    match copy.create_bundle(file) {
+        Ok(()) => bundle_refs(file).map(Some),
+        // git refuses to bundle nothing: a copy without branches or tags.
+        Err(e) if copy.local_refs().is_ok_and(|r| r.is_empty()) => {
+            tracing::debug!(error = %e, "empty copy, no bundle");
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Bundles one repository's copy into `dir`, making it current first: a copy whose bundled
+/// branches and tags hash to the edge's content hash is current (one git process, the bundle);
+/// any other is fetched from its upstream and bundled again.
 fn bundle_one(settings: &NodeSettings, dir: &Path, index: usize, item: &ExportItem) -> Bundled {
     let subject = item.entry.subject();
     let mut messages = Vec::new();
     let copy = copy_of(settings, item.repository_id);
-    let current = copy.exists()
-        && item.content_hash.is_some()
-        && copy.local_refs().ok().map(|refs| content_hash(&refs)) == item.content_hash;
+    let file = dir.join(format!("{index}.bundle"));
+    let mut bundled = bundle_copy(&copy, &file);
+    let current =
+        matches!(&bundled, Ok(Some(refs)) if item.content_hash.as_deref() == Some(content_hash(refs).as_str()));
     if !current && let Some(url) = &item.fetch_url {
         let fetched = Remote::parse(url).map_err(|e| e.to_string()).and_then(|remote| {
             push::pull(&copy, &remote, &push::exact_pull(), &item.entry.default_branch).map_err(|e| e.to_string())
         });
-        if let Err(e) = fetched {
-            let text = if copy.exists() {
-                format!("Could not bring the copy up to date ({e}); the copy as it was is exported.")
-            } else {
-                format!("Could not fetch the repository ({e}); it is exported without content.")
-            };
-            messages.push(NewMessage::new(Severity::Warn, subject.as_str(), text));
+        match fetched {
+            Ok(_) => bundled = bundle_copy(&copy, &file),
+            Err(e) => {
+                let text = if copy.exists() {
+                    format!("Could not bring the copy up to date ({e}); the copy as it was is exported.")
+                } else {
+                    format!("Could not fetch the repository ({e}); it is exported without content.")
+                };
+                messages.push(NewMessage::new(Severity::Warn, subject.as_str(), text));
+            }
         }
     }
-    let refs = if copy.exists() { copy.local_refs().ok() } else { None };
-    let Some(refs) = refs.filter(|r| !r.is_empty()) else {
-        messages.push(NewMessage::new(Severity::Info, subject.as_str(), "The repository has no content to bundle."));
-        return Bundled { index, bundle: None, hash: None, messages };
-    };
-    let name = format!("repositories/{index}.bundle");
-    match copy.create_bundle(&dir.join(format!("{index}.bundle"))) {
-        Ok(()) => Bundled { index, bundle: Some(name), hash: Some(content_hash(&refs)), messages },
+    match bundled {
+        Ok(Some(refs)) if !refs.is_empty() => {
+            let hash = Some(content_hash(&refs));
+            Bundled { index, bundle: Some(format!("repositories/{index}.bundle")), hash, messages }
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(&file);
+            messages.push(NewMessage::new(
+                Severity::Info,
+                subject.as_str(),
+                "The repository has no content to bundle.",
+            ));
+            Bundled { index, bundle: None, hash: None, messages }
+        }
         Err(e) => {
             messages.push(NewMessage::new(Severity::Error, subject.as_str(), format!("Could not bundle it: {e}")));
             Bundled { index, bundle: None, hash: None, messages }
@@ -312,7 +365,29 @@ fn read_tar(path: &Path, dir: &Path) -> Result<(Manifest, HashMap<String, PathBu
     Ok((manifest, bundles))
 }
 
-/// The import: download, then each repository whole, stopping between repositories on cancel.
+/// Unbundles repository `index` into its scratch copy; answers its content hash (none: no
+/// content). The export's recorded hash must match, or it is not imported.
+fn unbundle_one(
+    dir: &Path,
+    index: usize,
+    repository: &mirrorfarm_core::migration::archive::ManifestRepository,
+    bundles: &HashMap<String, PathBuf>,
+) -> Result<Option<String>, String> {
+    let Some(name) = &repository.bundle else { return Ok(None) };
+    let bundle = bundles.get(name).ok_or_else(|| format!("its bundle {name} is not in the archive"))?;
+    let copy = Git::in_dir(dir.join("repos").join(format!("{index}.git")));
+    copy.ensure_bare().map_err(|e| e.to_string())?;
+    copy.fetch_bundle(bundle).map_err(|e| e.to_string())?;
+    let hash = content_hash(&copy.local_refs().map_err(|e| e.to_string())?);
+    if repository.content_hash.as_ref().is_some_and(|want| *want != hash) {
+        return Err("its content does not hash to what the export recorded".into());
+    }
+    Ok(Some(hash))
+}
+
+/// The import: download, then each repository whole, in manifest order, stopping between
+/// repositories on cancel. Unbundling runs a few repositories ahead on worker threads; the
+/// edge's creations stay one at a time, in order (origins before forks).
 fn import_archive(
     edge: &EdgeClient,
     settings: &NodeSettings,
@@ -328,9 +403,57 @@ fn import_archive(
     let (manifest, bundles) = read_tar(&tar_path, &bundles_dir)?;
     std::fs::remove_file(&tar_path)?;
     let total = manifest.repositories.len();
+    let workers = export_parallelism();
+    let ahead = workers * 2;
+    let (next, processed, stop) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<(usize, Result<Option<String>, String>)>();
+    thread::scope(|scope| {
+        for _ in 0..workers.min(total.max(1)) {
+            let (tx, next, processed, stop, dir, bundles, manifest) =
+                (tx.clone(), &next, &processed, &stop, &dir, &bundles, &manifest);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= total {
+                        return;
+                    }
+                    // No further ahead than `ahead` repositories of the ones the edge has taken.
+                    while i >= processed.load(Ordering::SeqCst) + ahead && !stop.load(Ordering::SeqCst) {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if tx.send((i, unbundle_one(dir, i, &manifest.repositories[i], bundles))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let result = create_in_order(edge, settings, job_id, &manifest, &dir, &rx, &processed, cancelled);
+        stop.store(true, Ordering::SeqCst);
+        result
+    })
+}
+
+/// The edge side of an import: each repository's creation, in order, as its unbundled copy comes in.
+#[allow(clippy::too_many_arguments)]
+fn create_in_order(
+    edge: &EdgeClient,
+    settings: &NodeSettings,
+    job_id: i64,
+    manifest: &Manifest,
+    dir: &Path,
+    rx: &mpsc::Receiver<(usize, Result<Option<String>, String>)>,
+    processed: &AtomicUsize,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Ended, MigrationError> {
+    let total = manifest.repositories.len();
     let (mut created, mut skipped, mut failed) = (0usize, 0usize, 0usize);
     let pause = import_pause();
     let mut problems: Vec<NewMessage> = Vec::new();
+    let mut ready: HashMap<usize, Result<Option<String>, String>> = HashMap::new();
     for (index, repository) in manifest.repositories.iter().enumerate() {
         if cancelled() {
             return Err(MigrationError::Archive("the node is stopping".into()));
@@ -338,68 +461,56 @@ fn import_archive(
         if index > 0 && !pause.is_zero() {
             thread::sleep(pause);
         }
-        let subject = repository.subject();
-        let Some(project) = manifest.project_of(repository) else {
-            problems.push(NewMessage::new(
-                Severity::Error,
-                subject.as_str(),
-                "The manifest names no project for it; it was not imported.",
-            ));
-            failed += 1;
-            continue;
-        };
-        let copy_dir = dir.join("repos").join(format!("{index}.git"));
-        let copy = Git::in_dir(&copy_dir);
-        let mut hash = None;
-        if let Some(name) = &repository.bundle {
-            let unbundled = bundles
-                .get(name)
-                .ok_or_else(|| format!("its bundle {name} is not in the archive"))
-                .and_then(|bundle| {
-                    copy.ensure_bare().map_err(|e| e.to_string())?;
-                    copy.fetch_bundle(bundle).map_err(|e| e.to_string())?;
-                    copy.local_refs().map_err(|e| e.to_string())
-                });
-            match unbundled {
-                Ok(refs) => hash = Some(content_hash(&refs)),
-                Err(e) => {
-                    problems.push(NewMessage::new(
-                        Severity::Error,
-                        subject.as_str(),
-                        format!("Could not unbundle it ({e}); it was not imported."),
-                    ));
-                    failed += 1;
-                    continue;
-                }
+        let unbundled = loop {
+            if let Some(done) = ready.remove(&index) {
+                break done;
             }
-            if repository.content_hash.is_some() && hash != repository.content_hash {
-                problems.push(NewMessage::new(
-                    Severity::Error,
-                    subject.as_str(),
-                    "Its content does not hash to what the export recorded; it was not imported.",
-                ));
+            match rx.recv() {
+                Ok((i, done)) => {
+                    ready.insert(i, done);
+                }
+                Err(_) => break Err("the unbundling stopped".into()),
+            }
+        };
+        processed.store(index + 1, Ordering::SeqCst);
+        let subject = repository.subject();
+        let copy_dir = dir.join("repos").join(format!("{index}.git"));
+        let project = manifest.project_of(repository);
+        let hash = match (project, unbundled) {
+            (Some(_), Ok(hash)) => hash,
+            (None, _) => {
+                let text = "The manifest names no project for it; it was not imported.";
+                problems.push(NewMessage::new(Severity::Error, subject.as_str(), text));
                 failed += 1;
                 continue;
             }
-        }
+            (_, Err(e)) => {
+                let text = format!("Could not unbundle it ({e}); it was not imported.");
+                problems.push(NewMessage::new(Severity::Error, subject.as_str(), text));
+                failed += 1;
+                if copy_dir.exists() {
+                    std::fs::remove_dir_all(&copy_dir)?;
+                }
+                continue;
+            }
+        };
+        let Some(project) = project else { continue };
         // Problems found so far ride along with the next call that reaches the edge.
-        let pending: Vec<NewMessage> = std::mem::take(&mut problems);
-        if !pending.is_empty() {
-            edge.migration_progress(job_id, &MigrationProgress { messages: pending, ..MigrationProgress::default() })?;
+        if !problems.is_empty() {
+            let messages = std::mem::take(&mut problems);
+            edge.migration_progress(job_id, &MigrationProgress { messages, ..MigrationProgress::default() })?;
         }
         let imported = ImportedRepository {
             project: project.clone(),
             repository: repository.clone(),
-            content_hash: hash,
+            content_hash: hash.clone(),
             percentage: u32::try_from((index + 1) * 100 / total.max(1)).unwrap_or(100).min(99),
         };
         let answer = edge.import_repository(job_id, &imported)?;
         match answer.outcome {
             ImportOutcome::Created => {
                 created += 1;
-                if let Some(id) = answer.repository_id
-                    && copy.exists()
-                {
+                if let (Some(id), Some(_)) = (answer.repository_id, &hash) {
                     let place = copy_of(settings, id);
                     if let Some(target) = place.dir() {
                         if let Some(parent) = target.parent() {
@@ -428,9 +539,9 @@ fn import_archive(
             std::fs::remove_dir_all(&copy_dir)?;
         }
     }
-    let pending: Vec<NewMessage> = std::mem::take(&mut problems);
-    if !pending.is_empty() {
-        edge.migration_progress(job_id, &MigrationProgress { messages: pending, ..MigrationProgress::default() })?;
+    if !problems.is_empty() {
+        let messages = std::mem::take(&mut problems);
+        edge.migration_progress(job_id, &MigrationProgress { messages, ..MigrationProgress::default() })?;
     }
     let state = if failed > 0 { MigrationState::Failed } else { MigrationState::Completed };
     let summary = format!("Imported {created} of {total} repositories ({skipped} skipped, {failed} failed).");
