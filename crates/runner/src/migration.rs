@@ -547,3 +547,144 @@ fn create_in_order(
     let summary = format!("Imported {created} of {total} repositories ({skipped} skipped, {failed} failed).");
     Ok(Ended { state, summary })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use mirrorfarm_core::migration::archive::{FORMAT, ManifestProject, ManifestRepository};
+
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mirrorfarm-migration-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch");
+        dir
+    }
+
+    /// A bare repository with two branches, an annotated tag and a lightweight one.
+    fn repository(dir: &Path) -> Git {
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).expect("work dir");
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["commit", "-q", "--allow-empty", "-m", "one"]);
+        git(&work, &["branch", "dev"]);
+        git(&work, &["commit", "-q", "--allow-empty", "-m", "two"]);
+        git(&work, &["tag", "-a", "v1", "-m", "release"]);
+        git(&work, &["tag", "light"]);
+        let bare = dir.join("copy.git");
+        git(dir, &["clone", "-q", "--bare", &work.to_string_lossy(), &bare.to_string_lossy()]);
+        Git::in_dir(bare)
+    }
+
+    #[test]
+    fn a_bundle_carries_the_copys_branches_and_tags_and_unbundles_to_the_same_hash() {
+        let dir = scratch_dir("bundle");
+        let copy = repository(&dir);
+        let file = dir.join("0.bundle");
+        let refs = bundle_copy(&copy, &file).expect("bundled").expect("has content");
+        assert_eq!(refs, copy.local_refs().expect("refs"), "the header lists what for-each-ref does");
+        assert_eq!(refs.len(), 4);
+        let entry = ManifestRepository {
+            project_key: "P".into(),
+            slug: "r".into(),
+            name: "r".into(),
+            description: None,
+            default_branch: "main".into(),
+            public: false,
+            forkable: true,
+            upstream_url: None,
+            labels: vec![],
+            grants: vec![],
+            pull_mirror: None,
+            fork: None,
+            bundle: Some("repositories/0.bundle".into()),
+            content_hash: Some(content_hash(&refs)),
+        };
+        let bundles = HashMap::from([("repositories/0.bundle".to_owned(), file.clone())]);
+        let hash = unbundle_one(&dir, 0, &entry, &bundles).expect("unbundled");
+        assert_eq!(hash, entry.content_hash);
+        // A bundle that does not hash to what the export recorded is refused.
+        let wrong = ManifestRepository { content_hash: Some("0".repeat(64)), ..entry };
+        assert!(unbundle_one(&dir, 1, &wrong, &bundles).is_err());
+        // An empty copy has no bundle, and is no error.
+        let empty = Git::in_dir(dir.join("empty.git"));
+        empty.ensure_bare().expect("init");
+        assert_eq!(bundle_copy(&empty, &dir.join("e.bundle")), Ok(None));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_archive_reads_back_and_writes_nothing_outside_its_directory() {
+        let dir = scratch_dir("tar");
+        std::fs::write(dir.join("0.bundle"), b"bundle bytes").expect("bundle");
+        let repository = |bundle: Option<&str>| ManifestRepository {
+            project_key: "P".into(),
+            slug: "r".into(),
+            name: "r".into(),
+            description: None,
+            default_branch: "main".into(),
+            public: false,
+            forkable: true,
+            upstream_url: None,
+            labels: vec![],
+            grants: vec![],
+            pull_mirror: None,
+            fork: None,
+            bundle: bundle.map(str::to_owned),
+            content_hash: None,
+        };
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            export_job_id: 1,
+            exported_at: 1,
+            projects: vec![ManifestProject {
+                key: "P".into(),
+                name: "P".into(),
+                description: None,
+                public: false,
+                grants: vec![],
+            }],
+            repositories: vec![repository(Some("repositories/0.bundle")), repository(None)],
+        };
+        let tar_path = dir.join("a.tar");
+        write_tar(&tar_path, &manifest, &dir).expect("written");
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).expect("out");
+        let (read, bundles) = read_tar(&tar_path, &out).expect("read");
+        assert_eq!(read, manifest);
+        let file = bundles.get("repositories/0.bundle").expect("the bundle");
+        assert_eq!(std::fs::read(file).expect("bytes"), b"bundle bytes");
+
+        // An entry named anything else is refused (and nothing is ever written under an entry's
+        // own name: bundles are stored by their place in the archive).
+        let evil = dir.join("evil.tar");
+        let mut tar = tar::Builder::new(File::create(&evil).expect("file"));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "hooks/post-receive", &b"x"[..]).expect("append");
+        tar.into_inner().expect("finish");
+        assert!(matches!(read_tar(&evil, &out), Err(MigrationError::Archive(_))));
+        assert!(!out.join("hooks").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
