@@ -452,6 +452,19 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 "The repository needs a valid project key, slug, name and default branch.",
             ));
         }
+        if let Some(bad) = repo.labels.iter().find(|l| crate::admin::label_name(l).ok().as_deref() != Some(l.as_str()))
+        {
+            return Err(field("labels", format!("{bad:?} is not a label name (lower case, no spaces).")));
+        }
+        if let Some(bad) = imported
+            .project
+            .grants
+            .iter()
+            .chain(&repo.grants)
+            .find(|g| crate::identity::Level::parse(&g.level).is_none())
+        {
+            return Err(field("grants", format!("{:?} is not a permission level (READ, WRITE or ADMIN).", bad.level)));
+        }
         let hierarchy = self.random_hex(10)?;
         let answer = match self.store.import_repository(job.id, node.id, &imported, &hierarchy, self.now).await? {
             ImportWrite::Created(id) => ImportAnswer { outcome: ImportOutcome::Created, repository_id: Some(id) },

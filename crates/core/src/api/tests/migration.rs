@@ -201,7 +201,7 @@ fn imports_need_an_archive_and_create_each_repository_whole() {
     let hash = "ab".repeat(32);
     let imported = |key: &str, slug: &str| {
         json!({"project": {"key": key, "name": format!("{key} project"), "grants": [{"user": "dev", "level": "READ"}, {"user": "ghost", "level": "ADMIN"}]},
-               "repository": {"projectKey": key, "slug": slug, "name": slug, "defaultBranch": "main", "labels": ["l1", "l2"],
+               "repository": {"projectKey": key, "slug": slug, "name": slug, "defaultBranch": "main", "labels": ["lab-one", "lab-two"],
                               "grants": [{"user": "dev", "level": "ADMIN"}], "upstreamUrl": "https://example.com/x.git",
                               "pullMirror": {"enabled": true, "onlyProtectedBranches": false, "overwriteDivergedBranches": true}},
                "contentHash": hash, "percentage": 50})
@@ -240,6 +240,13 @@ fn imports_need_an_archive_and_create_each_repository_whole() {
     // Bad input writes nothing.
     let mut bad = imported("NEW", "other");
     bad["contentHash"] = json!("nope");
+    assert_eq!(w.as_token(&token, "POST", &create, Some(bad)).status, 400);
+    let mut bad = imported("NEW", "other");
+    bad["repository"]["labels"] = json!(["Not A Label"]);
+    let r = w.as_token(&token, "POST", &create, Some(bad));
+    assert_eq!((r.status, r.body["errors"][0]["context"].as_str()), (400, Some("labels")));
+    let mut bad = imported("NEW", "other");
+    bad["repository"]["grants"] = json!([{"user": "dev", "level": "OWNER"}]);
     assert_eq!(w.as_token(&token, "POST", &create, Some(bad)).status, 400);
     assert_eq!(w.as_admin("GET", "/rest/api/latest/projects/NEW/repos/other", None).status, 404);
 
