@@ -122,6 +122,9 @@ pub struct LeasedJob {
     /// The support zip to build, for support-zip jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub support_zip: Option<crate::mesh::LeasedSupportZip>,
+    /// The export or import to run, for migration jobs (see [`crate::migration::archive`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<crate::migration::archive::LeasedMigration>,
 }
 
 /// The fork part of a leased fork sync: where the fork's refs live, the origin whose copy the

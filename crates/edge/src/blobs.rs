@@ -1,8 +1,10 @@
-//! The core's [`Blobs`] port over an R2 bucket (avatars). `wrangler dev` keeps it locally under
+//! The core's [`Blobs`] port over an R2 bucket (avatars, hook scripts, migration archives), and
+//! the streamed transfers the core asks for archives. `wrangler dev` keeps it locally under
 //! `.wrangler/state`.
 
+use mirrorfarm_core::api::BlobTransfer;
 use mirrorfarm_core::store::{BlobError, Blobs};
-use worker::{Bucket, Env, HttpMetadata};
+use worker::{Bucket, Data, Env, HttpMetadata, Request, Response, ResponseBuilder};
 
 /// Name of the R2 binding.
 pub(crate) const BINDING: &str = "BLOBS";
@@ -17,6 +19,49 @@ impl R2Blobs {
 
     fn bucket(&self) -> Result<&Bucket, BlobError> {
         self.0.as_ref().ok_or(BlobError::Unavailable)
+    }
+
+    /// Carries out a transfer the core decided on, streaming: the request's unread body into R2
+    /// (`response` answered once it is stored), or an R2 object out as the response's body. Bytes
+    /// never pass through the Worker's memory. `Err` says what failed, for a 500/404.
+    pub(crate) async fn transfer(
+        &self,
+        transfer: &BlobTransfer,
+        req: &Request,
+        response: Response,
+    ) -> Result<Response, (u16, String)> {
+        let failed = |e: BlobError| (500, e.to_string());
+        match transfer {
+            BlobTransfer::Store { key } => {
+                let body = req.inner().body().ok_or((400, "The upload has no body.".to_owned()))?;
+                let metadata =
+                    HttpMetadata { content_type: Some("application/x-tar".into()), ..HttpMetadata::default() };
+                self.bucket()
+                    .map_err(failed)?
+                    .put(key, Data::ReadableStream(body))
+                    .http_metadata(metadata)
+                    .execute()
+                    .await
+                    .map_err(|e| failed(platform(e)))?;
+                Ok(response)
+            }
+            BlobTransfer::Serve { key } => {
+                let object =
+                    self.bucket().map_err(failed)?.get(key).execute().await.map_err(|e| failed(platform(e)))?;
+                let Some(object) = object else { return Err((404, format!("No archive exists at {key}."))) };
+                let size = object.size();
+                let body = object
+                    .body()
+                    .ok_or((404, format!("No archive exists at {key}.")))?
+                    .response_body()
+                    .map_err(|e| failed(platform(e)))?;
+                let mut served = ResponseBuilder::new().body(body);
+                let headers = served.headers_mut();
+                let _ = headers.set("Content-Type", "application/x-tar");
+                let _ = headers.set("Content-Length", &size.to_string());
+                Ok(served)
+            }
+        }
     }
 }
 
@@ -41,5 +86,9 @@ impl Blobs for R2Blobs {
 
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
         self.bucket()?.delete(key).await.map_err(platform)
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        Ok(self.bucket()?.head(key).await.map_err(platform)?.map(|o| o.size()))
     }
 }

@@ -60,9 +60,11 @@ async fn api_request(req: &mut Request) -> Result<ApiRequest> {
     let declared_length = header("content-length").and_then(|v| v.parse::<u64>().ok());
     let (content_type, authorization, private_token) =
         (header("content-type"), header("authorization"), header("private-token"));
-    // The core applies each route's own limit; nothing larger than the largest is ever read.
+    // The core applies each route's own limit; nothing larger than the largest is ever read, and
+    // a body the core has streamed to R2 (a migration archive) is not read at all.
     let too_large = declared_length.is_some_and(|n| n > mirrorfarm_core::api::LARGEST_BODY_BYTES as u64);
-    let body = if too_large { Vec::new() } else { req.bytes().await.unwrap_or_default() };
+    let streamed = mirrorfarm_core::api::streams_request_body(Method::parse(&req.inner().method()), path);
+    let body = if too_large || streamed { Vec::new() } else { req.bytes().await.unwrap_or_default() };
     let headers = req.headers().entries().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     Ok(ApiRequest {
         // The raw method: workers-rs reads methods it does not know as GET.
@@ -152,6 +154,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         .with_limiter(&limiter)
         .with_blobs(&blobs);
     let mut response = service.handle(&api_req).await;
+    let transfer = response.transfer.take();
     let spent = store.database().spent();
     response.headers.push(("Server-Timing".into(), server_timing(spent)));
     // The levels an administrator set (logs/…), usually remembered by the isolate.
@@ -167,7 +170,20 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     if let Some(detail) = &response.diagnostic {
         console_error!("internal error on {}: {detail}", api_req.path);
     }
-    into_response(response)
+    let status = response.status;
+    let answer = into_response(response)?;
+    match transfer {
+        None => Ok(answer),
+        Some(transfer) => match blobs.transfer(&transfer, &req, answer).await {
+            Ok(answer) => Ok(answer),
+            Err((code, message)) => {
+                console_error!("blob transfer on {} (answered {status}) failed: {message}", api_req.path);
+                let body =
+                    serde_json::json!({"errors": [{"context": null, "message": message, "exceptionName": null}]});
+                Ok(Response::from_json(&body)?.with_status(code))
+            }
+        },
+    }
 }
 
 /// The cron: returns the jobs of nodes that stopped answering to the queue (so no mirror stays

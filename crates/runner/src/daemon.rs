@@ -179,6 +179,7 @@ pub(crate) fn handle(
     next: Option<&LeaseRequest>,
 ) -> (Option<UpdateOutcome>, Option<LeasedJob>) {
     let target = match (&job.repository, &job.discovery, &job.mail) {
+        _ if job.migration.is_some() => format!("migration job {}", job.migration.as_ref().map_or(0, |m| m.job_id)),
         (Some(r), _, _) => format!("{}/{}", r.project_key, r.slug),
         (None, Some(d), _) => format!("upstream {}", d.upstream_id),
         (None, None, Some(m)) => format!("mail to {} recipient(s)", m.to.len()),
@@ -213,9 +214,12 @@ pub(crate) fn handle(
         let lock = copy.map(|id| locks.for_repo(id));
         let _guard = lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         let cancelled = || shutdown.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst);
-        let outcome = match JobHooks::prepare(edge, &settings.data_dir, job, settings.hook_timeout) {
-            Ok(hooks) => execute(settings, edge, job, &hooks, &cancelled),
-            Err(e) => Ok(Finished::error(e.to_string())),
+        let outcome = match &job.migration {
+            Some(migration) => Ok(migrated(crate::migration::run(edge, settings, migration, &cancelled))),
+            None => match JobHooks::prepare(edge, &settings.data_dir, job, settings.hook_timeout) {
+                Ok(hooks) => execute(settings, edge, job, &hooks, &cancelled),
+                Err(e) => Ok(Finished::error(e.to_string())),
+            },
         };
         finished.store(true, Ordering::SeqCst);
         outcome
@@ -235,6 +239,21 @@ pub(crate) fn handle(
             let leased = report(edge, settings, job, &finished, next);
             (Some(finished.outcome), leased)
         }
+    }
+}
+
+/// How an export or import ended, as its queue job reports it (the migration job already says
+/// the rest).
+fn migrated(result: Result<crate::migration::Ended, crate::migration::MigrationError>) -> Finished {
+    match result {
+        Ok(ended) if ended.state == mirrorfarm_core::migration::MigrationState::Failed => {
+            Finished::error(ended.summary)
+        }
+        Ok(ended) => {
+            info!(summary = %ended.summary, "migration job ended");
+            Finished::of(UpdateOutcome::Pushed, None)
+        }
+        Err(e) => Finished::error(e.to_string()),
     }
 }
 

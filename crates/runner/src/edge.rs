@@ -4,6 +4,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mirrorfarm_core::api::encode;
+use mirrorfarm_core::migration::MigrationState;
+use mirrorfarm_core::migration::archive::{ImportAnswer, ImportedRepository, MigrationAck, MigrationProgress};
 use mirrorfarm_core::nodes::{
     CloneAccess, CloneAccessRequest, CopiesGone, HeartbeatAnswer, HeartbeatRequest, HeldCopies, JobReport,
     LeaseRequest, LeasedJob, ReleaseRequest, RenewRequest, RepositoryWork, ResultRecorded, SyncQueued,
@@ -225,6 +227,62 @@ impl EdgeClient {
         )
         .map_err(|e| EdgeError::Transport(e.to_string()))?;
         Ok(bytes)
+    }
+
+    /// Reports progress on migration job `job_id`; answers the job's state (CANCELING: stop).
+    pub(crate) fn migration_progress(
+        &self,
+        job_id: i64,
+        progress: &MigrationProgress,
+    ) -> Result<MigrationState, EdgeError> {
+        let answer = self.post(&format!("/nodes/migration/{job_id}/progress"), progress)?.unwrap_or_default();
+        Self::read::<MigrationAck>(answer, "migration state").map(|a| a.state)
+    }
+
+    /// Asks the edge to create one imported repository.
+    pub(crate) fn import_repository(
+        &self,
+        job_id: i64,
+        imported: &ImportedRepository,
+    ) -> Result<ImportAnswer, EdgeError> {
+        let answer = self.post(&format!("/nodes/migration/{job_id}/repositories"), imported)?.unwrap_or_default();
+        Self::read(answer, "import answer")
+    }
+
+    /// An agent for archives: no overall deadline (an archive may take long), but one per read
+    /// and write.
+    fn archive_agent() -> ureq::Agent {
+        ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(30))
+            .timeout_read(Duration::from_secs(120))
+            .timeout_write(Duration::from_secs(120))
+            .build()
+    }
+
+    /// Streams the archive at `file` to the edge for export job `job_id` (into R2).
+    pub(crate) fn upload_archive(&self, job_id: i64, file: &std::path::Path) -> Result<(), EdgeError> {
+        let url = format!("{}/rest/mirrorfarm/1.0/nodes/migration/{job_id}/archive", self.base);
+        let reader = std::fs::File::open(file).map_err(|e| EdgeError::Transport(e.to_string()))?;
+        let size = reader.metadata().map_err(|e| EdgeError::Transport(e.to_string()))?.len();
+        let sent = Self::archive_agent()
+            .put(&url)
+            .set("Authorization", &self.authorization)
+            .set("Content-Type", "application/x-tar")
+            // A known length: R2 stores a streamed body only when its size is known up front.
+            .set("Content-Length", &size.to_string())
+            .send(reader);
+        Self::answer(sent).map(drop)
+    }
+
+    /// Streams import job `job_id`'s archive from the edge (from R2) into `file`.
+    pub(crate) fn download_archive(&self, job_id: i64, file: &std::path::Path) -> Result<u64, EdgeError> {
+        let url = format!("{}/rest/mirrorfarm/1.0/nodes/migration/{job_id}/archive", self.base);
+        let response = match Self::archive_agent().get(&url).set("Authorization", &self.authorization).call() {
+            Ok(r) => r,
+            Err(e) => return Self::answer(Err(e)).map(|_| 0),
+        };
+        let mut out = std::fs::File::create(file).map_err(|e| EdgeError::Transport(e.to_string()))?;
+        std::io::copy(&mut response.into_reader(), &mut out).map_err(|e| EdgeError::Transport(e.to_string()))
     }
 
     /// Gives a job back unfinished.

@@ -304,6 +304,20 @@ impl Git {
         parse_listing(&out.stdout, '\t')
     }
 
+    /// Writes a bundle of every branch and tag to `out` (a migration export).
+    pub(crate) fn create_bundle(&self, out: &std::path::Path) -> Result<(), GitError> {
+        let out = out.to_string_lossy();
+        self.run(None, &["bundle", "create", "--quiet", &out, "--branches", "--tags"]).map(drop)
+    }
+
+    /// Fetches every branch and tag of the bundle at `bundle` into this (bare) repository, as
+    /// they are there (a migration import).
+    pub(crate) fn fetch_bundle(&self, bundle: &std::path::Path) -> Result<(), GitError> {
+        let bundle = bundle.to_string_lossy();
+        self.run(None, &["fetch", "--quiet", &bundle, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"])
+            .map(drop)
+    }
+
     /// Refs under a namespace prefix (for clearing scratch namespaces).
     pub(crate) fn refs_under(&self, prefix: &str) -> Result<Refs, GitError> {
         let out = self.run(None, &["for-each-ref", "--format=%(objectname) %(refname)", prefix])?;

@@ -18,6 +18,7 @@ mod hooks;
 mod logging;
 mod mail;
 mod mesh;
+mod migration;
 mod oneshot;
 mod push;
 mod records;

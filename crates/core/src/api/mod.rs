@@ -15,6 +15,7 @@ mod hooks;
 mod identity;
 mod mail;
 mod mesh;
+mod migration;
 mod nodes;
 #[cfg(feature = "openapi")]
 pub mod openapi;
@@ -37,9 +38,10 @@ pub use request::{
     ApiRequest, BodyError, FieldError, Fields, FromFields, MAX_BODY_BYTES, Method, Query, decode_segment, encode,
     split_request_url,
 };
-pub use response::{ApiError, ApiResponse, Dialect};
+pub use response::{ApiError, ApiResponse, BlobTransfer, Dialect};
 pub use routes::{
     Access, Handler, Input, LARGEST_BODY_BYTES, MAX_REPORT_BYTES, Params, ROUTES, Resolution, Route, resolve,
+    streams_request_body,
 };
 pub use triggers::MAX_WEBHOOK_BYTES;
 
@@ -620,6 +622,16 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             H::MeshMigrationSummary => self.mesh_migration_summary(&call).await,
             H::CancelMeshMigration => self.cancel_mesh_migration(&call).await,
             H::MeshMigrationMessages => self.mesh_migration_messages(&call).await,
+            H::StartExport => self.start_export(&call).await,
+            H::PreviewExport => self.preview_export(&call).await,
+            H::StartImport => self.start_import(&call).await,
+            H::GetMigrationJob => self.get_migration_job(&call).await,
+            H::CancelMigrationJob => self.cancel_migration_job(&call).await,
+            H::MigrationMessages => self.migration_messages(&call).await,
+            H::MigrationProgress => self.migration_progress(&call).await,
+            H::ImportRepository => self.import_repository(&call).await,
+            H::UploadArchive => self.upload_archive(&call).await,
+            H::DownloadArchive => self.download_archive(&call).await,
         }
     }
 

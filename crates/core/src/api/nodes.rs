@@ -45,7 +45,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     }
 
     /// A URL with its sealed credentials put back, for a node.
-    async fn unsealed(&self, url: &StoredUrl) -> Result<String> {
+    pub(super) async fn unsealed(&self, url: &StoredUrl) -> Result<String> {
         let parsed =
             GitUrl::parse(&url.plain).map_err(|e| ApiError::Internal(format!("stored url unreadable: {e}")))?;
         Ok(match &url.sealed_userinfo {
@@ -362,6 +362,9 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                         }
                     }
                 }
+                JobKind::MigrationExport | JobKind::MigrationImport => {
+                    Some(self.leased_migration_job(call, &job, lease_of(&job, &lease_id, deadline.millis())).await?)
+                }
                 JobKind::PullMirror | JobKind::PushMirror => None,
                 JobKind::MeshMove => Some(self.leased_move_job(&job, &lease_id, deadline.millis(), node).await?),
                 JobKind::SupportZip => Some(Some(LeasedJob {
@@ -370,7 +373,6 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                     }),
                     ..lease_of(&job, &lease_id, deadline.millis())
                 })),
-                JobKind::MigrationExport | JobKind::MigrationImport => None,
             };
             match own {
                 Some(Some(body)) => return Ok((Some(body), None)),
@@ -776,6 +778,7 @@ pub(super) fn lease_of(job: &Job, lease_id: &str, deadline: i64) -> LeasedJob {
         hooks: Vec::new(),
         mesh_move: None,
         support_zip: None,
+        migration: None,
     }
 }
 

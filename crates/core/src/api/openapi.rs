@@ -29,6 +29,16 @@ use crate::webhooks::{WebhookAnswer, WebhookSecret};
 /// A successful answer: its status and, if it has a body, the body's schema.
 type Answer = (u16, Option<Schema>);
 
+/// `POST …/migration/imports`.
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Only its schema is used.
+struct ImportParams {
+    /// The archive's R2 key: relative to `migration/import/`, or a key under `migration/import/`
+    /// or `migration/export/`.
+    archive_path: String,
+}
+
 /// What each handler answers when it succeeds. An exhaustive match: a new handler does not
 /// compile until it says what it sends.
 fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
@@ -168,6 +178,15 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::MeshMigrationSummaries => {
             one(200, g.subschema_for::<PageOf<crate::mesh::migration::MeshMigrationSummary>>())
         }
+        H::StartExport | H::StartImport | H::GetMigrationJob => {
+            one(200, g.subschema_for::<crate::migration::MigrationJobDto>())
+        }
+        H::PreviewExport => one(200, g.subschema_for::<crate::migration::archive::Preview>()),
+        H::CancelMigrationJob | H::UploadArchive => vec![(204, None)],
+        H::MigrationMessages => one(200, g.subschema_for::<PageOf<crate::migration::MigrationMessageDto>>()),
+        H::MigrationProgress => one(200, g.subschema_for::<crate::migration::archive::MigrationAck>()),
+        H::ImportRepository => one(200, g.subschema_for::<crate::migration::archive::ImportAnswer>()),
+        H::DownloadArchive => one(200, schemars::json_schema!({ "type": "string", "format": "binary" })),
         H::ChangePassword
         | H::MergeUserSettings
         | H::DeleteUserRateLimit
@@ -221,6 +240,11 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::MeshNode => g.subschema_for::<crate::mesh::MeshNodeInput>(),
         Input::MeshMigration => g.subschema_for::<crate::mesh::migration::MeshMigrationRequest>(),
         Input::SupportZip => schemars::json_schema!({ "type": "string", "format": "binary" }),
+        Input::Export => g.subschema_for::<crate::migration::archive::ExportRequest>(),
+        Input::Import => g.subschema_for::<ImportParams>(),
+        Input::MigrationProgress => g.subschema_for::<crate::migration::archive::MigrationProgress>(),
+        Input::ImportedRepository => g.subschema_for::<crate::migration::archive::ImportedRepository>(),
+        Input::Stream => return None,
     })
 }
 
@@ -246,6 +270,15 @@ fn method_name(m: Method) -> &'static str {
 fn query_parameters(handler: Handler) -> Vec<Value> {
     let param = |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description });
     match handler {
+        Handler::MigrationMessages => vec![
+            param(
+                "severity",
+                json!({ "type": "string", "enum": ["INFO", "WARN", "ERROR"] }),
+                "Only messages of this severity (repeatable)",
+            ),
+            param("start", json!({ "type": "integer", "minimum": 0 }), "Messages to skip"),
+            param("limit", json!({ "type": "integer", "minimum": 1 }), "Page size (default 25, at most 1000)"),
+        ],
         Handler::AuditEvents => vec![
             param("from", json!({ "type": "string", "format": "date-time" }), "Events at or after this instant"),
             param("to", json!({ "type": "string", "format": "date-time" }), "Events at or before this instant"),
@@ -300,6 +333,7 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
             Handler::Metrics | Handler::ControlPlanePem => "text/plain",
             Handler::ServeAvatar => "image/*",
             Handler::MeshSupportZips | Handler::MeshSupportZip => "application/octet-stream",
+            Handler::DownloadArchive => "application/x-tar",
             _ => "application/json",
         };
         if let Some(schema) = schema {
@@ -335,6 +369,9 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
     ) {
         errors.push((503, "No farm node finished the work in time; it stays queued and still runs"));
     }
+    if matches!(route.handler, Handler::StartExport | Handler::StartImport) {
+        errors.push((503, "As many exports (2) or imports (1) as may run at once are running"));
+    }
     if route.handler == Handler::UpdateHookScript {
         errors.push((422, "Nothing to change"));
     }
@@ -369,6 +406,10 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
             "content": { "type": "string", "format": "binary" }, "name": text, "description": text,
             "type": { "type": "string", "enum": ["PRE", "POST"] } } });
         op["requestBody"] = json!({ "required": true, "content": { "multipart/form-data": { "schema": form } } });
+    } else if route.input == Input::Stream {
+        // The archive's bytes (a tar), sent as they are.
+        let bytes = json!({ "type": "string", "format": "binary" });
+        op["requestBody"] = json!({ "required": true, "content": { "application/octet-stream": { "schema": bytes } } });
     } else if let Some(schema) = request(route, g) {
         op["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": schema } } });
     }

@@ -17,6 +17,27 @@ pub struct ApiResponse {
     pub body: Option<Vec<u8>>,
     /// A server-side diagnostic for the shell to log (already free of secrets); never sent.
     pub diagnostic: Option<String>,
+    /// A blob the shell streams between the HTTP body and blob storage itself (migration
+    /// archives, too large to pass through the core).
+    pub transfer: Option<BlobTransfer>,
+}
+
+/// What the shell streams for a response (see [`ApiResponse::transfer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobTransfer {
+    /// Stream the request's body (not read by the shell: its route's input is
+    /// [`super::Input::Stream`]) into blob storage under `key`, then answer the response; a
+    /// failed write answers 500 instead.
+    Store {
+        /// The blob's key.
+        key: String,
+    },
+    /// Answer with the blob under `key` as the body (`application/octet-stream`), streamed;
+    /// 404 if there is none.
+    Serve {
+        /// The blob's key.
+        key: String,
+    },
 }
 
 impl ApiResponse {
@@ -24,7 +45,7 @@ impl ApiResponse {
     pub fn json<T: Serialize>(status: u16, value: &T) -> Self {
         // Serializing our own DTOs cannot fail: they hold no maps with non-string keys.
         let body = serde_json::to_vec(value).expect("DTOs serialize to JSON");
-        Self { status, headers: Vec::new(), body: Some(body), diagnostic: None }
+        Self { status, headers: Vec::new(), body: Some(body), diagnostic: None, transfer: None }
     }
 
     /// A text response (Prometheus metrics) of `content_type`.
@@ -35,12 +56,18 @@ impl ApiResponse {
     /// A response of `content_type` (an avatar image).
     pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
         let headers = vec![("Content-Type".to_owned(), content_type.to_owned())];
-        Self { status, headers, body: Some(body), diagnostic: None }
+        Self { status, headers, body: Some(body), diagnostic: None, transfer: None }
     }
 
     /// A response with no body.
     pub fn empty(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: None, diagnostic: None }
+        Self { status, headers: Vec::new(), body: None, diagnostic: None, transfer: None }
+    }
+
+    /// The same response, with a blob for the shell to stream.
+    pub fn with_transfer(mut self, transfer: BlobTransfer) -> Self {
+        self.transfer = Some(transfer);
+        self
     }
 
     /// Adds headers.

@@ -327,6 +327,26 @@ pub enum Handler {
     CancelMeshMigration,
     /// `GET /rest/api/latest/migration/mesh/{jobId}/messages`.
     MeshMigrationMessages,
+    /// `POST /rest/api/latest/migration/exports`.
+    StartExport,
+    /// `POST /rest/api/latest/migration/exports/preview`.
+    PreviewExport,
+    /// `POST /rest/api/latest/migration/imports`.
+    StartImport,
+    /// `GET …/migration/{exports,imports}/{jobId}`.
+    GetMigrationJob,
+    /// `POST …/migration/{exports,imports}/{jobId}/cancel`.
+    CancelMigrationJob,
+    /// `GET …/migration/{exports,imports}/{jobId}/messages`.
+    MigrationMessages,
+    /// `POST /rest/mirrorfarm/latest/nodes/migration/{jobId}/progress` (node).
+    MigrationProgress,
+    /// `POST /rest/mirrorfarm/latest/nodes/migration/{jobId}/repositories` (node): one imported repository.
+    ImportRepository,
+    /// `PUT /rest/mirrorfarm/latest/nodes/migration/{jobId}/archive` (node): an export's archive, streamed to R2.
+    UploadArchive,
+    /// `GET /rest/mirrorfarm/latest/nodes/migration/{jobId}/archive` (node): an import's archive, streamed from R2.
+    DownloadArchive,
 }
 
 use Handler as H;
@@ -457,6 +477,16 @@ pub enum Input {
     MeshMigration,
     /// A support zip's bytes (`application/zip`), from the node that built it.
     SupportZip,
+    /// [`crate::migration::archive::ExportRequest`] (JSON).
+    Export,
+    /// `{"archivePath": …}` (JSON).
+    Import,
+    /// [`crate::migration::archive::MigrationProgress`] (JSON).
+    MigrationProgress,
+    /// [`crate::migration::archive::ImportedRepository`] (JSON).
+    ImportedRepository,
+    /// Raw bytes the shell streams to blob storage without reading them (a migration archive).
+    Stream,
 }
 
 impl Input {
@@ -469,6 +499,7 @@ impl Input {
             Self::Avatar => crate::admin::avatar::MAX_UPLOAD_BYTES,
             Self::HookScript => MAX_HOOK_UPLOAD_BYTES,
             Self::SupportZip => crate::mesh::MAX_SUPPORT_ZIP_BYTES,
+            Self::Stream => usize::try_from(crate::migration::archive::MAX_ARCHIVE_BYTES).unwrap_or(usize::MAX),
             _ => super::MAX_BODY_BYTES,
         }
     }
@@ -481,7 +512,8 @@ pub const MAX_REPORT_BYTES: usize = 2 * 1024 * 1024;
 /// The largest hook-script upload: the script and the form's other fields.
 const MAX_HOOK_UPLOAD_BYTES: usize = crate::hooks::MAX_SCRIPT_BYTES + 16 * 1024;
 
-/// The largest body any route accepts: a shell need read no more.
+/// The largest body any route accepts whose body the shell reads (a streamed body is never
+/// read: see [`streams_request_body`]): a shell need read no more.
 pub const LARGEST_BODY_BYTES: usize = max(
     max(max(MAX_REPORT_BYTES, super::MAX_WEBHOOK_BYTES), crate::admin::avatar::MAX_UPLOAD_BYTES),
     max(MAX_HOOK_UPLOAD_BYTES, crate::mesh::MAX_SUPPORT_ZIP_BYTES),
@@ -559,6 +591,9 @@ const PROJECT_HOOKS: &str = "/rest/api/latest/projects/{projectKey}/hook-scripts
 const PROJECT_HOOK: &str = "/rest/api/latest/projects/{projectKey}/hook-scripts/{scriptId}";
 const REPO_HOOKS: &str = "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/hook-scripts";
 const REPO_HOOK: &str = "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/hook-scripts/{scriptId}";
+const EXPORT: &str = "/rest/api/latest/migration/exports/{jobId}";
+const IMPORT: &str = "/rest/api/latest/migration/imports/{jobId}";
+const NODE_ARCHIVE: &str = "/rest/mirrorfarm/latest/nodes/migration/{jobId}/archive";
 
 /// Every route served: one row each.
 #[rustfmt::skip]
@@ -741,10 +776,29 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/rest/api/latest/migration/mesh/{jobId}/summary", H::MeshMigrationSummary, SysAdmin, NoBody, "One Mesh migration's summary"),
     route(Post, "/rest/api/latest/migration/mesh/{jobId}/cancel", H::CancelMeshMigration, SysAdmin, NoBody, "Cancel a Mesh migration (moves under way finish whole)"),
     route(Get, "/rest/api/latest/migration/mesh/{jobId}/messages", H::MeshMigrationMessages, SysAdmin, NoBody, "A Mesh migration's messages (severity)"),
+    route(Post, "/rest/api/latest/migration/exports", H::StartExport, AdminOnly, Input::Export, "Start exporting the selected repositories to an archive in R2 (at most 2 at once, else 503)"),
+    route(Post, "/rest/api/latest/migration/exports/preview", H::PreviewExport, AdminOnly, Input::Export, "The projects and repositories an export request selects"),
+    route(Get, EXPORT, H::GetMigrationJob, AdminOnly, NoBody, "An export job: state, progress, archive"),
+    route(Post, "/rest/api/latest/migration/exports/{jobId}/cancel", H::CancelMigrationJob, AdminOnly, NoBody, "Cancel an export (409 once it ended or was cancelled)"),
+    route(Get, "/rest/api/latest/migration/exports/{jobId}/messages", H::MigrationMessages, AdminOnly, NoBody, "An export's messages (severity, repeatable)"),
+    route(Post, "/rest/api/latest/migration/imports", H::StartImport, AdminOnly, Input::Import, "Start importing an archive from R2 (one at a time, else 503)"),
+    route(Get, IMPORT, H::GetMigrationJob, AdminOnly, NoBody, "An import job: state, progress"),
+    route(Post, "/rest/api/latest/migration/imports/{jobId}/cancel", H::CancelMigrationJob, AdminOnly, NoBody, "Cancel an import; it stops between repositories (409 once it ended or was cancelled)"),
+    route(Get, "/rest/api/latest/migration/imports/{jobId}/messages", H::MigrationMessages, AdminOnly, NoBody, "An import's messages (severity, repeatable)"),
+    route(Post, "/rest/mirrorfarm/latest/nodes/migration/{jobId}/progress", H::MigrationProgress, Node, Input::MigrationProgress, "A node's progress on an export or import it runs (answers the job's state)"),
+    route(Post, "/rest/mirrorfarm/latest/nodes/migration/{jobId}/repositories", H::ImportRepository, Node, Input::ImportedRepository, "Create one imported repository whole, in one batch (CREATED, SKIPPED or CANCELLED)"),
+    route(Put, NODE_ARCHIVE, H::UploadArchive, Node, Input::Stream, "An export's archive (tar), streamed into R2"),
+    route(Get, NODE_ARCHIVE, H::DownloadArchive, Node, NoBody, "An import's archive, streamed from R2"),
 ];
 
 const MESH_NODES: &str = "/rest/api/latest/admin/git/mesh/nodes";
 const MESH_NODE: &str = "/rest/api/latest/admin/git/mesh/nodes/{nodeId}";
+
+/// Whether the shell must leave the body of `method path` unread, for the service to have it
+/// streamed to blob storage (see [`super::BlobTransfer::Store`]).
+pub fn streams_request_body(method: Method, path: &str) -> bool {
+    matches!(resolve(method, path), Resolution::Found(route, ..) if route.input == Input::Stream)
+}
 
 /// Path parameters captured by a route, still percent-encoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -8,6 +8,8 @@ use crate::identity::{AccessToken, GlobalRole, NewUser, token_lookup_key};
 use crate::store::sqlite::SqliteDatabase;
 use crate::test_support::{FakeCrypto, block_on};
 
+mod migration;
+
 const ADMIN_TOKEN: &str = "mfp_admin_token_0123456789";
 
 struct World {
@@ -23,6 +25,7 @@ struct Reply {
     headers: Vec<(String, String)>,
     body: Value,
     raw: String,
+    transfer: Option<BlobTransfer>,
 }
 
 impl Reply {
@@ -108,7 +111,8 @@ impl World {
             eprintln!("diagnostic: {diagnostic}");
         }
         let raw = String::from_utf8_lossy(&r.body.clone().unwrap_or_default()).into_owned();
-        Reply { status: r.status, headers: r.headers, body: serde_json::from_str(&raw).unwrap_or(Value::Null), raw }
+        let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+        Reply { status: r.status, headers: r.headers, body, raw, transfer: r.transfer }
     }
 
     fn as_admin(&self, method: &str, target: &str, json_body: Option<Value>) -> Reply {

@@ -3,7 +3,9 @@
 //! messages (INFO, WARN, ERROR) a client pages through.
 //!
 //! This module holds that shared model: the types as stored and as sent. What each kind of job
-//! does lives with it (exports and imports in `api::migration`; Mesh elsewhere).
+//! does lives with it (exports and imports in [`archive`]; Mesh elsewhere).
+
+pub mod archive;
 
 use serde::Serialize;
 
@@ -50,7 +52,7 @@ impl MigrationType {
 }
 
 /// Where a migration job stands (Bitbucket's `JobState`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MigrationState {
@@ -276,6 +278,7 @@ pub struct MigrationMessage {
 
 /// A message to log (also what a node reports).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct NewMessage {
     /// How serious.
     pub severity: Severity,

@@ -317,7 +317,7 @@ impl<D: Database> Store<D> {
                AND o.node_id != ?1 AND o.content = h.content)";
         let mut out = self
             .batch(vec![
-                Statement::new(format!("{sole}"), vec![id.into()]),
+                Statement::new(sole, vec![id.into()]),
                 sql!(format!("DELETE FROM farm_nodes WHERE id = ?1 AND (?2 OR ({sole}) = 0)"), id, force),
             ])
             .await?;

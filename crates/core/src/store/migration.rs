@@ -341,6 +341,318 @@ impl<D: Database> Store<D> {
     }
 }
 
+row! {
+    /// A repository as an export reads it (see [`Store::export_rows`]).
+    pub(crate) struct ExportRow {
+        pub(crate) id: i64,
+        pub(crate) p_key: String,
+        pub(crate) p_name: String,
+        pub(crate) p_description: Option<String>,
+        pub(crate) p_public: i64,
+        pub(crate) slug: String,
+        pub(crate) name: String,
+        pub(crate) description: Option<String>,
+        pub(crate) default_branch: String,
+        pub(crate) public: i64,
+        pub(crate) forkable: i64,
+        pub(crate) upstream_url: Option<String>,
+        pub(crate) upstream_userinfo_sealed: Option<String>,
+        pub(crate) origin_id: Option<i64>,
+        pub(crate) fork_url: Option<String>,
+        pub(crate) fork_userinfo_sealed: Option<String>,
+        pub(crate) fork_enabled: Option<i64>,
+        pub(crate) labels: String,
+        pub(crate) grants: String,
+        pub(crate) pull: Option<String>,
+        pub(crate) push_credentials: i64,
+        pub(crate) hash: Option<String>,
+    }
+}
+
+row! {
+    /// A project's grant as an export reads it.
+    pub(crate) struct ProjectGrantRow {
+        pub(crate) key: String,
+        pub(crate) user: String,
+        pub(crate) level: String,
+    }
+}
+
+row! {
+    struct ImportCheck {
+        state: Option<String>,
+        node_id: Option<i64>,
+        existing: Option<i64>,
+        project: Option<i64>,
+        origin: Option<i64>,
+        hierarchy: Option<String>,
+        known_users: String,
+    }
+}
+
+/// What [`Store::import_repository`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportWrite {
+    /// The job is no longer running (cancel was asked, or it ended): nothing written.
+    Stopped,
+    /// This node does not work on the job.
+    NotYours,
+    /// A repository of that name exists: nothing written but a WARN message.
+    Exists,
+    /// Created, with this id.
+    Created(i64),
+}
+
+impl<D: Database> Store<D> {
+    /// Every repository with what an export writes of it, and every project grant; one batch.
+    pub(crate) async fn export_rows(&self) -> StoreResult<(Vec<ExportRow>, Vec<ProjectGrantRow>)> {
+        let mut out = self
+            .batch(vec![
+                sql!(
+                    "SELECT r.id AS id, p.key AS p_key, p.name AS p_name, p.description AS p_description, \
+                       p.public AS p_public, r.slug AS slug, r.name AS name, r.description AS description, \
+                       r.default_branch AS default_branch, r.public AS public, r.forkable AS forkable, \
+                       r.upstream_url AS upstream_url, r.upstream_userinfo_sealed AS upstream_userinfo_sealed, \
+                       r.origin_id AS origin_id, f.url AS fork_url, f.userinfo_sealed AS fork_userinfo_sealed, \
+                       f.enabled AS fork_enabled, \
+                       (SELECT json_group_array(l.name) FROM (SELECT name FROM repository_labels \
+                          WHERE repository_id = r.id ORDER BY name) l) AS labels, \
+                       (SELECT json_group_array(json_object('user', u.name, 'level', g.level)) \
+                          FROM repository_grants g JOIN users u ON u.id = g.user_id WHERE g.repository_id = r.id) AS grants, \
+                       (SELECT json_object('enabled', json(IIF(m.enabled, 'true', 'false')), \
+                          'onlyProtectedBranches', json(IIF(m.only_mirror_protected_branches, 'true', 'false')), \
+                          'overwriteDivergedBranches', json(IIF(m.mirror_overwrites_diverged_branches, 'true', 'false')), \
+                          'mirrorBranchRegex', m.mirror_branch_regex) FROM pull_mirrors m WHERE m.repository_id = r.id) AS pull, \
+                       (SELECT COUNT(*) FROM remote_mirrors rm WHERE rm.repository_id = r.id \
+                          AND rm.userinfo_sealed IS NOT NULL) AS push_credentials, \
+                       (SELECT h.content FROM repository_hashes h WHERE h.repository_id = r.id) AS hash \
+                     FROM repositories r JOIN projects p ON p.id = r.project_id \
+                       LEFT JOIN fork_syncs f ON f.repository_id = r.id \
+                     ORDER BY p.key, r.slug"
+                ),
+                sql!(
+                    "SELECT p.key AS key, u.name AS user, g.level AS level FROM project_grants g \
+                     JOIN projects p ON p.id = g.project_id JOIN users u ON u.id = g.user_id ORDER BY p.key, u.name"
+                ),
+            ])
+            .await?;
+        Ok((nth(&mut out, 0)?.read()?, nth(&mut out, 1)?.read()?))
+    }
+
+    /// Creates one imported repository for import job `job_id`, run by node `node_id`: its
+    /// project (with the project's grants) if missing, the repository, its labels, grants,
+    /// pull-mirror and fork-sync settings, its hash and the node's copy of it, and a message and
+    /// the progress — in one batch, so the repository is there whole or not at all. Grants of
+    /// users this instance lacks are left out with a WARN message each.
+    pub async fn import_repository(
+        &self,
+        job_id: i64,
+        node_id: i64,
+        imported: &crate::migration::archive::ImportedRepository,
+        new_hierarchy: &str,
+        now: Timestamp,
+    ) -> StoreResult<ImportWrite> {
+        let repo = &imported.repository;
+        let project = &imported.project;
+        let users: Vec<&str> =
+            project.grants.iter().chain(repo.grants.iter()).map(|g| g.user.as_str()).collect::<Vec<_>>();
+        let users_json = serde_json::to_string(&users).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let (origin_key, origin_slug) = repo
+            .fork
+            .as_ref()
+            .map_or((None, None), |f| (Some(f.origin_project_key.as_str()), Some(f.origin_slug.as_str())));
+        let check = self
+            .row::<ImportCheck>(sql!(
+                "SELECT (SELECT state FROM migration_jobs WHERE id = ?1) AS state, \
+                   (SELECT node_id FROM migration_jobs WHERE id = ?1) AS node_id, \
+                   (SELECT r.id FROM repositories r JOIN projects p ON p.id = r.project_id \
+                     WHERE p.key = ?2 AND r.slug = ?3) AS existing, \
+                   (SELECT id FROM projects WHERE key = ?2) AS project, \
+                   (SELECT r.id FROM repositories r JOIN projects p ON p.id = r.project_id \
+                     WHERE p.key = ?4 AND r.slug = ?5) AS origin, \
+                   (SELECT r.hierarchy_id FROM repositories r JOIN projects p ON p.id = r.project_id \
+                     WHERE p.key = ?4 AND r.slug = ?5) AS hierarchy, \
+                   (SELECT json_group_array(name) FROM users WHERE name IN (SELECT value FROM json_each(?6))) AS known_users",
+                job_id,
+                repo.project_key.as_str(),
+                repo.slug.as_str(),
+                origin_key,
+                origin_slug,
+                users_json
+            ))
+            .await?
+            .ok_or_else(|| StoreError::Backend("no import check row".into()))?;
+        if check.state.as_deref() != Some(MigrationState::Running.as_str()) {
+            return Ok(ImportWrite::Stopped);
+        }
+        if check.node_id != Some(node_id) {
+            return Ok(ImportWrite::NotYours);
+        }
+        let subject = repo.subject();
+        let progress = MigrationUpdate {
+            progress: Some(imported.percentage),
+            progress_message: Some(format!("Imported {subject}")),
+            ..MigrationUpdate::default()
+        };
+        if check.existing.is_some() {
+            let warn = NewMessage::new(
+                Severity::Warn,
+                subject.as_str(),
+                format!("Repository {subject} already exists; it was skipped."),
+            );
+            self.batch(vec![update_statement(job_id, &progress, now), message_statement(job_id, &warn, now)]).await?;
+            return Ok(ImportWrite::Exists);
+        }
+        let known: Vec<String> = serde_json::from_str(&check.known_users).unwrap_or_default();
+        let valid = |g: &&crate::migration::archive::ManifestGrant| {
+            crate::identity::Level::parse(&g.level).is_some() && known.iter().any(|k| k == &g.user)
+        };
+        let mut messages = Vec::new();
+        for g in project.grants.iter().chain(repo.grants.iter()).filter(|g| !known.iter().any(|k| k == &g.user)) {
+            messages.push(NewMessage::new(
+                Severity::Warn,
+                subject.as_str(),
+                format!("User {} does not exist here; their {} permission was not imported.", g.user, g.level),
+            ));
+        }
+        let mut batch = Vec::new();
+        if check.project.is_none() {
+            batch.push(sql!(
+                "INSERT INTO projects (key, name, description, public, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                project.key.as_str(),
+                project.name.as_str(),
+                project.description.as_deref(),
+                project.public,
+                now.millis()
+            ));
+            let grants: Vec<_> = project.grants.iter().filter(valid).collect();
+            batch.push(sql!(
+                "INSERT OR IGNORE INTO project_grants (project_id, user_id, level) \
+                 SELECT p.id, u.id, json_extract(j.value, '$.level') FROM json_each(?2) j \
+                   JOIN users u ON u.name = json_extract(j.value, '$.user') JOIN projects p ON p.key = ?1",
+                project.key.as_str(),
+                json_text(&grants)
+            ));
+        }
+        let hierarchy = check.hierarchy.as_deref().filter(|_| check.origin.is_some()).unwrap_or(new_hierarchy);
+        batch.push(sql!(
+            "INSERT INTO repositories (project_id, slug, name, description, default_branch, public, forkable, \
+               upstream_url, upstream_url_masked, hierarchy_id, created_at, origin_id) \
+             SELECT p.id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11 FROM projects p WHERE p.key = ?1",
+            repo.project_key.as_str(),
+            repo.slug.as_str(),
+            repo.name.as_str(),
+            repo.description.as_deref(),
+            repo.default_branch.as_str(),
+            repo.public,
+            repo.forkable,
+            repo.upstream_url.as_deref(),
+            hierarchy,
+            now.millis(),
+            check.origin
+        ));
+        // Every later statement names the new repository by its key.
+        let this =
+            "(SELECT r.id FROM repositories r JOIN projects p ON p.id = r.project_id WHERE p.key = ?1 AND r.slug = ?2)";
+        let grants: Vec<_> = repo.grants.iter().filter(valid).collect();
+        batch.push(sql!(
+            format!(
+                "INSERT INTO repository_grants (repository_id, user_id, level) \
+                 SELECT {this}, u.id, json_extract(j.value, '$.level') FROM json_each(?3) j \
+                   JOIN users u ON u.name = json_extract(j.value, '$.user')"
+            ),
+            repo.project_key.as_str(),
+            repo.slug.as_str(),
+            json_text(&grants)
+        ));
+        batch.push(sql!(
+            format!(
+                "INSERT OR IGNORE INTO repository_labels (repository_id, name) SELECT {this}, value FROM json_each(?3)"
+            ),
+            repo.project_key.as_str(),
+            repo.slug.as_str(),
+            json_text(&repo.labels)
+        ));
+        if let Some(pull) = &repo.pull_mirror {
+            batch.push(sql!(
+                format!(
+                    "INSERT INTO pull_mirrors (repository_id, enabled, only_mirror_protected_branches, \
+                       mirror_overwrites_diverged_branches, mirror_branch_regex, updated_at) \
+                     VALUES ({this}, ?3, ?4, ?5, ?6, ?7)"
+                ),
+                repo.project_key.as_str(),
+                repo.slug.as_str(),
+                pull.enabled,
+                pull.only_protected_branches,
+                pull.overwrite_diverged_branches,
+                pull.mirror_branch_regex.as_deref(),
+                now.millis()
+            ));
+        }
+        if let Some(fork) = &repo.fork
+            && let Some(url) = &fork.url
+        {
+            batch.push(sql!(
+                format!(
+                    "INSERT INTO fork_syncs (repository_id, origin_name, url, url_masked, enabled, updated_at) \
+                     VALUES ({this}, ?3, ?4, ?4, ?5, ?6)"
+                ),
+                repo.project_key.as_str(),
+                repo.slug.as_str(),
+                format!("{}/{}", fork.origin_project_key, fork.origin_slug),
+                url.as_str(),
+                fork.sync_enabled,
+                now.millis()
+            ));
+        }
+        if let Some(hash) = &imported.content_hash {
+            batch.push(sql!(
+                format!("INSERT INTO repository_hashes (repository_id, content, computed_at) VALUES ({this}, ?3, ?4)"),
+                repo.project_key.as_str(),
+                repo.slug.as_str(),
+                hash.as_str(),
+                now.millis()
+            ));
+            batch.push(sql!(
+                format!(
+                    "INSERT INTO node_copies (node_id, repository_id, content, synced_at) VALUES (?3, {this}, ?4, ?5)"
+                ),
+                repo.project_key.as_str(),
+                repo.slug.as_str(),
+                node_id,
+                hash.as_str(),
+                now.millis()
+            ));
+        }
+        messages.push(NewMessage::new(Severity::Info, subject.as_str(), format!("Imported repository {subject}.")));
+        batch.push(update_statement(job_id, &progress, now));
+        batch.extend(messages.iter().map(|m| message_statement(job_id, m, now)));
+        batch.push(sql!(format!("SELECT {this} AS id"), repo.project_key.as_str(), repo.slug.as_str()));
+        let last = batch.len() - 1;
+        let mut out = match self.batch(batch).await {
+            Ok(out) => out,
+            // Created meanwhile by someone else: skipped like one that existed.
+            Err(StoreError::Conflict(_)) => return Ok(ImportWrite::Exists),
+            Err(e) => return Err(e),
+        };
+        row! {
+            struct Created {
+                id: Option<i64>,
+            }
+        }
+        let id = nth(&mut out, last)?
+            .first::<Created>()?
+            .and_then(|c| c.id)
+            .ok_or_else(|| StoreError::Backend("the imported repository was not stored".into()))?;
+        Ok(ImportWrite::Created(id))
+    }
+}
+
+/// A value bound as one JSON text (`[]` if it cannot be written, which our types never are).
+fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::super::sqlite::SqliteDatabase;
@@ -542,5 +854,37 @@ mod tests {
         assert_eq!(two.len(), 3);
         let (other, _) = block_on(store.migration_messages(job.id + 1, &[], 0, 25)).expect("page");
         assert!(other.is_empty());
+    }
+
+    #[test]
+    fn an_export_reads_settings_labels_and_grants_as_the_manifest_takes_them() {
+        let (store, user) = store();
+        let db = store.database();
+        db.execute(&format!(
+            "INSERT INTO projects (id, key, name, created_at) VALUES (1, 'P', 'P', 1); \
+             INSERT INTO repositories (id, project_id, slug, name, default_branch, hierarchy_id, created_at, \
+               upstream_url, upstream_userinfo_sealed) VALUES (5, 1, 'r', 'r', 'main', 'h', 1, 'https://e.com/r.git', 'sealed'); \
+             INSERT INTO pull_mirrors (repository_id, enabled, only_mirror_protected_branches, \
+               mirror_overwrites_diverged_branches, mirror_branch_regex, updated_at) VALUES (5, 1, 1, 0, '^rel', 1); \
+             INSERT INTO repository_labels (repository_id, name) VALUES (5, 'b'), (5, 'a'); \
+             INSERT INTO repository_grants (repository_id, user_id, level) VALUES (5, {user}, 'WRITE'); \
+             INSERT INTO project_grants (project_id, user_id, level) VALUES (1, {user}, 'READ'); \
+             INSERT INTO repository_hashes (repository_id, content, computed_at) VALUES (5, 'abc', 1);"
+        ));
+        let (rows, grants) = block_on(store.export_rows()).expect("read");
+        let row = rows.first().expect("one repository");
+        let pull: crate::migration::archive::ManifestPull =
+            serde_json::from_str(row.pull.as_deref().expect("pull settings")).expect("reads as the manifest's");
+        assert!(pull.enabled && pull.only_protected_branches && !pull.overwrite_diverged_branches);
+        assert_eq!(pull.mirror_branch_regex.as_deref(), Some("^rel"));
+        assert_eq!(serde_json::from_str::<Vec<String>>(&row.labels).expect("labels"), ["a", "b"]);
+        let repo_grants: Vec<crate::migration::archive::ManifestGrant> =
+            serde_json::from_str(&row.grants).expect("grants");
+        assert_eq!((repo_grants[0].user.as_str(), repo_grants[0].level.as_str()), ("admin", "WRITE"));
+        assert_eq!((row.upstream_userinfo_sealed.as_deref(), row.hash.as_deref()), (Some("sealed"), Some("abc")));
+        assert_eq!(
+            grants.iter().map(|g| (g.key.as_str(), g.user.as_str(), g.level.as_str())).collect::<Vec<_>>(),
+            [("P", "admin", "READ")]
+        );
     }
 }

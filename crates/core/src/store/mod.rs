@@ -37,7 +37,8 @@ pub use audit::{AuditCarry, AuditRecord};
 pub use farm::{DiscoveryWrite, FarmRepository, QueuedFarmSync};
 pub use forks::{ForkOutcome, ForkSync, ForkView};
 pub use mail::{NoticeWrite, target};
-pub use migration::MigrationUpdate;
+pub(crate) use migration::{ExportRow, ProjectGrantRow};
+pub use migration::{ImportWrite, MigrationUpdate};
 pub use mirrors::{STATUS_MIRRORS, StatusSnapshot};
 use port::{Database, DatabaseError, Outcome, Statement};
 pub use queue::{DiscoveryOutcome, JobContext, Poll, Reported, SyncRecord};
@@ -246,6 +247,10 @@ pub trait Blobs {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
     /// Removes `key` (nothing there is fine).
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
+    /// The size of the blob under `key`, if there is one (R2 answers without reading it).
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        Ok(self.get(key).await?.map(|bytes| bytes.len() as u64))
+    }
 }
 
 /// No blob storage: storing fails, reading finds nothing.
