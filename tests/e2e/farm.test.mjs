@@ -7,13 +7,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
-import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startWorker, client, ROOT, OUTPUT } from "../support/worker.mjs";
 import { startGitServer } from "../support/git_http.mjs";
-import { git, gitEnv } from "../support/git.mjs";
+import { contentHash, git, gitEnv } from "../support/git.mjs";
 
 const run = promisify(execFile);
 const RUNNER = path.join(ROOT, "target/debug/mirrorfarm-runner");
@@ -61,19 +60,6 @@ function commit(name, text) {
   git(work(name), "push", "-q", "origin", "HEAD:main");
 }
 
-/** The content hash the README defines, from `git ls-remote` of the served repository. */
-async function contentHash(repoPath, env = gitEnv) {
-  const { stdout } = await run("git", ["ls-remote", repoPath], { env });
-  const lines = stdout
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => l.split("\t"))
-    .filter(([, ref]) => (ref.startsWith("refs/heads/") || ref.startsWith("refs/tags/")) && !ref.endsWith("^{}"))
-    .sort(([, x], [, y]) => Buffer.compare(Buffer.from(x), Buffer.from(y)))
-    .map(([oid, ref]) => `${oid} ${ref}\n`)
-    .join("");
-  return createHash("sha256").update(lines).digest("hex");
-}
 
 function startNode(worker, token, name, extraEnv = {}) {
   const child = spawn(

@@ -7,14 +7,14 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { createHash, createPublicKey } from "node:crypto";
+import { createPublicKey } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startWorker, client } from "../support/worker.mjs";
 import { startGitServer } from "../support/git_http.mjs";
 import { buildNode, startNode } from "../support/node.mjs";
-import { git, gitEnv } from "../support/git.mjs";
+import { contentHash, git, gitEnv } from "../support/git.mjs";
 
 const MESH = "/rest/api/1.0/admin/git/mesh";
 const MIGRATION = "/rest/api/1.0/migration/mesh";
@@ -41,19 +41,6 @@ async function waitFor(pred, what, ms = 60_000) {
   assert.fail(`${typeof what === "function" ? what() : what}: timed out\n${logs}`);
 }
 
-/** The README's content hash of a repository's branches and tags. */
-function contentHash(repoPath) {
-  const lines = execFileSync("git", ["ls-remote", repoPath], { env: gitEnv })
-    .toString()
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => l.split("\t"))
-    .filter(([, ref]) => (ref.startsWith("refs/heads/") || ref.startsWith("refs/tags/")) && !ref.endsWith("^{}"))
-    .sort(([, x], [, y]) => Buffer.compare(Buffer.from(x), Buffer.from(y)))
-    .map(([oid, ref]) => `${oid} ${ref}\n`)
-    .join("");
-  return createHash("sha256").update(lines).digest("hex");
-}
 
 async function registerNode(name) {
   const r = await as("POST", `${MESH}/nodes`, { json: { name } });

@@ -9,13 +9,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
-import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startWorker, client, ROOT, OUTPUT } from "../support/worker.mjs";
 import { startGitServer } from "../support/git_http.mjs";
-import { git, gitEnv } from "../support/git.mjs";
+import { contentHash, git, gitEnv } from "../support/git.mjs";
 import { buildNode, startNode } from "../support/node.mjs";
 
 const run = promisify(execFile);
@@ -54,19 +53,6 @@ function makeRepo(name, commits = 2) {
   git(work(name), "push", "-q", "origin", "main", "dev", "v1");
 }
 
-/** The content hash the README defines, over a repository's heads and tags. */
-async function contentHash(repoPath) {
-  const { stdout } = await run("git", ["ls-remote", repoPath], { env: gitEnv });
-  const lines = stdout
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => l.split("\t"))
-    .filter(([, ref]) => (ref.startsWith("refs/heads/") || ref.startsWith("refs/tags/")) && !ref.endsWith("^{}"))
-    .sort(([, x], [, y]) => Buffer.compare(Buffer.from(x), Buffer.from(y)))
-    .map(([oid, ref]) => `${oid} ${ref}\n`)
-    .join("");
-  return createHash("sha256").update(lines).digest("hex");
-}
 
 async function until(what, probe, ms = 90_000) {
   const deadline = Date.now() + ms;

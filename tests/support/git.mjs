@@ -1,6 +1,7 @@
 // Git for test fixtures: a fixed identity and no user or system configuration, so repositories
 // come out the same on every machine.
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 
 export const gitEnv = {
   ...process.env,
@@ -17,3 +18,18 @@ export const git = (cwd, ...args) => execFileSync("git", ["-C", cwd, ...args], {
 
 /** Every ref of a repository with its object, one per line. */
 export const refs = (repo) => git(repo, "for-each-ref", "--format=%(refname) %(objectname)");
+
+/** The content hash the README defines: SHA-256 of a repository's heads and tags as `git ls-remote`
+ * lists them (peeled lines left out), sorted by ref name, one `<oid> <ref>` line each. */
+export function contentHash(repoPath, env = gitEnv) {
+  const lines = execFileSync("git", ["ls-remote", repoPath], { env })
+    .toString()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => l.split("\t"))
+    .filter(([, ref]) => (ref.startsWith("refs/heads/") || ref.startsWith("refs/tags/")) && !ref.endsWith("^{}"))
+    .sort(([, x], [, y]) => Buffer.compare(Buffer.from(x), Buffer.from(y)))
+    .map(([oid, ref]) => `${oid} ${ref}\n`)
+    .join("");
+  return createHash("sha256").update(lines).digest("hex");
+}
