@@ -172,6 +172,10 @@ pub struct LeasedRepository {
     pub pull: LeasedPull,
     /// The upstream's fingerprint at the last pull, for polls to compare with.
     pub upstream_fingerprint: Option<String>,
+    /// The branch names and patterns its protected-only mirrors carry (GitLab's protected
+    /// branches, or the default branch while none are set).
+    #[serde(default)]
+    pub protected_branches: Vec<String>,
 }
 
 /// How a node refreshes its copy from upstream.

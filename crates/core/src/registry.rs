@@ -21,8 +21,22 @@ pub struct Project {
     pub description: Option<String>,
     /// Whether anyone may read it.
     pub public: bool,
+    /// The user whose personal project (`~SLUG`) it is; `None` for a normal project.
+    pub owner_id: Option<i64>,
     /// Creation time.
     pub created_at: Timestamp,
+}
+
+impl Project {
+    /// Whether this is a user's personal project (`~SLUG`).
+    pub fn is_personal(&self) -> bool {
+        self.owner_id.is_some()
+    }
+}
+
+/// The key of a user's personal project: `~` and their slug in upper case, as Bitbucket.
+pub fn personal_project_key(user_slug: &str) -> String {
+    format!("~{}", user_slug.to_ascii_uppercase())
 }
 
 /// A repository registered under a project.
@@ -277,11 +291,24 @@ pub struct ProjectDto {
     pub description: Option<String>,
     /// Public.
     pub public: bool,
-    /// `NORMAL` (personal projects are not supported).
+    /// `NORMAL`, or `PERSONAL` for a user's own project (`~SLUG`).
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// A personal project's owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<ProjectOwner>,
     /// Links.
     pub links: Links,
+}
+
+/// The owner of a personal project, as its key names them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct ProjectOwner {
+    /// User id.
+    pub id: i64,
+    /// User slug.
+    pub slug: String,
 }
 
 impl ProjectDto {
@@ -293,7 +320,8 @@ impl ProjectDto {
             name: p.name.clone(),
             description: p.description.clone(),
             public: p.public,
-            kind: "NORMAL",
+            kind: if p.is_personal() { "PERSONAL" } else { "NORMAL" },
+            owner: p.owner_id.map(|id| ProjectOwner { id, slug: p.key.trim_start_matches('~').to_ascii_lowercase() }),
             links: Links { clone: None, self_: vec![Link { href: format!("{base}/projects/{}", p.key), name: None }] },
         }
     }

@@ -377,7 +377,8 @@ fn execute(
             }
         }
         // Refs upstream rewrote that the rules keep fail the update.
-        let pulled = push::pull(&local, &upstream, pull_rules, &repository.default_branch)?;
+        let pulled =
+            push::pull(&local, &upstream, pull_rules, &repository.default_branch, &repository.protected_branches)?;
         let outcome = pulled.plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged);
         hooks.post(&pulled.plan.updates);
         let content_hash = Some(content_hash(&pulled.refs));
@@ -392,10 +393,10 @@ fn execute(
         return Ok(Finished { content_hash, ..Finished::of(outcome, Some(pulled.fingerprint)) });
     };
     let target = Remote::parse(&mirror.url)?;
-    let push_settings = PushSettings::of(mirror, &repository.default_branch);
+    let push_settings = PushSettings::of(mirror, repository);
     let pulled = match follows_a_pull(job).and_then(|recorded| push::trusted_copy(&local, recorded)) {
         Some(p) => p,
-        None => push::pull(&local, &upstream, pull_rules, &repository.default_branch)?,
+        None => push::pull(&local, &upstream, pull_rules, &repository.default_branch, &repository.protected_branches)?,
     };
     if let Some(kept) = pulled.plan.pull_divergence_error() {
         warn!(job = job.id, "{kept}");

@@ -50,7 +50,7 @@ pub(crate) fn sync(
     let local = copy_of(settings, origin.id);
     let pulled = match crate::daemon::follows_a_pull(job).and_then(|recorded| push::trusted_copy(&local, recorded)) {
         Some(p) => p,
-        None => push::pull(&local, &upstream, &origin.pull, &origin.default_branch)?,
+        None => push::pull(&local, &upstream, &origin.pull, &origin.default_branch, &origin.protected_branches)?,
     };
     let origin_refs = pulled.refs;
     let target = Remote::parse(&fork.url)?;

@@ -94,6 +94,7 @@ impl PairArgs {
             keep_divergent_refs: self.keep_divergent_refs,
             only_protected_branches: self.only_protected_branches,
             mirror_branch_regex: self.mirror_branch_regex.clone(),
+            protected_branches: Vec::new(),
         }
     }
 
@@ -193,8 +194,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 return oneshot::plan(&edge, &settings.node, &args.repo_or_source);
             };
             let pair = &args.pair;
-            let pulled =
-                push::pull(&local, &source, &push::exact_pull(), &pair.default_branch).map_err(|e| e.to_string())?;
+            let pulled = push::pull(&local, &source, &push::exact_pull(), &pair.default_branch, &[])
+                .map_err(|e| e.to_string())?;
             let plan = push::plan(&local, &pulled.refs, &target, &pair.settings()).map_err(|e| e.to_string())?;
             oneshot::print_plan(&mut io::stdout().lock(), &plan)
         }
@@ -213,7 +214,7 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let source = Remote::parse(&source).map_err(|e| e.to_string())?;
             let pulled =
-                push::pull(&Git::in_dir(local), &source, &rules, &default_branch).map_err(|e| e.to_string())?;
+                push::pull(&Git::in_dir(local), &source, &rules, &default_branch, &[]).map_err(|e| e.to_string())?;
             match pulled.plan.pull_divergence_error() {
                 None => {
                     println!("{} updated, {} unchanged", pulled.plan.updates.len(), pulled.plan.unchanged);
@@ -230,8 +231,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 return oneshot::sync(&edge, &settings.node, &args.repo_or_source, &shutdown);
             };
             let pair = &args.pair;
-            let pulled =
-                push::pull(&local, &source, &push::exact_pull(), &pair.default_branch).map_err(|e| e.to_string())?;
+            let pulled = push::pull(&local, &source, &push::exact_pull(), &pair.default_branch, &[])
+                .map_err(|e| e.to_string())?;
             let recheck = Duration::from_secs(pair.target_recheck);
             let (plan, outcome) =
                 push::push_to(&local, &pulled.refs, &target, &pair.settings(), recheck, &|_| Vec::new(), &|| false)

@@ -190,7 +190,7 @@ fn bundle_one(settings: &NodeSettings, dir: &Path, index: usize, item: &ExportIt
         matches!(&bundled, Ok(Some(refs)) if item.content_hash.as_deref() == Some(content_hash(refs).as_str()));
     if !current && let Some(url) = &item.fetch_url {
         let fetched = Remote::parse(url).map_err(|e| e.to_string()).and_then(|remote| {
-            push::pull(&copy, &remote, &push::exact_pull(), &item.entry.default_branch).map_err(|e| e.to_string())
+            push::pull(&copy, &remote, &push::exact_pull(), &item.entry.default_branch, &[]).map_err(|e| e.to_string())
         });
         match fetched {
             Ok(_) => bundled = bundle_copy(&copy, &file),

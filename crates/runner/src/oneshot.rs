@@ -83,8 +83,8 @@ pub(crate) fn plan(edge: &EdgeClient, settings: &NodeSettings, repo: &str) -> Re
     let line = |out: &mut io::StdoutLock<'_>, text: String| writeln!(out, "{text}").map_err(|e| e.to_string());
     let source = match r.upstream_url.as_deref().map(Remote::parse).transpose().map_err(|e| e.to_string())? {
         Some(upstream) if work.pull_enabled => {
-            let pulled =
-                push::preview_pull(&local, &upstream, &r.pull, &r.default_branch).map_err(|e| e.to_string())?;
+            let pulled = push::preview_pull(&local, &upstream, &r.pull, &r.default_branch, &r.protected_branches)
+                .map_err(|e| e.to_string())?;
             line(&mut out, format!("pull from {}", upstream.masked()))?;
             print_plan(&mut out, &pulled.plan)?;
             pulled.refs
@@ -110,7 +110,7 @@ pub(crate) fn plan(edge: &EdgeClient, settings: &NodeSettings, repo: &str) -> Re
             )?;
             continue;
         }
-        match push::plan(&local, &source, &target, &PushSettings::of(mirror, &r.default_branch)) {
+        match push::plan(&local, &source, &target, &PushSettings::of(mirror, r)) {
             Ok(plan) => print_plan(&mut out, &plan)?,
             Err(e) => line(&mut out, format!("  cannot plan: {e}"))?,
         }

@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mirrorfarm_core::mirrors::UpdateOutcome;
-use mirrorfarm_core::nodes::{LeasedMirror, LeasedPull};
+use mirrorfarm_core::nodes::{LeasedMirror, LeasedPull, LeasedRepository};
 use mirrorfarm_core::sync::{MirrorRules, RefAction, RefUpdate, RefUpdatePlan, Refs, plan_push};
 use tracing::{info, warn};
 
@@ -42,13 +42,16 @@ pub(crate) struct PushSettings {
     pub(crate) only_protected_branches: bool,
     /// Branch regex.
     pub(crate) mirror_branch_regex: Option<String>,
+    /// The source's protected branch names and patterns (none: its default branch).
+    pub(crate) protected_branches: Vec<String>,
 }
 
 impl PushSettings {
-    /// A registered push mirror's settings, as the edge hands them out.
-    pub(crate) fn of(mirror: &LeasedMirror, default_branch: &str) -> Self {
+    /// A registered push mirror's settings, as the edge hands them out with its repository.
+    pub(crate) fn of(mirror: &LeasedMirror, repository: &LeasedRepository) -> Self {
         Self {
-            default_branch: default_branch.to_owned(),
+            default_branch: repository.default_branch.clone(),
+            protected_branches: repository.protected_branches.clone(),
             keep_divergent_refs: mirror.keep_divergent_refs,
             only_protected_branches: mirror.only_protected_branches,
             mirror_branch_regex: mirror.mirror_branch_regex.clone(),
@@ -63,6 +66,7 @@ impl PushSettings {
             self.keep_divergent_refs,
             &self.default_branch,
         )
+        .map(|rules| rules.with_protected(&self.protected_branches))
         .map_err(|e| PushError::Filter(e.to_string()))
     }
 }
@@ -98,8 +102,9 @@ pub(crate) fn pull(
     upstream: &Remote,
     pull_rules: &LeasedPull,
     default_branch: &str,
+    protected: &[String],
 ) -> Result<Pulled, PushError> {
-    let rules = pull_rules_for(pull_rules, default_branch)?;
+    let rules = pull_rules_for(pull_rules, default_branch, protected)?;
     let record = PulledRecord::of(local);
     if !local.exists() && *pull_rules == exact_pull() {
         local.clone_from(upstream)?;
@@ -224,9 +229,10 @@ pub(crate) fn preview_pull(
     upstream: &Remote,
     pull_rules: &LeasedPull,
     default_branch: &str,
+    protected: &[String],
 ) -> Result<Pulled, PushError> {
     // A dry run tells fast-forwards from overwrites even where the pull itself need not ask.
-    let rules = pull_rules_for(pull_rules, default_branch)?.checking_fast_forwards();
+    let rules = pull_rules_for(pull_rules, default_branch, protected)?.checking_fast_forwards();
     let listing = Git::detached().remote_refs(upstream)?;
     let fingerprint = fingerprint(&listing);
     let mut refs = if local.exists() {
@@ -260,14 +266,19 @@ pub(crate) fn trusted_copy(local: &Git, recorded: &str) -> Option<Pulled> {
     })
 }
 
-/// The core's rules for a repository's pull-mirror settings.
-fn pull_rules_for(pull_rules: &LeasedPull, default_branch: &str) -> Result<MirrorRules, PushError> {
+/// The core's rules for a repository's pull-mirror settings and protected branches.
+fn pull_rules_for(
+    pull_rules: &LeasedPull,
+    default_branch: &str,
+    protected: &[String],
+) -> Result<MirrorRules, PushError> {
     MirrorRules::pull(
         pull_rules.only_protected_branches,
         pull_rules.mirror_branch_regex.as_deref(),
         pull_rules.overwrite_diverged_branches,
         default_branch,
     )
+    .map(|rules| rules.with_protected(protected))
     .map_err(|e| PushError::Filter(e.to_string()))
 }
 

@@ -74,6 +74,10 @@ fn unavailable_reason(repo: &Repository, fork: Option<&ForkSync>) -> Option<Stri
     match (fork, repo.origin_id) {
         (None, _) => Some(format!("{}/{} is not a fork: only forks are synchronized.", repo.project.key, repo.slug)),
         (Some(f), None) => Some(format!("The origin repository {} was deleted.", f.origin_name)),
+        (Some(f), Some(_)) if !f.owner_reads_origin => Some(format!(
+            "{}/{} is a personal fork and its owner can no longer read the origin {}.",
+            repo.project.key, repo.slug, f.origin_name
+        )),
         (Some(_), Some(_)) => None,
     }
 }
@@ -119,7 +123,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             return Err(ApiError::Conflict(format!("{}/{} may not be forked.", origin.project.key, origin.slug)));
         }
         let project_key = match params.project {
-            None => origin.project.key.clone(),
+            // Bitbucket's default: the caller's personal project.
+            None => crate::registry::personal_project_key(&who.user.slug),
             Some(ProjectKey { key: Some(key) }) => key,
             Some(ProjectKey { key: None }) => return Err(field("project", "The project to fork into needs a key.")),
         };

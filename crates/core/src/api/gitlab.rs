@@ -5,8 +5,8 @@ use crate::queue::Signals;
 use crate::store::Blobs;
 use serde::Serialize;
 
-use super::{ApiError, ApiResponse, Call, Result, Service, decode_segment};
-use crate::mirrors::{MirrorParams, MirrorRequestError, RemoteMirror, RemoteMirrorDto};
+use super::{ApiError, ApiResponse, Call, FieldError, Fields, FromFields, Result, Service, decode_segment};
+use crate::mirrors::{MirrorParams, MirrorRequestError, PullMirror, PullMirrorParams, RemoteMirror, RemoteMirrorDto};
 use crate::paging::GitLabPage;
 use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
 use crate::registry::Repository;
@@ -48,7 +48,63 @@ pub(super) struct GitLabProject {
     visibility: String,
     web_url: String,
     namespace: GitLabNamespace,
+    /// Whether the project pulls from its `import_url`.
     mirror: bool,
+    /// The upstream it pulls from, credentials masked.
+    import_url: Option<String>,
+    mirror_trigger_builds: bool,
+    only_mirror_protected_branches: bool,
+    mirror_overwrites_diverged_branches: bool,
+}
+
+/// What `PUT /projects/:id` may send that this service acts on: the pull-mirror settings, as
+/// python-gitlab's `project.save()` sends them after `project.import_url = …; project.mirror = True`.
+/// Other project attributes are not served here and are ignored, as GitLab ignores unknown ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct GitLabProjectParams {
+    /// `import_url`: the upstream to pull from (credentials in it are sealed).
+    pub import_url: Option<String>,
+    /// `mirror`: pull from `import_url`.
+    pub mirror: Option<bool>,
+    /// `mirror_trigger_builds` (stored only).
+    pub mirror_trigger_builds: Option<bool>,
+    /// `only_mirror_protected_branches`.
+    pub only_mirror_protected_branches: Option<bool>,
+    /// `mirror_overwrites_diverged_branches`.
+    pub mirror_overwrites_diverged_branches: Option<bool>,
+    /// `mirror_branch_regex`: `Some(None)` clears it.
+    pub mirror_branch_regex: Option<Option<String>>,
+}
+
+impl FromFields for GitLabProjectParams {
+    fn from_fields(fields: &Fields) -> std::result::Result<Self, FieldError> {
+        Ok(Self {
+            import_url: fields.string("import_url")?,
+            mirror: fields.boolean("mirror")?,
+            mirror_trigger_builds: fields.boolean("mirror_trigger_builds")?,
+            only_mirror_protected_branches: fields.boolean("only_mirror_protected_branches")?,
+            mirror_overwrites_diverged_branches: fields.boolean("mirror_overwrites_diverged_branches")?,
+            mirror_branch_regex: fields.nullable_string("mirror_branch_regex")?,
+        })
+    }
+}
+
+impl GitLabProjectParams {
+    /// The pull-mirror change it asks for, in the mirror API's terms; `None` if it asks none.
+    fn pull_change(self) -> Option<PullMirrorParams> {
+        let change = PullMirrorParams {
+            url: self.import_url,
+            auth_user: None,
+            auth_password: None,
+            enabled: self.mirror,
+            only_mirror_protected_branches: self.only_mirror_protected_branches,
+            mirror_overwrites_diverged_branches: self.mirror_overwrites_diverged_branches,
+            mirror_branch_regex: self.mirror_branch_regex,
+            mirror_trigger_builds: self.mirror_trigger_builds,
+        };
+        (change != PullMirrorParams::default()).then_some(change)
+    }
 }
 
 /// A project's namespace (its Bitbucket project, as a GitLab group).
@@ -144,31 +200,62 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     }
 
     pub(super) async fn gitlab_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.gitlab_repository(call, call.params.raw("id")).await?;
-        let path = format!("{}/{}", repo.project.key, repo.slug);
-        Ok(ApiResponse::json(
-            200,
-            &GitLabProject {
-                id: repo.id,
-                description: repo.description.clone(),
-                name: repo.name.clone(),
-                name_with_namespace: format!("{} / {}", repo.project.name, repo.name),
-                path: repo.slug.clone(),
-                path_with_namespace: path,
-                created_at: repo.created_at,
-                default_branch: repo.default_branch.clone(),
-                visibility: if repo.public || repo.project.public { "public" } else { "private" }.into(),
-                web_url: format!("{}/projects/{}/repos/{}", call.req.origin, repo.project.key, repo.slug),
-                namespace: GitLabNamespace {
-                    id: repo.project.id,
-                    name: repo.project.name.clone(),
-                    path: repo.project.key.clone(),
-                    kind: "group".into(),
-                    full_path: repo.project.key.clone(),
-                },
-                mirror: repo.upstream.is_some(),
+        let who = call.who.as_ref();
+        let key = Self::gitlab_key(call.params.raw("id")).ok_or_else(project_not_found)?;
+        // The repository, the caller's grants and its pull mirror: one round trip.
+        let (repo, grants, pull) = self.store.repository_and_pull(key.as_key(), Self::user_id(who)).await?;
+        let repo = repo.ok_or_else(project_not_found)?;
+        Self::require(who, Self::level_on_repository(who, &grants, &repo), call.need(), project_not_found)?;
+        let pull = pull.unwrap_or_else(|| PullMirror::implicit(repo.id, self.now));
+        Ok(ApiResponse::json(200, &Self::gitlab_project_entity(call, &repo, &pull, repo.upstream.as_ref())))
+    }
+
+    /// `PUT /projects/:id`: sets up or changes the pull mirror the GitLab way (`import_url`,
+    /// `mirror`, …), through the same checks and single write as `PUT …/mirror/pull`.
+    pub(super) async fn update_gitlab_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
+        let repo = self.mirror_repository(call).await?;
+        let params: GitLabProjectParams = call.input()?;
+        let (pull, url) = match params.pull_change() {
+            Some(change) => {
+                Self::refuse_archived(&repo)?;
+                let (pull, url) = self.apply_pull_update(&repo, change).await?;
+                (pull, Some(url))
+            }
+            None => (self.pull_mirror_of(&repo).await?.0, repo.upstream.clone()),
+        };
+        Ok(ApiResponse::json(200, &Self::gitlab_project_entity(call, &repo, &pull, url.as_ref())))
+    }
+
+    fn gitlab_project_entity(
+        call: &Call<'_>,
+        repo: &Repository,
+        pull: &PullMirror,
+        upstream: Option<&crate::urls::StoredUrl>,
+    ) -> GitLabProject {
+        GitLabProject {
+            id: repo.id,
+            description: repo.description.clone(),
+            name: repo.name.clone(),
+            name_with_namespace: format!("{} / {}", repo.project.name, repo.name),
+            path: repo.slug.clone(),
+            path_with_namespace: format!("{}/{}", repo.project.key, repo.slug),
+            created_at: repo.created_at,
+            default_branch: repo.default_branch.clone(),
+            visibility: if repo.public || repo.project.public { "public" } else { "private" }.into(),
+            web_url: format!("{}/projects/{}/repos/{}", call.req.origin, repo.project.key, repo.slug),
+            namespace: GitLabNamespace {
+                id: repo.project.id,
+                name: repo.project.name.clone(),
+                path: repo.project.key.clone(),
+                kind: if repo.project.is_personal() { "user" } else { "group" }.into(),
+                full_path: repo.project.key.clone(),
             },
-        ))
+            mirror: upstream.is_some() && pull.enabled,
+            import_url: upstream.map(|u| u.masked.clone()),
+            mirror_trigger_builds: pull.mirror_trigger_builds,
+            only_mirror_protected_branches: pull.only_mirror_protected_branches,
+            mirror_overwrites_diverged_branches: pull.mirror_overwrites_diverged_branches,
+        }
     }
 
     pub(super) async fn list_remote_mirrors(&self, call: &Call<'_>) -> Result<ApiResponse> {

@@ -11,6 +11,7 @@ mod cors;
 mod farm;
 mod forks;
 mod gitlab;
+mod groups;
 mod hooks;
 mod identity;
 mod mail;
@@ -19,6 +20,7 @@ mod migration;
 mod nodes;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+mod protected_branches;
 mod pull_mirrors;
 mod queue;
 mod registry;
@@ -33,6 +35,7 @@ pub use audit::RETENTION_REVIEW_DISMISSED;
 pub use callers::{CALLER_TTL_MS, CallerCache};
 pub use cors::{CorsError, CorsOrigins};
 pub use forks::{ForkParams, ProjectKey};
+pub use gitlab::GitLabProjectParams;
 pub use mail::MAIL_MAX_TRIES;
 pub use request::{
     ApiRequest, BodyError, FieldError, Fields, FromFields, MAX_BODY_BYTES, Method, Query, decode_segment, encode,
@@ -350,8 +353,13 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
         let now = self.now;
         let event = |actor, sign_in_failed| audit::record(now, route, &params, req, &query, actor, sign_in_failed);
         let limit = route.input.limit();
-        if req.declared_length.is_some_and(|n| n > limit as u64) || req.body.len() > limit {
-            let response = ApiError::PayloadTooLarge.into_response(dialect);
+        let too_large = req.declared_length.is_some_and(|n| n > limit as u64) || req.body.len() > limit;
+        // Bitbucket's XSRF rule: a multipart write must say `X-Atlassian-Token: no-check`.
+        let xsrf = route.input.is_multipart()
+            && !req.header("x-atlassian-token").is_some_and(|v| v.trim().eq_ignore_ascii_case("no-check"));
+        if too_large || xsrf {
+            let refusal = if too_large { ApiError::PayloadTooLarge } else { ApiError::XsrfCheckFailed };
+            let response = refusal.into_response(dialect);
             // Refused before anyone signed in: the event's author is anonymous.
             if audited {
                 return self.finish_audit(&event(crate::audit::Actor::Anonymous, false), response).await;
@@ -632,6 +640,26 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             H::ImportRepository => self.import_repository(&call).await,
             H::UploadArchive => self.upload_archive(&call).await,
             H::DownloadArchive => self.download_archive(&call).await,
+            H::ListGroups => self.list_groups(&call).await,
+            H::CreateGroup => self.create_group(&call).await,
+            H::DeleteGroup => self.delete_group(&call).await,
+            H::AddUsersToGroup => self.add_users_to_group(&call).await,
+            H::AddGroupsToUser => self.add_groups_to_user(&call).await,
+            H::RemoveUserFromGroup => self.remove_membership(&call, false).await,
+            H::RemoveGroupFromUser => self.remove_membership(&call, true).await,
+            H::GroupMembers => self.group_member_users(&call, true).await,
+            H::GroupNonMembers => self.group_member_users(&call, false).await,
+            H::ProjectGroupGrants => self.list_group_grants(&call, false).await,
+            H::GrantProjectGroup => self.set_group_grant(&call, false, true).await,
+            H::RevokeProjectGroup => self.set_group_grant(&call, false, false).await,
+            H::RepositoryGroupGrants => self.list_group_grants(&call, true).await,
+            H::GrantRepositoryGroup => self.set_group_grant(&call, true, true).await,
+            H::RevokeRepositoryGroup => self.set_group_grant(&call, true, false).await,
+            H::ListProtectedBranches => self.list_protected_branches(&call).await,
+            H::GetProtectedBranch => self.get_protected_branch(&call).await,
+            H::ProtectBranch => self.protect_branch(&call).await,
+            H::UnprotectBranch => self.unprotect_branch(&call).await,
+            H::UpdateGitLabProject => self.update_gitlab_project(&call).await,
         }
     }
 

@@ -415,8 +415,11 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 Some(self.leased_mirror(mirror).await?),
             ),
         };
+        let mut repository = self.leased_repository(repo, pull, context.upstream_fingerprint.clone()).await?;
+        repository.protected_branches =
+            crate::mirrors::protected::effective_patterns(&context.protected_branches, &repo.default_branch);
         Ok(LeasedJob {
-            repository: Some(self.leased_repository(repo, pull, context.upstream_fingerprint.clone()).await?),
+            repository: Some(repository),
             remote_mirror,
             recreate: context.recreate,
             hooks: crate::hooks::applicable(job.kind, &context.hooks),
@@ -463,7 +466,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         let (Some(repo), Some(fork), Some(origin)) = (&context.repository, &context.fork, &context.origin) else {
             return Ok(None);
         };
-        if !fork.enabled {
+        // Switched off, or a personal fork whose owner lost the origin (seed 001): nothing runs.
+        if !fork.enabled || !fork.owner_reads_origin {
             return Ok(None);
         }
         let action = match job.payload.as_deref() {
@@ -511,6 +515,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             default_branch: repo.default_branch.clone(),
             upstream_url,
             upstream_fingerprint,
+            protected_branches: Vec::new(),
             pull: LeasedPull {
                 overwrite_diverged_branches: pull.mirror_overwrites_diverged_branches,
                 only_protected_branches: pull.only_mirror_protected_branches,
@@ -545,7 +550,10 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             mirrors.push(self.leased_mirror(&m).await?);
         }
         let fingerprint = self.store.triggers(repo.id).await?.upstream_fingerprint;
-        let repository = self.leased_repository(&repo, pull, fingerprint).await?;
+        let mut repository = self.leased_repository(&repo, pull, fingerprint).await?;
+        let (rules, _) = self.store.protected_branches(repo.id, None, 0, u64::MAX >> 1).await?;
+        let names: Vec<String> = rules.into_iter().map(|r| r.name).collect();
+        repository.protected_branches = crate::mirrors::protected::effective_patterns(&names, &repo.default_branch);
         Ok(ApiResponse::json(200, &RepositoryWork { repository, pull_enabled, mirrors }))
     }
 

@@ -187,6 +187,23 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::MigrationProgress => one(200, g.subschema_for::<crate::migration::archive::MigrationAck>()),
         H::ImportRepository => one(200, g.subschema_for::<crate::migration::archive::ImportAnswer>()),
         H::DownloadArchive => one(200, schemars::json_schema!({ "type": "string", "format": "binary" })),
+        H::ListGroups => one(200, g.subschema_for::<PageOf<crate::identity::groups::GroupDto>>()),
+        H::CreateGroup | H::DeleteGroup => one(200, g.subschema_for::<crate::identity::groups::GroupDto>()),
+        H::AddUsersToGroup | H::AddGroupsToUser | H::RemoveUserFromGroup | H::RemoveGroupFromUser => {
+            vec![(200, None)]
+        }
+        H::GroupMembers | H::GroupNonMembers => one(200, g.subschema_for::<PageOf<super::users::DetailedUserDto>>()),
+        H::ProjectGroupGrants | H::RepositoryGroupGrants => {
+            one(200, g.subschema_for::<PageOf<crate::identity::groups::PermittedGroupDto>>())
+        }
+        H::GrantProjectGroup | H::RevokeProjectGroup | H::GrantRepositoryGroup | H::RevokeRepositoryGroup => {
+            vec![(204, None)]
+        }
+        H::ListProtectedBranches => one(200, g.subschema_for::<Vec<crate::mirrors::protected::ProtectedBranchDto>>()),
+        H::GetProtectedBranch => one(200, g.subschema_for::<crate::mirrors::protected::ProtectedBranchDto>()),
+        H::ProtectBranch => one(201, g.subschema_for::<crate::mirrors::protected::ProtectedBranchDto>()),
+        H::UnprotectBranch => vec![(204, None)],
+        H::UpdateGitLabProject => one(200, g.subschema_for::<GitLabProject>()),
         H::ChangePassword
         | H::MergeUserSettings
         | H::DeleteUserRateLimit
@@ -235,6 +252,8 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::Object => schemars::json_schema!({ "type": "object" }),
         Input::Avatar => return None,
         Input::Address => schemars::json_schema!({ "type": "string", "format": "email" }),
+        Input::ProtectedBranch => g.subschema_for::<crate::mirrors::protected::ProtectedBranchParams>(),
+        Input::GitLabProject => g.subschema_for::<super::gitlab::GitLabProjectParams>(),
         Input::HookScript => return None,
         Input::Retention => g.subschema_for::<super::audit::RetentionConfig>(),
         Input::MeshNode => g.subschema_for::<crate::mesh::MeshNodeInput>(),
@@ -326,6 +345,13 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
         .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "minLength": 1 } }))
         .collect();
     params.extend(query_parameters(route.handler));
+    if route.input.is_multipart() {
+        params.push(json!({
+            "name": "X-Atlassian-Token", "in": "header", "required": true,
+            "schema": { "type": "string", "enum": ["no-check"] },
+            "description": "Bitbucket's XSRF guard for multipart writes: without it the answer is 403"
+        }));
+    }
     let mut responses = Map::new();
     for (status, schema) in answers(route.handler, g) {
         let mut answer = json!({ "description": "Success" });
@@ -380,6 +406,8 @@ fn operation(route: &Route, g: &mut SchemaGenerator) -> Value {
     }
     if dialect == Dialect::GitLab {
         errors.push((403, "The caller lacks the permission"));
+    } else if route.input.is_multipart() {
+        errors.push((403, "X-Atlassian-Token: no-check is missing (XSRF), or a STATUS_READ token was used"));
     } else if route.access != Access::Status {
         errors.push((403, "A STATUS_READ token used outside status"));
     }

@@ -2,7 +2,7 @@
 
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::admin::RateLimiter;
-use crate::mirrors::{PullMirror, PullMirrorDto, check_pull_update};
+use crate::mirrors::{PullMirror, PullMirrorDto, PullMirrorParams, check_pull_update};
 use crate::queue::Signals;
 use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
 use crate::registry::Repository;
@@ -35,9 +35,19 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// Configures the pull mirror (GitLab's `PUT`); queues a pull when it becomes enabled or its URL changes.
     pub(super) async fn update_pull_mirror(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let repo = self.mirror_repository(call).await?;
-        let (current, configured) = self.pull_mirror_of(&repo).await?;
-        let change =
-            check_pull_update(call.input()?, &current, repo.upstream.as_ref(), &self.config.allowed_hosts, self.now)?;
+        let (mirror, url) = self.apply_pull_update(&repo, call.input()?).await?;
+        Ok(ApiResponse::json(200, &PullMirrorDto::new(&mirror, &url)))
+    }
+
+    /// Checks and saves a pull-mirror change (from `PUT …/mirror/pull` or the Projects API) in
+    /// one batch with the pull it queues; returns the settings and the upstream URL now in force.
+    pub(super) async fn apply_pull_update(
+        &self,
+        repo: &Repository,
+        params: PullMirrorParams,
+    ) -> Result<(PullMirror, StoredUrl)> {
+        let (current, configured) = self.pull_mirror_of(repo).await?;
+        let change = check_pull_update(params, &current, repo.upstream.as_ref(), &self.config.allowed_hosts, self.now)?;
         let new_url: Option<StoredUrl> = match &change.new_url {
             Some(url) => {
                 Some(self.stored_url(url, change.keep_credentials.then_some(repo.upstream.as_ref()).flatten()).await?)
@@ -56,8 +66,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         );
         self.store.save_pull_mirror(&change.mirror, new_url.as_ref(), job.as_ref()).await?;
         self.mark_queued();
-        let url = new_url.as_ref().or(repo.upstream.as_ref()).ok_or_else(not_configured)?;
-        Ok(ApiResponse::json(200, &PullMirrorDto::new(&change.mirror, url)))
+        let url = new_url.or_else(|| repo.upstream.clone()).ok_or_else(not_configured)?;
+        Ok((change.mirror, url))
     }
 
     /// Starts a pull now (GitLab's `POST`): queues one unless one already waits.

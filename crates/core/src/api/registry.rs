@@ -91,6 +91,12 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     pub(super) async fn delete_project(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let project = self.project_for(call).await?;
+        if project.is_personal() {
+            return Err(ApiError::Conflict(format!(
+                "{} is a personal project: it is removed with its user, not on its own.",
+                project.key
+            )));
+        }
         // One statement: a repository created meanwhile keeps its project.
         if !self.store.delete_empty_project(project.id).await? {
             return Err(ApiError::Conflict(format!(

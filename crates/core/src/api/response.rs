@@ -106,6 +106,10 @@ pub enum ApiError {
     /// Authenticated, but not allowed.
     #[error("You are not permitted to access this resource")]
     Forbidden,
+    /// A multipart write without `X-Atlassian-Token: no-check`: Bitbucket's XSRF protection
+    /// (a browser form on another site cannot set that header).
+    #[error("XSRF check failed")]
+    XsrfCheckFailed,
     /// A cross-origin request from an origin not on the allowlist (CORS preflight).
     #[error("This origin may not call this resource")]
     OriginNotAllowed,
@@ -157,7 +161,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::Field { .. } => 400,
             Self::Unauthorized => 401,
             Self::Forbidden if dialect == Dialect::Bitbucket => 401,
-            Self::Forbidden | Self::OriginNotAllowed => 403,
+            Self::Forbidden | Self::OriginNotAllowed | Self::XsrfCheckFailed => 403,
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed => 405,
             Self::Conflict(_) => 409,
@@ -192,6 +196,7 @@ impl ApiError {
                     Self::NotFound { what, .. } => json!(format!("404 {what} Not Found")),
                     Self::Unauthorized => json!("401 Unauthorized"),
                     Self::Forbidden | Self::OriginNotAllowed => json!("403 Forbidden"),
+                    Self::XsrfCheckFailed => json!("403 Forbidden - XSRF check failed"),
                     Self::MethodNotAllowed => json!("405 Method Not Allowed"),
                     Self::Conflict(m) => json!(format!("409 Conflict - {m}")),
                     Self::PayloadTooLarge => json!("413 Request Entity Too Large"),
@@ -261,6 +266,7 @@ fn exception_name(e: &ApiError) -> Option<&'static str> {
         }
         ApiError::Unauthorized => "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException",
         ApiError::Forbidden => "com.atlassian.bitbucket.AuthorisationException",
+        ApiError::XsrfCheckFailed => "com.atlassian.plugins.rest.common.security.XsrfCheckFailedException",
         ApiError::NotFound { .. } => "com.atlassian.bitbucket.NoSuchEntityException",
         ApiError::Conflict(_) => "com.atlassian.bitbucket.IntegrityException",
         _ => return None,

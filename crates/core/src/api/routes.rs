@@ -347,6 +347,46 @@ pub enum Handler {
     UploadArchive,
     /// `GET /rest/mirrorfarm/latest/nodes/migration/{jobId}/archive` (node): an import's archive, streamed from R2.
     DownloadArchive,
+    /// `GET /rest/api/latest/admin/groups`.
+    ListGroups,
+    /// `POST /rest/api/latest/admin/groups?name=`.
+    CreateGroup,
+    /// `DELETE /rest/api/latest/admin/groups?name=`.
+    DeleteGroup,
+    /// `POST /rest/api/latest/admin/groups/add-users`.
+    AddUsersToGroup,
+    /// `POST /rest/api/latest/admin/users/add-groups`.
+    AddGroupsToUser,
+    /// `POST /rest/api/latest/admin/groups/remove-user`.
+    RemoveUserFromGroup,
+    /// `POST /rest/api/latest/admin/users/remove-group`.
+    RemoveGroupFromUser,
+    /// `GET /rest/api/latest/admin/groups/more-members`.
+    GroupMembers,
+    /// `GET /rest/api/latest/admin/groups/more-non-members`.
+    GroupNonMembers,
+    /// `GET /rest/api/latest/projects/{key}/permissions/groups`.
+    ProjectGroupGrants,
+    /// `PUT /rest/api/latest/projects/{key}/permissions/groups`.
+    GrantProjectGroup,
+    /// `DELETE /rest/api/latest/projects/{key}/permissions/groups`.
+    RevokeProjectGroup,
+    /// `GET …/repos/{slug}/permissions/groups`.
+    RepositoryGroupGrants,
+    /// `PUT …/repos/{slug}/permissions/groups`.
+    GrantRepositoryGroup,
+    /// `DELETE …/repos/{slug}/permissions/groups`.
+    RevokeRepositoryGroup,
+    /// `GET /api/v4/projects/:id/protected_branches`.
+    ListProtectedBranches,
+    /// `GET /api/v4/projects/:id/protected_branches/:name`.
+    GetProtectedBranch,
+    /// `POST /api/v4/projects/:id/protected_branches`.
+    ProtectBranch,
+    /// `DELETE /api/v4/projects/:id/protected_branches/:name`.
+    UnprotectBranch,
+    /// `PUT /api/v4/projects/:id`: pull-mirror settings through the Projects API.
+    UpdateGitLabProject,
 }
 
 use Handler as H;
@@ -467,6 +507,10 @@ pub enum Input {
     Avatar,
     /// A bare JSON string (or plain text): an e-mail address.
     Address,
+    /// [`crate::mirrors::protected::ProtectedBranchParams`].
+    ProtectedBranch,
+    /// [`crate::api::GitLabProjectParams`].
+    GitLabProject,
     /// A `multipart/form-data` upload of a hook script (`content`, `name`, `description`, `type`).
     HookScript,
     /// The audit log's retention setting (`{"period": {years, months, days}}`, JSON).
@@ -490,6 +534,11 @@ pub enum Input {
 }
 
 impl Input {
+    /// Whether the body is a `multipart/form-data` upload (these need Bitbucket's XSRF header).
+    pub fn is_multipart(self) -> bool {
+        matches!(self, Self::Avatar | Self::HookScript)
+    }
+
     /// The largest body accepted: webhook deliveries list commits, and a node's report of a
     /// discovery lists every repository it found, so both may be larger.
     pub fn limit(self) -> usize {
@@ -594,6 +643,10 @@ const REPO_HOOK: &str = "/rest/api/latest/projects/{projectKey}/repos/{repositor
 const EXPORT: &str = "/rest/api/latest/migration/exports/{jobId}";
 const IMPORT: &str = "/rest/api/latest/migration/imports/{jobId}";
 const NODE_ARCHIVE: &str = "/rest/mirrorfarm/latest/nodes/migration/{jobId}/archive";
+const PROJECT_GROUPS: &str = "/rest/api/latest/projects/{projectKey}/permissions/groups";
+const REPO_GROUPS: &str = "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/permissions/groups";
+const GL_PROTECTED: &str = "/api/v4/projects/{id}/protected_branches";
+const GL_PROTECTED_ONE: &str = "/api/v4/projects/{id}/protected_branches/{name}";
 
 /// Every route served: one row each.
 #[rustfmt::skip]
@@ -720,9 +773,9 @@ pub const ROUTES: &[Route] = &[
     route(Post, LABELS, H::AddLabel, Repository(ADMIN), Input::Object, "Label a repository"),
     route(Get, LABELS, H::RepositoryLabels, Repository(READ), NoBody, "A repository's labels"),
     route(Delete, "/rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/labels/{labelName}", H::RemoveLabel, Repository(ADMIN), NoBody, "Take a label off a repository"),
-    route(Get, "/rest/api/latest/labels", H::ListLabels, Anyone, NoBody, "Labels on repositories the caller may see (prefix)"),
-    route(Get, "/rest/api/latest/labels/{labelName}", H::GetLabel, Anyone, NoBody, "A label"),
-    route(Get, "/rest/api/latest/labels/{labelName}/labeled", H::Labeled, Anyone, NoBody, "Repositories with a label (type=REPOSITORY)"),
+    route(Get, "/rest/api/latest/labels", H::ListLabels, User, NoBody, "Labels on repositories the caller may see (prefix)"),
+    route(Get, "/rest/api/latest/labels/{labelName}", H::GetLabel, User, NoBody, "A label"),
+    route(Get, "/rest/api/latest/labels/{labelName}/labeled", H::Labeled, User, NoBody, "Repositories with a label (type=REPOSITORY)"),
     route(Get, "/rest/api/latest/logs/logger/{loggerName}", H::GetLogger, AdminOnly, NoBody, "A logger's effective level"),
     route(Put, "/rest/api/latest/logs/logger/{loggerName}/{levelName}", H::SetLogger, AdminOnly, NoBody, "Set a logger's level (the edge at once, farm nodes at their next heartbeat)"),
     route(Get, "/rest/api/latest/logs/rootLogger", H::GetRootLogger, AdminOnly, NoBody, "The root logger's level"),
@@ -730,7 +783,7 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/rest/api/latest/admin/license", H::GetLicense, AdminOnly, NoBody, "The installed license and the user count (404 if none)"),
     route(Post, "/rest/api/latest/admin/license", H::PostLicense, SysAdmin, Input::Object, "Install a license (Ed25519-signed; 409 if undecodable or badly signed)"),
     route(Get, "/rest/api/latest/application-properties", H::ApplicationProperties, Anyone, NoBody, "Version and build (every value a string)"),
-    route(Get, "/rest/api/latest/admin/cluster", H::Cluster, AdminOnly, NoBody, "The edge and the farm nodes"),
+    route(Get, "/rest/api/latest/admin/cluster", H::Cluster, SysAdmin, NoBody, "The edge and the farm nodes"),
     route(Get, MAIL, H::GetMailServer, AdminOnly, NoBody, "The mail server (404 if none; never the password)"),
     route(Put, MAIL, H::PutMailServer, SysAdmin, Input::Object, "Configure the mail server (the password is sealed; one not sent is kept)"),
     route(Delete, MAIL, H::DeleteMailServer, SysAdmin, NoBody, "Remove the mail server (queued mail waits for a new one)"),
@@ -789,6 +842,26 @@ pub const ROUTES: &[Route] = &[
     route(Post, "/rest/mirrorfarm/latest/nodes/migration/{jobId}/repositories", H::ImportRepository, Node, Input::ImportedRepository, "Create one imported repository whole, in one batch (CREATED, SKIPPED or CANCELLED)"),
     route(Put, NODE_ARCHIVE, H::UploadArchive, Node, Input::Stream, "An export's archive (tar), streamed into R2"),
     route(Get, NODE_ARCHIVE, H::DownloadArchive, Node, NoBody, "An import's archive, streamed from R2"),
+    route(Get, "/rest/api/latest/admin/groups", H::ListGroups, User, NoBody, "Groups (filter)"),
+    route(Post, "/rest/api/latest/admin/groups", H::CreateGroup, AdminOnly, NoBody, "Create a group (?name=; 409 if taken)"),
+    route(Delete, "/rest/api/latest/admin/groups", H::DeleteGroup, AdminOnly, NoBody, "Delete a group with its memberships and grants (?name=)"),
+    route(Post, "/rest/api/latest/admin/groups/add-users", H::AddUsersToGroup, AdminOnly, Input::Object, "Add users to a group ({group, users})"),
+    route(Post, "/rest/api/latest/admin/users/add-groups", H::AddGroupsToUser, AdminOnly, Input::Object, "Add a user to groups ({user, groups})"),
+    route(Post, "/rest/api/latest/admin/groups/remove-user", H::RemoveUserFromGroup, AdminOnly, Input::Object, "Take a user out of a group ({context: group, itemName: user})"),
+    route(Post, "/rest/api/latest/admin/users/remove-group", H::RemoveGroupFromUser, AdminOnly, Input::Object, "Take a user out of a group ({context: user, itemName: group})"),
+    route(Get, "/rest/api/latest/admin/groups/more-members", H::GroupMembers, User, NoBody, "A group's members (context=group, filter)"),
+    route(Get, "/rest/api/latest/admin/groups/more-non-members", H::GroupNonMembers, User, NoBody, "Users outside a group (context=group, filter)"),
+    route(Get, PROJECT_GROUPS, H::ProjectGroupGrants, Project(ADMIN), NoBody, "Groups granted a project permission (filter)"),
+    route(Put, PROJECT_GROUPS, H::GrantProjectGroup, Project(ADMIN), NoBody, "Grant groups a project permission (?name=…&permission=)"),
+    route(Delete, PROJECT_GROUPS, H::RevokeProjectGroup, Project(ADMIN), NoBody, "Revoke groups' project permissions (?name=…)"),
+    route(Get, REPO_GROUPS, H::RepositoryGroupGrants, Repository(ADMIN), NoBody, "Groups granted a repository permission (filter)"),
+    route(Put, REPO_GROUPS, H::GrantRepositoryGroup, Repository(ADMIN), NoBody, "Grant groups a repository permission (?name=…&permission=)"),
+    route(Delete, REPO_GROUPS, H::RevokeRepositoryGroup, Repository(ADMIN), NoBody, "Revoke groups' repository permissions (?name=…)"),
+    route(Get, GL_PROTECTED, H::ListProtectedBranches, Repository(READ), NoBody, "A project's protected branches (search)"),
+    route(Post, GL_PROTECTED, H::ProtectBranch, Repository(ADMIN), Input::ProtectedBranch, "Protect a branch name or wildcard pattern (409 if already protected)"),
+    route(Get, GL_PROTECTED_ONE, H::GetProtectedBranch, Repository(READ), NoBody, "One protected branch rule"),
+    route(Delete, GL_PROTECTED_ONE, H::UnprotectBranch, Repository(ADMIN), NoBody, "Unprotect a branch name or pattern"),
+    route(Put, "/api/v4/projects/{id}", H::UpdateGitLabProject, Repository(ADMIN), Input::GitLabProject, "Set up or change the pull mirror through the Projects API (import_url, mirror, …)"),
 ];
 
 const MESH_NODES: &str = "/rest/api/latest/admin/git/mesh/nodes";

@@ -8,6 +8,7 @@ use crate::identity::{AccessToken, GlobalRole, NewUser, token_lookup_key};
 use crate::store::sqlite::SqliteDatabase;
 use crate::test_support::{FakeCrypto, block_on};
 
+mod access;
 mod migration;
 
 const ADMIN_TOKEN: &str = "mfp_admin_token_0123456789";
@@ -1066,7 +1067,7 @@ mod forks {
         let fork = |body: Value| w.as_admin("POST", "/rest/api/latest/projects/MF/repos/origin", Some(body));
         let r = fork(json!({"name": "Other"}));
         assert_eq!((r.status, r.body["errors"][0]["context"].as_str()), (400, Some("url")), "{}", r.raw);
-        let r = fork(json!({"name": "Fork", "url": "https://git.example/x.git"}));
+        let r = fork(json!({"name": "Fork", "project": {"key": "MF"}, "url": "https://git.example/x.git"}));
         assert_eq!(r.status, 400, "{}", r.raw);
         assert_eq!(fork(json!({"scmId": "git", "url": "https://git.example/x.git"})).status, 400);
         assert_eq!(fork(json!({"project": {}, "url": "https://git.example/x.git"})).status, 400);
@@ -1077,7 +1078,7 @@ mod forks {
             DEV_TOKEN,
             "POST",
             "/rest/api/latest/projects/MF/repos/fork",
-            Some(json!({"name": "Mine", "url": "https://git.example/m.git"})),
+            Some(json!({"name": "Mine", "project": {"key": "MF"}, "url": "https://git.example/m.git"})),
         );
         assert_eq!(r.status, 401, "{}", r.raw);
     }
@@ -1768,7 +1769,7 @@ mod mail {
         w.as_admin(
             "POST",
             "/rest/api/latest/projects/MF/repos/repo",
-            Some(json!({"name": "Fork", "url": "https://git.example/fork.git"})),
+            Some(json!({"name": "Fork", "project": {"key": "MF"}, "url": "https://git.example/fork.git"})),
         );
         let grant = w.as_admin(
             "PUT",

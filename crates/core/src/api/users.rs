@@ -9,7 +9,8 @@ use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::admin::RateLimiter;
 use crate::admin::avatar;
 use crate::admin::passwords::{self, PasswordError};
-use crate::identity::{GlobalRole, Permission, User, UserDto};
+use crate::identity::groups::UserFilter;
+use crate::identity::{GlobalRole, User, UserDto};
 use crate::paging::BitbucketPage;
 use crate::queue::Signals;
 use crate::store::port::Database;
@@ -48,7 +49,7 @@ pub(crate) struct DetailedUserDto {
     deletable: bool,
     /// Whether the name, display name and e-mail may be changed.
     mutable_details: bool,
-    /// Whether its groups may be changed (there are no groups here).
+    /// Whether its groups may be changed.
     mutable_groups: bool,
     /// The user's global permission.
     permission: &'static str,
@@ -62,34 +63,11 @@ pub(crate) struct AvatarHref {
 }
 
 impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
-    /// The users filter of `GET /users` and `GET /admin/users`: `filter`, `permission` (a global
-    /// permission: users who have at least it) and `group` (no groups exist here: nobody is in one).
+    /// The users filter of `GET /users` and `GET /admin/users`: `filter`, `group`, and
+    /// `permission` / numbered `permission.N` with their project and repository (one statement).
     async fn filtered_users(&self, call: &Call<'_>, page: BitbucketPage) -> Result<(Vec<User>, bool)> {
-        let permission = call
-            .query
-            .pairs()
-            .iter()
-            .find(|(k, _)| {
-                k == "permission" || (k.starts_with("permission.") && !k.contains("Key") && !k.contains("Slug"))
-            })
-            .map(|(_, v)| v.clone());
-        let least = match permission.as_deref() {
-            None => None,
-            Some(text) => match text.parse::<Permission>() {
-                Ok(Permission::Global(role)) => Some(role),
-                Ok(other) => {
-                    return Err(field(
-                        "permission",
-                        format!("{other} filters are not supported; use a global permission."),
-                    ));
-                }
-                Err(e) => return Err(field("permission", e)),
-            },
-        };
-        if call.query.get("group").is_some_and(|g| !g.is_empty()) {
-            return Ok((Vec::new(), false));
-        }
-        Ok(self.store.list_users(call.query.get("filter"), least, page.start, page.limit).await?)
+        let filter = UserFilter::from_query(call.query.pairs()).map_err(|e| field(&e.context, e.message))?;
+        Ok(self.store.list_users(&filter, page.start, page.limit).await?)
     }
 
     pub(super) async fn list_users(&self, call: &Call<'_>) -> Result<ApiResponse> {
@@ -99,13 +77,13 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         Ok(ApiResponse::json(200, &page.open(users.iter().map(UserDto::from).collect(), more)))
     }
 
-    fn detailed(user: &User, who: &crate::identity::Principal) -> DetailedUserDto {
+    pub(super) fn detailed(user: &User, who: &crate::identity::Principal) -> DetailedUserDto {
         DetailedUserDto {
             user: UserDto::from(user),
             directory_name: "Bitbucket Internal Directory",
             deletable: user.id != who.user.id && (user.role != GlobalRole::SysAdmin || who.is_sys_admin()),
             mutable_details: true,
-            mutable_groups: false,
+            mutable_groups: true,
             permission: user.role.as_str(),
         }
     }

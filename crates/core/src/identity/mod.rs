@@ -4,6 +4,7 @@
 //! this user administer that repository) is made here.
 
 mod credentials;
+pub mod groups;
 mod permissions;
 
 pub use credentials::{Credentials, CredentialsError, TOKEN_PREFIX, constant_time_eq, token_lookup_key};

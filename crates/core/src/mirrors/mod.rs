@@ -2,6 +2,7 @@
 //! and changing one.
 
 mod params;
+pub mod protected;
 mod pull;
 mod state;
 mod summary;

@@ -224,6 +224,7 @@ pub(crate) mod tests {
                 name: "Farm".into(),
                 description: None,
                 public: false,
+                owner_id: None,
                 created_at: Timestamp(0),
             },
             description: None,

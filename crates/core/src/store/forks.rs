@@ -25,7 +25,21 @@ pub struct ForkSync {
     pub last_sync: Option<Timestamp>,
     /// Why the last sync failed.
     pub last_error: Option<String>,
+    /// For a fork in a personal project: whether its owner can still read the origin (seed
+    /// 001: sync is available only while they can). Always true for other forks.
+    pub owner_reads_origin: bool,
 }
+
+/// A fork's settings row (`f`) with whether the owner of its personal project, if it is in one,
+/// can still read the origin: public, an administrator, or a grant through any source. Followed
+/// by a `WHERE` on `f.repository_id`.
+pub(super) const FORK_SELECT: &str = "SELECT f.*, (SELECT p.owner_id IS NULL OR EXISTS (SELECT 1 FROM repositories o \
+       JOIN projects op ON op.id = o.project_id WHERE o.id = r.origin_id AND (o.public = 1 OR op.public = 1 \
+       OR EXISTS (SELECT 1 FROM users u WHERE u.id = p.owner_id AND u.role IN ('ADMIN', 'SYS_ADMIN')) \
+       OR EXISTS (SELECT 1 FROM effective_repository_grants g WHERE g.repository_id = o.id AND g.user_id = p.owner_id) \
+       OR EXISTS (SELECT 1 FROM effective_project_grants g WHERE g.project_id = op.id AND g.user_id = p.owner_id))) \
+     FROM repositories r JOIN projects p ON p.id = r.project_id WHERE r.id = f.repository_id) AS owner_reads_origin \
+     FROM fork_syncs f";
 
 row! {
     struct ForkRow {
@@ -37,6 +51,7 @@ row! {
         enabled: i64,
         last_sync: Option<i64>,
         last_error: Option<String>,
+        owner_reads_origin: Option<i64>,
     }
 }
 
@@ -49,6 +64,7 @@ impl From<ForkRow> for ForkSync {
             enabled: r.enabled != 0,
             last_sync: r.last_sync.map(Timestamp),
             last_error: r.last_error,
+            owner_reads_origin: r.owner_reads_origin != Some(0),
         }
     }
 }
@@ -182,7 +198,7 @@ impl<D: Database> Store<D> {
     pub async fn fork_view(&self, key: RepositoryKey<'_>, user: Option<i64>) -> StoreResult<ForkView> {
         let id = key.id_expression();
         let data = vec![
-            Statement::new(format!("SELECT * FROM fork_syncs WHERE repository_id = {id}"), key.params().into()),
+            Statement::new(format!("{FORK_SELECT} WHERE f.repository_id = {id}"), key.params().into()),
             Statement::new(
                 format!("SELECT ref_name, state FROM fork_ref_states WHERE repository_id = {id} ORDER BY ref_name"),
                 key.params().into(),
@@ -264,7 +280,7 @@ impl<D: Database> Store<D> {
     pub async fn fork_state(&self, repository_id: i64) -> StoreResult<(Option<ForkSync>, Vec<(String, RefSyncState)>)> {
         let mut out = self
             .batch(vec![
-                sql!("SELECT * FROM fork_syncs WHERE repository_id = ?1", repository_id),
+                sql!(format!("{FORK_SELECT} WHERE f.repository_id = ?1"), repository_id),
                 sql!(
                     "SELECT ref_name, state FROM fork_ref_states WHERE repository_id = ?1 ORDER BY ref_name",
                     repository_id

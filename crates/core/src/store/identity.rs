@@ -99,9 +99,11 @@ row! {
     }
 }
 
-/// A user's project (`P`) and repository (`R`) grants, `?1` the user id (`NULL`: none).
-pub(super) const GRANTS: &str = "SELECT project_id AS target, level, 'P' AS kind FROM project_grants WHERE user_id = ?1 \
-     UNION ALL SELECT repository_id AS target, level, 'R' AS kind FROM repository_grants WHERE user_id = ?1";
+/// A user's project (`P`) and repository (`R`) grants from every source (their own, their
+/// groups', their personal project), `?1` the user id (`NULL`: none). A target may come more than
+/// once: [`read_grants`] keeps the highest.
+pub(super) const GRANTS: &str = "SELECT project_id AS target, level, 'P' AS kind FROM effective_project_grants WHERE user_id = ?1 \
+     UNION ALL SELECT repository_id AS target, level, 'R' AS kind FROM effective_repository_grants WHERE user_id = ?1";
 
 /// Reads [`GRANTS`] rows.
 pub(super) fn read_grants(outcome: super::port::Outcome) -> StoreResult<Grants> {
@@ -109,7 +111,8 @@ pub(super) fn read_grants(outcome: super::port::Outcome) -> StoreResult<Grants> 
     for row in outcome.read::<GrantRow>()? {
         let level = Level::parse(&row.level).ok_or_else(|| corrupt("grant"))?;
         let map = if row.kind == "P" { &mut grants.projects } else { &mut grants.repositories };
-        map.insert(row.target, level);
+        let held = map.entry(row.target).or_insert(level);
+        *held = (*held).max(level);
     }
     Ok(grants)
 }
@@ -135,38 +138,6 @@ impl<D: Database> Store<D> {
         .into_iter()
         .map(UserRow::into_user)
         .collect()
-    }
-
-    /// One page of users by name, `filter` matching a part of the name, display name or
-    /// e-mail (case-insensitive), `least` the lowest global role they may have, and whether
-    /// more follow.
-    pub async fn list_users(
-        &self,
-        filter: Option<&str>,
-        least: Option<GlobalRole>,
-        offset: u64,
-        limit: u64,
-    ) -> StoreResult<(Vec<User>, bool)> {
-        let pattern = filter.map(|f| format!("%{}%", f.replace(['%', '_'], "")));
-        // Roles rank as GlobalRole orders them.
-        let rank = least.map(|r| match r {
-            GlobalRole::User => 1,
-            GlobalRole::Admin => 2,
-            GlobalRole::SysAdmin => 3,
-        });
-        let rows = self
-            .rows::<UserRow>(sql!(
-                "SELECT * FROM users WHERE (?1 IS NULL OR name LIKE ?1 OR display_name LIKE ?1 OR email LIKE ?1) \
-                 AND (?4 IS NULL OR (CASE role WHEN 'SYS_ADMIN' THEN 3 WHEN 'ADMIN' THEN 2 ELSE 1 END) >= ?4) \
-                 ORDER BY name LIMIT ?2 OFFSET ?3",
-                pattern,
-                page_limit(limit),
-                page_offset(offset),
-                rank
-            ))
-            .await?;
-        let users = rows.into_iter().map(UserRow::into_user).collect::<StoreResult<Vec<_>>>()?;
-        Ok(super::split_page(users, limit))
     }
 
     /// Removes a user with their tokens and grants (the schema cascades).

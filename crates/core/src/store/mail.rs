@@ -151,15 +151,15 @@ impl<D: Database> Store<D> {
         let rows = self
             .rows::<CandidateRow>(sql!(
                 "SELECT u.email AS email, \
-                   (EXISTS (SELECT 1 FROM repository_grants g WHERE g.repository_id = ?1 AND g.user_id = u.id AND g.level = 'ADMIN') \
-                    OR EXISTS (SELECT 1 FROM project_grants g JOIN repositories r ON r.project_id = g.project_id \
+                   (EXISTS (SELECT 1 FROM effective_repository_grants g WHERE g.repository_id = ?1 AND g.user_id = u.id AND g.level = 'ADMIN') \
+                    OR EXISTS (SELECT 1 FROM effective_project_grants g JOIN repositories r ON r.project_id = g.project_id \
                       WHERE r.id = ?1 AND g.user_id = u.id AND g.level = 'ADMIN')) AS repository_admin, \
                    u.role IN ('ADMIN', 'SYS_ADMIN') AS instance_admin, \
                    (SELECT json_group_object(s.name, json(s.value)) FROM user_settings s \
                      WHERE s.user_id = u.id AND s.name IN (SELECT value FROM json_each(?2))) AS settings \
                  FROM users u WHERE u.email IS NOT NULL AND (u.role IN ('ADMIN', 'SYS_ADMIN') \
-                   OR EXISTS (SELECT 1 FROM repository_grants g WHERE g.repository_id = ?1 AND g.user_id = u.id AND g.level = 'ADMIN') \
-                   OR EXISTS (SELECT 1 FROM project_grants g JOIN repositories r ON r.project_id = g.project_id \
+                   OR EXISTS (SELECT 1 FROM effective_repository_grants g WHERE g.repository_id = ?1 AND g.user_id = u.id AND g.level = 'ADMIN') \
+                   OR EXISTS (SELECT 1 FROM effective_project_grants g JOIN repositories r ON r.project_id = g.project_id \
                       WHERE r.id = ?1 AND g.user_id = u.id AND g.level = 'ADMIN'))",
                 repository_id,
                 keys

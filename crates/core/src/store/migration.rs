@@ -861,14 +861,14 @@ mod tests {
         let (store, user) = store();
         let db = store.database();
         db.execute(&format!(
-            "INSERT INTO projects (id, key, name, created_at) VALUES (1, 'P', 'P', 1); \
+            "INSERT INTO projects (id, key, name, created_at) VALUES (100, 'P', 'P', 1); \
              INSERT INTO repositories (id, project_id, slug, name, default_branch, hierarchy_id, created_at, \
-               upstream_url, upstream_userinfo_sealed) VALUES (5, 1, 'r', 'r', 'main', 'h', 1, 'https://e.com/r.git', 'sealed'); \
+               upstream_url, upstream_userinfo_sealed) VALUES (5, 100, 'r', 'r', 'main', 'h', 1, 'https://e.com/r.git', 'sealed'); \
              INSERT INTO pull_mirrors (repository_id, enabled, only_mirror_protected_branches, \
                mirror_overwrites_diverged_branches, mirror_branch_regex, updated_at) VALUES (5, 1, 1, 0, '^rel', 1); \
              INSERT INTO repository_labels (repository_id, name) VALUES (5, 'b'), (5, 'a'); \
              INSERT INTO repository_grants (repository_id, user_id, level) VALUES (5, {user}, 'WRITE'); \
-             INSERT INTO project_grants (project_id, user_id, level) VALUES (1, {user}, 'READ'); \
+             INSERT INTO project_grants (project_id, user_id, level) VALUES (100, {user}, 'READ'); \
              INSERT INTO repository_hashes (repository_id, content, computed_at) VALUES (5, 'abc', 1);"
         ));
         let (rows, grants) = block_on(store.export_rows()).expect("read");

@@ -250,6 +250,20 @@ impl<D: Database> Store<D> {
         Ok((repo, grants, read_mirrors(nth(&mut out, 0)?)?.pop()))
     }
 
+    /// The repository so named, the caller's grants and its pull mirror, in one round trip.
+    pub async fn repository_and_pull(
+        &self,
+        key: RepositoryKey<'_>,
+        user: Option<i64>,
+    ) -> StoreResult<(Option<Repository>, Grants, Option<PullMirror>)> {
+        let pull = Statement::new(
+            format!("SELECT * FROM pull_mirrors WHERE repository_id = {}", key.id_expression()),
+            key.params().to_vec(),
+        );
+        let (repo, grants, mut out) = self.repository_with(key, user, vec![pull]).await?;
+        Ok((repo, grants, read_pull(nth(&mut out, 0)?)?))
+    }
+
     /// A repository's status inputs and the caller's grants, in one round trip: its mirrors,
     /// pull mirror, live jobs (never the history) and the nodes seen since `nodes_since`.
     pub async fn status_snapshot(
@@ -267,7 +281,7 @@ impl<D: Database> Store<D> {
             sql!("SELECT * FROM pull_mirrors WHERE repository_id = ?1", repository_id),
             super::queue::live_jobs(repository_id),
             sql!(format!("{} WHERE last_seen >= ?1 ORDER BY name", super::nodes::NODE_SELECT), nodes_since.millis()),
-            sql!("SELECT * FROM fork_syncs WHERE repository_id = ?1", repository_id),
+            sql!(format!("{} WHERE f.repository_id = ?1", super::forks::FORK_SELECT), repository_id),
             sql!(
                 "SELECT ref_name, state FROM fork_ref_states WHERE repository_id = ?1 ORDER BY ref_name",
                 repository_id

@@ -196,6 +196,9 @@ pub struct JobContext {
     pub watch: crate::mail::notify::Watch,
     /// For mirror and fork jobs: the hook scripts attached to the repository or its project.
     pub hooks: Vec<crate::hooks::HookScriptConfig>,
+    /// For pulls and pushes: the repository's protected branch names and patterns (none: its
+    /// default branch counts).
+    pub protected_branches: Vec<String>,
 }
 
 /// What a node's poll for work found: the job it leased, and leases found expired on the way.
@@ -299,6 +302,7 @@ impl<D: Database> Store<D> {
             wants(&[K::Discover]),
             wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
             wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
+            wants(&[K::PullMirror, K::PushMirror]),
         ];
         let of_job = |column: &str| format!("(SELECT {column} FROM jobs WHERE id = ?1)");
         let origin = format!("(SELECT origin_id FROM repositories WHERE id = {})", of_job("repository_id"));
@@ -311,7 +315,7 @@ impl<D: Database> Store<D> {
             sql!(format!("SELECT * FROM pull_mirrors WHERE repository_id = {}", of_job("repository_id")), job_id),
             sql!(format!("SELECT * FROM remote_mirrors WHERE id = {}", of_job("remote_mirror_id")), job_id),
             fingerprint_of(&of_job("repository_id")),
-            sql!(format!("SELECT * FROM fork_syncs WHERE repository_id = {}", of_job("repository_id")), job_id),
+            sql!(format!("{} WHERE f.repository_id = {}", super::forks::FORK_SELECT, of_job("repository_id")), job_id),
             sql!(format!("{} WHERE r.id = {origin}", super::registry::REPO_SELECT), job_id),
             sql!(format!("SELECT * FROM pull_mirrors WHERE repository_id = {origin}"), job_id),
             fingerprint_of(&origin),
@@ -325,6 +329,13 @@ impl<D: Database> Store<D> {
                 job_id
             ),
             super::hooks::attached_to(&of_job("repository_id"), job_id),
+            sql!(
+                format!(
+                    "SELECT name FROM protected_branches WHERE repository_id = {} ORDER BY name",
+                    of_job("repository_id")
+                ),
+                job_id
+            ),
         ];
         let wanted: Vec<Statement> = statements.into_iter().zip(parts).filter(|(_, p)| *p).map(|(s, _)| s).collect();
         let read = self.batch(wanted).await?;
@@ -360,6 +371,7 @@ impl<D: Database> Store<D> {
             farm_entries: super::farm::read_farm_entries(nth(&mut out, 10)?)?,
             watch: super::mail::read_watch(nth(&mut out, 11)?)?,
             hooks: super::hooks::read_configs(nth(&mut out, 12)?)?,
+            protected_branches: super::protected::read_names(nth(&mut out, 13)?)?,
         })
     }
 

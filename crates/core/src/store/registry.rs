@@ -15,6 +15,7 @@ row! {
         description: Option<String>,
         public: i64,
         created_at: i64,
+        owner_id: Option<i64>,
     }
 }
 
@@ -26,6 +27,7 @@ impl From<ProjectRow> for Project {
             name: r.name,
             description: r.description,
             public: r.public != 0,
+            owner_id: r.owner_id,
             created_at: Timestamp(r.created_at),
         }
     }
@@ -43,7 +45,7 @@ macro_rules! repo_columns {
        JOIN repository_hashes h ON h.repository_id = c.repository_id AND h.content = c.content \
        WHERE c.repository_id = r.id AND n.clone_url IS NOT NULL ORDER BY n.last_seen DESC LIMIT 1) AS clone_base, \
      p.id AS p_id, p.key AS p_key, p.name AS p_name, p.description AS p_description, p.public AS p_public, \
-     p.created_at AS p_created_at"
+     p.created_at AS p_created_at, p.owner_id AS p_owner_id"
     };
 }
 pub(super) use repo_columns;
@@ -79,6 +81,7 @@ row! {
         p_description: Option<String>,
         p_public: i64,
         p_created_at: i64,
+        p_owner_id: Option<i64>,
     }
 }
 
@@ -97,6 +100,7 @@ impl From<RepoRow> for Repository {
                 name: r.p_name,
                 description: r.p_description,
                 public: r.p_public != 0,
+                owner_id: r.p_owner_id,
                 created_at: Timestamp(r.p_created_at),
             },
             slug: r.slug,
@@ -169,14 +173,14 @@ impl Viewer {
 
 /// A repository `r` (of project `p`) the viewer `?1` may see (`-1`: an admin; `0`: anonymous).
 pub(super) const REPO_VISIBLE: &str = "(?1 = -1 OR r.public = 1 OR p.public = 1 \
-     OR EXISTS (SELECT 1 FROM repository_grants g WHERE g.repository_id = r.id AND g.user_id = ?1) \
-     OR EXISTS (SELECT 1 FROM project_grants g WHERE g.project_id = p.id AND g.user_id = ?1))";
+     OR EXISTS (SELECT 1 FROM effective_repository_grants g WHERE g.repository_id = r.id AND g.user_id = ?1) \
+     OR EXISTS (SELECT 1 FROM effective_project_grants g WHERE g.project_id = p.id AND g.user_id = ?1))";
 
 /// A project `p` the viewer `?1` may see: itself, or any repository in it.
 const PROJECT_VISIBLE: &str = "(?1 = -1 OR p.public = 1 \
-     OR EXISTS (SELECT 1 FROM project_grants g WHERE g.project_id = p.id AND g.user_id = ?1) \
+     OR EXISTS (SELECT 1 FROM effective_project_grants g WHERE g.project_id = p.id AND g.user_id = ?1) \
      OR EXISTS (SELECT 1 FROM repositories r WHERE r.project_id = p.id AND (r.public = 1 \
-       OR EXISTS (SELECT 1 FROM repository_grants g WHERE g.repository_id = r.id AND g.user_id = ?1))))";
+       OR EXISTS (SELECT 1 FROM effective_repository_grants g WHERE g.repository_id = r.id AND g.user_id = ?1))))";
 
 /// Filters of a repository list.
 #[derive(Debug, Clone, Default)]
@@ -234,7 +238,10 @@ impl<D: Database> Store<D> {
     pub async fn list_projects(&self, viewer: Viewer, offset: u64, limit: u64) -> StoreResult<(Vec<Project>, bool)> {
         let rows = self
             .rows::<ProjectRow>(sql!(
-                format!("SELECT p.* FROM projects p WHERE {PROJECT_VISIBLE} ORDER BY p.key LIMIT ?2 OFFSET ?3"),
+                format!(
+                    "SELECT p.* FROM projects p WHERE p.owner_id IS NULL AND {PROJECT_VISIBLE} \
+                     ORDER BY p.key LIMIT ?2 OFFSET ?3"
+                ),
                 viewer.param(),
                 page_limit(limit),
                 page_offset(offset)

@@ -40,7 +40,8 @@ pub struct MirrorRules {
     pub target_only: TargetOnlyRefs,
     /// The source's default branch (short name): pushed first, and the reference for deletions.
     pub default_branch: String,
-    /// Protected branch names (the default branch is always protected, as in GitLab).
+    /// Protected branch names and wildcard patterns (until a project protects any, its default
+    /// branch, as in GitLab): what `only_protected_branches` carries.
     pub protected: Vec<String>,
     /// Ask the ancestry about every moved ref, even where the answer changes nothing (with
     /// `keep_divergent_refs` off a moved ref is pushed with force either way, and GitLab does not
@@ -92,6 +93,13 @@ impl MirrorRules {
         }
     }
 
+    /// The same rules with the project's protected branch names and patterns (none: the
+    /// default branch stays the protected one).
+    #[must_use]
+    pub fn with_protected(self, patterns: &[String]) -> Self {
+        if patterns.is_empty() { self } else { Self { protected: patterns.to_vec(), ..self } }
+    }
+
     /// The same rules, telling fast-forwards from forced updates even where nothing depends on it.
     #[must_use]
     pub fn checking_fast_forwards(self) -> Self {
@@ -104,7 +112,9 @@ impl MirrorRules {
             return true;
         }
         match name.strip_prefix("refs/heads/") {
-            Some(branch) => self.branches.includes(branch, self.protected.iter().any(|p| p == branch)),
+            Some(branch) => self
+                .branches
+                .includes(branch, self.protected.iter().any(|p| crate::mirrors::protected::pattern_matches(p, branch))),
             None => false,
         }
     }
