@@ -1,5 +1,6 @@
 // The permission matrix, drawn from the route table as the served OpenAPI document declares it
-// (`x-mirrorfarm-access`): every operation is called as ten kinds of caller, and each answer is
+// (`x-mirrorfarm-access`): every operation is called as eleven kinds of caller (one of them
+// holding its rights only through a group), and each answer is
 // checked against what the declaration means. Bitbucket-style paths answer 401 to a signed-in
 // caller who lacks the permission, GitLab paths 403; a caller who may not see the repository or
 // project gets 404. Calls that would destroy the fixture are made harmless (no name, an unknown
@@ -19,6 +20,8 @@ const CALLERS = {
   noGrants: { signedIn: true, repo: 0, project: 0 },
   repoRead: { signedIn: true, repo: 1, project: 0 },
   repoWrite: { signedIn: true, repo: 2, project: 0 },
+  // REPO_WRITE on PM/r and PM/victim through group `matrix-writers` only: no grant of its own.
+  groupWrite: { signedIn: true, repo: 2, project: 0 },
   repoAdmin: { signedIn: true, repo: 3, project: 0 },
   projectAdmin: { signedIn: true, repo: 3, project: 3 },
   globalAdmin: { signedIn: true, repo: 3, project: 3, admin: true },
@@ -46,7 +49,8 @@ function tracked(rawCall) {
 }
 
 const as = (who) => (method, path, json) => {
-  const headers = {};
+  // Bitbucket's XSRF header, as its clients send it with multipart writes.
+  const headers = { "X-Atlassian-Token": "no-check" };
   if (who === "node") headers.Authorization = `Bearer ${tokens.node}`;
   else if (tokens[who]) headers["PRIVATE-TOKEN"] = tokens[who];
   return call(method, path, { headers, json });
@@ -57,12 +61,18 @@ async function grantRepo(slug, name, permission) {
   assert.equal(r.status, 204, r.text);
 }
 
+async function grantGroup(slug, group, permission) {
+  const r = await call("PUT", `/rest/api/1.0/projects/PM/repos/${slug}/permissions/groups?name=${group}&permission=${permission}`, { token: admin });
+  assert.equal(r.status, 204, r.text);
+}
+
 async function makeVictim() {
   const r = await call("POST", "/rest/api/1.0/projects/PM/repos", { token: admin, json: { name: "victim" } });
   assert.equal(r.status, 201, r.text);
   for (const [name, permission] of [["repoRead", "REPO_READ"], ["repoWrite", "REPO_WRITE"], ["repoAdmin", "REPO_ADMIN"]]) {
     await grantRepo("victim", name.toLowerCase(), permission);
   }
+  await grantGroup("victim", "matrix-writers", "REPO_WRITE");
   // The status token's user is repoRead: same grants.
 }
 
@@ -76,7 +86,7 @@ before(async () => {
   fixture.repoId = repo.body.id;
   const mirror = await call("POST", `/api/v4/projects/${fixture.repoId}/remote_mirrors`, { token: admin, json: { url: "https://example.com/m.git" } });
   fixture.mirrorId = mirror.body.id;
-  for (const name of ["noGrants", "repoRead", "repoWrite", "repoAdmin", "projectAdmin", "globalAdmin", "bystander"]) {
+  for (const name of ["noGrants", "repoRead", "repoWrite", "groupWrite", "repoAdmin", "projectAdmin", "globalAdmin", "bystander"]) {
     const slug = name.toLowerCase();
     assert.equal((await call("POST", `/rest/api/1.0/admin/users?name=${slug}`, { token: admin })).status, 204);
     if (name === "bystander") continue;
@@ -89,6 +99,10 @@ before(async () => {
   await grantRepo("r", "reporead", "REPO_READ");
   await grantRepo("r", "repowrite", "REPO_WRITE");
   await grantRepo("r", "repoadmin", "REPO_ADMIN");
+  assert.equal((await call("POST", "/rest/api/1.0/admin/groups?name=matrix-writers", { token: admin })).status, 200);
+  const join = await call("POST", "/rest/api/1.0/admin/groups/add-users", { token: admin, json: { group: "matrix-writers", users: ["groupwrite"] } });
+  assert.equal(join.status, 200, join.text);
+  await grantGroup("r", "matrix-writers", "REPO_WRITE");
   assert.equal((await call("PUT", "/rest/api/1.0/projects/PM/permissions/users?name=projectadmin&permission=PROJECT_ADMIN", { token: admin })).status, 204);
   assert.equal((await call("PUT", "/rest/api/1.0/admin/permissions/users?name=globaladmin&permission=ADMIN", { token: admin })).status, 204);
   tokens.node = (await call("POST", `${API}/nodes`, { token: admin, json: { name: "matrix-node" } })).body.token;
@@ -96,7 +110,7 @@ before(async () => {
   await makeVictim();
   doc = (await call("GET", `${API}/openapi.json`)).body;
   Object.assign(authorOf, { [admin]: "admin", [tokens.node]: "matrix-node", [tokens.statusToken]: "reporead" });
-  for (const name of ["noGrants", "repoRead", "repoWrite", "repoAdmin", "projectAdmin", "globalAdmin"]) authorOf[tokens[name]] = name.toLowerCase();
+  for (const name of ["noGrants", "repoRead", "repoWrite", "groupWrite", "repoAdmin", "projectAdmin", "globalAdmin"]) authorOf[tokens[name]] = name.toLowerCase();
 });
 
 /** Every audit event, newest first, paged by `nextPageCursor`. */
@@ -160,7 +174,8 @@ function concrete(path, method) {
     .replace("{levelName}", "INFO")
     .replace("{scriptId}", "999999")
     .replace("{nodeId}", "999999")
-    .replace("{zipId}", "999999");
+    .replace("{zipId}", "999999")
+    .replace("{name}", destructive ? "nope" : "main");
 }
 
 test("every route answers every kind of caller as the route table declares", async () => {

@@ -29,7 +29,7 @@ before(async () => {
 });
 after(() => worker?.stop());
 
-test("python-gitlab lists, creates, saves, syncs and deletes remote mirrors", () => {
+test("python-gitlab manages remote mirrors, protected branches and a pull mirror through project.save()", () => {
   const run = spawnSync(PY, [path.join(ROOT, "tests/python/gitlab_client.py")], {
     env: { ...process.env, MF_URL: worker.url, MF_TOKEN: worker.adminToken, MF_PROJECT: "PY/client" },
     encoding: "utf8",
@@ -37,5 +37,8 @@ test("python-gitlab lists, creates, saves, syncs and deletes remote mirrors", ()
   process.stdout.write(run.stdout);
   assert.equal(run.status, 0, `python-gitlab run failed:\n${run.stdout}\n${run.stderr}`);
   assert.match(run.stdout, /ok - delete\(\) removes the mirror/);
-  assert.ok(!worker.logs().includes("py-secret-9"), "the mirror password never reaches the Worker's log");
+  assert.match(run.stdout, /ok - project.save\(\) switches it off again/);
+  for (const secret of ["py-secret-9", "pull-secret-7"]) {
+    assert.ok(!worker.logs().includes(secret), `${secret} never reaches the Worker's log`);
+  }
 });

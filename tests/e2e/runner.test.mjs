@@ -271,6 +271,27 @@ test("cron polls skip an unchanged upstream and carry a changed one to the mirro
   assert.ok(followed.includes("PULL_MIRROR/POLL") && followed.includes("PUSH_MIRROR/UPSTREAM"), followed.join(", "));
 });
 
+test("protected branches release/* and main: a protected-only mirror pushes exactly those", async () => {
+  for (const branch of ["release/1.0", "release/2.x/hotfix", "dev", "releases-old"]) git(work(), "branch", "-f", branch);
+  publish();
+  const rules = `/api/v4/projects/${repoId}/protected_branches`;
+  for (const name of ["release/*", "main"]) {
+    const r = await as("POST", rules, { json: { name } });
+    assert.equal(r.status, 201, r.text);
+  }
+  const m = await createMirror("protected.git", { only_protected_branches: true });
+  await waitFor(m.id, (x) => x.update_status === "finished", "protected-only push");
+  const heads = git(served("protected.git"), "for-each-ref", "--format=%(refname)", "refs/heads/").split("\n").sort();
+  assert.deepEqual(heads, ["refs/heads/main", "refs/heads/release/1.0", "refs/heads/release/2.x/hotfix"]);
+  const upstream = git(served("upstream.git"), "for-each-ref", "--format=%(refname)", "refs/heads/").split("\n");
+  assert.ok(upstream.includes("refs/heads/dev") && upstream.includes("refs/heads/feature"), "the others exist upstream");
+  assert.equal(git(served("protected.git"), "rev-parse", "refs/tags/v1"), git(served("upstream.git"), "rev-parse", "refs/tags/v1"), "tags are not filtered");
+  // Unprotecting the wildcard leaves main alone protected.
+  assert.equal((await as("DELETE", `${rules}/${encodeURIComponent("release/*")}`)).status, 204);
+  const listed = await as("GET", rules);
+  assert.deepEqual(listed.body.map((b) => b.name), ["main"]);
+});
+
 test("graceful shutdown releases and nothing secret reaches responses or logs", async () => {
   await stopRunner("SIGTERM");
   assert.match(runnerLog, /node stopped/);

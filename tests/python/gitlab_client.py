@@ -68,6 +68,37 @@ def main():
     remaining = {m.id for m in project.remote_mirrors.list(get_all=True)}
     expect(mirror.id not in remaining and len(remaining) == 3, "delete() removes the mirror")
 
+    # Protected branches, names and wildcards, as python-gitlab manages them.
+    project.protectedbranches.create({"name": "release/*", "push_access_level": 30})
+    project.protectedbranches.create({"name": "main"})
+    names = sorted(b.name for b in project.protectedbranches.list(get_all=True))
+    expect(names == ["main", "release/*"], "protectedbranches.create() and list()")
+    rule = project.protectedbranches.get("release/*")
+    expect(rule.push_access_levels[0]["access_level"] == 30, "protectedbranches.get() of a wildcard")
+    try:
+        project.protectedbranches.create({"name": "main"})
+        expect(False, "protecting a branch twice is refused")
+    except gitlab.exceptions.GitlabCreateError as e:
+        expect(e.response_code == 409, "protecting a branch twice is refused with 409")
+    rule.delete()
+    expect([b.name for b in project.protectedbranches.list()] == ["main"], "protectedbranches delete()")
+
+    # A pull mirror set up the Projects-API way: attributes, then save().
+    project.import_url = "https://pull-bot:pull-secret-7@example.com/group/upstream.git"
+    project.mirror = True
+    project.only_mirror_protected_branches = True
+    project.mirror_overwrites_diverged_branches = True
+    project.save()
+    again = gl.projects.get(project.id)
+    expect(again.mirror is True, "project.save() switches the pull mirror on")
+    expect(again.import_url == "https://*****:*****@example.com/group/upstream.git", "import_url comes back masked")
+    expect(again.only_mirror_protected_branches is True, "only_mirror_protected_branches is saved")
+    pull = gl.http_get(f"/projects/{project.id}/mirror/pull")
+    expect(pull["enabled"] is True and pull["url"].startswith("https://*****:*****@"), "the pull mirror API sees it")
+    again.mirror = False
+    again.save()
+    expect(gl.projects.get(project.id).mirror is False, "project.save() switches it off again")
+
     try:
         gitlab.Gitlab(os.environ["MF_URL"], private_token="mfp_wrong_token_000000").auth()
         expect(False, "a wrong token is refused")

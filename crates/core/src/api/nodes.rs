@@ -38,6 +38,10 @@ fn lease_lost() -> ApiError {
 /// Message recorded when a node stops answering mid-job.
 const LEASE_EXPIRED: &str = "The farm node stopped responding before the update finished; the lease expired.";
 
+/// The most protected branch rules a dry run reads (far more than projects keep; D1 binds
+/// numbers as JavaScript doubles, so no unbounded sentinel is sent).
+const MAX_PROTECTED_RULES: u64 = 10_000;
+
 impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D, C, S, L, B> {
     /// The authenticated node, or 401.
     pub(super) fn node<'c>(call: &'c Call<'_>) -> Result<&'c crate::nodes::FarmNode> {
@@ -551,7 +555,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         }
         let fingerprint = self.store.triggers(repo.id).await?.upstream_fingerprint;
         let mut repository = self.leased_repository(&repo, pull, fingerprint).await?;
-        let (rules, _) = self.store.protected_branches(repo.id, None, 0, u64::MAX >> 1).await?;
+        let (rules, _) = self.store.protected_branches(repo.id, None, 0, MAX_PROTECTED_RULES).await?;
         let names: Vec<String> = rules.into_iter().map(|r| r.name).collect();
         repository.protected_branches = crate::mirrors::protected::effective_patterns(&names, &repo.default_branch);
         Ok(ApiResponse::json(200, &RepositoryWork { repository, pull_enabled, mirrors }))
