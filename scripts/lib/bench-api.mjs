@@ -30,22 +30,22 @@ try {
   ];
   const headers = { "PRIVATE-TOKEN": token };
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const once = (path) =>
+  const once = (path, as = headers) =>
     new Promise((resolve, reject) => {
       const started = process.hrtime.bigint();
-      const req = http.get(`${worker.url}${path}`, { agent, headers }, (res) => {
+      const req = http.get(`${worker.url}${path}`, { agent, headers: as }, (res) => {
         res.resume();
         res.on("end", () => resolve([Number(process.hrtime.bigint() - started) / 1e6, res.statusCode]));
       });
       req.on("error", reject);
     });
   // One client: precise medians from sequential requests over one kept-alive connection.
-  const single = async (path) => {
+  const single = async (path, as = headers) => {
     const times = [];
     const end = Date.now() + SECONDS * 1000;
-    for (let i = 0; i < 20; i++) await once(path); // warm-up
+    for (let i = 0; i < 20; i++) await once(path, as); // warm-up
     while (Date.now() < end) {
-      const [ms, status] = await once(path);
+      const [ms, status] = await once(path, as);
       if (status !== 200) throw new Error(`${path}: ${status}`);
       times.push(ms);
     }
@@ -62,8 +62,9 @@ try {
       }),
     );
   const rows = [];
-  // BENCH_RATE_LIMIT_ONLY=1: only the rate-limit comparison below.
-  for (const [name, path] of process.env.BENCH_RATE_LIMIT_ONLY ? [] : routes) {
+  // BENCH_RATE_LIMIT_ONLY=1: only the rate-limit comparison below; BENCH_GROUPS_ONLY=1: only groups.
+  const only = process.env.BENCH_RATE_LIMIT_ONLY || process.env.BENCH_GROUPS_ONLY;
+  for (const [name, path] of only ? [] : routes) {
     const trips = roundTrips(await call("GET", path, { token }));
     rows.push({ name, trips, one: await single(path), twenty: await loaded(path) });
   }
@@ -92,7 +93,8 @@ try {
   const big = await call("PUT", "/rest/api/1.0/admin/rate-limit/settings/users/admin", { token, json: { settings: { capacity: 1000000, fillRate: 1000000 } } });
   if (big.status !== 200) throw new Error(`rate-limit settings: ${big.status} ${big.text}`);
   const mid = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  for (const [name, path] of [["GET /api/v4/user", "/api/v4/user"], ["mirror list", `/api/v4/projects/${repo.id}/remote_mirrors`]]) {
+  const rateLimited = process.env.BENCH_GROUPS_ONLY ? [] : [["GET /api/v4/user", "/api/v4/user"], ["mirror list", `/api/v4/projects/${repo.id}/remote_mirrors`]];
+  for (const [name, path] of rateLimited) {
     const medians = { off: [], on: [] };
     for (const enabled of [false, true, false, true, false, true]) {
       if ((await limit(enabled)).status !== 200) throw new Error("could not switch the rate limit");
@@ -106,6 +108,42 @@ try {
     console.log(`  added to the median: ${f(added, 3)} ms (median of each side's medians; ${f(on / off, 2)}× off)`);
     console.log(`target rate limiting adds ≤ 1 ms to the median (${name}): ${f(added, 3)} ms ${added <= 1 ? "met" : "MISSED"}`);
   }
+
+  // Group checks: the same repository read by a user holding a direct REPO_READ grant (the
+  // baseline: how every access check worked before groups) and by one whose only grant comes
+  // through one of the 20 groups they are in, 60 groups granting on 60 other repositories.
+  // Same round trips expected (groups are read in the same statement); latency alternated.
+  const ok = (r, what) => {
+    if (r.status >= 300) throw new Error(`${what}: ${r.status} ${r.text}`);
+    return r;
+  };
+  const userToken = async (name) => {
+    ok(await call("POST", `/rest/api/1.0/admin/users?name=${name}`, { token }), `user ${name}`);
+    return ok(await call("PUT", `/rest/access-tokens/1.0/users/${name}`, { token, json: { name: "bench" } }), `token ${name}`).body.token;
+  };
+  const direct = await userToken("direct");
+  const grouped = await userToken("grouped");
+  ok(await call("PUT", "/rest/api/1.0/projects/BENCH/repos/r/permissions/users?name=direct&permission=REPO_READ", { token }), "direct grant");
+  for (let g = 0; g < 60; g++) {
+    ok(await call("POST", `/rest/api/1.0/admin/groups?name=team-${g}`, { token }), "group");
+    ok(await call("POST", "/rest/api/1.0/projects/BENCH/repos", { token, json: { name: `other-${g}` } }), "repository");
+    ok(await call("PUT", `/rest/api/1.0/projects/BENCH/repos/other-${g}/permissions/groups?name=team-${g}&permission=REPO_WRITE`, { token }), "group grant");
+    if (g < 20) ok(await call("POST", "/rest/api/1.0/admin/groups/add-users", { token, json: { group: `team-${g}`, users: ["grouped"] } }), "member");
+  }
+  ok(await call("PUT", "/rest/api/1.0/projects/BENCH/repos/r/permissions/groups?name=team-7&permission=REPO_READ", { token }), "the one group grant on r");
+  const repoPath = "/rest/api/1.0/projects/BENCH/repos/r";
+  const tripsOf = async (t) => roundTrips(ok(await call("GET", repoPath, { token: t }), "read"));
+  const [directTrips, groupTrips] = [await tripsOf(direct), await tripsOf(grouped)];
+  const medians = { direct: [], grouped: [] };
+  for (const who of ["direct", "grouped", "direct", "grouped", "direct", "grouped"]) {
+    medians[who].push((await single(repoPath, { "PRIVATE-TOKEN": who === "direct" ? direct : grouped })).median);
+  }
+  const [base, viaGroup] = [mid(medians.direct), mid(medians.grouped)];
+  console.log(`\ngroup checks: GET ${repoPath} at 1 client, ${SECONDS} s per measurement, alternated three times`);
+  console.log(`  direct grant: ${directTrips} D1 round trips, medians ${medians.direct.map((m) => f(m, 3)).join(", ")} ms`);
+  console.log(`  through a group (member of 20 of 60 groups): ${groupTrips} D1 round trips, medians ${medians.grouped.map((m) => f(m, 3)).join(", ")} ms`);
+  console.log(`target group checks add no D1 round trip: ${groupTrips - directTrips} ${groupTrips === directTrips ? "met" : "MISSED"}`);
+  console.log(`target group checks ≤ 1.1× the direct grant's median: ${f(viaGroup / base, 3)}× ${viaGroup / base <= 1.1 ? "met" : "MISSED"}`);
   agent.destroy();
 } finally {
   await worker.stop();
