@@ -12,10 +12,14 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
 const LOOKUP_LEN = 12;
 
-/** Runs SQL against the local D1 (optionally under `persistTo`) and returns the result rows. */
-export function d1(sql, { persistTo } = {}) {
-  const args = ["d1", "execute", "DB", "--local", "--json", "--command", sql];
+/**
+ * Runs SQL against the local D1 (optionally under `persistTo`), or with `remote` against the
+ * deployed one named by the wrangler `config` file, and returns the result rows.
+ */
+export function d1(sql, { persistTo, remote = false, config } = {}) {
+  const args = ["d1", "execute", "DB", remote ? "--remote" : "--local", "--json", "--command", sql];
   if (persistTo) args.push("--persist-to", persistTo);
+  if (config) args.push("--config", config);
   const out = execFileSync(WRANGLER, args, {
     cwd: ROOT,
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
@@ -39,8 +43,8 @@ export function migrate({ persistTo } = {}) {
  * Creates user `admin` (SYS_ADMIN) with `token` (or a new random one) if there are no users.
  * Returns the token if it created the admin, else null.
  */
-export function bootstrapAdmin({ persistTo, token } = {}) {
-  const [{ n }] = d1("SELECT COUNT(*) AS n FROM users", { persistTo });
+export function bootstrapAdmin({ persistTo, token, remote, config } = {}) {
+  const [{ n }] = d1("SELECT COUNT(*) AS n FROM users", { persistTo, remote, config });
   if (n > 0) return null;
   const secret = token ?? `mfp_${randomBytes(20).toString("hex")}`;
   if (secret.length < 20 || !/^[\x21-\x7e]+$/.test(secret)) {
@@ -50,7 +54,7 @@ export function bootstrapAdmin({ persistTo, token } = {}) {
   d1(
     `INSERT INTO users (name, slug, display_name, role, created_at) VALUES ('admin', 'admin', 'Administrator', 'SYS_ADMIN', ${now});` +
       adminTokenInsert(secret, "bootstrap", null, now),
-    { persistTo },
+    { persistTo, remote, config },
   );
   return secret;
 }

@@ -82,6 +82,25 @@ impl EdgeClient {
         }
     }
 
+    /// Registers a node named `name` at the edge with an administrator's token (`mfp_…`), as
+    /// `mirrorfarm-runner register` does: the answer holds the node's own token, shown this once.
+    pub(crate) fn register_node(
+        base: &str,
+        admin_token: &str,
+        name: &str,
+    ) -> Result<mirrorfarm_core::nodes::RegisteredNode, EdgeError> {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+        let url = format!("{}/rest/mirrorfarm/1.0/nodes", base.trim_end_matches('/'));
+        let answer = Self::answer(
+            agent
+                .post(&url)
+                .set("Authorization", &format!("Bearer {admin_token}"))
+                .send_json(serde_json::json!({ "name": name })),
+        )?
+        .unwrap_or_default();
+        Self::read(answer, "registered node")
+    }
+
     /// What the last heartbeat said of this node and the control plane's key.
     pub(crate) fn trust(&self) -> Option<Trust> {
         self.trust.read().map(|t| t.clone()).unwrap_or_else(|p| p.into_inner().clone())

@@ -40,11 +40,23 @@ use crate::push::PushSettings;
 
 /// mirrorfarm farm node.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = DEPLOY_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// How to join a node to a deployed edge, printed under `--help`.
+const DEPLOY_HELP: &str = "\
+Running a node against a deployed edge:
+  1. Register it with an administrator's token (shown once; keep it secret):
+       export MIRRORFARM_ADMIN_TOKEN=mfp_...
+       export MIRRORFARM_NODE_TOKEN=$(mirrorfarm-runner register --edge-url https://mirrorfarm.example.workers.dev --name node-1)
+  2. Run it (every flag of `run --help` is also an environment variable):
+       mirrorfarm-runner run --edge-url https://mirrorfarm.example.workers.dev \\
+         --data-dir /var/lib/mirrorfarm --serve 0.0.0.0:8080 --clone-url https://node-1.example.com
+  The node needs git on PATH and outbound HTTPS to the edge and to the hosts it mirrors.
+  deploy/mirrorfarm-runner.service is a hardened systemd unit; deploy/Containerfile builds an image.";
 
 /// `sync` and `plan`: a registered repository through the edge, or a source and a target directly.
 #[derive(Debug, Args)]
@@ -161,6 +173,18 @@ enum Command {
         #[arg(long)]
         mirror_branch_regex: Option<String>,
     },
+    /// Register a new farm node at the edge and print its token (`mfn_…`, shown once) on stdout.
+    Register {
+        /// The edge's base URL.
+        #[arg(long, env = "MIRRORFARM_EDGE_URL")]
+        edge_url: String,
+        /// The node's name (unique, at most 128 characters).
+        #[arg(long)]
+        name: String,
+        /// An administrator's token (`mfp_…`), used for this call only.
+        #[arg(long, env = "MIRRORFARM_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+    },
     /// Copy standard input to standard output with URL credentials masked.
     Scrub,
     /// Check that a remote URL is one a mirror may use; prints it masked.
@@ -244,6 +268,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
                 UpdateOutcome::Diverged(message) | UpdateOutcome::Error(message) => Err(message),
             }
+        }
+        Command::Register { edge_url, name, admin_token } => {
+            let node = edge::EdgeClient::register_node(&edge_url, &admin_token, &name).map_err(|e| e.to_string())?;
+            eprintln!("registered node {} (id {}); its token follows, shown this once", node.node.name, node.node.id);
+            println!("{}", node.token);
+            Ok(())
         }
         Command::Scrub => {
             let mut text = String::new();
