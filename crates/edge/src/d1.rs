@@ -89,6 +89,11 @@ impl D1 {
 
 impl Database for D1 {
     async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<Outcome>, DatabaseError> {
+        // D1 refuses a statement past its limits with a bare error: say which limit instead.
+        for statement in &statements {
+            mirrorfarm_core::store::limits::check(statement)
+                .map_err(|e| DatabaseError::Backend(format!("a statement exceeds D1's limits: {e}")))?;
+        }
         let prepared = statements.iter().map(|s| self.prepare(s)).collect::<Result<Vec<_>, _>>()?;
         let started = js_sys::Date::now();
         let results = self.run(prepared).await;

@@ -250,13 +250,16 @@ impl<D: Database> Store<D> {
         offset: u64,
         limit: u64,
     ) -> StoreResult<(Vec<UserRateLimitRecord>, bool)> {
-        let pattern = filter.map(|f| format!("%{}%", f.replace(['%', '_'], "")));
         let rows = self
             .rows::<(UserRow, LimitColumns)>(sql!(
-                "SELECT u.*, l.capacity, l.fill_rate, l.whitelisted FROM rate_limit_users l \
-                 JOIN users u ON u.id = l.user_id WHERE ?1 IS NULL OR u.name LIKE ?1 OR u.display_name LIKE ?1 \
-                 ORDER BY u.name LIMIT ?2 OFFSET ?3",
-                pattern,
+                format!(
+                    "SELECT u.*, l.capacity, l.fill_rate, l.whitelisted FROM rate_limit_users l \
+                     JOIN users u ON u.id = l.user_id WHERE ?1 IS NULL OR {} OR {} \
+                     ORDER BY u.name LIMIT ?2 OFFSET ?3",
+                    super::limits::contains("u.name", 1),
+                    super::limits::contains("u.display_name", 1)
+                ),
+                filter,
                 page_limit(limit),
                 page_offset(offset)
             ))
@@ -393,12 +396,12 @@ impl<D: Database> Store<D> {
         offset: u64,
         limit: u64,
     ) -> StoreResult<(Vec<String>, bool)> {
-        let pattern = prefix.map(|p| format!("{}%", p.to_ascii_lowercase().replace(['%', '_'], "")));
+        let pattern = prefix.map(str::to_ascii_lowercase);
         let rows = self
             .rows::<LabelRow>(sql!(
                 format!(
                     "SELECT DISTINCT l.name FROM repository_labels l JOIN repositories r ON r.id = l.repository_id \
-                     JOIN projects p ON p.id = r.project_id WHERE {REPO_VISIBLE} AND (?2 IS NULL OR l.name LIKE ?2) \
+                     JOIN projects p ON p.id = r.project_id WHERE {REPO_VISIBLE} AND (?2 IS NULL OR substr(l.name, 1, length(?2)) = ?2) \
                      ORDER BY l.name LIMIT ?3 OFFSET ?4"
                 ),
                 viewer.param(),

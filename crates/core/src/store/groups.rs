@@ -65,9 +65,10 @@ fn role_rank(role: GlobalRole) -> i64 {
     }
 }
 
-/// A `LIKE` pattern for a part of a name, with the user's wildcards taken out.
-fn contains(text: &str) -> String {
-    format!("%{}%", text.replace(['%', '_'], ""))
+/// A user's name, display name or e-mail address contains the text bound as `?{param}`.
+fn user_matches(param: usize) -> String {
+    let c = |column: &str| super::limits::contains(column, param);
+    format!("({} OR {} OR {})", c("u.name"), c("u.display_name"), c("u.email"))
 }
 
 /// The users statement for `filter`, one page: every condition is a clause of one `SELECT`, each
@@ -75,13 +76,13 @@ fn contains(text: &str) -> String {
 /// checks read them.
 fn users_statement(filter: &UserFilter, offset: u64, limit: u64) -> Statement {
     let mut params: Vec<Value> = vec![
-        filter.text.as_deref().map(contains).into(),
+        filter.text.as_deref().into(),
         page_limit(limit).into(),
         page_offset(offset).into(),
         filter.group.as_deref().into(),
     ];
     let mut clauses = vec![
-        "(?1 IS NULL OR u.name LIKE ?1 OR u.display_name LIKE ?1 OR u.email LIKE ?1)".to_owned(),
+        format!("(?1 IS NULL OR {})", user_matches(1)),
         "(?4 IS NULL OR EXISTS (SELECT 1 FROM group_members m JOIN groups gr ON gr.id = m.group_id \
          WHERE m.user_id = u.id AND gr.name = ?4))"
             .to_owned(),
@@ -138,8 +139,11 @@ impl<D: Database> Store<D> {
     pub async fn list_groups(&self, filter: Option<&str>, offset: u64, limit: u64) -> StoreResult<(Vec<Group>, bool)> {
         let rows = self
             .rows::<GroupRow>(sql!(
-                "SELECT id, name FROM groups WHERE (?1 IS NULL OR name LIKE ?1) ORDER BY name LIMIT ?2 OFFSET ?3",
-                filter.map(contains),
+                format!(
+                    "SELECT id, name FROM groups WHERE (?1 IS NULL OR {}) ORDER BY name LIMIT ?2 OFFSET ?3",
+                    super::limits::contains("name", 1)
+                ),
+                filter,
                 page_limit(limit),
                 page_offset(offset)
             ))
@@ -174,17 +178,18 @@ impl<D: Database> Store<D> {
         Ok(rows.into_iter().map(Group::from).collect())
     }
 
-    /// Makes each user a member of each group (existing memberships stay), in one batch.
+    /// Makes each user a member of each group (existing memberships stay): one statement, the
+    /// ids bound as two JSON lists whatever their number.
     pub async fn add_members(&self, group_ids: &[i64], user_ids: &[i64]) -> StoreResult<()> {
-        let statements = group_ids
-            .iter()
-            .flat_map(|&g| {
-                user_ids.iter().map(move |&u| {
-                    sql!("INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)", g, u)
-                })
-            })
-            .collect();
-        self.batch(statements).await.map(drop)
+        let json = |ids: &[i64]| serde_json::to_string(ids).map_err(|e| super::StoreError::Backend(e.to_string()));
+        self.one(sql!(
+            "INSERT OR IGNORE INTO group_members (group_id, user_id) \
+             SELECT g.value, u.value FROM json_each(?1) g, json_each(?2) u",
+            json(group_ids)?,
+            json(user_ids)?
+        ))
+        .await
+        .map(drop)
     }
 
     /// Takes a user out of a group; false if they were not in it.
@@ -212,11 +217,11 @@ impl<D: Database> Store<D> {
                     format!(
                         "SELECT u.* FROM users u WHERE {inside} (SELECT 1 FROM group_members m JOIN groups gr \
                          ON gr.id = m.group_id WHERE m.user_id = u.id AND gr.name = ?1) \
-                         AND (?2 IS NULL OR u.name LIKE ?2 OR u.display_name LIKE ?2 OR u.email LIKE ?2) \
-                         ORDER BY u.name LIMIT ?3 OFFSET ?4"
+                         AND (?2 IS NULL OR {}) ORDER BY u.name LIMIT ?3 OFFSET ?4",
+                        user_matches(2)
                     ),
                     group,
-                    filter.map(contains),
+                    filter,
                     page_limit(limit),
                     page_offset(offset)
                 ),
@@ -242,11 +247,12 @@ impl<D: Database> Store<D> {
             .rows::<GroupGrantRow>(sql!(
                 format!(
                     "SELECT gr.id AS id, gr.name AS name, g.level AS level FROM {table} g \
-                     JOIN groups gr ON gr.id = g.group_id WHERE g.{column} = ?1 AND (?2 IS NULL OR gr.name LIKE ?2) \
-                     ORDER BY gr.name LIMIT ?3 OFFSET ?4"
+                     JOIN groups gr ON gr.id = g.group_id WHERE g.{column} = ?1 AND (?2 IS NULL OR {}) \
+                     ORDER BY gr.name LIMIT ?3 OFFSET ?4",
+                    super::limits::contains("gr.name", 2)
                 ),
                 target,
-                filter.map(contains),
+                filter,
                 page_limit(limit),
                 page_offset(offset)
             ))
@@ -261,24 +267,10 @@ impl<D: Database> Store<D> {
         Ok(split_page(grants, limit))
     }
 
-    /// Sets (`Some`) or removes (`None`) groups' grants on `on`, all in one batch.
+    /// Sets (`Some`) or removes (`None`) groups' grants on `on`: one statement.
     pub async fn set_group_grants(&self, on: GroupGrantOn, group_ids: &[i64], level: Option<Level>) -> StoreResult<()> {
         let (table, column, target) = on.table();
-        let statements = group_ids
-            .iter()
-            .map(|&group| match level {
-                Some(l) => sql!(
-                    format!(
-                        "INSERT INTO {table} ({column}, group_id, level) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT ({column}, group_id) DO UPDATE SET level = excluded.level"
-                    ),
-                    target,
-                    group,
-                    l.as_str()
-                ),
-                None => sql!(format!("DELETE FROM {table} WHERE {column} = ?1 AND group_id = ?2"), target, group),
-            })
-            .collect();
-        self.batch(statements).await.map(drop)
+        let statement = super::identity::grant_statement(table, column, "group_id", target, group_ids, level)?;
+        self.one(statement).await.map(drop)
     }
 }

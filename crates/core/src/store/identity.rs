@@ -232,9 +232,10 @@ impl<D: Database> Store<D> {
         Ok(gone.changes > 0)
     }
 
-    /// Sets (`Some`) or removes (`None`) users' grants on a project, all in one batch.
+    /// Sets (`Some`) or removes (`None`) users' grants on a project: one statement.
     pub async fn set_project_grants(&self, project_id: i64, user_ids: &[i64], level: Option<Level>) -> StoreResult<()> {
-        self.batch(grant_statements(GrantOn::Project, project_id, user_ids, level)).await.map(drop)
+        let statement = grant_statement("project_grants", "project_id", "user_id", project_id, user_ids, level)?;
+        self.one(statement).await.map(drop)
     }
 
     /// Sets (`Some`) or removes (`None`) users' grants on a repository, all in one batch.
@@ -244,47 +245,49 @@ impl<D: Database> Store<D> {
         user_ids: &[i64],
         level: Option<Level>,
     ) -> StoreResult<()> {
-        self.batch(grant_statements(GrantOn::Repository, repository_id, user_ids, level)).await.map(drop)
+        let statement =
+            grant_statement("repository_grants", "repository_id", "user_id", repository_id, user_ids, level)?;
+        self.one(statement).await.map(drop)
     }
 
-    /// Sets users' global roles, all in one batch.
+    /// Sets users' global roles: one statement.
     pub async fn set_global_roles(&self, user_ids: &[i64], role: GlobalRole) -> StoreResult<()> {
-        let statements = user_ids
-            .iter()
-            .map(|&user| sql!("UPDATE users SET role = ?2 WHERE id = ?1", user, role.as_str()))
-            .collect();
-        self.batch(statements).await.map(drop)
+        let ids = serde_json::to_string(user_ids).map_err(|e| super::StoreError::Backend(e.to_string()))?;
+        self.one(sql!("UPDATE users SET role = ?2 WHERE id IN (SELECT value FROM json_each(?1))", ids, role.as_str()))
+            .await
+            .map(drop)
     }
 }
 
-/// What a grant is on: its table and the column naming the target.
-#[derive(Clone, Copy)]
-enum GrantOn {
-    Project,
-    Repository,
-}
-
-/// One upsert (`Some` level) or delete (`None`) per user of their grant on `target`.
-fn grant_statements(on: GrantOn, target: i64, user_ids: &[i64], level: Option<Level>) -> Vec<super::port::Statement> {
-    let (table, column) = match on {
-        GrantOn::Project => ("project_grants", "project_id"),
-        GrantOn::Repository => ("repository_grants", "repository_id"),
-    };
-    user_ids
-        .iter()
-        .map(|&user| match level {
-            Some(l) => sql!(
-                format!(
-                    "INSERT INTO {table} ({column}, user_id, level) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT ({column}, user_id) DO UPDATE SET level = excluded.level"
-                ),
-                target,
-                user,
-                l.as_str()
+/// The upsert (`Some` level) or delete (`None`) of the grants of `holders` (user or group ids, in
+/// `holder` column) on `target`: one statement whatever their number, the ids bound as one JSON
+/// list, so a request naming a thousand users stays one statement of three parameters.
+pub(super) fn grant_statement(
+    table: &str,
+    column: &str,
+    holder: &str,
+    target: i64,
+    holders: &[i64],
+    level: Option<Level>,
+) -> StoreResult<super::port::Statement> {
+    let ids = serde_json::to_string(holders).map_err(|e| super::StoreError::Backend(e.to_string()))?;
+    Ok(match level {
+        // `WHERE true`: SQLite's rule for an upsert whose rows come from a SELECT.
+        Some(l) => sql!(
+            format!(
+                "INSERT INTO {table} ({column}, {holder}, level) SELECT ?1, value, ?3 FROM json_each(?2) WHERE true \
+                 ON CONFLICT ({column}, {holder}) DO UPDATE SET level = excluded.level"
             ),
-            None => sql!(format!("DELETE FROM {table} WHERE {column} = ?1 AND user_id = ?2"), target, user),
-        })
-        .collect()
+            target,
+            ids,
+            l.as_str()
+        ),
+        None => sql!(
+            format!("DELETE FROM {table} WHERE {column} = ?1 AND {holder} IN (SELECT value FROM json_each(?2))"),
+            target,
+            ids
+        ),
+    })
 }
 
 /// A user's own rate-limit settings from a `LEFT JOIN rate_limit_users` (all `NULL`: none).

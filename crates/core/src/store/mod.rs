@@ -15,6 +15,7 @@ mod forks;
 mod groups;
 mod hooks;
 mod identity;
+pub mod limits;
 pub use mesh::{MeshWorld, MoveContext, MoveEnd, SupportZip};
 mod mail;
 mod mesh;

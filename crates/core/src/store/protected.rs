@@ -55,24 +55,24 @@ impl<D: Database> Store<D> {
         offset: u64,
         limit: u64,
     ) -> StoreResult<(Vec<ProtectedBranch>, u64)> {
-        let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_'], "")));
+        let pattern = search;
+        let matches = super::limits::contains("name", 2);
         let mut out = self
             .batch(vec![
                 sql!(
                     format!(
                         "SELECT {COLUMNS} FROM protected_branches WHERE repository_id = ?1 \
-                         AND (?2 IS NULL OR name LIKE ?2) ORDER BY name LIMIT ?3 OFFSET ?4"
+                         AND (?2 IS NULL OR {matches}) ORDER BY name LIMIT ?3 OFFSET ?4"
                     ),
                     repository_id,
-                    pattern.as_deref(),
+                    pattern,
                     i64::try_from(limit).unwrap_or(i64::MAX),
                     i64::try_from(offset).unwrap_or(i64::MAX)
                 ),
                 sql!(
-                    "SELECT COUNT(*) AS n FROM protected_branches WHERE repository_id = ?1 \
-                     AND (?2 IS NULL OR name LIKE ?2)",
+                    format!("SELECT COUNT(*) AS n FROM protected_branches WHERE repository_id = ?1 AND (?2 IS NULL OR {matches})"),
                     repository_id,
-                    pattern.as_deref()
+                    pattern
                 ),
             ])
             .await?;

@@ -341,12 +341,13 @@ impl<D: Database> Store<D> {
         offset: u64,
         limit: u64,
     ) -> StoreResult<(Vec<Repository>, bool)> {
-        let name = filter.name.as_ref().map(|n| format!("%{}%", n.replace(['%', '_'], "")));
+        let name = filter.name.as_deref();
+        let name_matches = super::limits::contains("r.name", 4);
         let rows = self
             .rows::<RepoRow>(sql!(
                 format!(
                     "{REPO_SELECT} WHERE {REPO_VISIBLE} AND (?2 IS NULL OR r.project_id = ?2) \
-                     AND (?3 IS NULL OR p.key = ?3) AND (?4 IS NULL OR r.name LIKE ?4) \
+                     AND (?3 IS NULL OR p.key = ?3) AND (?4 IS NULL OR {name_matches}) \
                      ORDER BY p.key, r.slug LIMIT ?5 OFFSET ?6"
                 ),
                 viewer.param(),

@@ -100,6 +100,10 @@ impl Database for SqliteDatabase {
         let tx = conn.transaction().map_err(failure)?;
         let mut outcomes = Vec::with_capacity(statements.len());
         for statement in &statements {
+            // A statement D1 would refuse fails the test that built it, loudly.
+            if let Err(e) = super::limits::check(statement) {
+                panic!("a statement exceeds D1's limits: {e}\n{}", &statement.sql[..statement.sql.len().min(300)]);
+            }
             outcomes.push(Self::run(&tx, statement)?);
         }
         tx.commit().map_err(failure)?;
