@@ -137,10 +137,11 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 error: l.error.as_deref().map(|e| crate::urls::scrub_text(e).chars().take(500).collect()),
             })
             .collect();
+        // Reads first, the one write last: a failed read leaves the node's record as it was.
+        let log_filter = self.settings().await?.logs.node_filter();
         let peers = self.store.heartbeat(node.id, self.now, clone_url.as_deref(), &links).await?;
         let mut dto = NodeDto::from(node);
         dto.last_seen = Some(self.now.millis());
-        let log_filter = self.settings().await?.logs.node_filter();
         let control_plane_key = self.crypto.control_plane_key().await.ok().map(|k| crate::hex::encode(&k));
         Ok(ApiResponse::json(200, &crate::nodes::HeartbeatAnswer { node: dto, log_filter, peers, control_plane_key }))
     }

@@ -5,17 +5,19 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::identity::{AccessToken, GlobalRole, NewUser, token_lookup_key};
+use crate::store::faults::Faulty;
 use crate::store::sqlite::SqliteDatabase;
 use crate::test_support::{FakeCrypto, block_on};
 
 mod access;
+mod faults;
 mod limits;
 mod migration;
 
 const ADMIN_TOKEN: &str = "mfp_admin_token_0123456789";
 
 struct World {
-    store: Store<SqliteDatabase>,
+    store: Store<Faulty<SqliteDatabase>>,
     crypto: FakeCrypto,
     config: Config,
     limiter: crate::admin::LocalLimiter,
@@ -39,7 +41,7 @@ impl Reply {
 impl World {
     fn new() -> Self {
         let world = Self {
-            store: Store::new(SqliteDatabase::migrated()),
+            store: Store::new(Faulty::new(SqliteDatabase::migrated())),
             crypto: FakeCrypto::default(),
             config: Config::default(),
             limiter: crate::admin::LocalLimiter::default(),
@@ -86,6 +88,11 @@ impl World {
     }
 
     fn db(&self) -> &SqliteDatabase {
+        self.store.database().inner()
+    }
+
+    /// The fault injector around the database.
+    fn faults(&self) -> &Faulty<SqliteDatabase> {
         self.store.database()
     }
 

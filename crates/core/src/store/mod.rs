@@ -11,6 +11,8 @@
 mod admin;
 mod audit;
 mod farm;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub mod faults;
 mod forks;
 mod groups;
 mod hooks;

@@ -64,6 +64,38 @@ impl SqliteDatabase {
         self.conn.borrow().query_row(sql, [], |r| r.get::<_, Option<String>>(0)).expect("text").unwrap_or_default()
     }
 
+    /// Every row of every table but `skip`, as sorted text: equal dumps mean equal contents.
+    pub fn dump(&self, skip: &[&str]) -> String {
+        let conn = self.conn.borrow();
+        let mut tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("tables");
+        tables.retain(|t| !skip.contains(&t.as_str()));
+        let mut out = String::new();
+        for table in tables {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).expect("select");
+            let width = stmt.column_count();
+            let mut rows: Vec<String> = stmt
+                .query_map([], |r| {
+                    let cells: Vec<String> = (0..width)
+                        .map(|i| match r.get_ref(i) {
+                            Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+                            Ok(ValueRef::Integer(n)) => n.to_string(),
+                            Ok(ValueRef::Null) => "NULL".into(),
+                            other => format!("{other:?}"),
+                        })
+                        .collect();
+                    Ok(cells.join("|"))
+                })
+                .and_then(Iterator::collect)
+                .expect("rows");
+            rows.sort();
+            out.push_str(&format!("== {table} ({})\n{}\n", rows.len(), rows.join("\n")));
+        }
+        out
+    }
+
     fn run(conn: &Connection, statement: &Statement) -> Result<Outcome, DatabaseError> {
         let mut stmt = conn.prepare(&statement.sql).map_err(failure)?;
         // What D1 reports as `meta.changes`: rows written by this statement (none by a read).
