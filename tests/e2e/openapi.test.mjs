@@ -65,4 +65,9 @@ test("schemathesis: no 5xx, and every response conforms to the document", { time
   console.log(out.split("\n").filter((l) => /passed|failed|errored|operations|test cases|Summary/i.test(l)).slice(-12).join("\n"));
   assert.equal(run.status, 0, out.slice(-20000));
   assert.ok(!out.includes(worker.adminToken), "the token is not echoed");
+  // How many cases ran: `npm run bench` asks for at least 10,000 (SCHEMATHESIS_MIN_CASES).
+  const cases = Number(/(\d+) generated/.exec(out)?.[1] ?? NaN);
+  console.log(`schemathesis: ${cases} test cases at --max-examples ${examples}`);
+  assert.ok(cases > 0, `no case count in the output:\n${out.slice(-3000)}`);
+  if (process.env.SCHEMATHESIS_MIN_CASES) assert.ok(cases >= Number(process.env.SCHEMATHESIS_MIN_CASES), `${cases} cases`);
 });

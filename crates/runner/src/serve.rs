@@ -28,6 +28,15 @@ type Body = BoxBody<Bytes, std::io::Error>;
 /// Largest request body read (an upload-pack negotiation: wants and haves).
 const MAX_REQUEST_BYTES: usize = 64 << 20;
 
+/// How long a client may take to send a request's head: a slow client is dropped after it.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a client may take to send a request's body (a fetch's negotiation is small).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The largest request head read (request line and headers); past it hyper answers 431.
+const MAX_HEAD_BYTES: usize = 64 << 10;
+
 /// What the edge said about one caller and repository, and until when it holds.
 #[derive(Default)]
 struct AccessCache(Mutex<HashMap<(String, String), (i64, Instant)>>);
@@ -59,8 +68,11 @@ pub(crate) fn spawn(addr: &str, edge: EdgeClient, data_dir: PathBuf) -> Result<s
     listener.set_nonblocking(true).map_err(|e| format!("clone server: {e}"))?;
     let bound = listener.local_addr().map_err(|e| format!("clone server: {e}"))?;
     let server = Arc::new(Server { edge, repos: data_dir.join("repos"), cache: AccessCache::default() });
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(|e| format!("clone server: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("clone server: {e}"))?;
     std::thread::Builder::new()
         .name("clone-server".into())
         .spawn(move || runtime.block_on(accept(listener, server)))
@@ -83,7 +95,12 @@ async fn accept(listener: std::net::TcpListener, server: Arc<Server>) {
                 async move { Ok::<_, Infallible>(server.answer(req).await) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            // Slow or oversized request heads end the connection; hyper answers 408 or 431.
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES);
+            if let Err(e) = http.serve_connection(io, service).await {
                 warn!(error = %e, "clone connection failed");
             }
         });
@@ -137,6 +154,10 @@ impl Server {
         if !self.repos.join(&dir).join("HEAD").exists() {
             return text(StatusCode::NOT_FOUND, "This node holds no copy of that repository.");
         }
+        let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
+        }
         // Plain requests go straight to upload-pack (one process less than through http-backend);
         // gzip-encoded ones, which git sends for large negotiations, go through http-backend.
         let gzip = req.headers().get("content-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
@@ -148,6 +169,12 @@ impl Server {
         };
         match served {
             Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                text(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                text(StatusCode::REQUEST_TIMEOUT, "The request body did not arrive in time.")
+            }
             Err(e) => {
                 warn!(error = %e, "git http-backend failed");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "The clone could not be served.")
@@ -277,10 +304,18 @@ impl Server {
     }
 }
 
-/// A request's body, up to [`MAX_REQUEST_BYTES`].
+/// A request's body, up to [`MAX_REQUEST_BYTES`] and within [`BODY_TIMEOUT`]: past either, an
+/// error of kind `FileTooLarge` or `TimedOut`, answered 413 or 408.
 async fn read_body(req: Request<Incoming>) -> std::io::Result<Bytes> {
     let limited = http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BYTES);
-    Ok(limited.collect().await.map_err(|e| std::io::Error::other(e.to_string()))?.to_bytes())
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, e.to_string()))
+        }
+        Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
 }
 
 /// Starts `command` with `body` fed to its stdin (from a task of its own, so a large answer
