@@ -173,6 +173,13 @@ fn every_write_route_is_atomic_under_a_failure_at_each_of_its_batches() {
     );
     let dev = As::Token(DEV);
     s.step(dev, "PUT", &format!("{bb}/users"), Some(json!({"displayName": "Developer"})), 200);
+    s.step(
+        a,
+        "PUT",
+        &format!("{bb}/users/credentials"),
+        Some(json!({"password": "a-new-password", "passwordConfirm": "a-new-password"})),
+        204,
+    );
     s.step(dev, "POST", &format!("{bb}/users/dev/settings"), Some(json!({"mirrorfarm.notify.failures": false})), 204);
 
     // Groups and their grants.
@@ -319,6 +326,8 @@ fn every_write_route_is_atomic_under_a_failure_at_each_of_its_batches() {
     let (job, lease) = (field(&leased, "id").clone(), field(&leased, "leaseId").clone());
     s.step(n, "POST", &format!("{NODE}/jobs/{job}/release"), Some(json!({"leaseId": lease})), 204);
     s.step(n, "POST", &format!("{NODE}/nodes/copies"), Some(json!({"repositoryIds": [id]})), 200);
+    let asked = json!({"projectKey": "SW", "slug": "app", "authorization": format!("Bearer {DEV}")});
+    s.step(n, "POST", &format!("{NODE}/nodes/clone-access"), Some(asked), 200);
     let up = s.step(
         a,
         "POST",
@@ -409,5 +418,5 @@ fn every_write_route_is_atomic_under_a_failure_at_each_of_its_batches() {
         println!("  {route}");
     }
     // A floor, so a route the scenario stops reaching is noticed.
-    assert!(covered.len() >= 90, "the sweep covers {} write routes", covered.len());
+    assert!(covered.len() >= 95, "the sweep covers {} write routes", covered.len());
 }
