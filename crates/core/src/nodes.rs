@@ -286,6 +286,9 @@ pub struct HeartbeatRequest {
     /// The base URL of the node's clone server (`http://host:port`), if it serves clones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clone_url: Option<String>,
+    /// Where the node serves read-only git over SSH (`ssh://git@host:port`), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_url: Option<String>,
     /// What the node measured of its links since its last heartbeat: the edge (this heartbeat's
     /// predecessor's round trip) and the peers the last answer named.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -325,6 +328,22 @@ pub struct CloneAccessRequest {
     /// The caller's `Authorization` header, as sent to the node (none: anonymous).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<String>,
+    /// For a clone over SSH: the public key the caller authenticated with (`<type> <base64>`),
+    /// instead of an `Authorization` header. The key's owner is the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<String>,
+}
+
+impl CloneAccessRequest {
+    /// What identifies the caller in a signed clone-access answer (hashed, see
+    /// [`crate::mesh::grant::clone_access_bytes`]): the `Authorization` header, or `ssh:` and the
+    /// key for a clone over SSH.
+    pub fn caller_text(&self) -> String {
+        match &self.ssh_key {
+            Some(key) => format!("ssh:{key}"),
+            None => self.authorization.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// The answer to a clone-access check: the repository whose copy the node serves.

@@ -45,6 +45,12 @@ impl Crypto for FakeCrypto {
         Ok(format!("hmac:{}:{}", hex(key), hex(data)))
     }
     async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use sha2::Digest;
+            Ok(hex(&sha2::Sha256::digest(data)))
+        }
+        #[cfg(target_arch = "wasm32")]
         Ok(format!("hash:{}", hex(data)))
     }
     async fn pbkdf2_sha256(&self, password: &[u8], salt: &[u8], iterations: u32) -> Result<Vec<u8>, CryptoError> {

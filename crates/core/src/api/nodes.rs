@@ -116,6 +116,20 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             }
             None => None,
         };
+        let ssh_url = match asked.ssh_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            Some(text) => {
+                let bad = || ApiError::Field {
+                    field: "sshUrl".into(),
+                    message: "sshUrl must be an ssh:// URL without a password.".into(),
+                };
+                let url = GitUrl::parse(text).map_err(|_| bad())?;
+                if url.scheme() != "ssh" || url.userinfo().is_some_and(|u| u.contains(':')) {
+                    return Err(bad());
+                }
+                Some(text.trim_end_matches('/').to_owned())
+            }
+            None => None,
+        };
         if asked.links.len() > crate::mesh::MAX_LINKS {
             return Err(ApiError::Field {
                 field: "links".into(),
@@ -133,7 +147,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 error: l.error.as_deref().map(|e| crate::urls::scrub_text(e).chars().take(500).collect()),
             })
             .collect();
-        let peers = self.store.heartbeat(node.id, self.now, clone_url.as_deref(), &links).await?;
+        let peers = self.store.heartbeat(node.id, self.now, clone_url.as_deref(), ssh_url.as_deref(), &links).await?;
         let mut dto = NodeDto::from(node);
         dto.last_seen = Some(self.now.millis());
         let log_filter = self.settings().await?.logs.node_filter();
@@ -147,10 +161,13 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     pub(super) async fn clone_access(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let node = Self::node(call)?;
         let asked: CloneAccessRequest = call.json()?;
-        let who = match self.authenticate(None, asked.authorization.as_deref()).await? {
-            super::Caller::User(who) if !who.as_ref().is_some_and(|p| p.scope.status_only) => who,
-            // Node tokens and status tokens do not clone.
-            _ => return Err(ApiError::Unauthorized),
+        let who = match asked.ssh_key.as_deref() {
+            Some(key) => Some(self.ssh_key_principal(key).await?),
+            None => match self.authenticate(None, asked.authorization.as_deref()).await? {
+                super::Caller::User(who) if !who.as_ref().is_some_and(|p| p.scope.status_only) => who,
+                // Node tokens and status tokens do not clone.
+                _ => return Err(ApiError::Unauthorized),
+            },
         };
         let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
         let key = crate::store::RepositoryKey::Slug(&asked.project_key, &asked.slug);
@@ -158,8 +175,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         let repo = repo.ok_or_else(hidden)?;
         match Self::level_on_repository(who.as_ref(), &grants, &repo) {
             Some(_) => {
-                let caller =
-                    self.crypto.sha256_hex(asked.authorization.as_deref().unwrap_or_default().as_bytes()).await?;
+                let caller = self.crypto.sha256_hex(asked.caller_text().as_bytes()).await?;
                 let signed =
                     crate::mesh::grant::clone_access_bytes(node.id, repo.id, &asked.project_key, &asked.slug, &caller);
                 let signature = self.crypto.control_plane_sign(&signed).await.ok().map(|s| crate::hex::encode(&s));

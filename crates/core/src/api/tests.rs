@@ -9,6 +9,7 @@ use crate::store::sqlite::SqliteDatabase;
 use crate::test_support::{FakeCrypto, block_on};
 
 mod migration;
+mod ssh;
 
 const ADMIN_TOKEN: &str = "mfp_admin_token_0123456789";
 

@@ -235,6 +235,7 @@ pub(crate) mod tests {
             origin_id: None,
             fork_url: None,
             clone_base: None,
+            ssh_base: None,
             created_at: Timestamp(0),
         }
     }

@@ -25,6 +25,7 @@ mod queue;
 mod registry;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub mod sqlite;
+mod ssh;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 mod triggers;
