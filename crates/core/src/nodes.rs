@@ -202,6 +202,23 @@ pub struct LeasedMirror {
     pub only_protected_branches: bool,
     /// Branch regex.
     pub mirror_branch_regex: Option<String>,
+    /// For a mirror that authenticates with an SSH key: the key and the target's known hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<LeasedSsh>,
+}
+
+/// An SSH-key mirror's key and known hosts, as a node gets them with its push (never logged:
+/// no `Debug`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LeasedSsh {
+    /// The Ed25519 private key's 32-byte seed, hex.
+    pub private_seed: String,
+    /// The target's `known_hosts` lines; none yet: the node accepts the key the target offers on
+    /// this first push and reports it (`learnedHostKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<String>,
 }
 
 /// What a sync of one repository involves, as `GET …/repos/{id}/work` tells a node (for a dry
@@ -494,6 +511,10 @@ pub struct JobReport {
     /// selected projects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered: Option<Vec<crate::farm::DiscoveredRepository>>,
+    /// For an SSH-key mirror's first push: the target's host key the node accepted, as a
+    /// `known_hosts` line, for the edge to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_host_key: Option<String>,
     /// Lease the node's next due job now, as `…/jobs/lease` would without waiting, and answer it
     /// with the result: one request per job instead of two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -517,6 +538,7 @@ impl JobReport {
             fork_refs: None,
             content_hash: None,
             discovered: None,
+            learned_host_key: None,
             next: None,
         }
     }

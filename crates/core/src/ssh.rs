@@ -293,6 +293,31 @@ pub fn upload_pack_target(command: &str) -> Result<(String, String), SshError> {
     Ok((key.to_owned(), slug.to_owned()))
 }
 
+/// What a failed SSH connection's output means for a mirror, if it was its target's host key:
+/// a `last_error` naming the fingerprint the target offered when OpenSSH printed it. Other
+/// failures are `None` (their own message stands).
+pub fn host_key_failure(ssh_output: &str) -> Option<String> {
+    let offered = ssh_output
+        .split_whitespace()
+        .find(|w| w.starts_with("SHA256:"))
+        .map(|w| w.trim_end_matches(['.', ',']).to_owned());
+    if ssh_output.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        return Some(format!(
+            "The target's SSH host key has changed: it offered {}, which is not among this mirror's known hosts. \
+             Nothing was pushed. If the change is expected, set ssh_known_hosts to the new key (or send it empty \
+             to learn the key on the next push).",
+            offered.as_deref().unwrap_or("a key")
+        ));
+    }
+    if ssh_output.contains("Host key verification failed") {
+        return Some(format!(
+            "The target's SSH host key{} is not among this mirror's known hosts (ssh_known_hosts). Nothing was pushed.",
+            offered.map(|f| format!(" {f}")).unwrap_or_default()
+        ));
+    }
+    None
+}
+
 /// A user's SSH key as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshKey {
@@ -528,6 +553,16 @@ mod tests {
         assert_eq!(parse_known_hosts("host ssh-ed25519"), Err(SshError::KnownHostsLine(1)));
         assert_eq!(known_hosts_name("h", Some(2222)), "[h]:2222");
         assert_eq!(known_hosts_name("h", Some(22)), "h");
+    }
+
+    #[test]
+    fn a_changed_host_key_is_named_by_its_fingerprint() {
+        let printed = "@@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@@\nThe fingerprint for the ED25519 key sent \
+                       by the remote host is\nSHA256:abcDEF123.\nHost key verification failed.";
+        let message = host_key_failure(printed).expect("a host key failure");
+        assert!(message.contains("SHA256:abcDEF123,"), "{message}");
+        assert!(host_key_failure("No ED25519 host key is known for h.\nHost key verification failed.").is_some());
+        assert_eq!(host_key_failure("Permission denied (publickey)."), None);
     }
 
     #[test]

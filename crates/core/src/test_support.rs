@@ -68,6 +68,16 @@ impl Crypto for FakeCrypto {
     async fn ed25519_verify(&self, _key: &[u8], message: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
         Ok(signature == fake_signature(message).as_slice())
     }
+    async fn ed25519_public_key(&self, seed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed)
+                .map_err(|e| CryptoError::Platform(e.to_string()))?;
+            Ok(ring::signature::KeyPair::public_key(&pair).as_ref().to_vec())
+        }
+        #[cfg(target_arch = "wasm32")]
+        Ok(seed.iter().map(|b| b ^ 0xa5).collect())
+    }
     async fn control_plane_key(&self) -> Result<Vec<u8>, CryptoError> {
         Ok(vec![7u8; 32])
     }

@@ -535,15 +535,46 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         })
     }
 
-    /// A push mirror as nodes see it: with its credentials and push rules.
+    /// A push mirror as nodes see it: with its credentials (an SSH-key mirror's seed and known
+    /// hosts too) and push rules.
     async fn leased_mirror(&self, mirror: &RemoteMirror) -> Result<LeasedMirror> {
+        let ssh = match (mirror.auth_method, &mirror.ssh) {
+            (crate::mirrors::AuthMethod::SshPublicKey, Some(ssh)) => Some(crate::nodes::LeasedSsh {
+                private_seed: self.crypto.unseal(&ssh.sealed_seed).await?,
+                known_hosts: ssh.known_hosts.clone(),
+            }),
+            _ => None,
+        };
         Ok(LeasedMirror {
             id: mirror.id,
             url: self.unsealed(&mirror.url).await?,
             keep_divergent_refs: mirror.keep_divergent_refs,
             only_protected_branches: mirror.only_protected_branches,
             mirror_branch_regex: mirror.mirror_branch_regex.clone(),
+            ssh,
         })
+    }
+
+    /// Keeps the host key a node accepted on an SSH-key mirror's first push (one more round
+    /// trip, that once), unless the mirror has known hosts by now. Lines that do not read are
+    /// dropped: the next push learns again.
+    async fn learn_host_key(&self, job: &Job, context: &JobContext, learned: Option<&str>) -> Result<()> {
+        let (Some(learned), Some(mirror)) = (learned, context.remote_mirror.as_ref()) else { return Ok(()) };
+        let unknown = mirror.ssh.as_ref().is_some_and(|s| s.known_hosts.is_none());
+        if job.kind != JobKind::PushMirror || !unknown {
+            return Ok(());
+        }
+        let Ok(hosts) = crate::ssh::parse_known_hosts(learned) else { return Ok(()) };
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        let mut fingerprints = Vec::with_capacity(hosts.len());
+        for host in &hosts {
+            fingerprints.push(self.ssh_fingerprint(&host.key).await?);
+        }
+        let lines: Vec<String> = hosts.iter().map(crate::ssh::KnownHost::to_line).collect();
+        self.store.learn_host_key(mirror.id, &lines.join("\n"), &fingerprints.join("\n")).await?;
+        Ok(())
     }
 
     /// `GET …/repos/{id}/work` (nodes only): everything a sync of the repository would do — its
@@ -680,6 +711,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             .finish_job(job.id, &report.lease_id, completion, Some(reported), self.now, saved, fingerprint)
             .await?;
         let (job, removed_repositories) = after.ok_or_else(lease_lost)?;
+        self.learn_host_key(&job, &context, report.learned_host_key.as_deref()).await?;
         // Requests wait for fork syncs and test mails (`wait_for_job`): they read this one now.
         if matches!(job.kind, JobKind::ForkSync | JobKind::SendMail) {
             self.signals.notify(Topic::Results).await;

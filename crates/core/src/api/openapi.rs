@@ -104,8 +104,8 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         | H::DeleteToken
         | H::RemoveWebhook
         | H::ReleaseJob => vec![(204, None)],
-        // Only mirrors authenticated by SSH key have one, and none are yet.
-        H::RemoteMirrorPublicKey => Vec::new(),
+        // Only mirrors that authenticate with an SSH key have one (404 for the others).
+        H::RemoteMirrorPublicKey => one(200, g.subschema_for::<crate::ssh::MirrorPublicKey>()),
         H::CreateUpstream => one(201, g.subschema_for::<farm::UpstreamServerDto>()),
         H::ListUpstreams => one(200, g.subschema_for::<PageOf<farm::UpstreamServerDto>>()),
         H::GetUpstream => one(200, g.subschema_for::<farm::UpstreamServerDto>()),

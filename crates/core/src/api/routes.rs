@@ -626,7 +626,7 @@ pub const ROUTES: &[Route] = &[
     route(Put, GL_ONE, H::UpdateRemoteMirror, Repository(ADMIN), Input::RemoteMirror, "Update a remote mirror"),
     route(Delete, GL_ONE, H::DeleteRemoteMirror, Repository(ADMIN), NoBody, "Delete a remote mirror"),
     route(Post, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/sync", H::SyncRemoteMirror, Repository(ADMIN), NoBody, "Queue a push to a remote mirror"),
-    route(Get, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/public_key", H::RemoteMirrorPublicKey, Repository(ADMIN), NoBody, "A remote mirror's SSH public key (none: SSH keys are not offered)"),
+    route(Get, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/public_key", H::RemoteMirrorPublicKey, Repository(ADMIN), NoBody, "A remote mirror's SSH public key (auth_method ssh_public_key; 404 for password mirrors)"),
     route(Get, GL_PULL, H::GetPullMirror, Repository(ADMIN), NoBody, "The project's pull mirror"),
     route(Put, GL_PULL, H::UpdatePullMirror, Repository(ADMIN), Input::PullMirror, "Configure the pull mirror"),
     route(Post, GL_PULL, H::StartPullMirror, Repository(ADMIN), NoBody, "Start a pull now"),

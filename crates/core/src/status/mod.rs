@@ -250,6 +250,7 @@ pub(crate) mod tests {
             keep_divergent_refs: false,
             mirror_branch_regex: None,
             auth_method: AuthMethod::Password,
+            ssh: None,
             update: UpdateState {
                 status,
                 last_error: (status == UpdateStatus::Failed).then(|| "push rejected".into()),

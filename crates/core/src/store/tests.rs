@@ -52,6 +52,7 @@ fn mirror(repository_id: i64) -> RemoteMirror {
         keep_divergent_refs: false,
         mirror_branch_regex: None,
         auth_method: AuthMethod::Password,
+        ssh: None,
         update: UpdateState::default(),
         created_at: Timestamp(1),
         updated_at: Timestamp(1),

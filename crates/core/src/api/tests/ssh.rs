@@ -135,3 +135,67 @@ fn a_node_asks_who_an_ssh_key_is_and_gets_that_users_read_decision() {
     );
     assert_eq!((bad.status, bad.body["errors"][0]["context"].as_str()), (400, Some("sshUrl")));
 }
+
+#[test]
+fn an_ssh_key_mirror_has_a_key_pair_leases_its_seed_and_learns_its_host_key() {
+    let w = world();
+    let id = w.seed_repo();
+    let mirrors = format!("/api/v4/projects/{id}/remote_mirrors");
+    let plain = w.as_admin("POST", &mirrors, Some(json!({"url": "https://e.example/x.git"})));
+    assert_eq!(w.as_admin("GET", &format!("{mirrors}/{}/public_key", plain.body["id"]), None).status, 404);
+    let refused =
+        w.as_admin("POST", &mirrors, Some(json!({"url": "https://e.example/x.git", "auth_method": "ssh_public_key"})));
+    assert_eq!(refused.status, 400);
+    assert!(refused.body["message"]["auth_method"].is_array(), "{}", refused.raw);
+
+    let made = w.as_admin(
+        "POST",
+        &mirrors,
+        Some(json!({"url": "ssh://git@e.example:2222/x.git", "auth_method": "ssh_public_key", "enabled": true})),
+    );
+    assert_eq!(made.status, 201, "{}", made.raw);
+    assert_eq!(
+        (made.body["auth_method"].as_str(), made.body["host_keys"].clone()),
+        (Some("ssh_public_key"), json!([]))
+    );
+    let mirror = made.body["id"].as_i64().expect("id");
+    let public = w.as_admin("GET", &format!("{mirrors}/{mirror}/public_key"), None);
+    assert_eq!(public.status, 200, "{}", public.raw);
+    let line = public.body["public_key"].as_str().expect("a key").to_owned();
+    let key = crate::ssh::PublicKey::parse(&line).expect("an OpenSSH public key");
+    assert_eq!(key.algorithm, crate::ssh::KeyAlgorithm::Ed25519);
+    assert!(!made.raw.contains("sealed") && !public.raw.contains("sealed"), "no secret in an answer");
+
+    // The node's lease carries the seed whose public half the API shows, and no known hosts yet.
+    let node = w.as_admin("POST", "/rest/mirrorfarm/latest/nodes", Some(json!({"name": "n"}))).body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let job = w.as_token(&node, "POST", "/rest/mirrorfarm/latest/jobs/lease", Some(json!({})));
+    assert_eq!(job.status, 200, "{}", job.raw);
+    let ssh = &job.body["remoteMirror"]["ssh"];
+    let seed = crate::hex::decode(ssh["privateSeed"].as_str().expect("seed")).expect("hex");
+    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).expect("seed");
+    assert_eq!(ring::signature::KeyPair::public_key(&pair).as_ref(), &key.blob[19..]);
+    assert!(ssh["knownHosts"].is_null());
+    assert_eq!(job.body["remoteMirror"]["url"], "ssh://git@e.example:2222/x.git");
+
+    // The host key it accepted on this first push is kept and shown by fingerprint.
+    let report = json!({"leaseId": job.body["leaseId"], "outcome": "pushed", "learnedHostKey": format!("[e.example]:2222 {}", KEY)});
+    let done =
+        w.as_token(&node, "POST", &format!("/rest/mirrorfarm/latest/jobs/{}/result", job.body["id"]), Some(report));
+    assert_eq!(done.status, 200, "{}", done.raw);
+    let shown = w.as_admin("GET", &format!("{mirrors}/{mirror}"), None);
+    assert_eq!(shown.body["host_keys"], json!([{"fingerprint_sha256": FINGERPRINT}]));
+    assert_eq!(shown.body["update_status"], "finished");
+
+    // Known hosts sent on an update replace them; bad ones are refused naming the field; the key stays.
+    let bad = w.as_admin("PUT", &format!("{mirrors}/{mirror}"), Some(json!({"ssh_known_hosts": "host ssh-ed25519 !"})));
+    assert_eq!(bad.status, 400);
+    assert!(bad.body["message"]["ssh_known_hosts"].is_array(), "{}", bad.raw);
+    let carol = format!("[e.example]:2222 {}", carol_key());
+    let changed = w.as_admin("PUT", &format!("{mirrors}/{mirror}"), Some(json!({"ssh_known_hosts": carol})));
+    assert_eq!(changed.status, 200, "{}", changed.raw);
+    assert_ne!(changed.body["host_keys"], shown.body["host_keys"]);
+    assert_eq!(w.as_admin("GET", &format!("{mirrors}/{mirror}/public_key"), None).body["public_key"], line.as_str());
+}
