@@ -312,7 +312,8 @@ test("an SSH-key push mirror pushes into a real sshd, learns its host key, and s
     const m = await mirror();
     return m.last_error && m.update_status !== "started" && m;
   }, "the push to a changed host key", 60_000);
-  assert.match(failed.last_error, /host key/i);
+  assert.equal(failed.update_status, "failed", "not retried: the same key would be met again");
+  assert.match(failed.last_error, /host key has changed/i);
   assert.ok(failed.last_error.includes(hostKeys[1].fingerprint), failed.last_error);
   assert.deepEqual(failed.host_keys, [{ fingerprint_sha256: hostKeys[0].fingerprint }], "the known host key is kept");
   assert.notEqual(contentHash(target), contentHash(path.join(dir, "served", "upstream.git")), "nothing was pushed");

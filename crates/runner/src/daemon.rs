@@ -438,9 +438,10 @@ fn execute(
     };
     let pushed = push::push_to(&local, &pulled.refs, &target, &push_settings, recheck, &gate, cancelled);
     let (plan, outcome) = match pushed {
-        // A target whose host key is not the known one: say so, naming the key it offered.
+        // A target whose host key is not the known one: say so, naming the key it offered. Held
+        // back like a hook's refusal (failed at once, not retried): trying again meets the same key.
         Err(e) if ssh.is_some() => match mirrorfarm_core::ssh::host_key_failure(&e.to_string()) {
-            Some(why) => return Ok(Finished::error(why)),
+            Some(why) => return Ok(Finished::of(UpdateOutcome::Diverged(why), None)),
             None => return Err(e),
         },
         pushed => pushed?,
