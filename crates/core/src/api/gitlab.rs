@@ -220,6 +220,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         };
         let url_changed = url.is_some();
         let known_hosts = change.known_hosts.clone();
+        let hosts_changed = known_hosts.is_some();
         let mut next = change.apply_to(&current, url, self.now);
         self.prepare_ssh(&mut next, known_hosts).await?;
         let job = job_for_mirror_change(
@@ -231,7 +232,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             url_changed,
             self.now,
         );
-        self.store.update_remote_mirror(&next, url_changed, job.as_ref()).await?;
+        self.store.update_remote_mirror(&next, url_changed, hosts_changed, job.as_ref()).await?;
         self.mark_queued();
         Ok(ApiResponse::json(200, &RemoteMirrorDto::from(&next)))
     }

@@ -398,11 +398,22 @@ impl<D: Database> Store<D> {
     /// Saves what a user changed about a mirror — its settings, and, when a new URL `reset` it,
     /// its update state — and, in the same batch, queues `job`. Without a reset the update state
     /// is left to the nodes: a result recorded meanwhile is kept.
-    pub async fn update_remote_mirror(&self, m: &RemoteMirror, reset: bool, job: Option<&NewJob>) -> StoreResult<()> {
+    /// An SSH key pair is only ever added (a mirror keeps its key), and the known hosts are
+    /// written only when `hosts_changed` (the request sent them): a host key a node learned
+    /// meanwhile is not undone.
+    pub async fn update_remote_mirror(
+        &self,
+        m: &RemoteMirror,
+        reset: bool,
+        hosts_changed: bool,
+        job: Option<&NewJob>,
+    ) -> StoreResult<()> {
         let mut batch = vec![sql!(
             "UPDATE remote_mirrors SET url = ?2, url_masked = ?3, userinfo_sealed = ?4, enabled = ?5, \
                  only_protected_branches = ?6, keep_divergent_refs = ?7, mirror_branch_regex = ?8, auth_method = ?9, \
-                 ssh_seed_sealed = ?10, ssh_public_key = ?11, ssh_known_hosts = ?12, ssh_host_fingerprints = ?13 \
+                 ssh_seed_sealed = COALESCE(ssh_seed_sealed, ?10), ssh_public_key = COALESCE(ssh_public_key, ?11), \
+                 ssh_known_hosts = CASE WHEN ?14 THEN ?12 ELSE ssh_known_hosts END, \
+                 ssh_host_fingerprints = CASE WHEN ?14 THEN ?13 ELSE ssh_host_fingerprints END \
                  WHERE id = ?1",
             m.id,
             &m.url.plain,
@@ -416,7 +427,8 @@ impl<D: Database> Store<D> {
             m.ssh.as_ref().map(|s| s.sealed_seed.as_str()),
             m.ssh.as_ref().map(|s| s.public_key.as_str()),
             m.ssh.as_ref().and_then(|s| s.known_hosts.as_deref()),
-            m.ssh.as_ref().map(|s| s.host_fingerprints.join("\n")).filter(|f| !f.is_empty())
+            m.ssh.as_ref().map(|s| s.host_fingerprints.join("\n")).filter(|f| !f.is_empty()),
+            hosts_changed
         )];
         if reset {
             batch.push(save_push_update(m, None));

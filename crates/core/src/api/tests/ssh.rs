@@ -189,6 +189,12 @@ fn an_ssh_key_mirror_has_a_key_pair_leases_its_seed_and_learns_its_host_key() {
     assert_eq!(shown.body["host_keys"], json!([{"fingerprint_sha256": FINGERPRINT}]));
     assert_eq!(shown.body["update_status"], "finished");
 
+    // An update that sends no known hosts keeps the learned ones.
+    let kept = w.as_admin("PUT", &format!("{mirrors}/{mirror}"), Some(json!({"only_protected_branches": true})));
+    assert_eq!(kept.body["host_keys"], json!([{"fingerprint_sha256": FINGERPRINT}]), "{}", kept.raw);
+    let stored = w.as_admin("GET", &format!("{mirrors}/{mirror}"), None);
+    assert_eq!(stored.body["host_keys"], json!([{"fingerprint_sha256": FINGERPRINT}]));
+
     // Known hosts sent on an update replace them; bad ones are refused naming the field; the key stays.
     let bad = w.as_admin("PUT", &format!("{mirrors}/{mirror}"), Some(json!({"ssh_known_hosts": "host ssh-ed25519 !"})));
     assert_eq!(bad.status, 400);
