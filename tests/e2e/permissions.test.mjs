@@ -168,6 +168,8 @@ function concrete(path, method) {
     .replace("{repositoryId}", String(fixture.repoId))
     .replace("{userSlug}", "bystander")
     .replace("{tokenId}", "000000000000")
+    .replace("{keyId}", "999999")
+    .replace("{key_id}", "999999")
     .replace("{jobId}", "1")
     .replace("{labelName}", "nolabel")
     .replace("{loggerName}", "mirrorfarm.matrix")

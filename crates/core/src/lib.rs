@@ -49,6 +49,7 @@ pub mod nodes;
 pub mod paging;
 pub mod queue;
 pub mod registry;
+pub mod ssh;
 pub mod status;
 pub mod store;
 pub mod sync;

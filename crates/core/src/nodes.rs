@@ -206,6 +206,23 @@ pub struct LeasedMirror {
     pub only_protected_branches: bool,
     /// Branch regex.
     pub mirror_branch_regex: Option<String>,
+    /// For a mirror that authenticates with an SSH key: the key and the target's known hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<LeasedSsh>,
+}
+
+/// An SSH-key mirror's key and known hosts, as a node gets them with its push (never logged:
+/// no `Debug`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LeasedSsh {
+    /// The Ed25519 private key's 32-byte seed, hex.
+    pub private_seed: String,
+    /// The target's `known_hosts` lines; none yet: the node accepts the key the target offers on
+    /// this first push and reports it (`learnedHostKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<String>,
 }
 
 /// What a sync of one repository involves, as `GET …/repos/{id}/work` tells a node (for a dry
@@ -290,6 +307,9 @@ pub struct HeartbeatRequest {
     /// The base URL of the node's clone server (`http://host:port`), if it serves clones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clone_url: Option<String>,
+    /// Where the node serves read-only git over SSH (`ssh://git@host:port`), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_url: Option<String>,
     /// What the node measured of its links since its last heartbeat: the edge (this heartbeat's
     /// predecessor's round trip) and the peers the last answer named.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -329,6 +349,22 @@ pub struct CloneAccessRequest {
     /// The caller's `Authorization` header, as sent to the node (none: anonymous).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<String>,
+    /// For a clone over SSH: the public key the caller authenticated with (`<type> <base64>`),
+    /// instead of an `Authorization` header. The key's owner is the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<String>,
+}
+
+impl CloneAccessRequest {
+    /// What identifies the caller in a signed clone-access answer (hashed, see
+    /// [`crate::mesh::grant::clone_access_bytes`]): the `Authorization` header, or `ssh:` and the
+    /// key for a clone over SSH.
+    pub fn caller_text(&self) -> String {
+        match &self.ssh_key {
+            Some(key) => format!("ssh:{key}"),
+            None => self.authorization.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// The answer to a clone-access check: the repository whose copy the node serves.
@@ -479,6 +515,10 @@ pub struct JobReport {
     /// selected projects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered: Option<Vec<crate::farm::DiscoveredRepository>>,
+    /// For an SSH-key mirror's first push: the target's host key the node accepted, as a
+    /// `known_hosts` line, for the edge to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_host_key: Option<String>,
     /// Lease the node's next due job now, as `…/jobs/lease` would without waiting, and answer it
     /// with the result: one request per job instead of two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -502,6 +542,7 @@ impl JobReport {
             fork_refs: None,
             content_hash: None,
             discovered: None,
+            learned_host_key: None,
             next: None,
         }
     }

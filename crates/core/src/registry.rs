@@ -70,6 +70,8 @@ pub struct Repository {
     pub fork_url: Option<String>,
     /// Where a farm node serves clones of a current copy of it (`http://host:port`), if one does.
     pub clone_base: Option<String>,
+    /// Where a farm node serves git over SSH for a current copy of it (`ssh://git@host:port`), if one does.
+    pub ssh_base: Option<String>,
     /// Creation time.
     pub created_at: Timestamp,
 }
@@ -79,6 +81,19 @@ impl Repository {
     pub fn clone_url(&self) -> Option<String> {
         let base = self.clone_base.as_deref()?;
         Some(format!("{}/scm/{}/{}.git", base.trim_end_matches('/'), self.project.key.to_ascii_lowercase(), self.slug))
+    }
+
+    /// Its read-only SSH clone URL on a farm node that serves a current copy over SSH, if one does.
+    pub fn ssh_clone_url(&self) -> Option<String> {
+        let base = self.ssh_base.as_deref()?;
+        Some(format!("{}/{}/{}.git", base.trim_end_matches('/'), self.project.key.to_ascii_lowercase(), self.slug))
+    }
+
+    /// Its clone links: `http` and, where a node serves SSH, `ssh`.
+    pub fn clone_links(&self) -> Vec<Link> {
+        let http = self.clone_url().map(|href| Link { href, name: Some("http".into()) });
+        let ssh = self.ssh_clone_url().map(|href| Link { href, name: Some("ssh".into()) });
+        http.into_iter().chain(ssh).collect()
     }
 }
 
@@ -392,7 +407,7 @@ impl RepositoryDto {
             origin: None,
             url: r.fork_url.clone(),
             links: Links {
-                clone: Some(r.clone_url().map(|href| Link { href, name: Some("http".into()) }).into_iter().collect()),
+                clone: Some(r.clone_links()),
                 self_: vec![Link {
                     href: format!("{base}/projects/{}/repos/{}/browse", r.project.key, r.slug),
                     name: None,

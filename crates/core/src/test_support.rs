@@ -45,6 +45,12 @@ impl Crypto for FakeCrypto {
         Ok(format!("hmac:{}:{}", hex(key), hex(data)))
     }
     async fn sha256_hex(&self, data: &[u8]) -> Result<String, CryptoError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use sha2::Digest;
+            Ok(hex(&sha2::Sha256::digest(data)))
+        }
+        #[cfg(target_arch = "wasm32")]
         Ok(format!("hash:{}", hex(data)))
     }
     async fn pbkdf2_sha256(&self, password: &[u8], salt: &[u8], iterations: u32) -> Result<Vec<u8>, CryptoError> {
@@ -61,6 +67,16 @@ impl Crypto for FakeCrypto {
     }
     async fn ed25519_verify(&self, _key: &[u8], message: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
         Ok(signature == fake_signature(message).as_slice())
+    }
+    async fn ed25519_public_key(&self, seed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed)
+                .map_err(|e| CryptoError::Platform(e.to_string()))?;
+            Ok(ring::signature::KeyPair::public_key(&pair).as_ref().to_vec())
+        }
+        #[cfg(target_arch = "wasm32")]
+        Ok(seed.iter().map(|b| b ^ 0xa5).collect())
     }
     async fn control_plane_key(&self) -> Result<Vec<u8>, CryptoError> {
         Ok(vec![7u8; 32])

@@ -61,14 +61,30 @@ impl WebCrypto {
             .ok_or_else(|| CryptoError::Key("MIRRORFARM_SEAL_KEY must be 64 hex digits".into()))?;
         let seed = unhex(&self.hmac_sha256_hex(&seal, b"mirrorfarm control plane ed25519 v1").await?)
             .ok_or_else(|| CryptoError::Platform("HMAC answered no hex".into()))?;
+        Self::ed25519_key(&seed).await
+    }
+
+    /// An extractable Ed25519 signing key from its 32-byte seed, imported as PKCS#8 (a fixed
+    /// 16-byte prefix, then the seed).
+    async fn ed25519_key(seed: &[u8]) -> Result<CryptoKey, CryptoError> {
         let mut pkcs8 =
             vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
-        pkcs8.extend_from_slice(&seed);
+        pkcs8.extend_from_slice(seed);
         let usages = Array::of1(&JsValue::from_str("sign"));
         let import = subtle()?
             .import_key_with_str("pkcs8", &Uint8Array::from(pkcs8.as_slice()), "Ed25519", true, &usages)
             .map_err(platform)?;
         Ok(JsFuture::from(import).await.map_err(platform)?.unchecked_into())
+    }
+
+    /// The public half (32 bytes) of an extractable Ed25519 private key: its JWK's `x`.
+    async fn ed25519_public(key: &CryptoKey) -> Result<Vec<u8>, CryptoError> {
+        let jwk = JsFuture::from(subtle()?.export_key("jwk", key).map_err(platform)?).await.map_err(platform)?;
+        let x = js_sys::Reflect::get(&jwk, &"x".into()).map_err(platform)?.as_string();
+        x.as_deref()
+            .and_then(mirrorfarm_core::admin::license::base64url)
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| CryptoError::Platform("the signing key exported no public key".into()))
     }
 
     fn params(iv: &[u8]) -> Object {
@@ -154,15 +170,16 @@ impl Crypto for WebCrypto {
         Ok(JsFuture::from(verify).await.map(|v| v.as_bool() == Some(true)).unwrap_or(false))
     }
 
+    async fn ed25519_public_key(&self, seed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if seed.len() != 32 {
+            return Err(CryptoError::Key("an Ed25519 seed is 32 bytes".into()));
+        }
+        Self::ed25519_public(&Self::ed25519_key(seed).await?).await
+    }
+
     async fn control_plane_key(&self) -> Result<Vec<u8>, CryptoError> {
         // The private key's JWK carries its public half as `x` (base64url).
-        let key = self.signing_key().await?;
-        let jwk = JsFuture::from(subtle()?.export_key("jwk", &key).map_err(platform)?).await.map_err(platform)?;
-        let x = js_sys::Reflect::get(&jwk, &"x".into()).map_err(platform)?.as_string();
-        x.as_deref()
-            .and_then(mirrorfarm_core::admin::license::base64url)
-            .filter(|k| k.len() == 32)
-            .ok_or_else(|| CryptoError::Platform("the signing key exported no public key".into()))
+        Self::ed25519_public(&self.signing_key().await?).await
     }
 
     async fn control_plane_sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {

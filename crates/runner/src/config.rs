@@ -15,7 +15,7 @@ pub(crate) const DEFAULT_TARGET_RECHECK_SECS: u64 = 600;
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// A TOML file with `edge_url`, `token`, `data_dir`, `concurrency`, `lease_seconds`, `poll_ms`,
-    /// `target_recheck_secs`, `discovery_page`, `serve`, `clone_url`, `heartbeat_secs`, `mail_ca_file`, `hook_timeout_secs`.
+    /// `target_recheck_secs`, `discovery_page`, `serve`, `clone_url`, `ssh_serve`, `ssh_url`, `heartbeat_secs`, `mail_ca_file`, `hook_timeout_secs`.
     #[arg(long, env = "MIRRORFARM_CONFIG")]
     config: Option<PathBuf>,
     /// The edge's base URL.
@@ -50,6 +50,13 @@ pub(crate) struct RunArgs {
     /// The clone server's base URL as clients reach it (default: `http://` and the bound address).
     #[arg(long, env = "MIRRORFARM_CLONE_URL")]
     clone_url: Option<String>,
+    /// Serve read-only git over SSH on this address (`host:port`; port 0 picks a free one). Not
+    /// served when absent.
+    #[arg(long, env = "MIRRORFARM_SSH_SERVE")]
+    ssh_serve: Option<String>,
+    /// The SSH server's base URL as clients reach it (default: `ssh://git@` and the bound address).
+    #[arg(long, env = "MIRRORFARM_SSH_URL")]
+    ssh_url: Option<String>,
     /// Seconds between heartbeats (default 30); log levels set at the edge apply at the next one.
     #[arg(long, env = "MIRRORFARM_HEARTBEAT_SECS")]
     heartbeat_secs: Option<u64>,
@@ -74,6 +81,8 @@ struct FileConfig {
     discovery_page: Option<u64>,
     serve: Option<String>,
     clone_url: Option<String>,
+    ssh_serve: Option<String>,
+    ssh_url: Option<String>,
     heartbeat_secs: Option<u64>,
     mail_ca_file: Option<PathBuf>,
     hook_timeout_secs: Option<u64>,
@@ -91,6 +100,10 @@ pub(crate) struct RunSettings {
     pub(crate) serve: Option<String>,
     /// The clone server's public base URL, if not the bound address.
     pub(crate) clone_url: Option<String>,
+    /// Where to serve git over SSH, if at all.
+    pub(crate) ssh_serve: Option<String>,
+    /// The SSH server's public base URL, if not the bound address.
+    pub(crate) ssh_url: Option<String>,
 }
 
 impl RunArgs {
@@ -116,12 +129,15 @@ impl RunArgs {
             token,
             serve: self.serve.or(file.serve),
             clone_url: self.clone_url.or(file.clone_url),
+            ssh_serve: self.ssh_serve.or(file.ssh_serve),
+            ssh_url: self.ssh_url.or(file.ssh_url),
             node: NodeSettings {
                 data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(".mirrorfarm")),
                 concurrency: self.concurrency.or(file.concurrency).unwrap_or(2).max(1),
                 lease_seconds: self.lease_seconds.or(file.lease_seconds).unwrap_or(60).clamp(5, 3600),
                 poll: Duration::from_millis(self.poll_ms.or(file.poll_ms).unwrap_or(2000)),
                 clone_url: None,
+                ssh_url: None,
                 discovery_page: self.discovery_page.or(file.discovery_page).unwrap_or(50).clamp(1, 100),
                 heartbeat: Duration::from_secs(
                     self.heartbeat_secs.or(file.heartbeat_secs).unwrap_or(30).clamp(1, 3600),

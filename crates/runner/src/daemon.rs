@@ -40,6 +40,8 @@ pub(crate) struct NodeSettings {
     pub(crate) target_recheck: Duration,
     /// Where this node serves clones, as its heartbeat tells the edge (none: it does not).
     pub(crate) clone_url: Option<String>,
+    /// Where this node serves read-only git over SSH (`ssh://git@host:port`), if it does.
+    pub(crate) ssh_url: Option<String>,
     /// Items asked per page when listing an upstream server.
     pub(crate) discovery_page: u64,
     /// How often the node tells the edge it is alive (and where it serves clones) besides
@@ -56,7 +58,7 @@ pub(crate) struct NodeSettings {
 /// round trip; each peer the answer names: a request to its clone server).
 fn send_heartbeat(edge: &EdgeClient, settings: &NodeSettings, links: &mut Vec<mirrorfarm_core::mesh::LinkProbe>) {
     let started = std::time::Instant::now();
-    match edge.heartbeat(settings.clone_url.as_deref(), std::mem::take(links)) {
+    match edge.heartbeat(settings.clone_url.as_deref(), settings.ssh_url.as_deref(), std::mem::take(links)) {
         Ok(answer) => {
             let trip = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
             debug!(log_filter = %answer.log_filter, "heartbeat answered");
@@ -292,11 +294,21 @@ pub(crate) struct Finished {
     discovered: Option<Vec<DiscoveredRepository>>,
     /// For mails: the SMTP server's reply.
     reply: Option<String>,
+    /// For an SSH-key mirror's first push: the host key accepted (a `known_hosts` line).
+    learned_host_key: Option<String>,
 }
 
 impl Finished {
     fn of(outcome: UpdateOutcome, fingerprint: Option<String>) -> Self {
-        Self { outcome, fingerprint, fork: None, content_hash: None, discovered: None, reply: None }
+        Self {
+            outcome,
+            fingerprint,
+            fork: None,
+            content_hash: None,
+            discovered: None,
+            reply: None,
+            learned_host_key: None,
+        }
     }
 
     fn error(message: String) -> Self {
@@ -392,7 +404,18 @@ fn execute(
         }
         return Ok(Finished { content_hash, ..Finished::of(outcome, Some(pulled.fingerprint)) });
     };
-    let target = Remote::parse(&mirror.url)?;
+    // An SSH-key mirror's key and known hosts, on disk for this job only.
+    let ssh = match &mirror.ssh {
+        Some(leased) => match crate::ssh_push::SshSession::open(job.id, leased) {
+            Ok(session) => Some(session),
+            Err(e) => return Ok(Finished::error(e.to_string())),
+        },
+        None => None,
+    };
+    let target = match &ssh {
+        Some(session) => Remote::parse(&mirror.url)?.with_ssh_command(session.command()),
+        None => Remote::parse(&mirror.url)?,
+    };
     let push_settings = PushSettings::of(mirror, repository);
     let pulled = match follows_a_pull(job).and_then(|recorded| push::trusted_copy(&local, recorded)) {
         Some(p) => p,
@@ -414,7 +437,16 @@ fn execute(
         *refusal.borrow_mut() = why;
         refused
     };
-    let (plan, outcome) = push::push_to(&local, &pulled.refs, &target, &push_settings, recheck, &gate, cancelled)?;
+    let pushed = push::push_to(&local, &pulled.refs, &target, &push_settings, recheck, &gate, cancelled);
+    let (plan, outcome) = match pushed {
+        // A target whose host key is not the known one: say so, naming the key it offered. Held
+        // back like a hook's refusal (failed at once, not retried): trying again meets the same key.
+        Err(e) if ssh.is_some() => match mirrorfarm_core::ssh::host_key_failure(&e.to_string()) {
+            Some(why) => return Ok(Finished::of(UpdateOutcome::Diverged(why), None)),
+            None => return Err(e),
+        },
+        pushed => pushed?,
+    };
     hooks.post(&plan.updates);
     let outcome = match (refusal.into_inner(), outcome) {
         (Some(why), UpdateOutcome::Pushed | UpdateOutcome::Unchanged) => UpdateOutcome::Diverged(why),
@@ -429,7 +461,10 @@ fn execute(
         unchanged = plan.unchanged,
         "pushed"
     );
-    Ok(Finished::of(outcome, None))
+    Ok(Finished {
+        learned_host_key: ssh.as_ref().and_then(crate::ssh_push::SshSession::learned),
+        ..Finished::of(outcome, None)
+    })
 }
 
 /// For a job that follows a pull (queued by it, or with it by a webhook, and leased after it):
@@ -498,6 +533,7 @@ fn report(
     report.next = next.cloned();
     report.content_hash.clone_from(&finished.content_hash);
     report.discovered.clone_from(&finished.discovered);
+    report.learned_host_key.clone_from(&finished.learned_host_key);
     if let Some(reply) = &finished.reply {
         report.message.clone_from(reply);
     }

@@ -141,9 +141,11 @@ impl EdgeClient {
     pub(crate) fn heartbeat(
         &self,
         clone_url: Option<&str>,
+        ssh_url: Option<&str>,
         links: Vec<mirrorfarm_core::mesh::LinkProbe>,
     ) -> Result<HeartbeatAnswer, EdgeError> {
-        let asked = HeartbeatRequest { clone_url: clone_url.map(str::to_owned), links };
+        let asked =
+            HeartbeatRequest { clone_url: clone_url.map(str::to_owned), ssh_url: ssh_url.map(str::to_owned), links };
         let answer = self.post("/nodes/heartbeat", &asked)?.unwrap_or_default();
         let answer = Self::read::<HeartbeatAnswer>(answer, "heartbeat")?;
         let key = answer.control_plane_key.as_deref().and_then(mirrorfarm_core::hex::decode).filter(|k| k.len() == 32);
@@ -172,9 +174,27 @@ impl EdgeClient {
 
     /// Whether the caller with `authorization` may clone `key/slug` from this node: its id if so.
     pub(crate) fn clone_access(&self, key: &str, slug: &str, authorization: Option<String>) -> Result<i64, EdgeError> {
-        let caller = crate::records::hex_sha256(authorization.as_deref().unwrap_or_default().as_bytes());
-        let asked = CloneAccessRequest { project_key: key.to_owned(), slug: slug.to_owned(), authorization };
-        let answer = self.post("/nodes/clone-access", &asked)?.unwrap_or_default();
+        let asked =
+            CloneAccessRequest { project_key: key.to_owned(), slug: slug.to_owned(), authorization, ssh_key: None };
+        self.ask_clone_access(&asked)
+    }
+
+    /// Whether the owner of the SSH key `ssh_key` (`<type> <base64>`) may clone `key/slug` from
+    /// this node: its id if so.
+    pub(crate) fn clone_access_by_key(&self, key: &str, slug: &str, ssh_key: &str) -> Result<i64, EdgeError> {
+        let asked = CloneAccessRequest {
+            project_key: key.to_owned(),
+            slug: slug.to_owned(),
+            authorization: None,
+            ssh_key: Some(ssh_key.to_owned()),
+        };
+        self.ask_clone_access(&asked)
+    }
+
+    fn ask_clone_access(&self, asked: &CloneAccessRequest) -> Result<i64, EdgeError> {
+        let (key, slug) = (asked.project_key.as_str(), asked.slug.as_str());
+        let caller = crate::records::hex_sha256(asked.caller_text().as_bytes());
+        let answer = self.post("/nodes/clone-access", asked)?.unwrap_or_default();
         let access = Self::read::<CloneAccess>(answer, "clone access")?;
         // The edge signs its answer for this node; a node that knows the key serves only on it.
         if let Some(trust) = self.trust() {

@@ -41,14 +41,28 @@ pub(crate) struct Remote {
     masked: String,
     username: Option<String>,
     password: Option<String>,
+    /// `GIT_SSH_COMMAND` for an `ssh://` remote reached with a key of its own.
+    ssh_command: Option<String>,
 }
 
 impl Remote {
+    /// The same remote, reached over SSH with `command` (see [`crate::ssh_push`]).
+    pub(crate) fn with_ssh_command(mut self, command: String) -> Self {
+        self.ssh_command = Some(command);
+        self
+    }
+
     /// Splits a URL (possibly with `user:password@`) or a local path.
     pub(crate) fn parse(text: &str) -> Result<Self, GitError> {
         if !text.contains("://") {
             // A local path (tests, `sync` between directories): no credentials possible.
-            return Ok(Self { url: text.to_owned(), masked: text.to_owned(), username: None, password: None });
+            return Ok(Self {
+                url: text.to_owned(),
+                masked: text.to_owned(),
+                username: None,
+                password: None,
+                ssh_command: None,
+            });
         }
         let parsed = GitUrl::parse(text).map_err(|e| GitError::Url(format!("{}: {e}", scrub_text(text))))?;
         let (username, password) = match parsed.userinfo() {
@@ -63,7 +77,7 @@ impl Remote {
             ("ssh", Some(user)) => parsed.with_userinfo(Some(user)),
             _ => parsed.without_credentials(),
         };
-        Ok(Self { url, masked: parsed.masked(), username, password })
+        Ok(Self { url, masked: parsed.masked(), username, password, ssh_command: None })
     }
 
     /// The URL git is given (never with credentials).
@@ -107,6 +121,9 @@ impl Git {
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ASKPASS", "true")
             .env("LC_ALL", "C");
+        if let Some(command) = remote.and_then(|r| r.ssh_command.as_deref()) {
+            cmd.env("GIT_SSH_COMMAND", command);
+        }
         if let Some(remote) = remote.filter(|r| r.username.is_some() || r.password.is_some()) {
             cmd.env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "credential.helper")

@@ -23,6 +23,8 @@ mod oneshot;
 mod push;
 mod records;
 mod serve;
+mod ssh;
+mod ssh_push;
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -206,6 +208,11 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(addr) = &settings.serve {
                 let bound = serve::spawn(addr, edge.clone(), settings.node.data_dir.clone())?;
                 settings.node.clone_url = Some(settings.clone_url.clone().unwrap_or_else(|| format!("http://{bound}")));
+            }
+            if let Some(addr) = &settings.ssh_serve {
+                let bound =
+                    ssh::spawn(addr, edge.clone(), settings.node.data_dir.clone()).map_err(|e| e.to_string())?;
+                settings.node.ssh_url = Some(settings.ssh_url.clone().unwrap_or_else(|| format!("ssh://git@{bound}")));
             }
             tracing::info!(edge = %settings.edge_url, concurrency = settings.node.concurrency, "node starting");
             daemon::run(&edge, &settings.node, &shutdown);

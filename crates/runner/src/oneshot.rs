@@ -101,7 +101,15 @@ pub(crate) fn plan(edge: &EdgeClient, settings: &NodeSettings, repo: &str) -> Re
         }
     };
     for mirror in &work.mirrors {
+        // An SSH-key mirror's target is listed with its own key and known hosts (never learned
+        // here: a dry run with no known hosts accepts the key but keeps nothing).
+        let ssh = mirror.ssh.as_ref().map(|leased| crate::ssh_push::SshSession::open(0, leased)).transpose();
+        let ssh = ssh.map_err(|e| e.to_string())?;
         let target = Remote::parse(&mirror.url).map_err(|e| e.to_string())?;
+        let target = match &ssh {
+            Some(session) => target.with_ssh_command(session.command()),
+            None => target,
+        };
         line(&mut out, format!("\npush to {}", target.masked()))?;
         if !local.exists() {
             line(

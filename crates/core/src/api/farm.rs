@@ -367,8 +367,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         let push = repo.upstream.as_ref().map(|u| u.plain.clone());
         let mut answer = Self::mirrored(status, mirror_name, external, f.last_sync, push);
         // Clonable where a farm node serves a copy as current as the latest sync.
-        answer.links.clone =
-            repo.clone_url().map(|href| Link { href, name: Some("http".into()) }).into_iter().collect();
+        answer.links.clone = repo.clone_links();
         answer.clone_urls.clone_from(&answer.links.clone);
         answer.available = status.available() && !answer.clone_urls.is_empty();
         Ok(ApiResponse::json(200, &answer))

@@ -6,10 +6,14 @@ use crate::store::Blobs;
 use serde::Serialize;
 
 use super::{ApiError, ApiResponse, Call, FieldError, Fields, FromFields, Result, Service, decode_segment};
-use crate::mirrors::{MirrorParams, MirrorRequestError, PullMirror, PullMirrorParams, RemoteMirror, RemoteMirrorDto};
+use crate::mirrors::{
+    AuthMethod, MirrorParams, MirrorRequestError, MirrorSsh, PullMirror, PullMirrorParams, RemoteMirror,
+    RemoteMirrorDto,
+};
 use crate::paging::GitLabPage;
 use crate::queue::{JobKind, JobReason, NewJob, job_for_mirror_change};
 use crate::registry::Repository;
+use crate::ssh::MirrorPublicKey;
 use crate::store::port::Database;
 use crate::store::{Crypto, RepositoryKey};
 
@@ -143,7 +147,12 @@ impl From<MirrorRequestError> for ApiError {
             MirrorRequestError::Filter(f) => {
                 Self::Field { field: "mirror_branch_regex".into(), message: f.to_string() }
             }
-            e @ MirrorRequestError::AuthMethod(_) => Self::Field { field: e.field().into(), message: e.to_string() },
+            e @ (MirrorRequestError::AuthMethod(_) | MirrorRequestError::SshNeedsSshUrl) => {
+                Self::Field { field: e.field().into(), message: e.to_string() }
+            }
+            MirrorRequestError::KnownHosts(k) => {
+                Self::Field { field: "ssh_known_hosts".into(), message: k.to_string() }
+            }
         }
     }
 }
@@ -283,7 +292,9 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         let change = call.input::<MirrorParams>()?.check_create(&self.config.allowed_hosts)?;
         let url = change.new_url.clone().ok_or(ApiError::Internal("create without url".into()))?;
         let stored = self.stored_url(&url, None).await?;
-        let mirror = change.into_new_mirror(repo.id, stored, self.now);
+        let known_hosts = change.known_hosts.clone();
+        let mut mirror = change.into_new_mirror(repo.id, stored, self.now);
+        self.prepare_ssh(&mut mirror, known_hosts).await?;
         let job = job_for_mirror_change(JobKind::PushMirror, repo.id, None, false, mirror.enabled, true, self.now);
         let created = self.store.insert_remote_mirror(&mirror, job.as_ref()).await?;
         self.mark_queued();
@@ -298,7 +309,10 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             None => None,
         };
         let url_changed = url.is_some();
-        let next = change.apply_to(&current, url, self.now);
+        let known_hosts = change.known_hosts.clone();
+        let hosts_changed = known_hosts.is_some();
+        let mut next = change.apply_to(&current, url, self.now);
+        self.prepare_ssh(&mut next, known_hosts).await?;
         let job = job_for_mirror_change(
             JobKind::PushMirror,
             repo.id,
@@ -308,7 +322,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             url_changed,
             self.now,
         );
-        self.store.update_remote_mirror(&next, url_changed, job.as_ref()).await?;
+        self.store.update_remote_mirror(&next, url_changed, hosts_changed, job.as_ref()).await?;
         self.mark_queued();
         Ok(ApiResponse::json(200, &RemoteMirrorDto::from(&next)))
     }
@@ -338,9 +352,52 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         Ok(ApiResponse::empty(204))
     }
 
-    /// Only mirrors authenticated by SSH key have a public key; none here do yet.
+    /// `{"public_key": "ssh-ed25519 …"}` of a mirror that authenticates with an SSH key; 404 for
+    /// one that does not, as GitLab answers.
     pub(super) async fn remote_mirror_public_key(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        self.mirror_route(call).await?;
-        Err(ApiError::not_found("Public key", "This mirror does not use SSH key authentication"))
+        let (_, mirror) = self.mirror_route(call).await?;
+        match (mirror.auth_method, &mirror.ssh) {
+            (AuthMethod::SshPublicKey, Some(ssh)) => {
+                Ok(ApiResponse::json(200, &MirrorPublicKey { public_key: ssh.public_key.clone() }))
+            }
+            _ => Err(ApiError::not_found("Public key", "This mirror does not use SSH key authentication")),
+        }
+    }
+
+    /// Gives a mirror that authenticates with an SSH key its key pair (once: an Ed25519 seed from
+    /// the random source, sealed; its public half derived through the crypto port) and sets its
+    /// known hosts when new ones were sent (`Some(None)`: forget them, to learn the next).
+    async fn prepare_ssh(
+        &self,
+        mirror: &mut RemoteMirror,
+        known_hosts: Option<Option<Vec<crate::ssh::KnownHost>>>,
+    ) -> Result<()> {
+        if mirror.auth_method == AuthMethod::SshPublicKey && mirror.ssh.is_none() {
+            let seed = self.crypto.random_bytes(32)?;
+            let public: [u8; 32] = self
+                .crypto
+                .ed25519_public_key(&seed)
+                .await?
+                .try_into()
+                .map_err(|_| ApiError::Internal("an Ed25519 public key is 32 bytes".into()))?;
+            let comment = format!("mirrorfarm-mirror@{}", self.now.millis());
+            mirror.ssh = Some(MirrorSsh {
+                sealed_seed: self.crypto.seal(&crate::hex::encode(&seed)).await?,
+                public_key: crate::ssh::PublicKey::ed25519(&public, Some(&comment)).to_openssh(),
+                known_hosts: None,
+                host_fingerprints: Vec::new(),
+            });
+        }
+        if let (Some(ssh), Some(hosts)) = (mirror.ssh.as_mut(), known_hosts) {
+            let hosts = hosts.unwrap_or_default();
+            let mut fingerprints = Vec::with_capacity(hosts.len());
+            for host in &hosts {
+                fingerprints.push(self.ssh_fingerprint(&host.key).await?);
+            }
+            let lines: Vec<String> = hosts.iter().map(crate::ssh::KnownHost::to_line).collect();
+            ssh.known_hosts = Some(lines.join("\n")).filter(|l| !l.is_empty());
+            ssh.host_fingerprints = fingerprints;
+        }
+        Ok(())
     }
 }

@@ -27,6 +27,7 @@ mod registry;
 mod request;
 mod response;
 mod routes;
+mod ssh;
 mod status;
 mod triggers;
 mod users;
@@ -503,6 +504,14 @@ impl<'a, D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'
             H::ListUsers => self.list_users(&call).await,
             H::GetUser => self.get_user(&call).await,
             H::CreateToken => self.create_token(&call).await,
+            H::ListSshKeys => self.list_ssh_keys(&call).await,
+            H::AddSshKey => self.add_ssh_key(&call).await,
+            H::GetSshKey => self.get_ssh_key(&call).await,
+            H::DeleteSshKey => self.delete_ssh_key(&call, "keyId").await,
+            H::GitLabListKeys => self.gitlab_list_keys(&call).await,
+            H::GitLabAddKey => self.gitlab_add_key(&call).await,
+            H::GitLabGetKey => self.gitlab_get_key(&call).await,
+            H::GitLabDeleteKey => self.delete_ssh_key(&call, "key_id").await,
             H::ListTokens => self.list_tokens(&call).await,
             H::DeleteToken => self.delete_token(&call).await,
             H::ListJobs => self.list_jobs(&call).await,

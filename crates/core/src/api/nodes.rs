@@ -120,6 +120,20 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             }
             None => None,
         };
+        let ssh_url = match asked.ssh_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            Some(text) => {
+                let bad = || ApiError::Field {
+                    field: "sshUrl".into(),
+                    message: "sshUrl must be an ssh:// URL without a password.".into(),
+                };
+                let url = GitUrl::parse(text).map_err(|_| bad())?;
+                if url.scheme() != "ssh" || url.userinfo().is_some_and(|u| u.contains(':')) {
+                    return Err(bad());
+                }
+                Some(text.trim_end_matches('/').to_owned())
+            }
+            None => None,
+        };
         if asked.links.len() > crate::mesh::MAX_LINKS {
             return Err(ApiError::Field {
                 field: "links".into(),
@@ -139,7 +153,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             .collect();
         // Reads first, the one write last: a failed read leaves the node's record as it was.
         let log_filter = self.settings().await?.logs.node_filter();
-        let peers = self.store.heartbeat(node.id, self.now, clone_url.as_deref(), &links).await?;
+        let peers = self.store.heartbeat(node.id, self.now, clone_url.as_deref(), ssh_url.as_deref(), &links).await?;
         let mut dto = NodeDto::from(node);
         dto.last_seen = Some(self.now.millis());
         let control_plane_key = self.crypto.control_plane_key().await.ok().map(|k| crate::hex::encode(&k));
@@ -152,10 +166,13 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     pub(super) async fn clone_access(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let node = Self::node(call)?;
         let asked: CloneAccessRequest = call.json()?;
-        let who = match self.authenticate(None, asked.authorization.as_deref()).await? {
-            super::Caller::User(who) if !who.as_ref().is_some_and(|p| p.scope.status_only) => who,
-            // Node tokens and status tokens do not clone.
-            _ => return Err(ApiError::Unauthorized),
+        let who = match asked.ssh_key.as_deref() {
+            Some(key) => Some(self.ssh_key_principal(key).await?),
+            None => match self.authenticate(None, asked.authorization.as_deref()).await? {
+                super::Caller::User(who) if !who.as_ref().is_some_and(|p| p.scope.status_only) => who,
+                // Node tokens and status tokens do not clone.
+                _ => return Err(ApiError::Unauthorized),
+            },
         };
         let hidden = || ApiError::not_found("Repository", "Repository does not exist.");
         let key = crate::store::RepositoryKey::Slug(&asked.project_key, &asked.slug);
@@ -163,8 +180,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         let repo = repo.ok_or_else(hidden)?;
         match Self::level_on_repository(who.as_ref(), &grants, &repo) {
             Some(_) => {
-                let caller =
-                    self.crypto.sha256_hex(asked.authorization.as_deref().unwrap_or_default().as_bytes()).await?;
+                let caller = self.crypto.sha256_hex(asked.caller_text().as_bytes()).await?;
                 let signed =
                     crate::mesh::grant::clone_access_bytes(node.id, repo.id, &asked.project_key, &asked.slug, &caller);
                 let signature = self.crypto.control_plane_sign(&signed).await.ok().map(|s| crate::hex::encode(&s));
@@ -529,15 +545,46 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         })
     }
 
-    /// A push mirror as nodes see it: with its credentials and push rules.
+    /// A push mirror as nodes see it: with its credentials (an SSH-key mirror's seed and known
+    /// hosts too) and push rules.
     async fn leased_mirror(&self, mirror: &RemoteMirror) -> Result<LeasedMirror> {
+        let ssh = match (mirror.auth_method, &mirror.ssh) {
+            (crate::mirrors::AuthMethod::SshPublicKey, Some(ssh)) => Some(crate::nodes::LeasedSsh {
+                private_seed: self.crypto.unseal(&ssh.sealed_seed).await?,
+                known_hosts: ssh.known_hosts.clone(),
+            }),
+            _ => None,
+        };
         Ok(LeasedMirror {
             id: mirror.id,
             url: self.unsealed(&mirror.url).await?,
             keep_divergent_refs: mirror.keep_divergent_refs,
             only_protected_branches: mirror.only_protected_branches,
             mirror_branch_regex: mirror.mirror_branch_regex.clone(),
+            ssh,
         })
+    }
+
+    /// Keeps the host key a node accepted on an SSH-key mirror's first push (one more round
+    /// trip, that once), unless the mirror has known hosts by now. Lines that do not read are
+    /// dropped: the next push learns again.
+    async fn learn_host_key(&self, job: &Job, context: &JobContext, learned: Option<&str>) -> Result<()> {
+        let (Some(learned), Some(mirror)) = (learned, context.remote_mirror.as_ref()) else { return Ok(()) };
+        let unknown = mirror.ssh.as_ref().is_some_and(|s| s.known_hosts.is_none());
+        if job.kind != JobKind::PushMirror || !unknown {
+            return Ok(());
+        }
+        let Ok(hosts) = crate::ssh::parse_known_hosts(learned) else { return Ok(()) };
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        let mut fingerprints = Vec::with_capacity(hosts.len());
+        for host in &hosts {
+            fingerprints.push(self.ssh_fingerprint(&host.key).await?);
+        }
+        let lines: Vec<String> = hosts.iter().map(crate::ssh::KnownHost::to_line).collect();
+        self.store.learn_host_key(mirror.id, &lines.join("\n"), &fingerprints.join("\n")).await?;
+        Ok(())
     }
 
     /// `GET …/repos/{id}/work` (nodes only): everything a sync of the repository would do — its
@@ -677,6 +724,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             .finish_job(job.id, &report.lease_id, completion, Some(reported), self.now, saved, fingerprint)
             .await?;
         let (job, removed_repositories) = after.ok_or_else(lease_lost)?;
+        self.learn_host_key(&job, &context, report.learned_host_key.as_deref()).await?;
         // Requests wait for fork syncs and test mails (`wait_for_job`): they read this one now.
         if matches!(job.kind, JobKind::ForkSync | JobKind::SendMail) {
             self.signals.notify(Topic::Results).await;

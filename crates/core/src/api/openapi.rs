@@ -61,6 +61,12 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         H::DeleteUser | H::GetUser => one(200, g.subschema_for::<UserDto>()),
         H::ListUsers => one(200, g.subschema_for::<PageOf<UserDto>>()),
         H::CreateToken => one(200, g.subschema_for::<TokenDto>()),
+        H::ListSshKeys => one(200, g.subschema_for::<PageOf<crate::ssh::SshKeyDto>>()),
+        H::AddSshKey | H::GetSshKey => one(200, g.subschema_for::<crate::ssh::SshKeyDto>()),
+        H::GitLabListKeys => one(200, g.subschema_for::<Vec<crate::ssh::GitLabKeyDto>>()),
+        H::GitLabAddKey => one(201, g.subschema_for::<crate::ssh::GitLabKeyDto>()),
+        H::GitLabGetKey => one(200, g.subschema_for::<crate::ssh::GitLabKeyDto>()),
+        H::DeleteSshKey | H::GitLabDeleteKey => vec![(204, None)],
         H::ListTokens => one(200, g.subschema_for::<PageOf<TokenDto>>()),
         H::ListJobs => one(200, g.subschema_for::<PageOf<Job>>()),
         H::RepositoryStatus => one(200, g.subschema_for::<RepositoryStatus>()),
@@ -98,8 +104,8 @@ fn answers(handler: Handler, g: &mut SchemaGenerator) -> Vec<Answer> {
         | H::DeleteToken
         | H::RemoveWebhook
         | H::ReleaseJob => vec![(204, None)],
-        // Only mirrors authenticated by SSH key have one, and none are yet.
-        H::RemoteMirrorPublicKey => Vec::new(),
+        // Only mirrors that authenticate with an SSH key have one (404 for the others).
+        H::RemoteMirrorPublicKey => one(200, g.subschema_for::<crate::ssh::MirrorPublicKey>()),
         H::CreateUpstream => one(201, g.subschema_for::<farm::UpstreamServerDto>()),
         H::ListUpstreams => one(200, g.subschema_for::<PageOf<farm::UpstreamServerDto>>()),
         H::GetUpstream => one(200, g.subschema_for::<farm::UpstreamServerDto>()),
@@ -233,6 +239,8 @@ fn request(route: &Route, g: &mut SchemaGenerator) -> Option<Schema> {
         Input::User => g.subschema_for::<UserParams>(),
         Input::Token => g.subschema_for::<TokenParams>(),
         Input::Node => g.subschema_for::<NodeParams>(),
+        Input::SshKey => g.subschema_for::<crate::ssh::SshKeyParams>(),
+        Input::GitLabKey => g.subschema_for::<crate::ssh::GitLabKeyParams>(),
         Input::Lease => g.subschema_for::<LeaseRequest>(),
         Input::Heartbeat => g.subschema_for::<crate::nodes::HeartbeatRequest>(),
         Input::CloneAccess => g.subschema_for::<crate::nodes::CloneAccessRequest>(),
@@ -322,6 +330,9 @@ fn query_parameters(handler: Handler) -> Vec<Value> {
                 "Only repositories in this state (ignored with no migration)",
             ),
         ],
+        Handler::ListSshKeys | Handler::AddSshKey => {
+            vec![param("user", json!({ "type": "string" }), "Whose keys (administrators only; default: yours)")]
+        }
         Handler::DeleteMeshNode => vec![param(
             "force",
             json!({ "type": "boolean" }),

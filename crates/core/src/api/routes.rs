@@ -27,6 +27,22 @@ pub enum Handler {
     SyncRemoteMirror,
     /// `GET …/remote_mirrors/:mirror_id/public_key`.
     RemoteMirrorPublicKey,
+    /// `GET /rest/ssh/latest/keys`.
+    ListSshKeys,
+    /// `POST /rest/ssh/latest/keys`.
+    AddSshKey,
+    /// `GET /rest/ssh/latest/keys/{keyId}`.
+    GetSshKey,
+    /// `DELETE /rest/ssh/latest/keys/{keyId}`.
+    DeleteSshKey,
+    /// `GET /api/v4/user/keys`.
+    GitLabListKeys,
+    /// `POST /api/v4/user/keys`.
+    GitLabAddKey,
+    /// `GET /api/v4/user/keys/:key_id`.
+    GitLabGetKey,
+    /// `DELETE /api/v4/user/keys/:key_id`.
+    GitLabDeleteKey,
     /// `GET /api/v4/projects/:id/mirror/pull`.
     GetPullMirror,
     /// `PUT /api/v4/projects/:id/mirror/pull`.
@@ -471,6 +487,10 @@ pub enum Input {
     Token,
     /// [`crate::nodes::NodeParams`].
     Node,
+    /// [`crate::ssh::SshKeyParams`].
+    SshKey,
+    /// [`crate::ssh::GitLabKeyParams`].
+    GitLabKey,
     /// [`crate::nodes::HeartbeatRequest`] (JSON).
     Heartbeat,
     /// [`crate::nodes::CloneAccessRequest`] (JSON).
@@ -659,7 +679,7 @@ pub const ROUTES: &[Route] = &[
     route(Put, GL_ONE, H::UpdateRemoteMirror, Repository(ADMIN), Input::RemoteMirror, "Update a remote mirror"),
     route(Delete, GL_ONE, H::DeleteRemoteMirror, Repository(ADMIN), NoBody, "Delete a remote mirror"),
     route(Post, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/sync", H::SyncRemoteMirror, Repository(ADMIN), NoBody, "Queue a push to a remote mirror"),
-    route(Get, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/public_key", H::RemoteMirrorPublicKey, Repository(ADMIN), NoBody, "A remote mirror's SSH public key (none: SSH keys are not offered)"),
+    route(Get, "/api/v4/projects/{id}/remote_mirrors/{mirror_id}/public_key", H::RemoteMirrorPublicKey, Repository(ADMIN), NoBody, "A remote mirror's SSH public key (auth_method ssh_public_key; 404 for password mirrors)"),
     route(Get, GL_PULL, H::GetPullMirror, Repository(ADMIN), NoBody, "The project's pull mirror"),
     route(Put, GL_PULL, H::UpdatePullMirror, Repository(ADMIN), Input::PullMirror, "Configure the pull mirror"),
     route(Post, GL_PULL, H::StartPullMirror, Repository(ADMIN), NoBody, "Start a pull now"),
@@ -690,6 +710,14 @@ pub const ROUTES: &[Route] = &[
     route(Put, "/rest/access-tokens/latest/users/{userSlug}", H::CreateToken, SelfOrAdmin, Input::Token, "Create an access token (shown once)"),
     route(Get, "/rest/access-tokens/latest/users/{userSlug}", H::ListTokens, SelfOrAdmin, NoBody, "A user's access tokens"),
     route(Delete, "/rest/access-tokens/latest/users/{userSlug}/{tokenId}", H::DeleteToken, SelfOrAdmin, NoBody, "Revoke an access token"),
+    route(Get, "/rest/ssh/latest/keys", H::ListSshKeys, User, NoBody, "Your SSH keys (an administrator: ?user='s)"),
+    route(Post, "/rest/ssh/latest/keys", H::AddSshKey, User, Input::SshKey, "Add an SSH key for git over SSH from farm nodes (an administrator: ?user=)"),
+    route(Get, "/rest/ssh/latest/keys/{keyId}", H::GetSshKey, User, NoBody, "One of your SSH keys"),
+    route(Delete, "/rest/ssh/latest/keys/{keyId}", H::DeleteSshKey, User, NoBody, "Remove one of your SSH keys"),
+    route(Get, "/api/v4/user/keys", H::GitLabListKeys, User, NoBody, "Your SSH keys"),
+    route(Post, "/api/v4/user/keys", H::GitLabAddKey, User, Input::GitLabKey, "Add an SSH key (title, key, expires_at)"),
+    route(Get, "/api/v4/user/keys/{key_id}", H::GitLabGetKey, User, NoBody, "One of your SSH keys"),
+    route(Delete, "/api/v4/user/keys/{key_id}", H::GitLabDeleteKey, User, NoBody, "Remove one of your SSH keys"),
     route(Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/jobs", H::ListJobs, Repository(READ), NoBody, "A repository's jobs, newest first"),
     Route { cors: true, ..route(Get, "/rest/mirrorfarm/latest/repos/{repositoryId}/status", H::RepositoryStatus, Access::Status, NoBody, "A repository's mirroring status at a glance") },
     route(Post, "/rest/mirrorfarm/latest/repos/{repositoryId}/sync", H::SyncRepository, NodeOrRepository(ADMIN), NoBody, "Queue a repository's pull and pushes"),

@@ -13,6 +13,7 @@ mod access;
 mod faults;
 mod limits;
 mod migration;
+mod ssh;
 
 const ADMIN_TOKEN: &str = "mfp_admin_token_0123456789";
 

@@ -55,13 +55,31 @@ impl UpdateStatus {
     }
 }
 
-/// How the node authenticates to the mirror. Only `password` (credentials in the URL) is served.
+/// How the node authenticates to the mirror.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     /// User name and password or token in the URL.
     Password,
+    /// An SSH key pair the edge made for this mirror (`ssh://` URLs): its public half is
+    /// `GET …/remote_mirrors/:id/public_key`.
+    SshPublicKey,
+}
+
+crate::wire_names!(AuthMethod { Password = "password", SshPublicKey = "ssh_public_key" });
+
+/// A mirror's SSH key pair and the target's known hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorSsh {
+    /// The Ed25519 private seed (hex), sealed like credentials.
+    pub sealed_seed: String,
+    /// The public half, `ssh-ed25519 AAAA… comment`.
+    pub public_key: String,
+    /// The target's `known_hosts` lines (given, or learned on the first push), if any yet.
+    pub known_hosts: Option<String>,
+    /// Their keys' `SHA256:…` fingerprints, in order.
+    pub host_fingerprints: Vec<String>,
 }
 
 /// The progress of a mirror's updates, as GitLab reports it for push and pull mirrors alike
@@ -102,6 +120,8 @@ pub struct RemoteMirror {
     pub mirror_branch_regex: Option<String>,
     /// Authentication method.
     pub auth_method: AuthMethod,
+    /// Its SSH key pair and known hosts, once it has used SSH-key authentication.
+    pub ssh: Option<MirrorSsh>,
     /// Progress of its updates.
     pub update: UpdateState,
     /// Creation time.
@@ -131,8 +151,8 @@ pub struct RemoteMirrorDto {
     pub mirror_branch_regex: Option<String>,
     /// Authentication method.
     pub auth_method: AuthMethod,
-    /// SSH host keys (none: SSH key authentication is not served).
-    pub host_keys: Vec<serde_json::Value>,
+    /// The target's SSH host keys this mirror trusts (given, or learned on its first push).
+    pub host_keys: Vec<crate::ssh::HostKeyDto>,
 }
 
 impl From<&RemoteMirror> for RemoteMirrorDto {
@@ -146,7 +166,12 @@ impl From<&RemoteMirror> for RemoteMirrorDto {
             url: m.url.masked.clone(),
             mirror_branch_regex: m.mirror_branch_regex.clone(),
             auth_method: m.auth_method,
-            host_keys: Vec::new(),
+            host_keys: m
+                .ssh
+                .iter()
+                .flat_map(|s| &s.host_fingerprints)
+                .map(|f| crate::ssh::HostKeyDto { fingerprint_sha256: f.clone() })
+                .collect(),
         }
     }
 }
@@ -173,6 +198,7 @@ mod tests {
             keep_divergent_refs: false,
             mirror_branch_regex: None,
             auth_method: AuthMethod::Password,
+            ssh: None,
             update: UpdateState::default(),
             created_at: Timestamp(0),
             updated_at: Timestamp(0),

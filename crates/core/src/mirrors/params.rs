@@ -19,8 +19,14 @@ pub enum MirrorRequestError {
     #[error("mirror_branch_regex {0}")]
     Filter(#[from] FilterError),
     /// An authentication method this service does not offer.
-    #[error("auth_method {0:?} is not supported (only \"password\")")]
+    #[error("auth_method {0:?} is not supported (\"password\" or \"ssh_public_key\")")]
     AuthMethod(String),
+    /// SSH-key authentication with a URL that is not `ssh://`.
+    #[error("auth_method ssh_public_key needs an ssh:// url")]
+    SshNeedsSshUrl,
+    /// `ssh_known_hosts` does not read.
+    #[error("ssh_known_hosts {0}")]
+    KnownHosts(crate::ssh::SshError),
 }
 
 impl MirrorRequestError {
@@ -30,7 +36,8 @@ impl MirrorRequestError {
             Self::Param(e) => e.field(),
             Self::Url(_) => "url",
             Self::Filter(_) => "mirror_branch_regex",
-            Self::AuthMethod(_) => "auth_method",
+            Self::AuthMethod(_) | Self::SshNeedsSshUrl => "auth_method",
+            Self::KnownHosts(_) => "ssh_known_hosts",
         }
     }
 }
@@ -49,8 +56,11 @@ pub struct MirrorParams {
     pub keep_divergent_refs: Option<bool>,
     /// `mirror_branch_regex`: `Some(None)` clears it (sent empty or null).
     pub mirror_branch_regex: Option<Option<String>>,
-    /// `auth_method`.
+    /// `auth_method`: `password` or `ssh_public_key`.
     pub auth_method: Option<String>,
+    /// `ssh_known_hosts`: the target's host keys as `known_hosts` lines; `Some(None)` (sent empty
+    /// or null) forgets them, so the next push learns the key the target offers.
+    pub ssh_known_hosts: Option<Option<String>>,
 }
 
 /// A checked request: what the mirror becomes, before credentials are sealed.
@@ -68,6 +78,10 @@ pub struct MirrorChange {
     pub keep_divergent_refs: bool,
     /// Branch regex after the change.
     pub mirror_branch_regex: Option<String>,
+    /// Authentication method after the change.
+    pub auth_method: AuthMethod,
+    /// New known hosts: `None` unchanged, `Some(None)` forgotten.
+    pub known_hosts: Option<Option<Vec<crate::ssh::KnownHost>>>,
 }
 
 impl FromFields for MirrorParams {
@@ -79,6 +93,7 @@ impl FromFields for MirrorParams {
             keep_divergent_refs: fields.boolean("keep_divergent_refs")?,
             mirror_branch_regex: fields.nullable_string("mirror_branch_regex")?,
             auth_method: fields.string("auth_method")?,
+            ssh_known_hosts: fields.nullable_string("ssh_known_hosts")?,
         })
     }
 }
@@ -91,7 +106,8 @@ impl MirrorParams {
         if url.has_masked_credentials() {
             return Err(UrlError::Malformed.into());
         }
-        self.finish(Some(url), false, false, false, false, None)
+        let ssh = url.scheme() == "ssh";
+        self.finish(Some(url), false, (false, false, false, None), AuthMethod::Password, ssh)
     }
 
     /// Checks an update of `current`; unspecified parameters keep their values.
@@ -113,28 +129,42 @@ impl MirrorParams {
                 if same { (None, false) } else { (Some(url), keep) }
             }
         };
-        self.finish(
-            new_url,
-            keep_credentials,
+        let ssh = new_url.as_ref().map_or(current.url.plain.starts_with("ssh://"), |u| u.scheme() == "ssh");
+        let kept = (
             current.enabled,
             current.only_protected_branches,
             current.keep_divergent_refs,
             current.mirror_branch_regex.clone(),
-        )
+        );
+        self.finish(new_url, keep_credentials, kept, current.auth_method, ssh)
     }
 
+    /// The change, from the settings `kept` (enabled, protected only, keep divergent, regex) and
+    /// authentication method `auth` the mirror has, and whether its URL after the change is `ssh://`.
     fn finish(
         self,
         new_url: Option<GitUrl>,
         keep_credentials: bool,
-        enabled: bool,
-        only_protected: bool,
-        keep_divergent: bool,
-        regex: Option<String>,
+        kept: (bool, bool, bool, Option<String>),
+        auth: AuthMethod,
+        ssh_url: bool,
     ) -> Result<MirrorChange, MirrorRequestError> {
-        if let Some(method) = self.auth_method.filter(|m| m != "password") {
-            return Err(MirrorRequestError::AuthMethod(method));
+        let (enabled, only_protected, keep_divergent, regex) = kept;
+        let auth_method = match self.auth_method.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+            None => auth,
+            Some(name) => AuthMethod::parse(name).ok_or_else(|| MirrorRequestError::AuthMethod(name.to_owned()))?,
+        };
+        if auth_method == AuthMethod::SshPublicKey && !ssh_url {
+            return Err(MirrorRequestError::SshNeedsSshUrl);
         }
+        let known_hosts = match self.ssh_known_hosts {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(text)) => {
+                let hosts = crate::ssh::parse_known_hosts(&text).map_err(MirrorRequestError::KnownHosts)?;
+                Some(Some(hosts).filter(|h| !h.is_empty()))
+            }
+        };
         let (only_protected_branches, mirror_branch_regex) =
             filters::update_selection((only_protected, regex), self.only_protected_branches, self.mirror_branch_regex)?;
         Ok(MirrorChange {
@@ -144,6 +174,8 @@ impl MirrorParams {
             only_protected_branches,
             keep_divergent_refs: self.keep_divergent_refs.unwrap_or(keep_divergent),
             mirror_branch_regex,
+            auth_method,
+            known_hosts,
         })
     }
 }
@@ -165,7 +197,8 @@ impl MirrorChange {
             only_protected_branches: self.only_protected_branches,
             keep_divergent_refs: self.keep_divergent_refs,
             mirror_branch_regex: self.mirror_branch_regex,
-            auth_method: AuthMethod::Password,
+            auth_method: self.auth_method,
+            ssh: None,
             update: UpdateState::default(),
             created_at: now,
             updated_at: now,
@@ -183,6 +216,7 @@ impl MirrorChange {
         next.only_protected_branches = self.only_protected_branches;
         next.keep_divergent_refs = self.keep_divergent_refs;
         next.mirror_branch_regex = self.mirror_branch_regex;
+        next.auth_method = self.auth_method;
         next.updated_at = now;
         next
     }
@@ -247,6 +281,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn ssh_key_mirrors_take_ssh_urls_and_known_hosts() {
+        let check = |v| params(v).and_then(|p| p.check_create(&HostAllowlist::default()));
+        let host = "e.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKqP3Cr632C2dNhhgKVcon4ldUSAeKiku2yP9O9/bDtY";
+        let made = check(serde_json::json!({
+            "url": "ssh://git@e.com/x.git", "auth_method": "ssh_public_key", "ssh_known_hosts": host
+        }))
+        .expect("accepted");
+        assert_eq!(made.auth_method, AuthMethod::SshPublicKey);
+        assert_eq!(made.known_hosts.flatten().map(|h| h.len()), Some(1));
+        let bad = check(serde_json::json!({
+            "url": "ssh://git@e.com/x.git", "auth_method": "ssh_public_key", "ssh_known_hosts": "e.com ssh-ed25519 !"
+        }));
+        assert_eq!(bad.err().map(|e| e.field().to_owned()), Some("ssh_known_hosts".into()));
+        assert_eq!(
+            check(serde_json::json!({"url": "https://e.com/x", "auth_method": "kerberos"})).err(),
+            Some(MirrorRequestError::AuthMethod("kerberos".into()))
+        );
+    }
+
     fn mirror() -> RemoteMirror {
         let change = MirrorChange {
             new_url: None,
@@ -255,6 +309,8 @@ mod tests {
             only_protected_branches: false,
             keep_divergent_refs: true,
             mirror_branch_regex: Some("^main$".into()),
+            auth_method: AuthMethod::Password,
+            known_hosts: None,
         };
         let mut m = change.into_new_mirror(
             1,

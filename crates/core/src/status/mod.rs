@@ -236,6 +236,7 @@ pub(crate) mod tests {
             origin_id: None,
             fork_url: None,
             clone_base: None,
+            ssh_base: None,
             created_at: Timestamp(0),
         }
     }
@@ -250,6 +251,7 @@ pub(crate) mod tests {
             keep_divergent_refs: false,
             mirror_branch_regex: None,
             auth_method: AuthMethod::Password,
+            ssh: None,
             update: UpdateState {
                 status,
                 last_error: (status == UpdateStatus::Failed).then(|| "push rejected".into()),

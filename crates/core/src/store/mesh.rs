@@ -217,13 +217,15 @@ impl<D: Database> Store<D> {
         id: i64,
         now: Timestamp,
         clone_url: Option<&str>,
+        ssh_url: Option<&str>,
         links: &[Link],
     ) -> StoreResult<Vec<Peer>> {
         let mut batch = vec![sql!(
-            "UPDATE farm_nodes SET last_seen = ?2, clone_url = ?3 WHERE id = ?1",
+            "UPDATE farm_nodes SET last_seen = ?2, clone_url = ?3, ssh_url = ?4 WHERE id = ?1",
             id,
             now.millis(),
-            clone_url
+            clone_url,
+            ssh_url
         )];
         if !links.is_empty() {
             let listed: Vec<serde_json::Value> = links
@@ -962,7 +964,7 @@ mod tests {
                     .await
                     .expect("node");
                 store
-                    .heartbeat(node.id, NOW, Some(&format!("http://127.0.0.1:{}", 9000 + i)), &[])
+                    .heartbeat(node.id, NOW, Some(&format!("http://127.0.0.1:{}", 9000 + i)), None, &[])
                     .await
                     .expect("beat");
                 *slot = node.id;
@@ -1112,13 +1114,13 @@ mod tests {
             Link { node_id: one, peer_id: 0, reachable: true, round_trip_ms: Some(3), error: None },
             Link { node_id: one, peer_id: two, reachable: false, round_trip_ms: None, error: Some("refused".into()) },
         ];
-        let peers = block_on(w.store.heartbeat(one, NOW, Some("http://127.0.0.1:9000"), &links)).expect("beat");
+        let peers = block_on(w.store.heartbeat(one, NOW, Some("http://127.0.0.1:9000"), None, &links)).expect("beat");
         assert_eq!(peers.iter().map(|p| p.id).collect::<Vec<_>>(), vec![two, three]);
         let (_, stored) = block_on(w.store.nodes_and_links()).expect("links");
         assert_eq!(stored, links.to_vec());
         // A node unseen for the live window is no longer a peer.
         let later = NOW.plus_millis(LIVE_WINDOW_MS + 1);
-        let peers = block_on(w.store.heartbeat(two, later, None, &[])).expect("beat");
+        let peers = block_on(w.store.heartbeat(two, later, None, None, &[])).expect("beat");
         assert!(peers.is_empty());
     }
 

@@ -6,7 +6,7 @@ use super::port::{Database, Statement, Value, row, sql};
 use super::queue::enqueue_statement;
 use super::registry::{CountRow, RepositoryKey};
 use super::{Grants, Store, StoreResult, corrupt, identity, nth};
-use crate::mirrors::{AuthMethod, PullMirror, RemoteMirror, UpdateState, UpdateStatus};
+use crate::mirrors::{AuthMethod, MirrorSsh, PullMirror, RemoteMirror, UpdateState, UpdateStatus};
 use crate::queue::NewJob;
 use crate::registry::Repository;
 use crate::time::Timestamp;
@@ -23,6 +23,11 @@ row! {
         only_protected_branches: i64,
         keep_divergent_refs: i64,
         mirror_branch_regex: Option<String>,
+        auth_method: String,
+        ssh_seed_sealed: Option<String>,
+        ssh_public_key: Option<String>,
+        ssh_known_hosts: Option<String>,
+        ssh_host_fingerprints: Option<String>,
         update_status: String,
         last_update_at: Option<i64>,
         last_update_started_at: Option<i64>,
@@ -43,7 +48,21 @@ impl MirrorRow {
             only_protected_branches: self.only_protected_branches != 0,
             keep_divergent_refs: self.keep_divergent_refs != 0,
             mirror_branch_regex: self.mirror_branch_regex,
-            auth_method: AuthMethod::Password,
+            auth_method: AuthMethod::parse(&self.auth_method).ok_or_else(|| corrupt("mirror"))?,
+            ssh: match (self.ssh_seed_sealed, self.ssh_public_key) {
+                (Some(sealed_seed), Some(public_key)) => Some(MirrorSsh {
+                    sealed_seed,
+                    public_key,
+                    known_hosts: self.ssh_known_hosts,
+                    host_fingerprints: self
+                        .ssh_host_fingerprints
+                        .iter()
+                        .flat_map(|f| f.lines())
+                        .map(str::to_owned)
+                        .collect(),
+                }),
+                _ => None,
+            },
             update: UpdateState {
                 status: UpdateStatus::parse(&self.update_status).ok_or_else(|| corrupt("mirror"))?,
                 last_update_at: self.last_update_at.map(Timestamp),
@@ -357,8 +376,10 @@ impl<D: Database> Store<D> {
         let mut batch = vec![sql!(
             "INSERT INTO remote_mirrors (repository_id, url, url_masked, userinfo_sealed, enabled, \
              only_protected_branches, keep_divergent_refs, mirror_branch_regex, update_status, last_update_at, \
-             last_update_started_at, last_successful_update_at, last_error, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING *",
+             last_update_started_at, last_successful_update_at, last_error, created_at, updated_at, auth_method, \
+             ssh_seed_sealed, ssh_public_key, ssh_known_hosts, ssh_host_fingerprints) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) \
+             RETURNING *",
             m.repository_id,
             &m.url.plain,
             &m.url.masked,
@@ -373,7 +394,12 @@ impl<D: Database> Store<D> {
             u.last_successful_update_at.map(Timestamp::millis),
             u.last_error.as_deref(),
             m.created_at.millis(),
-            m.updated_at.millis()
+            m.updated_at.millis(),
+            m.auth_method.as_str(),
+            m.ssh.as_ref().map(|s| s.sealed_seed.as_str()),
+            m.ssh.as_ref().map(|s| s.public_key.as_str()),
+            m.ssh.as_ref().and_then(|s| s.known_hosts.as_deref()),
+            m.ssh.as_ref().map(|s| s.host_fingerprints.join("\n")).filter(|f| !f.is_empty())
         )];
         if let Some(job) = job {
             // Same transaction: the mirror just inserted is the last row inserted.
@@ -386,10 +412,23 @@ impl<D: Database> Store<D> {
     /// Saves what a user changed about a mirror — its settings, and, when a new URL `reset` it,
     /// its update state — and, in the same batch, queues `job`. Without a reset the update state
     /// is left to the nodes: a result recorded meanwhile is kept.
-    pub async fn update_remote_mirror(&self, m: &RemoteMirror, reset: bool, job: Option<&NewJob>) -> StoreResult<()> {
+    /// An SSH key pair is only ever added (a mirror keeps its key), and the known hosts are
+    /// written only when `hosts_changed` (the request sent them): a host key a node learned
+    /// meanwhile is not undone.
+    pub async fn update_remote_mirror(
+        &self,
+        m: &RemoteMirror,
+        reset: bool,
+        hosts_changed: bool,
+        job: Option<&NewJob>,
+    ) -> StoreResult<()> {
         let mut batch = vec![sql!(
             "UPDATE remote_mirrors SET url = ?2, url_masked = ?3, userinfo_sealed = ?4, enabled = ?5, \
-                 only_protected_branches = ?6, keep_divergent_refs = ?7, mirror_branch_regex = ?8 WHERE id = ?1",
+                 only_protected_branches = ?6, keep_divergent_refs = ?7, mirror_branch_regex = ?8, auth_method = ?9, \
+                 ssh_seed_sealed = COALESCE(ssh_seed_sealed, ?10), ssh_public_key = COALESCE(ssh_public_key, ?11), \
+                 ssh_known_hosts = CASE WHEN ?14 THEN ?12 ELSE ssh_known_hosts END, \
+                 ssh_host_fingerprints = CASE WHEN ?14 THEN ?13 ELSE ssh_host_fingerprints END \
+                 WHERE id = ?1",
             m.id,
             &m.url.plain,
             &m.url.masked,
@@ -397,7 +436,13 @@ impl<D: Database> Store<D> {
             m.enabled,
             m.only_protected_branches,
             m.keep_divergent_refs,
-            m.mirror_branch_regex.as_deref()
+            m.mirror_branch_regex.as_deref(),
+            m.auth_method.as_str(),
+            m.ssh.as_ref().map(|s| s.sealed_seed.as_str()),
+            m.ssh.as_ref().map(|s| s.public_key.as_str()),
+            m.ssh.as_ref().and_then(|s| s.known_hosts.as_deref()),
+            m.ssh.as_ref().map(|s| s.host_fingerprints.join("\n")).filter(|f| !f.is_empty()),
+            hosts_changed
         )];
         if reset {
             batch.push(save_push_update(m, None));
@@ -406,6 +451,21 @@ impl<D: Database> Store<D> {
             batch.push(enqueue_statement(job, "?3"));
         }
         self.batch(batch).await.map(drop)
+    }
+
+    /// Records the host key a node learned on a mirror's first SSH push (a `known_hosts` line and
+    /// its fingerprint), unless the mirror has known hosts by now.
+    pub async fn learn_host_key(&self, mirror_id: i64, line: &str, fingerprint: &str) -> StoreResult<bool> {
+        let learned = self
+            .one(sql!(
+                "UPDATE remote_mirrors SET ssh_known_hosts = ?2, ssh_host_fingerprints = ?3 \
+                 WHERE id = ?1 AND ssh_known_hosts IS NULL AND ssh_seed_sealed IS NOT NULL",
+                mirror_id,
+                line,
+                fingerprint
+            ))
+            .await?;
+        Ok(learned.changes > 0)
     }
 
     /// Removes a mirror and its jobs (the schema cascades).

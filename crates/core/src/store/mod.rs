@@ -30,6 +30,7 @@ mod queue;
 mod registry;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub mod sqlite;
+mod ssh;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 mod triggers;
@@ -228,6 +229,9 @@ pub trait Crypto {
     /// Whether `signature` is `public_key`'s (32 raw bytes) Ed25519 signature of `message`
     /// (licenses). A malformed key or signature is `Ok(false)`.
     async fn ed25519_verify(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<bool, CryptoError>;
+    /// The Ed25519 public key (32 raw bytes) of the private key with this 32-byte seed (an
+    /// SSH-key mirror's key pair).
+    async fn ed25519_public_key(&self, seed: &[u8]) -> Result<Vec<u8>, CryptoError>;
     /// The control plane's Ed25519 public key (32 raw bytes): nodes verify what it signs.
     async fn control_plane_key(&self) -> Result<Vec<u8>, CryptoError>;
     /// The control plane's Ed25519 signature (64 bytes) of `message`.

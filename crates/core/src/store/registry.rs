@@ -44,6 +44,9 @@ macro_rules! repo_columns {
      (SELECT n.clone_url FROM node_copies c JOIN farm_nodes n ON n.id = c.node_id \
        JOIN repository_hashes h ON h.repository_id = c.repository_id AND h.content = c.content \
        WHERE c.repository_id = r.id AND n.clone_url IS NOT NULL ORDER BY n.last_seen DESC LIMIT 1) AS clone_base, \
+     (SELECT n.ssh_url FROM node_copies c JOIN farm_nodes n ON n.id = c.node_id \
+       JOIN repository_hashes h ON h.repository_id = c.repository_id AND h.content = c.content \
+       WHERE c.repository_id = r.id AND n.ssh_url IS NOT NULL ORDER BY n.last_seen DESC LIMIT 1) AS ssh_base, \
      p.id AS p_id, p.key AS p_key, p.name AS p_name, p.description AS p_description, p.public AS p_public, \
      p.created_at AS p_created_at, p.owner_id AS p_owner_id"
     };
@@ -75,6 +78,7 @@ row! {
         origin_id: Option<i64>,
         fork_url_masked: Option<String>,
         clone_base: Option<String>,
+        ssh_base: Option<String>,
         p_id: i64,
         p_key: String,
         p_name: String,
@@ -115,6 +119,7 @@ impl From<RepoRow> for Repository {
             origin_id: r.origin_id,
             fork_url: r.fork_url_masked,
             clone_base: r.clone_base,
+            ssh_base: r.ssh_base,
             created_at: Timestamp(r.created_at),
         }
     }

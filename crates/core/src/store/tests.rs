@@ -52,6 +52,7 @@ fn mirror(repository_id: i64) -> RemoteMirror {
         keep_divergent_refs: false,
         mirror_branch_regex: None,
         auth_method: AuthMethod::Password,
+        ssh: None,
         update: UpdateState::default(),
         created_at: Timestamp(1),
         updated_at: Timestamp(1),
@@ -97,12 +98,12 @@ fn a_settings_change_keeps_a_result_recorded_meanwhile() {
         // …then the user's change (same URL: no reset) is saved from what it read.
         let mut changed = read.clone();
         changed.keep_divergent_refs = true;
-        store.update_remote_mirror(&changed, false, None).await.expect("update");
+        store.update_remote_mirror(&changed, false, false, None).await.expect("update");
         let now = store.remote_mirror(repo, read.id).await.expect("read").expect("exists");
         assert!(now.keep_divergent_refs, "the user's change is saved");
         assert_eq!(now.update.status, UpdateStatus::Finished, "and the node's result is kept");
         // A new URL resets the state on purpose.
-        store.update_remote_mirror(&changed, true, None).await.expect("reset");
+        store.update_remote_mirror(&changed, true, false, None).await.expect("reset");
         let reset = store.remote_mirror(repo, read.id).await.expect("read").expect("exists");
         assert_eq!(reset.update.status, UpdateStatus::None);
     });
