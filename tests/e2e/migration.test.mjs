@@ -151,7 +151,7 @@ before(async () => {
   // A fork of alpha at its own location (a served repository of its own, one commit ahead).
   git(work("alpha-fork"), "commit", "-q", "--allow-empty", "-m", "fork only");
   git(work("alpha-fork"), "push", "-q", "origin", "main");
-  const fork = await callA("POST", "/rest/api/1.0/projects/MIG/repos/alpha", { json: { name: "alpha-fork", url: gitServer.url("alpha-fork.git") } });
+  const fork = await callA("POST", "/rest/api/1.0/projects/MIG/repos/alpha", { json: { name: "alpha-fork", project: { key: "MIG" }, url: gitServer.url("alpha-fork.git") } });
   assert.equal(fork.status, 201, fork.text);
   for (const label of ["team-a", "critical"]) {
     const l = await callA("POST", "/rest/api/1.0/projects/MIG/repos/alpha/labels", { json: { name: label } });
