@@ -1066,6 +1066,53 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_whose_lease_lapsed_unheard_loses_the_affinity_until_it_is_heard_from() {
+        let w = world();
+        let [one, two, _] = w.nodes;
+        let db = w.store.database();
+        let pull = |repo: i64| {
+            db.execute(&format!(
+                "INSERT INTO jobs (kind, repository_id, reason, enqueued_at) VALUES ('PULL_MIRROR', {repo}, 'MANUAL', 1)"
+            ))
+        };
+        // A 10 s lease; contact written unless written in the last 20 s (as the API does).
+        let poll = |node: i64, lease_id: &str, at: Timestamp| {
+            let (deadline, contact_since) = (at.plus_millis(10_000), at.plus_millis(-20_000));
+            block_on(w.store.poll_for_job(node, lease_id, at, deadline, None, contact_since, 10)).expect("poll")
+        };
+        // Node 1 (seen at NOW, holding every copy) leases a pull for 10 s, then dies.
+        pull(w.repos[0]);
+        let crashed = poll(one, "a", NOW).leased.expect("node 1 pulls its copy");
+        pull(w.repos[1]);
+        // Before the deadline node 1 keeps the affinity: node 2 gets nothing.
+        let early = poll(two, "b", NOW.plus_millis(5_000));
+        assert!(early.leased.is_none() && early.expired.is_empty());
+        // Past it (node 1 still within the live window, but unheard since): node 2 takes node 1's
+        // other repository at once, and the lapsed lease is handed back to be returned.
+        let late = poll(two, "c", NOW.plus_millis(11_000));
+        assert_eq!(late.expired.iter().map(|j| j.id).collect::<Vec<_>>(), vec![crashed.id]);
+        assert_eq!(late.leased.map(|j| j.repository_id), Some(Some(w.repos[1])));
+        assert_eq!(
+            db.count(&format!("SELECT lease_lapsed_at FROM farm_nodes WHERE id = {one}")),
+            NOW.millis() + 10_000
+        );
+        // The cron's own look marks nothing new and keeps the mark.
+        let expired = block_on(w.store.expired_leases(NOW.plus_millis(12_000), 10)).expect("expired");
+        assert_eq!(expired.len(), 1);
+        assert_eq!(
+            db.count(&format!("SELECT lease_lapsed_at FROM farm_nodes WHERE id = {one}")),
+            NOW.millis() + 10_000
+        );
+        db.execute(&format!("UPDATE jobs SET state = 'DONE' WHERE id = {}", crashed.id));
+        // Node 1 restarts and is heard from: its copies are its own again.
+        block_on(w.store.heartbeat(one, NOW.plus_millis(30_000), None, &[])).expect("beat");
+        pull(w.repos[2]);
+        assert!(poll(two, "d", NOW.plus_millis(31_000)).leased.is_none());
+        let resumed = poll(one, "e", NOW.plus_millis(32_000)).leased.expect("node 1 pulls again");
+        assert_eq!(resumed.repository_id, Some(w.repos[2]));
+    }
+
+    #[test]
     fn cancel_withdraws_queued_moves_and_a_dead_target_strands_nothing() {
         let w = world();
         let [one, two, three] = w.nodes;

@@ -224,7 +224,10 @@ pub struct Poll {
 /// `AVAILABLE` node leases anything else, a `DRAINING` one only what is pinned to it, an
 /// `OFFLINE` or `DISABLED` one nothing. A pull or push goes to a node that holds the
 /// repository's copy while any live `AVAILABLE` node does (see [`crate::nodes::LIVE_WINDOW_MS`]),
-/// so copies stay where a Mesh migration put them.
+/// so copies stay where a Mesh migration put them. A holder one of whose leases expired with no
+/// word from it since (`lease_lapsed_at` later than its `last_seen`, see [`lapse_statement`]) does
+/// not count: it crashed mid-job, so its copies' work goes to the others at once instead of
+/// waiting out the live window; its next contact restores the rule.
 fn lease_statement(
     node_id: i64,
     lease_id: &str,
@@ -244,7 +247,8 @@ fn lease_statement(
                AND (j.kind NOT IN ('PULL_MIRROR', 'PUSH_MIRROR') \
                  OR EXISTS (SELECT 1 FROM node_copies c WHERE c.repository_id = j.repository_id AND c.node_id = ?1) \
                  OR NOT EXISTS (SELECT 1 FROM node_copies c JOIN farm_nodes n ON n.id = c.node_id \
-                   WHERE c.repository_id = j.repository_id AND n.state = 'AVAILABLE' AND n.last_seen > ?4 - {live})) \
+                   WHERE c.repository_id = j.repository_id AND n.state = 'AVAILABLE' AND n.last_seen > ?4 - {live} \
+                   AND IFNULL(n.lease_lapsed_at, 0) <= n.last_seen)) \
                AND NOT EXISTS (SELECT 1 FROM repositories a WHERE a.id = j.repository_id AND a.archived = 1) \
                AND (j.kind != 'SEND_MAIL' OR EXISTS (SELECT 1 FROM instance_settings WHERE name = '{mail_server}')) \
                AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'LEASED' AND {SAME_TARGET}) \
@@ -262,6 +266,20 @@ fn lease_statement(
         deadline.millis(),
         now.millis(),
         repository
+    )
+}
+
+/// Records on each node holding a lease past its deadline that deadline (`lease_lapsed_at`, the
+/// latest one): a node that has not been heard from since then crashed or was cut off mid-job
+/// and loses its copies' affinity (see [`lease_statement`]). Runs before the expired leases are
+/// read, for all of them (not only the batch returned), so the mark never waits for the cron.
+fn lapse_statement(now: Timestamp) -> Statement {
+    sql!(
+        "UPDATE farm_nodes SET lease_lapsed_at = MAX(IFNULL(lease_lapsed_at, 0), \
+           (SELECT MAX(j.lease_deadline) FROM jobs j WHERE j.state = 'LEASED' AND j.lease_deadline < ?1 \
+             AND j.lease_owner = farm_nodes.id)) \
+         WHERE id IN (SELECT lease_owner FROM jobs WHERE state = 'LEASED' AND lease_deadline < ?1)",
+        now.millis()
     )
 }
 
@@ -376,9 +394,10 @@ impl<D: Database> Store<D> {
     }
 
     /// A node's poll for work, in one round trip: records its contact (unless recorded since
-    /// `contact_since`), finds leases past their deadline (at most `expired_limit`) and leases
-    /// the next due job (see `lease_statement`).
-    #[allow(clippy::too_many_arguments)] // One batch of three statements and their parameters.
+    /// `contact_since`), marks the nodes of leases past their deadline (see `lapse_statement`),
+    /// finds those leases (at most `expired_limit`) and leases the next due job (see
+    /// `lease_statement`).
+    #[allow(clippy::too_many_arguments)] // One batch of five statements and their parameters.
     pub async fn poll_for_job(
         &self,
         node_id: i64,
@@ -392,6 +411,7 @@ impl<D: Database> Store<D> {
         let mut out = self
             .batch(vec![
                 super::nodes::touch_statement(node_id, now, contact_since),
+                lapse_statement(now),
                 expired_statement(now, expired_limit),
                 lease_statement(node_id, lease_id, now, deadline, repository),
                 sql!(
@@ -407,9 +427,9 @@ impl<D: Database> Store<D> {
             }
         }
         Ok(Poll {
-            expired: read_jobs(nth(&mut out, 1)?)?,
-            leased: read_jobs(nth(&mut out, 2)?)?.pop(),
-            next_due: nth(&mut out, 3)?.first::<NextDue>()?.and_then(|r| r.t),
+            expired: read_jobs(nth(&mut out, 2)?)?,
+            leased: read_jobs(nth(&mut out, 3)?)?.pop(),
+            next_due: nth(&mut out, 4)?.first::<NextDue>()?.and_then(|r| r.t),
         })
     }
 
@@ -603,9 +623,11 @@ impl<D: Database> Store<D> {
         Ok(after.filter(|_| out[first_job_stmt..].iter().map(|o| o.changes).sum::<u64>() > 0).map(|job| (job, removed)))
     }
 
-    /// Leased jobs whose deadline has passed, oldest first, at most `limit`.
+    /// Leased jobs whose deadline has passed, oldest first, at most `limit`; their nodes are
+    /// marked as having let a lease lapse (see [`lapse_statement`]) in the same round trip.
     pub async fn expired_leases(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<Job>> {
-        read_jobs(self.one(expired_statement(now, limit)).await?)
+        let mut out = self.batch(vec![lapse_statement(now), expired_statement(now, limit)]).await?;
+        read_jobs(nth(&mut out, 1)?)
     }
 
     /// Deletes finished jobs beyond the newest [`KEPT_FINISHED_PER_TARGET`] of each target and
