@@ -1105,7 +1105,7 @@ mod tests {
         );
         db.execute(&format!("UPDATE jobs SET state = 'DONE' WHERE id = {}", crashed.id));
         // Node 1 restarts and is heard from: its copies are its own again.
-        block_on(w.store.heartbeat(one, NOW.plus_millis(30_000), None, &[])).expect("beat");
+        block_on(w.store.heartbeat(one, NOW.plus_millis(30_000), None, None, &[])).expect("beat");
         pull(w.repos[2]);
         assert!(poll(two, "d", NOW.plus_millis(31_000)).leased.is_none());
         let resumed = poll(one, "e", NOW.plus_millis(32_000)).leased.expect("node 1 pulls again");
