@@ -229,6 +229,21 @@ fn a_personal_fork_syncs_only_while_its_owner_can_read_the_origin() {
     assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs WHERE kind = 'FORK_SYNC' AND state = 'QUEUED'"), 0);
 }
 
+/// A protected-only push mirror on MF/repo, and a node's lease of its push.
+fn protected_only_lease(w: &World) -> Reply {
+    let mirror = w.as_admin(
+        "POST",
+        "/api/v4/projects/MF%2Frepo/remote_mirrors",
+        Some(json!({"url": "https://example.com/m.git", "enabled": true, "only_protected_branches": true})),
+    );
+    ok(&mirror, 201);
+    let node = w.as_admin("POST", &format!("{NODE}/nodes"), Some(json!({"name": "n"})));
+    let node = node.body["token"].as_str().expect("token").to_owned();
+    let lease = w.as_token(&node, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"leaseSeconds": 60})));
+    ok(&lease, 200);
+    lease
+}
+
 #[test]
 fn protected_branches_are_listed_matched_and_handed_to_mirrors() {
     let w = seed();
@@ -256,16 +271,7 @@ fn protected_branches_are_listed_matched_and_handed_to_mirrors() {
     ok(&w.as_token(ALICE, "GET", rules, None), 200);
     ok(&w.as_token(ALICE, "POST", rules, Some(json!({"name": "dev"}))), 403);
     // A protected-only mirror's lease carries the patterns.
-    let mirror = w.as_admin(
-        "POST",
-        "/api/v4/projects/MF%2Frepo/remote_mirrors",
-        Some(json!({"url": "https://example.com/m.git", "enabled": true, "only_protected_branches": true})),
-    );
-    ok(&mirror, 201);
-    let node = w.as_admin("POST", &format!("{NODE}/nodes"), Some(json!({"name": "n"})));
-    let node = node.body["token"].as_str().expect("token").to_owned();
-    let lease = w.as_token(&node, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"leaseSeconds": 60})));
-    ok(&lease, 200);
+    let lease = protected_only_lease(&w);
     assert_eq!(lease.body["repository"]["protectedBranches"], json!(["main", "release/*"]), "{}", lease.raw);
     ok(&w.as_admin("DELETE", &format!("{rules}/release%2F*"), None), 204);
     ok(&w.as_admin("DELETE", &format!("{rules}/release%2F*"), None), 404);
@@ -274,15 +280,7 @@ fn protected_branches_are_listed_matched_and_handed_to_mirrors() {
 #[test]
 fn without_protected_branches_the_default_branch_is_the_protected_one() {
     let w = seed();
-    let mirror = w.as_admin(
-        "POST",
-        "/api/v4/projects/MF%2Frepo/remote_mirrors",
-        Some(json!({"url": "https://example.com/m.git", "enabled": true, "only_protected_branches": true})),
-    );
-    ok(&mirror, 201);
-    let node = w.as_admin("POST", &format!("{NODE}/nodes"), Some(json!({"name": "n"})));
-    let node = node.body["token"].as_str().expect("token").to_owned();
-    let lease = w.as_token(&node, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"leaseSeconds": 60})));
+    let lease = protected_only_lease(&w);
     assert_eq!(lease.body["repository"]["protectedBranches"], json!(["main"]), "{}", lease.raw);
 }
 
