@@ -137,7 +137,8 @@ before(async () => {
   mkdirSync(path.join(dir, "work"));
   gitServer = await startGitServer({ root: path.join(dir, "served"), username: USER, password: PASS });
   a = await startWorker({ allowedHosts: "127.0.0.1", retryBaseMs: 200 });
-  b = await startWorker({ allowedHosts: "127.0.0.1", retryBaseMs: 200 });
+  // B polls every second its cron runs (the tests run it with `/__scheduled`).
+  b = await startWorker({ allowedHosts: "127.0.0.1", retryBaseMs: 200, pollIntervalMs: 1000 });
   callA = client_(a);
   callB = client_(b);
   const tokenA = (await callA("POST", "/rest/mirrorfarm/1.0/nodes", { json: { name: "node-a" } })).body.token;
@@ -297,6 +298,53 @@ test("a new upstream commit gives a new content hash after a repair, and ?recrea
   });
   const unknown = await callB("POST", `${UP}/${upstreamId}/repos/999999/synchronization`);
   assert.equal(unknown.status, 404);
+});
+
+test("B polls A by its published content hashes: one listing, and only the repository that moved is pulled", async () => {
+  const farmIds = Object.fromEntries((await syncStatus()).map((r) => [r.repoSlug, r.localRepoId]));
+  /** How many polls each of B's farm repositories has had. */
+  const polls = async () => {
+    const out = {};
+    for (const [slug, id] of Object.entries(farmIds)) {
+      const jobs = (await callB("GET", `/rest/mirrorfarm/1.0/repos/${id}/jobs?limit=100`)).body.values;
+      out[slug] = jobs.filter((j) => j.kind === "PULL_MIRROR" && j.reason === "POLL").length;
+    }
+    return out;
+  };
+  /** Runs B's cron and waits until its hash poll is listed and every pull it asked for is done. */
+  const cronB = async () => {
+    const started = Date.now();
+    await new Promise((r) => setTimeout(r, 1100)); // past the 1 s poll interval
+    const ran = await fetch(`${b.url}/__scheduled?cron=*+*+*+*+*`);
+    assert.equal(ran.status, 200);
+    return until("B's hash poll and its pulls", async () => {
+      const server = (await callB("GET", `${UP}/${upstreamId}`)).body;
+      const queue = (await callB("GET", "/rest/mirroring/1.0/supportInfo/refChangesQueue/count")).body;
+      return { ok: (server.hashesListedAt ?? 0) >= started && queue === 0, value: { server, queue } };
+    });
+  };
+  const first = await cronB();
+  assert.equal(first.server.publishesContentHashes, true, JSON.stringify(first.server));
+  const settled = await polls();
+  // Nothing moved since: a second listing pulls nothing.
+  await cronB();
+  assert.deepEqual(await polls(), settled, "an unchanged listing pulls nothing");
+  // beta moves upstream; once A publishes its new hash, B's next listing pulls beta alone.
+  commit("beta", "moved upstream");
+  await callA("POST", `/rest/mirrorfarm/1.0/repos/${idsInA.beta}/sync`);
+  const want = await contentHash(served("beta"));
+  await until("A publishes beta's new hash", async () => {
+    const inA = (await callA("GET", "/rest/mirroring/1.0/repos?limit=100")).body.values.find((p) => String(p.id) === idsInA.beta);
+    return { ok: inA.properties.contentHash === want, value: inA.properties };
+  });
+  await cronB();
+  const after = await polls();
+  assert.deepEqual(after, { ...settled, beta: settled.beta + 1 }, "only beta is pulled");
+  await until("B's copy of beta follows", async () => {
+    const r = (await syncStatus()).find((x) => x.repoSlug === "beta");
+    return { ok: r.hashes.content === want, value: r };
+  });
+  assert.match(logs.nodeB, /listed the upstream's content hashes/);
 });
 
 test("adding a project brings its repositories; removing one removes its repositories and the node's copies", async () => {

@@ -225,7 +225,7 @@ pub fn trigger_of(kind: JobKind) -> Option<&'static str> {
         JobKind::PushMirror => Some(trigger::MIRROR_PUSH),
         JobKind::ForkSync => Some(trigger::FORK_SYNC),
         JobKind::PullMirror => Some(trigger::FARM_PULL),
-        JobKind::Discover | JobKind::SendMail => None,
+        JobKind::Discover | JobKind::UpstreamPoll | JobKind::SendMail => None,
         JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => None,
     }
 }

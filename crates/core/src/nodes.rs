@@ -515,6 +515,14 @@ pub struct JobReport {
     /// selected projects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered: Option<Vec<crate::farm::DiscoveredRepository>>,
+    /// For hash polls that listed the upstream completely: every repository's published content
+    /// hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hashes: Option<Vec<crate::farm::ListedHash>>,
+    /// For hash polls: the upstream does not publish content hashes (its listing answered 404),
+    /// so its repositories are polled by their refs from now on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hashes_unpublished: bool,
     /// For an SSH-key mirror's first push: the target's host key the node accepted, as a
     /// `known_hosts` line, for the edge to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -542,6 +550,8 @@ impl JobReport {
             fork_refs: None,
             content_hash: None,
             discovered: None,
+            content_hashes: None,
+            hashes_unpublished: false,
             learned_host_key: None,
             next: None,
         }

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use mirrorfarm_core::mirrors::UpdateOutcome;
 use mirrorfarm_core::nodes::{JobReport, LeaseRequest, LeasedJob, Outcome};
-use mirrorfarm_core::queue::JobReason;
+use mirrorfarm_core::queue::{JobKind, JobReason};
 use mirrorfarm_core::urls::scrub_text;
 use tracing::{debug, error, info, warn};
 
-use mirrorfarm_core::farm::{DiscoveredRepository, content_listing};
+use mirrorfarm_core::farm::{DiscoveredRepository, ListedHash, content_listing};
 
 use crate::discovery::{self, DiscoveryError};
 use crate::edge::{EdgeClient, EdgeError};
@@ -292,6 +292,10 @@ pub(crate) struct Finished {
     content_hash: Option<String>,
     /// For discoveries: what the upstream lists.
     discovered: Option<Vec<DiscoveredRepository>>,
+    /// For hash polls: every repository's published content hash…
+    content_hashes: Option<Vec<ListedHash>>,
+    /// …or that the upstream publishes none.
+    hashes_unpublished: bool,
     /// For mails: the SMTP server's reply.
     reply: Option<String>,
     /// For an SSH-key mirror's first push: the host key accepted (a `known_hosts` line).
@@ -306,6 +310,8 @@ impl Finished {
             fork: None,
             content_hash: None,
             discovered: None,
+            content_hashes: None,
+            hashes_unpublished: false,
             reply: None,
             learned_host_key: None,
         }
@@ -356,6 +362,19 @@ fn execute(
             }
             Err(e) => Finished::error(e.to_string()),
         });
+    }
+    if let (Some(leased), JobKind::UpstreamPoll) = (&job.discovery, job.kind) {
+        return match discovery::list_content_hashes(leased, cancelled) {
+            Ok(listed) => {
+                info!(job = job.id, repositories = listed.len(), "listed the upstream's content hashes");
+                Ok(Finished { content_hashes: Some(listed), ..Finished::of(UpdateOutcome::Pushed, None) })
+            }
+            Err(DiscoveryError::Cancelled) => Err(PushError::Cancelled),
+            Err(e) => {
+                let unpublished = matches!(e, DiscoveryError::Status { status: 404, .. });
+                Ok(Finished { hashes_unpublished: unpublished, ..Finished::error(e.to_string()) })
+            }
+        };
     }
     if let Some(leased) = &job.discovery {
         return match discovery::discover(leased, settings.discovery_page, cancelled) {
@@ -533,6 +552,8 @@ fn report(
     report.next = next.cloned();
     report.content_hash.clone_from(&finished.content_hash);
     report.discovered.clone_from(&finished.discovered);
+    report.content_hashes.clone_from(&finished.content_hashes);
+    report.hashes_unpublished = finished.hashes_unpublished;
     report.learned_host_key.clone_from(&finished.learned_host_key);
     if let Some(reply) = &finished.reply {
         report.message.clone_from(reply);

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use mirrorfarm_core::farm::{DiscoveredRepository, LeasedDiscovery, UpstreamType};
+use mirrorfarm_core::farm::{DiscoveredRepository, LeasedDiscovery, ListedHash, UpstreamType};
 use mirrorfarm_core::urls::scrub_text;
 use serde_json::Value;
 
@@ -64,6 +64,31 @@ pub(crate) fn discover(
         out.extend(client.all(|start| client.repos_page(project, start), cancelled)?);
     }
     Ok(out)
+}
+
+/// Repositories per page of a content-hash listing: Bitbucket's largest page.
+const HASH_PAGE: u64 = 1000;
+
+/// Lists the content hash every repository of a Bitbucket (or mirrorfarm) upstream publishes
+/// (`GET /rest/mirroring/latest/repos`, all pages of `page` items): one listing polls the whole
+/// farm, and the edge queues pulls of the repositories whose hash moved. A server that does not
+/// publish them answers 404 (`DiscoveryError::Status`), and the edge polls its repositories one by
+/// one instead. Pages are as large as Bitbucket allows (1000; a server that caps them lower says
+/// where the next page starts).
+pub(crate) fn list_content_hashes(
+    leased: &LeasedDiscovery,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<ListedHash>, DiscoveryError> {
+    let page = HASH_PAGE;
+    let client = Client::new(leased, page);
+    client.all(
+        |start| {
+            let path = format!("/rest/mirroring/latest/repos?start={start}&limit={page}");
+            let (body, _) = client.get(&path)?;
+            bitbucket::hashes(&body).ok_or(DiscoveryError::Unreadable(path))
+        },
+        cancelled,
+    )
 }
 
 struct Client<'a> {
@@ -170,7 +195,7 @@ fn string(v: &Value) -> Option<String> {
 
 /// Bitbucket Data Center's REST API: `{values, isLastPage, nextPageStart}` pages.
 mod bitbucket {
-    use super::{DiscoveredRepository, Page, UpstreamProject, Value, string, text};
+    use super::{DiscoveredRepository, ListedHash, Page, UpstreamProject, Value, string, text};
 
     fn page<T>(body: &Value, item: impl Fn(&Value) -> Option<T>) -> Option<Page<T>> {
         let items = body["values"].as_array()?.iter().map(item).collect::<Option<Vec<T>>>()?;
@@ -182,6 +207,17 @@ mod bitbucket {
         page(body, |p| {
             let key = string(&p["key"])?;
             Some(UpstreamProject { id: text(&p["id"])?, handle: key.clone(), name: string(&p["name"])?, key })
+        })
+    }
+
+    /// A page of `EnrichedRepository`: each id with `properties.contentHash`; a repository that
+    /// shows none is listed with zeros (never computed), so the edge polls it by its refs.
+    pub(super) fn hashes(body: &Value) -> Option<Page<ListedHash>> {
+        page(body, |r| {
+            let repo_id = text(&r["id"])?;
+            let content_hash =
+                string(&r["properties"]["contentHash"]).unwrap_or_else(|| mirrorfarm_core::farm::ZERO_HASH.to_owned());
+            Some(ListedHash { repo_id, content_hash: content_hash.to_ascii_lowercase() })
         })
     }
 
@@ -333,6 +369,20 @@ mod tests {
         assert_eq!((r[0].repo_id.as_str(), r[0].clone_url.as_str()), ("3", "https://bb.example/scm/prj/repo.git"));
         assert!(r[0].public);
         assert!(bitbucket::projects(&json!({"values": []})).is_none(), "isLastPage is required");
+    }
+
+    #[test]
+    fn bitbucket_content_hashes_in_pages() {
+        let hash = "AB".repeat(32);
+        let page = json!({"size": 2, "limit": 2, "isLastPage": false, "nextPageStart": 2, "start": 0, "values": [
+            {"id": 11, "slug": "a", "name": "A", "properties": {"contentHash": hash, "metadataHash": "00"}},
+            {"id": 12, "slug": "b", "name": "B"}
+        ]});
+        let (listed, next) = bitbucket::hashes(&page).expect("read");
+        assert_eq!(next, Some(2));
+        assert_eq!(listed[0], ListedHash { repo_id: "11".into(), content_hash: "ab".repeat(32) }, "lower-cased");
+        assert_eq!(listed[1].content_hash, mirrorfarm_core::farm::ZERO_HASH, "none shown: never computed");
+        assert!(bitbucket::hashes(&json!({"values": [{"slug": "no-id"}], "isLastPage": true})).is_none());
     }
 
     #[test]

@@ -243,6 +243,7 @@ fn queued_job(h: &mut Html, s: &RepositoryStatus, job: &Job, now: i64) {
         JobKind::PullMirror => "Pull",
         JobKind::ForkSync => "Fork sync",
         JobKind::Discover => "Discovery",
+        JobKind::UpstreamPoll => "Hash poll",
         JobKind::SendMail => "Mail",
         JobKind::MigrationExport => "Export",
         JobKind::MigrationImport => "Import",

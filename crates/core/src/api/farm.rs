@@ -83,6 +83,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             state_reason: None,
             settings: MirrorSettings { mode: MirrorMode::AllProjects, project_ids: Vec::new() },
             last_discovery: None,
+            publishes_hashes: None,
+            hashes_listed_at: None,
             created_at: self.now,
         };
         let stored = self.store.insert_upstream(&upstream).await?;

@@ -247,7 +247,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             JobKind::PushMirror => crate::store::target::push(job.remote_mirror_id.unwrap_or_default()),
             JobKind::PullMirror => crate::store::target::pull(job.repository_id.unwrap_or_default()),
             JobKind::ForkSync => crate::store::target::fork(job.repository_id.unwrap_or_default()),
-            JobKind::Discover | JobKind::SendMail => return Ok(None),
+            JobKind::Discover | JobKind::UpstreamPoll | JobKind::SendMail => return Ok(None),
             JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => {
                 return Ok(None);
             }

@@ -7,7 +7,7 @@
 use super::triggers::pull_enabled;
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::admin::RateLimiter;
-use crate::farm::{DiscoveredRepository, LeasedDiscovery};
+use crate::farm::{DiscoveredRepository, LeasedDiscovery, ListedHash};
 use crate::forks::RefSyncState;
 use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
@@ -26,7 +26,8 @@ use crate::registry::Repository;
 use crate::store::Blobs;
 use crate::store::port::Database;
 use crate::store::{
-    Crypto, DiscoveryOutcome, DiscoveryWrite, ForkOutcome, JobContext, NoticeWrite, Reported, SavedMirror, SyncRecord,
+    Crypto, DiscoveryOutcome, DiscoveryWrite, ForkOutcome, HashPollOutcome, JobContext, NoticeWrite, Reported,
+    SavedMirror, SyncRecord,
 };
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, StoredUrl};
@@ -251,7 +252,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             JobKind::PushMirror => context.remote_mirror.clone().map(Tracked::Push),
             // A fork's sync state is recorded apart (`fork_syncs`), not as a mirror's update state,
             // and a discovery's on its upstream server.
-            JobKind::ForkSync | JobKind::Discover | JobKind::SendMail => None,
+            JobKind::ForkSync | JobKind::Discover | JobKind::UpstreamPoll | JobKind::SendMail => None,
             JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => None,
             JobKind::PullMirror => match &context.repository {
                 Some(repo) if repo.upstream.is_some() => {
@@ -275,7 +276,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             let retries = match job.kind {
                 JobKind::ForkSync | JobKind::Discover => job.attempt < crate::mirrors::MAX_TRIES,
                 JobKind::SendMail => Self::mail_retries(job),
-                JobKind::PullMirror | JobKind::PushMirror => false,
+                // The cron queues the next hash poll as soon as it is due again.
+                JobKind::PullMirror | JobKind::PushMirror | JobKind::UpstreamPoll => false,
                 JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => false,
             };
             if retries && matches!(outcome, UpdateOutcome::Error(_)) {
@@ -365,7 +367,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             let context = self.store.job_context_of(job.id, Some(job.kind)).await?;
             // Discoveries and fork syncs are not a mirror's update: their leases carry their own part.
             let own = match job.kind {
-                JobKind::Discover => {
+                // A hash poll lists the same server with the same token as a discovery.
+                JobKind::Discover | JobKind::UpstreamPoll => {
                     Some(self.leased_discovery_job(&job, &lease_id, deadline.millis(), &context).await?)
                 }
                 JobKind::ForkSync => Some(self.leased_fork_job(&job, &lease_id, deadline.millis(), &context).await?),
@@ -708,6 +711,17 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             (None, _) => None,
         };
         let reported_discovery = discovery.as_ref().map(|d| matches!(d, DiscoveryOutcome::Listed(_)));
+        // A hash poll's listing (well-formed entries only), or the upstream's refusal to publish one.
+        let listed_hashes: Vec<ListedHash> =
+            report.content_hashes.iter().flatten().filter(|h| h.is_well_formed()).cloned().collect();
+        let hash_poll = match context.upstream.as_ref().filter(|_| job.kind == JobKind::UpstreamPoll) {
+            Some(u) if report.outcome == Outcome::Pushed && report.content_hashes.is_some() => {
+                Some(HashPollOutcome::Listed(&u.id, &listed_hashes))
+            }
+            Some(u) if report.hashes_unpublished => Some(HashPollOutcome::Unpublished(&u.id)),
+            _ => None,
+        };
+        let hashes_listed = matches!(hash_poll, Some(HashPollOutcome::Listed(..)));
         let notice = self.report_notice(&job, &context, &report, &message).await?;
         let notice_write =
             notice.as_ref().map(|(target, watch, mail)| NoticeWrite { target, watch, mail: mail.as_deref() });
@@ -717,6 +731,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             fork,
             sync_record,
             discovery,
+            hash_poll,
             notice: notice_write,
         };
         let after = self
@@ -730,12 +745,13 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             self.signals.notify(Topic::Results).await;
         }
         // Nodes waiting for work look again if this result queued any: a retry, a pull that found
-        // new content (pushes and fork syncs follow), a discovery (first syncs). An unchanged
-        // poll queues nothing and wakes nobody.
+        // new content (pushes and fork syncs follow), a discovery (first syncs), a hash poll (the
+        // pulls of what moved). An unchanged poll queues nothing and wakes nobody.
         let queued_more = job.state == JobState::Queued
             || notice.as_ref().is_some_and(|(_, _, mail)| mail.is_some())
             || (pulled && report.fingerprint.is_some())
-            || matches!(reported_discovery, Some(true));
+            || matches!(reported_discovery, Some(true))
+            || hashes_listed;
         if queued_more {
             self.mark_queued();
         }
@@ -771,7 +787,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             JobKind::ForkSync => report.fork_refs.as_ref().map(|refs| {
                 Signal::Condition(Cause::ForkDiverged, refs.iter().any(|r| r.state == RefSyncState::Diverged))
             }),
-            JobKind::Discover | JobKind::SendMail => None,
+            JobKind::Discover | JobKind::UpstreamPoll | JobKind::SendMail => None,
             JobKind::MigrationExport | JobKind::MigrationImport | JobKind::MeshMove | JobKind::SupportZip => None,
         };
         let repository = context.repository.as_ref();

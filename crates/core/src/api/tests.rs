@@ -11,6 +11,7 @@ use crate::test_support::{FakeCrypto, block_on};
 
 mod access;
 mod faults;
+mod hash_polls;
 mod limits;
 mod migration;
 mod ssh;

@@ -101,14 +101,17 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     /// The cron: queues a poll of every repository whose upstream was not polled for
     /// `poll_interval_ms` (at most [`POLL_BATCH`] per run; the rest wait for the next run), and a
-    /// discovery of every upstream server not listed for [`crate::farm::DISCOVERY_INTERVAL_MS`].
-    /// A poll whose upstream fingerprint is unchanged does nothing more.
+    /// discovery of every upstream server not listed for [`crate::farm::DISCOVERY_INTERVAL_MS`],
+    /// and a hash poll of every upstream that publishes content hashes, whose farm repositories
+    /// are not polled one by one. A poll whose upstream fingerprint is unchanged does nothing more.
     pub async fn schedule_polls(&self) -> Result<u64> {
         let before = self.now.plus_millis(-self.config.poll_interval_ms);
         let mut due = self.store.queue_due_polls(before, self.now, POLL_BATCH).await?;
         // Discovery runs again now and then, to see repositories created or deleted upstream.
         let listed_before = self.now.plus_millis(-crate::farm::DISCOVERY_INTERVAL_MS);
         due += self.store.queue_due_discoveries(listed_before, self.now).await?;
+        // Upstreams that publish content hashes: one listing each instead of a poll per repository.
+        due += self.store.queue_due_hash_polls(before, self.now).await?;
         if due > 0 {
             self.signals.notify(crate::queue::Topic::Queue).await;
         }

@@ -86,6 +86,11 @@ pub struct UpstreamServer {
     pub settings: MirrorSettings,
     /// The latest completed listing.
     pub last_discovery: Option<Timestamp>,
+    /// Whether it publishes its repositories' content hashes (`GET /rest/mirroring/…/repos`):
+    /// `None` until a listing of them succeeds or is refused. Polls use them while it may.
+    pub publishes_hashes: Option<bool>,
+    /// The latest complete listing of its content hashes.
+    pub hashes_listed_at: Option<Timestamp>,
     /// When it was added.
     pub created_at: Timestamp,
 }

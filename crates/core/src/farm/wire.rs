@@ -26,6 +26,13 @@ pub struct UpstreamServerDto {
     /// Why the latest listing failed (ours).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
+    /// Whether it publishes its repositories' content hashes, so that one listing of them polls
+    /// every farm repository (ours; absent until known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publishes_content_hashes: Option<bool>,
+    /// The latest complete listing of its content hashes (ours; epoch ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashes_listed_at: Option<i64>,
 }
 
 impl From<&UpstreamServer> for UpstreamServerDto {
@@ -37,6 +44,8 @@ impl From<&UpstreamServer> for UpstreamServerDto {
             state: u.state,
             kind: u.kind,
             state_reason: u.state_reason.clone(),
+            publishes_content_hashes: u.publishes_hashes,
+            hashes_listed_at: u.hashes_listed_at.map(|t| t.millis()),
         }
     }
 }
@@ -260,6 +269,31 @@ pub struct DiscoveredRepository {
     pub default_branch: Option<String>,
     /// Its HTTP clone URL upstream (without credentials).
     pub clone_url: String,
+}
+
+/// One repository's content hash as an upstream publishes it (`GET /rest/mirroring/…/repos`,
+/// `properties.contentHash`), as a node reports a hash poll.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ListedHash {
+    /// The upstream's id of the repository (a string).
+    pub repo_id: String,
+    /// Its content hash (lower-case hex; all zeros, or absent upstream: never computed).
+    pub content_hash: String,
+}
+
+impl ListedHash {
+    /// Whether the hash can be compared: hex, at most 128 digits, for an id of at most 255
+    /// bytes. Others are left out of the comparison (the repository is polled by its refs).
+    pub fn is_well_formed(&self) -> bool {
+        let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+        !self.repo_id.is_empty()
+            && self.repo_id.len() <= 255
+            && !self.content_hash.is_empty()
+            && self.content_hash.len() <= 128
+            && self.content_hash.bytes().all(hex)
+    }
 }
 
 /// The discovery part of a leased job: which server to list, how, and what is selected.

@@ -20,6 +20,9 @@ pub enum JobKind {
     ForkSync,
     /// List an upstream server's projects and repositories, so the farm holds what it should.
     Discover,
+    /// Poll an upstream server that publishes its repositories' content hashes with one paged
+    /// listing of them; the edge queues a pull of each farm repository whose hash moved.
+    UpstreamPoll,
     /// Deliver one e-mail through the instance's mail server (see [`crate::mail`]).
     SendMail,
     /// Write a migration archive of selected repositories to R2 (see [`crate::migration`]).
@@ -75,7 +78,7 @@ pub enum JobState {
     Failed,
 }
 
-crate::wire_names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR", ForkSync = "FORK_SYNC", Discover = "DISCOVER", SendMail = "SEND_MAIL", MigrationExport = "MIGRATION_EXPORT", MigrationImport = "MIGRATION_IMPORT", MeshMove = "MESH_MOVE", SupportZip = "SUPPORT_ZIP" });
+crate::wire_names!(JobKind { PushMirror = "PUSH_MIRROR", PullMirror = "PULL_MIRROR", ForkSync = "FORK_SYNC", Discover = "DISCOVER", UpstreamPoll = "UPSTREAM_POLL", SendMail = "SEND_MAIL", MigrationExport = "MIGRATION_EXPORT", MigrationImport = "MIGRATION_IMPORT", MeshMove = "MESH_MOVE", SupportZip = "SUPPORT_ZIP" });
 crate::wire_names!(JobReason { Manual = "MANUAL", Enabled = "ENABLED", UrlChanged = "URL_CHANGED", Webhook = "WEBHOOK", Poll = "POLL", Upstream = "UPSTREAM", Requested = "REQUESTED", Settings = "SETTINGS", Schedule = "SCHEDULE", Notification = "NOTIFICATION" });
 crate::wire_names!(JobState { Queued = "QUEUED", Leased = "LEASED", Done = "DONE", Failed = "FAILED" });
 

@@ -124,6 +124,8 @@ pub struct Reported<'a> {
     pub sync_record: Option<SyncRecord<'a>>,
     /// For discoveries: what the listing changes, or why it failed.
     pub discovery: Option<DiscoveryOutcome<'a>>,
+    /// For hash polls: the upstream's listed content hashes, or that it publishes none.
+    pub hash_poll: Option<HashPollOutcome<'a>>,
     /// What notifications make of it: the watch saved, and a mail queued if one is due.
     pub notice: Option<super::NoticeWrite<'a>>,
 }
@@ -131,7 +133,7 @@ pub struct Reported<'a> {
 impl<'a> Reported<'a> {
     /// A report of how a try ended and nothing else.
     pub fn outcome_only(outcome: &'a str, message: &'a str) -> Self {
-        Self { outcome, message, fork: None, sync_record: None, discovery: None, notice: None }
+        Self { outcome, message, fork: None, sync_record: None, discovery: None, hash_poll: None, notice: None }
     }
 }
 
@@ -146,6 +148,15 @@ pub struct SyncRecord<'a> {
     pub error: Option<&'a str>,
     /// The copy's content hash, if the node computed it.
     pub content_hash: Option<&'a str>,
+}
+
+/// What a hash poll found.
+#[derive(Debug)]
+pub enum HashPollOutcome<'a> {
+    /// The node listed every repository's content hash: (upstream id, the listing).
+    Listed(&'a str, &'a [crate::farm::ListedHash]),
+    /// The upstream publishes none (its listing answered 404): its upstream id.
+    Unpublished(&'a str),
 }
 
 /// A discovery's outcome.
@@ -316,7 +327,7 @@ impl<D: Database> Store<D> {
             wants(&[K::ForkSync]),
             wants(&[K::ForkSync]),
             wants(&[K::ForkSync]),
-            wants(&[K::Discover]),
+            wants(&[K::Discover, K::UpstreamPoll]),
             wants(&[K::Discover]),
             wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
             wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
@@ -563,6 +574,15 @@ impl<D: Database> Store<D> {
                 }
                 Some(DiscoveryOutcome::Failed(id, why)) => {
                     batch.push(super::farm::discovery_failed_statement(id, why, guard));
+                }
+                None => {}
+            }
+            match r.hash_poll {
+                Some(HashPollOutcome::Listed(id, listed)) => {
+                    batch.extend(super::farm::hash_listing_statements(id, listed, now, guard));
+                }
+                Some(HashPollOutcome::Unpublished(id)) => {
+                    batch.push(super::farm::hashes_unpublished_statement(id, guard))
                 }
                 None => {}
             }

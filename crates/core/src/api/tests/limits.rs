@@ -1,5 +1,5 @@
 //! Inputs at the sizes a real farm meets, through the service on real SQLite: 7,000 discovered
-//! repositories, a fork sync of 10,000 refs, and 1,000 users in a group, a grant and a filter.
+//! repositories (and a hash poll of them), a fork sync of 10,000 refs, and 1,000 users in a group, a grant and a filter.
 //! The SQLite port checks every statement against D1's limits (`store::limits`) and fails the
 //! test on the first breach, so passing means none of these statements would be refused by D1.
 
@@ -48,6 +48,21 @@ fn seven_thousand_discovered_repositories_are_stored_within_d1s_limits() {
     assert_eq!(done.status, 200, "{}", done.raw);
     assert_eq!(w.db().count("SELECT COUNT(*) FROM farm_repositories"), 7_000);
     assert_eq!(w.as_admin("GET", "/rest/mirroring/latest/progress", None).body["totalRepos"], 7_000);
+
+    // A hash poll of the 7,000 (their first syncs set aside): one listing, every hash new.
+    w.db().execute("DELETE FROM jobs");
+    let later = Service::new(&w.store, &w.crypto, &w.config, Timestamp(1_578_331_922_823 + 400_000));
+    assert_eq!(block_on(later.schedule_polls()).expect("cron"), 1, "one hash poll, no poll per repository");
+    let poll = lease(&w, &token);
+    assert_eq!(poll.body["kind"], "UPSTREAM_POLL", "{}", poll.raw);
+    let hashes: Vec<Value> =
+        (0..7_000).map(|i| json!({"repoId": i.to_string(), "contentHash": format!("{i:064x}")})).collect();
+    let body = json!({"outcome": "pushed", "contentHashes": hashes});
+    assert!(body.to_string().len() <= crate::api::routes::MAX_REPORT_BYTES, "{} bytes", body.to_string().len());
+    let done = report(&w, &token, &poll.body, body);
+    assert_eq!(done.status, 200, "{}", done.raw);
+    assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs WHERE kind = 'PULL_MIRROR' AND state = 'QUEUED'"), 7_000);
+    assert_eq!(w.db().count("SELECT COUNT(*) FROM farm_repositories WHERE pending_content_hash IS NOT NULL"), 6_999);
 }
 
 #[test]
