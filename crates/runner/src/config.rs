@@ -27,7 +27,8 @@ pub(crate) struct RunArgs {
     /// Where local repository copies live.
     #[arg(long, env = "MIRRORFARM_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Jobs worked on at once.
+    /// Jobs worked on at once (default: twice the number of cores; git waits on the network and
+    /// the edge about as much as it computes).
     #[arg(long, env = "MIRRORFARM_CONCURRENCY")]
     concurrency: Option<usize>,
     /// Lease length to ask for, in seconds.
@@ -133,7 +134,7 @@ impl RunArgs {
             ssh_url: self.ssh_url.or(file.ssh_url),
             node: NodeSettings {
                 data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(".mirrorfarm")),
-                concurrency: self.concurrency.or(file.concurrency).unwrap_or(2).max(1),
+                concurrency: self.concurrency.or(file.concurrency).unwrap_or_else(default_concurrency).max(1),
                 lease_seconds: self.lease_seconds.or(file.lease_seconds).unwrap_or(60).clamp(5, 3600),
                 poll: Duration::from_millis(self.poll_ms.or(file.poll_ms).unwrap_or(2000)),
                 clone_url: None,
@@ -152,4 +153,10 @@ impl RunArgs {
             },
         })
     }
+}
+
+/// Jobs worked on at once unless set: twice the cores this node may use (git waits on the network
+/// and the edge about as much as it computes), 2 if that is unknown.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
 }
