@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{Level, Principal};
 pub use logs::{LogLevel, LogLevels};
-pub use rate_limit::{BucketSettings, LocalLimiter, NoLimiter, RateLimitSettings, RateLimiter, Refused, UserRateLimit};
+pub use rate_limit::{
+    Allowances, BucketSettings, LocalLimiter, NoLimiter, RateLimitSettings, RateLimiter, Refused, UserRateLimit,
+    allowance_block,
+};
 
 /// Why an administrative value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
