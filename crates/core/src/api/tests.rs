@@ -1917,6 +1917,36 @@ mod audit {
     }
 
     #[test]
+    fn a_provisional_event_goes_in_as_a_failure_until_confirmed() {
+        let w = World::new();
+        let record = crate::store::AuditRecord {
+            at: Timestamp(5),
+            actor: crate::audit::Actor::Anonymous,
+            source: None,
+            category: "Forks".into(),
+            action: "SetForkSync".into(),
+            method: "POST".into(),
+            path: "/x".into(),
+            objects: Vec::new(),
+            changed: Vec::new(),
+        };
+        let event = "SELECT outcome || ' ' || IFNULL(status, '-') FROM audit_events";
+        // Made provisional before the write it rides in; a read does not carry it.
+        w.store.arm_audit(&record).expect("arm");
+        w.store.audit_provisionally(503);
+        block_on(w.store.instance_settings()).expect("a read");
+        block_on(w.store.put_setting("banner", None::<&String>)).expect("a write");
+        assert_eq!(w.db().text(event), "FAILURE 503", "what the request answers if the wait fails");
+        let id = w.db().count("SELECT id FROM audit_events");
+        assert_eq!(w.store.disarm_audit(), crate::store::AuditCarry::Provisional(Some(id)));
+        block_on(w.store.confirm_audit(id)).expect("confirmed");
+        assert_eq!(w.db().text(event), "SUCCESS -", "as an event written with its change");
+        // Nothing armed: nothing to make provisional.
+        w.store.audit_provisionally(503);
+        assert_eq!(w.store.disarm_audit(), crate::store::AuditCarry::NotArmed);
+    }
+
+    #[test]
     fn a_failed_batch_leaves_neither_change_nor_success_but_a_failure() {
         let w = World::new();
         let id = w.seed_repo();
