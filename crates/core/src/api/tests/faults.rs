@@ -178,7 +178,6 @@ impl<'w> Sweep<'w> {
         let written = w.db().dump(&["audit_events"]);
         assert_ne!(written, before, "{route}: the request wrote nothing before it waited");
         let mut committed = None;
-        let mut kept_success = 0;
         let mut k = 1;
         loop {
             w.db().restore(&start);
@@ -192,11 +191,9 @@ impl<'w> Sweep<'w> {
                 // The first failure that left the write standing came right after it.
                 let write = committed.expect("a request that waits reads after its write") - 1;
                 println!(
-                    "  waits: {route}: its write is batch {write} of {}; {} failures after it left what a timed-out \
-                     wait leaves{}",
+                    "  waits: {route}: its write is batch {write} of {}, {} failures after it",
                     k - 1,
-                    k - 1 - write,
-                    if kept_success > 0 { ", the audit event's rewrite to FAILURE among them" } else { "" }
+                    k - 1 - write
                 );
                 *self.failed.entry(route).or_default() += k - 1;
                 return r;
@@ -207,17 +204,10 @@ impl<'w> Sweep<'w> {
                 assert!(committed.is_none(), "{at}: the write of batch {committed:?} came undone");
                 check_failure(w, &at, &r, audited);
             } else if after == written {
+                // The write stands, as after any timed-out wait; its audit event, which rode in
+                // the write's batch, says FAILURE (see `Store::audit_provisionally`).
                 committed.get_or_insert(k);
-                // The write stands, as after any timed-out wait. Its audit event rode in the
-                // write's batch, and says FAILURE once the answer is known: unless that very
-                // rewrite is the batch that failed, which the answer says.
-                let rewrite_lost = header_says(&r, "audit;desc=\"not written\"");
-                if rewrite_lost {
-                    kept_success += 1;
-                    assert!(r.status >= 500 && !r.raw.contains(INJECTED), "{at}: answered {} {}", r.status, r.raw);
-                } else {
-                    check_failure(w, &at, &r, audited);
-                }
+                check_failure(w, &at, &r, audited);
             } else {
                 panic!("{at}: a half-write:\n{}", changes(&before, &after));
             }
