@@ -23,6 +23,30 @@ struct World {
     config: Config,
     limiter: crate::admin::LocalLimiter,
     blobs: crate::store::MemoryBlobs,
+    /// What a farm node does, straight in the database, when a request waits for it (`None`: no
+    /// node answers, so the request times out at once, as with `NoSignals`).
+    node_answers: std::cell::RefCell<Option<String>>,
+}
+
+/// Signals whose wait a farm node answers at once: it runs `work` (the SQL its result amounts
+/// to) and the request is woken.
+struct NodeAnswers<'a> {
+    db: &'a SqliteDatabase,
+    work: &'a str,
+}
+
+impl crate::queue::Signals for NodeAnswers<'_> {
+    async fn generation(&self, _topic: crate::queue::Topic) -> Option<u64> {
+        Some(0)
+    }
+    async fn wait(&self, _topic: crate::queue::Topic, seen: u64, _timeout_ms: i64) -> Option<u64> {
+        self.db.execute(self.work);
+        Some(seen + 1)
+    }
+    async fn notify(&self, _topic: crate::queue::Topic) {}
+    fn now(&self) -> Option<Timestamp> {
+        None
+    }
 }
 
 struct Reply {
@@ -47,6 +71,7 @@ impl World {
             config: Config::default(),
             limiter: crate::admin::LocalLimiter::default(),
             blobs: crate::store::MemoryBlobs::default(),
+            node_answers: std::cell::RefCell::default(),
         };
         world.add_user("admin", GlobalRole::SysAdmin, ADMIN_TOKEN);
         world
@@ -116,7 +141,11 @@ impl World {
         let service = Service::new(&self.store, &self.crypto, &self.config, Timestamp(1_578_331_922_823))
             .with_limiter(&self.limiter)
             .with_blobs(&self.blobs);
-        let r = block_on(service.handle(&req));
+        let answers = self.node_answers.borrow().clone();
+        let r = match answers.as_deref() {
+            Some(work) => block_on(service.with_signals(&NodeAnswers { db: self.db(), work }).handle(&req)),
+            None => block_on(service.handle(&req)),
+        };
         if let Some(diagnostic) = &r.diagnostic {
             eprintln!("diagnostic: {diagnostic}");
         }

@@ -159,58 +159,94 @@ impl<'w> Sweep<'w> {
         }
     }
 
-    /// A JSON step whose request waits for a farm node after its write; here none answers, so it
-    /// answers 503 and its work stays queued. Each failing run starts from the same state (the
-    /// tables and the fake crypto's "random" bytes restored): a failure before or at the write
-    /// leaves every table as it was, one after it what the timed-out answer leaves. Returns the
-    /// timed-out answer.
-    fn waiting(&mut self, who: As<'_>, method: &str, target: &str, body: Option<Value>) -> Reply {
+    /// A JSON step whose request waits for a farm node after its write, and no node answers: it
+    /// answers 503 and its work stays queued (see [`Sweep::waiting`]).
+    fn timed_out(&mut self, who: As<'_>, method: &str, target: &str, body: Option<Value>) -> Reply {
+        self.waiting(who, method, target, body, None, 503)
+    }
+
+    /// A JSON step whose request waits for a farm node after its write, and the node answers by
+    /// doing `work` (the SQL its result amounts to): the request answers `status`.
+    fn answered(
+        &mut self,
+        who: As<'_>,
+        method: &str,
+        target: &str,
+        body: Option<Value>,
+        work: &str,
+        status: u16,
+    ) -> Reply {
+        self.waiting(who, method, target, body, Some(work), status)
+    }
+
+    /// Sweeps a request that waits for a farm node after its write. Each run starts from the same
+    /// state (the tables and the fake crypto's "random" bytes restored), and each failure must
+    /// leave the state as it was, or as the write left it when no node answers (the timed-out
+    /// answer: the write stands, its work queued), or, once the node answered, as the answered
+    /// request leaves it; in that order as the failing batch moves on, and never anything else.
+    fn waiting(
+        &mut self,
+        who: As<'_>,
+        method: &str,
+        target: &str,
+        body: Option<Value>,
+        node: Option<&str>,
+        status: u16,
+    ) -> Reply {
         let w = self.w;
         let route = route_of(method, target);
         let text = body.map(|b| b.to_string());
         let send = || send_as(w, who, method, target, &[], text.as_deref().map(|b| ("application/json", b)));
         let start = w.db().snapshot();
         let drawn = w.crypto.position();
-        let before = w.db().dump(&["audit_events"]);
-        // The answer without a fault, and what it leaves.
-        let timed_out = send();
-        expect_status(&route, &timed_out, 503);
-        let written = w.db().dump(&["audit_events"]);
-        assert_ne!(written, before, "{route}: the request wrote nothing before it waited");
-        let mut committed = None;
-        let mut k = 1;
-        loop {
+        let from_start = |answers: Option<&str>| {
             w.db().restore(&start);
             w.crypto.rewind(drawn);
+            *w.node_answers.borrow_mut() = answers.map(str::to_owned);
+        };
+        let dump = || w.db().dump(&["audit_events"]);
+        // The states a run may leave, in order: as it was; the write alone (no node answers);
+        // the write and the node's work (it answered).
+        let mut states = vec![dump()];
+        from_start(None);
+        expect_status(&route, &send(), 503);
+        states.push(dump());
+        assert_ne!(states[1], states[0], "{route}: the request wrote nothing before it waited");
+        if let Some(work) = node {
+            from_start(Some(work));
+            expect_status(&route, &send(), status);
+            states.push(dump());
+        }
+        let mut reached = 0;
+        let mut write = None;
+        let mut k = 1;
+        loop {
+            from_start(node);
             let audited = w.db().count(SUCCESSES);
             w.faults().arm(k);
             let r = send();
             if !w.faults().disarm() {
-                expect_status(&route, &r, 503);
-                assert_eq!(w.db().dump(&["audit_events"]), written, "{route}: run again, it wrote otherwise");
-                // The first failure that left the write standing came right after it.
-                let write = committed.expect("a request that waits reads after its write") - 1;
-                println!(
-                    "  waits: {route}: its write is batch {write} of {}, {} failures after it",
-                    k - 1,
-                    k - 1 - write
-                );
+                *w.node_answers.borrow_mut() = None;
+                expect_status(&route, &r, status);
+                assert!(states.last() == Some(&dump()), "{route}: run again, it wrote otherwise");
+                let write = write.expect("a request that waits reads after its write");
+                let how = if node.is_some() { "answered" } else { "timed out" };
+                println!("  waits ({how}): {route}: its write is batch {write} of {}", k - 1);
                 *self.failed.entry(route).or_default() += k - 1;
                 return r;
             }
             let at = format!("{route}, batch {k} failed");
-            let after = w.db().dump(&["audit_events"]);
-            if after == before {
-                assert!(committed.is_none(), "{at}: the write of batch {committed:?} came undone");
-                check_failure(w, &at, &r, audited);
-            } else if after == written {
-                // The write stands, as after any timed-out wait; its audit event, which rode in
-                // the write's batch, says FAILURE (see `Store::audit_provisionally`).
-                committed.get_or_insert(k);
-                check_failure(w, &at, &r, audited);
-            } else {
-                panic!("{at}: a half-write:\n{}", changes(&before, &after));
+            let after = dump();
+            let Some(state) = states.iter().position(|s| *s == after) else {
+                panic!("{at}: a half-write:\n{}", changes(&states[0], &after));
+            };
+            assert!(state >= reached, "{at}: left state {state} after a failure later than one that left {reached}");
+            if state > 0 {
+                // The first failure that left the write standing came right after it.
+                write.get_or_insert(k - 1);
             }
+            reached = state;
+            check_failure(w, &at, &r, audited);
             k += 1;
         }
     }
@@ -680,7 +716,7 @@ fn migrations_and_support_zips(tally: &mut Tally) {
 }
 
 /// Requests that wait for a farm node after their write: fork sync switched on, a MERGE, a test
-/// mail (see [`Sweep::waiting`]).
+/// mail, each with no node answering and with one that does (see [`Sweep::waiting`]).
 fn requests_that_wait_for_a_node(tally: &mut Tally) {
     let w = World::new();
     let mut s = Sweep::new(&w);
@@ -697,22 +733,35 @@ fn requests_that_wait_for_a_node(tally: &mut Tally) {
     let n = As::Token(&token);
     let sync = "/rest/sync/latest/projects/MF/repos/fork";
 
-    // Fork sync switched on: a sync queued ahead of routine work, and waited for.
-    s.waiting(a, "POST", sync, Some(json!({"enabled": true})));
-    // The node syncs the fork and finds a branch diverged; the developer merges it.
+    // Fork sync switched on: a sync queued ahead of routine work, and waited for, in vain.
+    s.timed_out(a, "POST", sync, Some(json!({"enabled": true})));
+    // The node syncs the fork and finds a branch diverged; the developer merges it, and the
+    // node does it while the request waits (or not).
     let job = s.unswept(n, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"leaseSeconds": 60})), 200);
     assert_eq!(field(&job, "kind"), "FORK_SYNC", "{}", job.raw);
     let report = json!({"leaseId": field(&job, "leaseId"), "outcome": "pushed",
         "forkRefs": [{"id": "refs/heads/feature", "state": "DIVERGED"}]});
     s.plain(n, "POST", &format!("{NODE}/jobs/{}/result", field(&job, "id")), Some(report), 200);
     let merge = json!({"refId": "refs/heads/feature", "action": "MERGE", "context": {"commitMessage": "Catch up"}});
-    s.waiting(As::Token(DEV), "POST", &format!("{sync}/synchronize"), Some(merge));
+    let synchronize = format!("{sync}/synchronize");
+    s.timed_out(As::Token(DEV), "POST", &synchronize, Some(merge.clone()));
+    let synced = "UPDATE jobs SET state = 'DONE', outcome = 'pushed', finished_at = 1 \
+                  WHERE kind = 'FORK_SYNC' AND state IN ('QUEUED', 'LEASED')";
+    s.answered(As::Token(DEV), "POST", &synchronize, Some(merge), synced, 200);
+    // Switched off, and on again with a node that syncs it in time.
+    s.plain(a, "POST", sync, Some(json!({"enabled": false})), 204);
+    s.answered(a, "POST", sync, Some(json!({"enabled": true})), synced, 200);
 
-    // A test mail through the configured server.
+    // A test mail through the configured server, sent by a node or not.
     let server =
         json!({"hostname": "smtp.example.com", "port": 25, "protocol": "SMTP", "sender-address": "mf@example.com"});
     s.plain(a, "PUT", &format!("{BB}/admin/mail-server"), Some(server), 200);
-    s.waiting(a, "POST", &format!("{NODE}/admin/mail-server/test"), Some(json!({"to": "ops@example.com"})));
+    let test = format!("{NODE}/admin/mail-server/test");
+    s.timed_out(a, "POST", &test, Some(json!({"to": "ops@example.com"})));
+    let sent = "UPDATE jobs SET state = 'DONE', outcome = 'pushed', message = '250 2.0.0 Ok', finished_at = 1 \
+                WHERE kind = 'SEND_MAIL' AND state = 'QUEUED'";
+    let mail = s.answered(a, "POST", &test, Some(json!({"to": "ops@example.com"})), sent, 200);
+    assert_eq!((field(&mail, "sent").as_bool(), field(&mail, "response").as_str()), (Some(true), Some("250 2.0.0 Ok")));
     s.into_tally(tally);
 }
 
