@@ -6,10 +6,12 @@
 //! leave every table as it was.
 //!
 //! A request that waits for a farm node after its write (enabling fork sync, MERGE or DISCARD, a
-//! test mail) answers 503 here, where no node answers, and its work stays queued, as it does
-//! when a node is slow. It is run from the same state each time (the tables are restored): a
-//! failure before or at its write leaves every table as it was, one after it exactly what the
-//! timed-out answer leaves, never anything in between.
+//! test mail) is swept with no node answering (it answers 503 and its work stays queued, as when
+//! the nodes are slow) and with a node that answers at once (`World::node_answers`). It is run from
+//! the same state each time (the tables restored): a failure before or at its write leaves every
+//! table as it was, one after it what the write alone leaves, and one after the node answered
+//! what the answered request leaves; in that order, never anything in between, and never a
+//! SUCCESS audit event.
 //!
 //! Last, the write routes of the route table that no scenario reached are listed: they must be
 //! exactly [`UNSWEPT`], each with its reason, so a new write route without a sweep fails here.
@@ -129,6 +131,8 @@ impl<'w> Sweep<'w> {
         self.raw(who, method, target, &headers, Some(("multipart/form-data; boundary=sweep", form.as_str())), status)
     }
 
+    /// Sends `send` with its 1st, 2nd, … batch failing until no fault fires; checks each failure
+    /// and counts them for `method target`'s route in `failed`.
     fn sweep(
         w: &World,
         failed: &mut Tally,
