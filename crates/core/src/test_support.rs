@@ -24,6 +24,18 @@ pub struct FakeCrypto {
     counter: Cell<u8>,
 }
 
+impl FakeCrypto {
+    /// Where the "random" bytes are: a request run again after [`FakeCrypto::rewind`] draws the same.
+    pub fn position(&self) -> u8 {
+        self.counter.get()
+    }
+
+    /// Draws the "random" bytes again from `position`.
+    pub fn rewind(&self, position: u8) {
+        self.counter.set(position);
+    }
+}
+
 fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
 }

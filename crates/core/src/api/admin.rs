@@ -522,8 +522,10 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             LicenseError::Crypto(c) => ApiError::Internal(c.to_string()),
             other => ApiError::Conflict(other.to_string()),
         })?;
-        self.put_setting(setting::LICENSE, Some(&text.trim().to_owned())).await?;
+        // Everything the answer needs is read before the write: a failure after it would answer
+        // an error for a license that is installed.
         let users = self.store.count_users().await?;
+        self.put_setting(setting::LICENSE, Some(&text.trim().to_owned())).await?;
         Ok(ApiResponse::json(200, &LicenseDto::new(&terms, text, users, self.now)))
     }
 

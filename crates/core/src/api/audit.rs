@@ -278,7 +278,10 @@ impl<D: Database, C: Crypto, S: crate::queue::Signals, L: crate::admin::RateLimi
         let outcome = if succeeded { "SUCCESS" } else { "FAILURE" };
         let (how, written) = match (self.store.disarm_audit(), succeeded) {
             (AuditCarry::Carried(_), true) => ("in batch", Ok(())),
-            (AuditCarry::Carried(Some(id)), false) => ("own write", self.store.fail_audit(id, response.status).await),
+            (AuditCarry::Carried(Some(id)) | AuditCarry::Provisional(Some(id)), false) => {
+                ("own write", self.store.fail_audit(id, response.status).await)
+            }
+            (AuditCarry::Provisional(Some(id)), true) => ("own write", self.store.confirm_audit(id).await),
             (_, _) => ("own write", self.store.write_audit(record, outcome, response.status).await),
         };
         let how = match written {

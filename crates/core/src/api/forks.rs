@@ -203,6 +203,9 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         if let Some(reason) = unavailable_reason(&repo, fork.as_ref()) {
             return Err(ApiError::Conflict(format!("Synchronization is not available: {reason}")));
         }
+        if enabled {
+            self.audit_until_the_node_answers();
+        }
         let job = self.store.set_fork_sync(repo.id, enabled, self.now, enabled).await?;
         let Some(job) = job else { return Ok(ApiResponse::empty(204)) };
         self.wait_for_job(job).await?;
@@ -257,6 +260,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             nonce: self.random_hex(8)?,
         };
         let text = serde_json::to_string(&payload).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.audit_until_the_node_answers();
         let job = self.store.request_fork_job(repo.id, &text, self.now).await?;
         let job = self.wait_for_job(job).await?;
         match job.outcome.as_deref() {
@@ -273,6 +277,13 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             Some(still) => ApiResponse::json(200, &RejectedRef::clone(still)),
             None => ApiResponse::empty(204),
         })
+    }
+
+    /// Before the write of a request that then waits for a node ([`Service::wait_for_job`]): its
+    /// audit event goes in with the write as the FAILURE the request answers if no node finishes
+    /// in time, and becomes SUCCESS only once the request has succeeded.
+    pub(super) fn audit_until_the_node_answers(&self) {
+        self.store.audit_provisionally(503);
     }
 
     /// Waits for a node to finish job `id`, up to `Config::sync_wait_ms`: the queue is woken

@@ -160,6 +160,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         };
         let payload = MailJob { notice: None, test_to: Some(to.clone()), nonce: self.random_hex(8)? };
         let text = serde_json::to_string(&payload).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.audit_until_the_node_answers();
         let id = self.store.enqueue_mail(&text, JobReason::Requested, WAITED_FOR_PRIORITY, self.now).await?;
         let job = self.wait_for_job(id).await?;
         let sent = job.outcome.as_deref() == Some(crate::nodes::Outcome::Pushed.as_str());

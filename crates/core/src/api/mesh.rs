@@ -299,9 +299,9 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         }
         let text = serde_json::to_string(&request).map_err(|e| ApiError::Internal(e.to_string()))?;
         let who = Self::user_id(call.principal().ok());
-        let id = self.store.start_mesh_migration(who, &text, request.max_bandwidth(), &moves, self.now).await?;
+        let job = self.store.start_mesh_migration(who, &text, request.max_bandwidth(), &moves, self.now).await?;
         self.signals.notify(Topic::Queue).await;
-        self.mesh_job_answer(id).await
+        Ok(ApiResponse::json(200, &MigrationJobDto::from(&job)))
     }
 
     /// The job shape of Mesh migration `id`.

@@ -24,6 +24,30 @@ struct World {
     config: Config,
     limiter: crate::admin::LocalLimiter,
     blobs: crate::store::MemoryBlobs,
+    /// What a farm node does, straight in the database, when a request waits for it (`None`: no
+    /// node answers, so the request times out at once, as with `NoSignals`).
+    node_answers: std::cell::RefCell<Option<String>>,
+}
+
+/// Signals whose wait a farm node answers at once: it runs `work` (the SQL its result amounts
+/// to) and the request is woken.
+struct NodeAnswers<'a> {
+    db: &'a SqliteDatabase,
+    work: &'a str,
+}
+
+impl crate::queue::Signals for NodeAnswers<'_> {
+    async fn generation(&self, _topic: crate::queue::Topic) -> Option<u64> {
+        Some(0)
+    }
+    async fn wait(&self, _topic: crate::queue::Topic, seen: u64, _timeout_ms: i64) -> Option<u64> {
+        self.db.execute(self.work);
+        Some(seen + 1)
+    }
+    async fn notify(&self, _topic: crate::queue::Topic) {}
+    fn now(&self) -> Option<Timestamp> {
+        None
+    }
 }
 
 struct Reply {
@@ -48,6 +72,7 @@ impl World {
             config: Config::default(),
             limiter: crate::admin::LocalLimiter::default(),
             blobs: crate::store::MemoryBlobs::default(),
+            node_answers: std::cell::RefCell::default(),
         };
         world.add_user("admin", GlobalRole::SysAdmin, ADMIN_TOKEN);
         world
@@ -117,7 +142,11 @@ impl World {
         let service = Service::new(&self.store, &self.crypto, &self.config, Timestamp(1_578_331_922_823))
             .with_limiter(&self.limiter)
             .with_blobs(&self.blobs);
-        let r = block_on(service.handle(&req));
+        let answers = self.node_answers.borrow().clone();
+        let r = match answers.as_deref() {
+            Some(work) => block_on(service.with_signals(&NodeAnswers { db: self.db(), work }).handle(&req)),
+            None => block_on(service.handle(&req)),
+        };
         if let Some(diagnostic) = &r.diagnostic {
             eprintln!("diagnostic: {diagnostic}");
         }
@@ -1914,6 +1943,36 @@ mod audit {
         assert_eq!(w.store.disarm_audit(), crate::store::AuditCarry::Carried(Some(id)));
         block_on(w.store.put_setting("banner", None::<&String>)).expect("another write");
         assert_eq!(w.db().count("SELECT COUNT(*) FROM audit_events"), 1, "carried once");
+        assert_eq!(w.store.disarm_audit(), crate::store::AuditCarry::NotArmed);
+    }
+
+    #[test]
+    fn a_provisional_event_goes_in_as_a_failure_until_confirmed() {
+        let w = World::new();
+        let record = crate::store::AuditRecord {
+            at: Timestamp(5),
+            actor: crate::audit::Actor::Anonymous,
+            source: None,
+            category: "Forks".into(),
+            action: "SetForkSync".into(),
+            method: "POST".into(),
+            path: "/x".into(),
+            objects: Vec::new(),
+            changed: Vec::new(),
+        };
+        let event = "SELECT outcome || ' ' || IFNULL(status, '-') FROM audit_events";
+        // Made provisional before the write it rides in; a read does not carry it.
+        w.store.arm_audit(&record).expect("arm");
+        w.store.audit_provisionally(503);
+        block_on(w.store.instance_settings()).expect("a read");
+        block_on(w.store.put_setting("banner", None::<&String>)).expect("a write");
+        assert_eq!(w.db().text(event), "FAILURE 503", "what the request answers if the wait fails");
+        let id = w.db().count("SELECT id FROM audit_events");
+        assert_eq!(w.store.disarm_audit(), crate::store::AuditCarry::Provisional(Some(id)));
+        block_on(w.store.confirm_audit(id)).expect("confirmed");
+        assert_eq!(w.db().text(event), "SUCCESS -", "as an event written with its change");
+        // Nothing armed: nothing to make provisional.
+        w.store.audit_provisionally(503);
         assert_eq!(w.store.disarm_audit(), crate::store::AuditCarry::NotArmed);
     }
 

@@ -5,6 +5,11 @@
 //! event is committed with the change or not at all, at no extra round trip. If that batch fails,
 //! the event is armed again (nothing of it was written), and the service records the failure on
 //! its own. What happened to the armed event is read back by [`Store::disarm_audit`].
+//!
+//! A request that still waits for something after its write (a farm node's work) makes its
+//! armed event provisional first ([`Store::audit_provisionally`]): it goes in with the change as
+//! a FAILURE, and is made SUCCESS only once the request has succeeded, so a failure to rewrite it
+//! never leaves a SUCCESS the request did not earn.
 
 use super::port::{Database, Statement, Value, row, sql};
 use super::{Store, StoreError, StoreResult, split_page};
@@ -17,10 +22,10 @@ pub(crate) enum AuditSlot {
     /// Nothing is armed.
     #[default]
     Idle,
-    /// Waiting for the first batch that writes.
-    Armed(Statement),
-    /// Written in a batch that committed; the event's id.
-    Carried(Option<i64>),
+    /// Waiting for the first batch that writes; whether provisional.
+    Armed(Statement, bool),
+    /// Written in a batch that committed; the event's id, and whether provisional.
+    Carried(Option<i64>, bool),
 }
 
 /// What became of an armed event (see [`Store::disarm_audit`]).
@@ -32,6 +37,9 @@ pub enum AuditCarry {
     Pending,
     /// It was committed with a change; its id.
     Carried(Option<i64>),
+    /// It was committed with a change as a FAILURE, to be made SUCCESS if the request succeeds
+    /// (see [`Store::audit_provisionally`]); its id.
+    Provisional(Option<i64>),
 }
 
 /// One event to record.
@@ -102,6 +110,10 @@ pub(crate) fn writes(sql: &str) -> bool {
     }
 }
 
+/// Where the insert of [`insert`] binds the status and the outcome.
+const STATUS_PARAM: usize = 10;
+const OUTCOME_PARAM: usize = 11;
+
 /// The insert of an event with its outcome and status (`None`: written with its change).
 fn insert(record: &AuditRecord, outcome: &str, status: Option<u16>) -> StoreResult<Statement> {
     let (author_id, author_slug) = match &record.actor {
@@ -142,42 +154,66 @@ impl<D: Database> Store<D> {
     /// Arms the store with `record`'s event (outcome `SUCCESS`): the next batch that writes
     /// carries it.
     pub fn arm_audit(&self, record: &AuditRecord) -> StoreResult<()> {
-        *self.audit.borrow_mut() = AuditSlot::Armed(insert(record, "SUCCESS", None)?);
+        *self.audit.borrow_mut() = AuditSlot::Armed(insert(record, "SUCCESS", None)?, false);
         Ok(())
+    }
+
+    /// Makes the armed event, if no batch has carried it yet, provisional: it goes in with the
+    /// change as a FAILURE with `status` (what the request answers if what it waits for after
+    /// its write does not come), and [`Store::disarm_audit`] says [`AuditCarry::Provisional`].
+    pub fn audit_provisionally(&self, status: u16) {
+        if let AuditSlot::Armed(event, provisional) = &mut *self.audit.borrow_mut() {
+            if let Some(p) = event.params.get_mut(STATUS_PARAM) {
+                *p = i64::from(status).into();
+            }
+            if let Some(p) = event.params.get_mut(OUTCOME_PARAM) {
+                *p = "FAILURE".into();
+                *provisional = true;
+            }
+        }
     }
 
     /// Disarms the store, telling what became of the armed event.
     pub fn disarm_audit(&self) -> AuditCarry {
         match std::mem::take(&mut *self.audit.borrow_mut()) {
             AuditSlot::Idle => AuditCarry::NotArmed,
-            AuditSlot::Armed(_) => AuditCarry::Pending,
-            AuditSlot::Carried(id) => AuditCarry::Carried(id),
+            AuditSlot::Armed(..) => AuditCarry::Pending,
+            AuditSlot::Carried(id, false) => AuditCarry::Carried(id),
+            AuditSlot::Carried(id, true) => AuditCarry::Provisional(id),
         }
     }
 
     /// The armed event, if `statements` write (taking it: a concurrent batch does not carry it too).
     pub(super) fn take_armed(&self, statements: &[Statement]) -> Option<Statement> {
         let mut slot = self.audit.borrow_mut();
-        if !matches!(*slot, AuditSlot::Armed(_)) || !statements.iter().any(|s| writes(&s.sql)) {
-            return None;
-        }
-        match std::mem::replace(&mut *slot, AuditSlot::Carried(None)) {
-            AuditSlot::Armed(statement) => Some(statement),
+        let provisional = match *slot {
+            AuditSlot::Armed(_, provisional) if statements.iter().any(|s| writes(&s.sql)) => provisional,
+            _ => return None,
+        };
+        match std::mem::replace(&mut *slot, AuditSlot::Carried(None, provisional)) {
+            AuditSlot::Armed(statement, _) => Some(statement),
             _ => None,
         }
     }
 
     /// After the batch that carried the event: committed (with its outcome), or failed (armed again).
     pub(super) fn settle_armed(&self, event: Statement, committed: Option<super::port::Outcome>) {
-        *self.audit.borrow_mut() = match committed {
-            Some(outcome) => AuditSlot::Carried(outcome.first::<IdRow>().ok().flatten().map(|r| r.id)),
-            None => AuditSlot::Armed(event),
+        let mut slot = self.audit.borrow_mut();
+        let provisional = matches!(*slot, AuditSlot::Carried(_, true));
+        *slot = match committed {
+            Some(outcome) => AuditSlot::Carried(outcome.first::<IdRow>().ok().flatten().map(|r| r.id), provisional),
+            None => AuditSlot::Armed(event, provisional),
         };
     }
 
     /// Writes an event on its own.
     pub async fn write_audit(&self, record: &AuditRecord, outcome: &str, status: u16) -> StoreResult<()> {
         self.one(insert(record, outcome, Some(status))?).await.map(drop)
+    }
+
+    /// Marks a provisional event written with its change as a success: the request succeeded.
+    pub async fn confirm_audit(&self, id: i64) -> StoreResult<()> {
+        self.one(sql!("UPDATE audit_events SET outcome = 'SUCCESS', status = NULL WHERE id = ?1", id)).await.map(drop)
     }
 
     /// Marks an event written with its change as failed after all (the request failed later).

@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use super::migration::{newest_job_statement, read_job};
 use super::port::{Database, Statement, row, sql};
 use super::registry::{REPO_SELECT, RepoRow};
 use super::{Store, StoreResult, nth};
 use crate::mesh::migration::{Candidate, MeshMigrationSummary, Move, Placement};
 use crate::mesh::{Link, MeshNodeState, Peer};
+use crate::migration::{MigrationJob, MigrationType};
 use crate::nodes::{FarmNode, LIVE_WINDOW_MS};
 use crate::registry::Repository;
 use crate::time::Timestamp;
@@ -395,7 +397,8 @@ impl<D: Database> Store<D> {
     }
 
     /// Starts a Mesh migration of `moves` (one batch): the job, a row per repository, a move job
-    /// pinned to each target, and a message per skipped repository. Returns the job's id.
+    /// pinned to each target, and a message per skipped repository. Returns the job as the batch
+    /// left it (read in the batch: nothing is read after the write).
     pub async fn start_mesh_migration(
         &self,
         initiator: Option<i64>,
@@ -403,7 +406,7 @@ impl<D: Database> Store<D> {
         max_bandwidth: Option<i64>,
         moves: &[Move],
         now: Timestamp,
-    ) -> StoreResult<i64> {
+    ) -> StoreResult<MigrationJob> {
         let job = "(SELECT MAX(id) FROM migration_jobs WHERE type = 'MESH')";
         let rows: Vec<serde_json::Value> = moves
             .iter()
@@ -455,14 +458,10 @@ impl<D: Database> Store<D> {
                     now.millis()
                 ),
                 refresh_statement(job, 1, vec![now.millis().into()]),
-                sql!(format!("SELECT {job} AS id")),
+                newest_job_statement(MigrationType::Mesh),
             ])
             .await?;
-        out.pop()
-            .unwrap_or_default()
-            .read::<IdRow>()?
-            .pop()
-            .map(|r| r.id)
+        read_job(out.pop().unwrap_or_default())?
             .ok_or_else(|| super::StoreError::Backend("the migration job was not created".into()))
     }
 
@@ -990,7 +989,7 @@ mod tests {
         assert_eq!(mesh.placement.get(&w.repos[0]), Some(&vec![one]));
         assert_eq!(mesh.held.get(&one), Some(&4));
         let moves = plan(&w.repos[..2], &mesh.placement, &[two], &mesh.held);
-        let id = block_on(w.store.start_mesh_migration(None, "{}", Some(5), &moves, NOW)).expect("start");
+        let id = block_on(w.store.start_mesh_migration(None, "{}", Some(5), &moves, NOW)).expect("start").id;
         let summary = block_on(w.store.mesh_summary(None)).expect("read").expect("active");
         assert_eq!((summary.job_id, summary.state.as_str(), summary.progress), (id, "RUNNING", 0));
         assert_eq!(summary.queue.get("QUEUED"), Some(&2));
@@ -1118,7 +1117,7 @@ mod tests {
         let [one, two, three] = w.nodes;
         let mesh = block_on(w.store.mesh_world(NOW)).expect("world");
         let moves = plan(&w.repos, &mesh.placement, &[two, three], &mesh.held);
-        let id = block_on(w.store.start_mesh_migration(None, "{}", None, &moves, NOW)).expect("start");
+        let id = block_on(w.store.start_mesh_migration(None, "{}", None, &moves, NOW)).expect("start").id;
         let taken = lease(&w.store, two, "a").expect("node 2 takes one");
         assert_eq!(block_on(w.store.cancel_mesh_migration(id, NOW)).expect("cancel"), Some(true));
         assert_eq!(block_on(w.store.cancel_mesh_migration(id, NOW)).expect("again"), Some(false));
@@ -1136,7 +1135,7 @@ mod tests {
         // Cancelled with nothing under way, a migration ends at once.
         let mesh = block_on(w.store.mesh_world(NOW)).expect("world");
         let moves = plan(&w.repos[1..2], &mesh.placement, &[three], &mesh.held);
-        let quick = block_on(w.store.start_mesh_migration(None, "{}", None, &moves, NOW)).expect("start");
+        let quick = block_on(w.store.start_mesh_migration(None, "{}", None, &moves, NOW)).expect("start").id;
         assert_eq!(block_on(w.store.cancel_mesh_migration(quick, NOW)).expect("cancel"), Some(true));
         let summary = block_on(w.store.mesh_summary(Some(quick))).expect("read").expect("job");
         assert_eq!((summary.state.as_str(), summary.end_time), ("CANCELED", Some(NOW.millis())));
@@ -1145,7 +1144,7 @@ mod tests {
         let mesh = block_on(w.store.mesh_world(NOW)).expect("world");
         let rest: Vec<i64> = w.repos.iter().copied().filter(|r| mesh.placement.get(r) == Some(&vec![one])).collect();
         let moves = plan(&rest, &mesh.placement, &[three], &mesh.held);
-        let id = block_on(w.store.start_mesh_migration(None, "{}", None, &moves, NOW)).expect("start");
+        let id = block_on(w.store.start_mesh_migration(None, "{}", None, &moves, NOW)).expect("start").id;
         let later = NOW.plus_millis(LIVE_WINDOW_MS + 1);
         assert_eq!(block_on(w.store.fail_stranded_moves(later)).expect("strand"), 3);
         let summary = block_on(w.store.mesh_summary(Some(id))).expect("read").expect("job");

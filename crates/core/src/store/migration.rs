@@ -95,7 +95,7 @@ impl MessageRow {
 }
 
 /// Reads the first job of a [`JOB_COLUMNS`] outcome.
-fn read_job(outcome: super::port::Outcome) -> StoreResult<Option<MigrationJob>> {
+pub(super) fn read_job(outcome: super::port::Outcome) -> StoreResult<Option<MigrationJob>> {
     outcome.first::<JobRow>()?.map(JobRow::into_job).transpose()
 }
 
@@ -173,6 +173,16 @@ pub(super) fn message_statement(job_id: i64, message: &NewMessage, now: Timestam
 }
 
 /// The statement that reads job `job_id` (of `kind`, if given).
+/// The statement that reads the newest job of `kind`: the one its own batch just created.
+pub(super) fn newest_job_statement(kind: MigrationType) -> Statement {
+    sql!(
+        format!(
+            "SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.id = (SELECT MAX(id) FROM migration_jobs WHERE type = ?1)"
+        ),
+        kind.as_str()
+    )
+}
+
 pub(super) fn job_statement(job_id: i64, kind: Option<MigrationType>) -> Statement {
     sql!(
         format!("SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.id = ?1 AND (?2 IS NULL OR j.type = ?2)"),

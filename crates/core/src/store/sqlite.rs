@@ -8,6 +8,9 @@ use rusqlite::{Connection, ToSql};
 
 use super::port::{Database, DatabaseError, Outcome, Statement, Value};
 
+/// Every table's rows, AUTOINCREMENT counters included, as [`SqliteDatabase::snapshot`] took them.
+pub struct Snapshot(Vec<(String, Vec<Vec<rusqlite::types::Value>>)>);
+
 /// An in-memory SQLite database with the schema applied.
 pub struct SqliteDatabase {
     conn: RefCell<Connection>,
@@ -94,6 +97,58 @@ impl SqliteDatabase {
             out.push_str(&format!("== {table} ({})\n{}\n", rows.len(), rows.join("\n")));
         }
         out
+    }
+
+    /// Every table's rows, to go back to with [`SqliteDatabase::restore`] (a test that runs one
+    /// request again and again from the same state).
+    pub fn snapshot(&self) -> Snapshot {
+        let conn = self.conn.borrow();
+        let tables: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND (name NOT LIKE 'sqlite_%' OR name = 'sqlite_sequence') ORDER BY name",
+            )
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("tables");
+        let mut copy = Vec::with_capacity(tables.len());
+        for table in tables {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).expect("select");
+            let width = stmt.column_count();
+            let rows: Vec<Vec<rusqlite::types::Value>> = stmt
+                .query_map([], |r| (0..width).map(|i| r.get(i)).collect())
+                .and_then(Iterator::collect)
+                .expect("rows");
+            copy.push((table, rows));
+        }
+        Snapshot(copy)
+    }
+
+    /// Puts every table back as `snapshot` found it (triggers and foreign keys held off meanwhile,
+    /// so the rows come back exactly, no more).
+    pub fn restore(&self, snapshot: &Snapshot) {
+        let mut conn = self.conn.borrow_mut();
+        let triggers: Vec<(String, String)> = conn
+            .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .expect("triggers");
+        conn.execute_batch("PRAGMA foreign_keys = OFF;").expect("foreign keys off");
+        let tx = conn.transaction().expect("begin");
+        for (name, _) in &triggers {
+            tx.execute_batch(&format!("DROP TRIGGER \"{name}\";")).expect("drop trigger");
+        }
+        for (table, rows) in &snapshot.0 {
+            tx.execute(&format!("DELETE FROM \"{table}\""), []).expect("delete");
+            for row in rows {
+                let marks = vec!["?"; row.len()].join(", ");
+                tx.execute(&format!("INSERT INTO \"{table}\" VALUES ({marks})"), rusqlite::params_from_iter(row))
+                    .expect("insert");
+            }
+        }
+        for (_, sql) in &triggers {
+            tx.execute_batch(sql).expect("create trigger");
+        }
+        tx.commit().expect("commit");
+        conn.execute_batch("PRAGMA foreign_keys = ON;").expect("foreign keys on");
     }
 
     fn run(conn: &Connection, statement: &Statement) -> Result<Outcome, DatabaseError> {
