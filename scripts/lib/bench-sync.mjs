@@ -17,6 +17,7 @@ import path from "node:path";
 import { startWorker, client, ROOT } from "../../tests/support/worker.mjs";
 import { startGitServer } from "../../tests/support/git_http.mjs";
 import { git, gitEnv } from "../../tests/support/git.mjs";
+import { record } from "./bench-record.mjs";
 
 const USER = "bench";
 const PASS = "bench-pa55";
@@ -106,6 +107,7 @@ try {
   console.log(`push-to-mirror latency, median of ${RUNS}: ${ms(median(ours))} (webhook → mirror has the commit)`);
   console.log(`  by hand (git fetch + git push --mirror): ${ms(median(byHand))}`);
   console.log(`  ratio ${latency.toFixed(2)}× (target ≤ 1.5×: ${latency <= 1.5 ? "met" : "MISSED"})`);
+  record("push-to-mirror latency vs git fetch + git push by hand", median(ours), "ms", median(byHand), "≤ 1.5×", latency <= 1.5);
   console.log(`  each run: ${ours.map(ms).join(", ")}`);
 
   // 2. Fork sync with 10,000 branches, 100 behind.
@@ -159,6 +161,7 @@ try {
   console.log(`fork sync, ${BRANCHES} branches, ${BEHIND} behind: ${ms(forkSync)} (origin sync asked → fork has all ${BEHIND})`);
   console.log(`  plain git (fetch the origin, push the ${BEHIND} refs): ${ms(plainGit)}`);
   console.log(`  ratio ${forkRatio.toFixed(2)}× (target ≤ 1.2×: ${forkRatio <= 1.2 ? "met" : "MISSED"})`);
+  record(`fork sync, ${BRANCHES} branches, ${BEHIND} behind, vs plain git`, forkSync, "ms", plainGit, "≤ 1.2×", forkRatio <= 1.2);
   console.log(`  refs/s: ${(BRANCHES / (forkSync / 1000)).toFixed(0)} compared, ${(BEHIND / (forkSync / 1000)).toFixed(0)} moved`);
 } finally {
   if (runner && runner.exitCode === null) {
