@@ -7,6 +7,5 @@ export WRANGLER_SEND_METRICS=false
 export WASM_BINDGEN_BIN=wasm-bindgen
 WASM_BINDGEN_VERSION=0.2.130
 WORKER_BUILD_VERSION=0.8.7
-WASM_PACK_VERSION=0.15.1
 # Each step says when it began (and how long the script has run), so a log shows where the time goes.
 step() { printf '\033[1m==> %s\033[0m  [%s, +%ss]\n' "$*" "$(date +%T)" "$SECONDS" >&2; }
