@@ -106,7 +106,10 @@ async function bitbucketUpstream(gitServer, names) {
   const fixture = { hashListings: 0 };
   const server = createServer((req, res) => {
     const url = new URL(req.url, "http://x");
-    if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+    // The hash listing shows what the caller may see: the poll's seeded upstream has no token
+    // (it cannot be sealed from here), so that listing is open, as for public repositories.
+    const open = url.pathname === "/rest/mirroring/latest/repos";
+    if (!open && req.headers.authorization !== `Bearer ${TOKEN}`) {
       res.writeHead(401, { "Content-Type": "application/json" });
       return res.end(JSON.stringify({ errors: [{ message: "Authentication failed" }] }));
     }
@@ -241,13 +244,13 @@ try {
   await until(async () => run("git", ["ls-remote", `git://127.0.0.1:${pollPort}/template.git`], { env: gitEnv }).then(() => true, () => false), "git daemon");
   const plain = `git://127.0.0.1:${pollPort}`;
   const seedSql = (publishes) => `
-    INSERT INTO projects (id, key, name, public, created_at) VALUES (1, 'POLL', 'Poll', 0, 0);
+    INSERT INTO projects (id, key, name, public, created_at) VALUES (1000, 'POLL', 'Poll', 0, 0);
     INSERT INTO upstream_servers (id, type, base_url, api_base_url, state, mode, last_discovery, created_at, publishes_hashes)
       VALUES ('bench', 'bitbucket', '${upstream.url}', '${upstream.url}', 'INSTALLED', 'ALL_PROJECTS', 9999999999999, 0, ${publishes});
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ${POLLED})
       INSERT INTO repositories (id, project_id, slug, name, default_branch, public, forkable, upstream_url, upstream_url_masked,
         hierarchy_id, created_at)
-      SELECT i + 1, 1, printf('repo-%04d', i), printf('repo-%04d', i), 'main', 0, 1, printf('${plain}/repo-%04d.git', i),
+      SELECT i + 1, 1000, printf('repo-%04d', i), printf('repo-%04d', i), 'main', 0, 1, printf('${plain}/repo-%04d.git', i),
         printf('${plain}/repo-%04d.git', i), lower(hex(randomblob(10))), 0 FROM n;
     INSERT INTO farm_repositories (repository_id, upstream_id, external_repo_id, external_project_id, initial_sync, last_sync,
         upstream_content_hash)
