@@ -8,7 +8,7 @@
 //!
 //! Two ways in:
 //! - `<mirrorfarm-status api="https://…" repo="42" token="mfp_…" refresh="30">`, a custom element
-//!   (call [`define`] once; the loader `mirrorfarm-status.js` does);
+//!   that the loader `mirrorfarm-status.js` registers (it calls [`mount`] for each element);
 //! - [`mount`]`(element, {api, repo, token, refresh})`, which returns a handle whose `free()`
 //!   stops it.
 //!
@@ -84,50 +84,6 @@ fn settings(
         token,
         refresh_ms: refresh_secs.saturating_mul(1000),
     })
-}
-
-#[wasm_bindgen(inline_js = r#"
-export function defineElement(mount) {
-  if (customElements.get("mirrorfarm-status")) return;
-  customElements.define("mirrorfarm-status", class extends HTMLElement {
-    static get observedAttributes() { return ["api", "repo", "token", "refresh"]; }
-    connectedCallback() { this.restart(); }
-    disconnectedCallback() { this.stop(); }
-    attributeChangedCallback() { if (this.isConnected) this.restart(); }
-    stop() { if (this.widget) { this.widget.free(); this.widget = undefined; } }
-    restart() {
-      this.stop();
-      if (!this.view) {
-        const root = this.shadowRoot || this.attachShadow({ mode: "open" });
-        this.view = document.createElement("div");
-        root.replaceChildren(this.view);
-      }
-      const a = (n) => this.getAttribute(n) ?? undefined;
-      try {
-        this.widget = mount(this.view, { api: a("api"), repo: a("repo"), token: a("token"), refresh: a("refresh") });
-      } catch (e) {
-        this.view.textContent = String(e.message || e);
-        this.view.setAttribute("role", "alert");
-      }
-    }
-  });
-}
-"#)]
-extern "C" {
-    #[wasm_bindgen(js_name = defineElement)]
-    fn define_element(mount: &js_sys::Function);
-}
-
-/// Registers the `<mirrorfarm-status>` custom element (once; later calls do nothing). Its
-/// attributes mirror [`mount`]'s options; it renders into its own shadow root, and stops
-/// polling when it leaves the DOM.
-#[wasm_bindgen]
-pub fn define() {
-    let mount =
-        Closure::<dyn Fn(Element, JsValue) -> Result<StatusWidget, JsError>>::new(|el, opts: JsValue| mount(el, &opts));
-    define_element(mount.as_ref().unchecked_ref());
-    // The element class calls `mount` for as long as the page lives: this one closure is meant to outlive us.
-    mount.forget();
 }
 
 #[cfg(test)]
