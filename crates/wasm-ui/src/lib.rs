@@ -19,6 +19,7 @@ pub mod json;
 pub mod live;
 pub mod view;
 
+use mirrorfarm_core::text::decimal;
 use wasm_bindgen::prelude::*;
 use web_sys::Element;
 
@@ -52,13 +53,13 @@ pub fn mount(element: Element, options: &JsValue) -> Result<StatusWidget, JsErro
         js_sys::Reflect::get(options, &JsValue::from_str(name))
             .ok()
             // A number (`repo: 42`) is read as a whole number: float formatting would cost kilobytes.
-            .and_then(|v| v.as_string().or_else(|| v.as_f64().map(|n| (n as i64).to_string())))
+            .and_then(|v| v.as_string().or_else(|| v.as_f64().map(|n| decimal(n as i64))))
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     };
     let repo = get("repo").unwrap_or_default();
     let settings = settings(get("api").as_deref(), &repo, get("token"), get("refresh").as_deref())
-        .map_err(|e| JsError::new(&format!("mirrorfarm-status: {e}")))?;
+        .map_err(|e| JsError::new(&("mirrorfarm-status: ".to_owned() + e)))?;
     Ok(StatusWidget { _live: Live::start(element, settings) })
 }
 
@@ -80,7 +81,7 @@ fn settings(
     };
     let base = api.unwrap_or_default().trim_end_matches('/');
     Ok(Settings {
-        url: format!("{base}/rest/mirrorfarm/1.0/repos/{repo}/status"),
+        url: [base, "/rest/mirrorfarm/1.0/repos/", repo, "/status"].concat(),
         token,
         refresh_ms: refresh_secs.saturating_mul(1000),
     })

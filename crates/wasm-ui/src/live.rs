@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use mirrorfarm_core::status::RepositoryStatus;
+use mirrorfarm_core::text::decimal;
 use wasm_bindgen::prelude::*;
 use web_sys::{AbortController, Element};
 
@@ -225,7 +226,7 @@ fn answer(status: u32, tag: Option<String>, body: String) -> Answer {
         401 => Answer::Final(Problem::Unauthorized),
         403 => Answer::Final(Problem::Forbidden),
         404 => Answer::Final(Problem::NotFound),
-        other => Answer::Retry(Problem::Network(format!("the server answered {other}"))),
+        other => Answer::Retry(Problem::Network("the server answered ".to_owned() + &decimal(other.into()))),
     }
 }
 

@@ -10,6 +10,7 @@ use mirrorfarm_core::mirrors::{UpdateStatus, Verdict};
 use mirrorfarm_core::queue::{Job, JobKind, JobState};
 use mirrorfarm_core::status::FarmStatus;
 use mirrorfarm_core::status::{MirrorStatus, RepositoryStatus};
+use mirrorfarm_core::text::decimal;
 use mirrorfarm_core::time::Timestamp;
 
 /// Why the status could not be shown.
@@ -88,7 +89,7 @@ fn ready(h: &mut Html, s: &RepositoryStatus, problem: Option<&(Problem, u32)>, n
     }
 
     section(h, "Push mirrors", "mf-list", &s.remote_mirrors, "No push mirrors.", |h, m| {
-        mirror(h, m, &format!("mf-err-{}", m.id), now, open);
+        mirror(h, m, &("mf-err-".to_owned() + &decimal(m.id)), now, open);
     });
     let no_upstream = "No upstream: this repository is not pulled from anywhere.";
     section(h, "Pull mirror", "mf-list", s.pull_mirror.as_slice(), no_upstream, |h, m| {
@@ -223,7 +224,7 @@ fn fork_sync(h: &mut Html, f: &RefSyncStatus, now: i64, open: &[String]) {
     h.raw(id);
     h.raw(if open.iter().any(|o| o == id) { r#"" open>"# } else { r#"">"# });
     h.raw("<summary>");
-    h.raw(&out.len().to_string());
+    h.raw(&decimal(out.len() as i64));
     h.raw(if out.len() == 1 { " ref out of step" } else { " refs out of step" });
     h.raw(r#"</summary><ul class="mf-list">"#);
     for r in out {
@@ -270,7 +271,7 @@ fn queued_job(h: &mut Html, s: &RepositoryStatus, job: &Job, now: i64) {
     }
     if job.current_try() > 1 {
         h.raw(" · try ");
-        h.raw(&job.current_try().to_string());
+        h.raw(&decimal(job.current_try().into()));
     }
     h.raw("</li>");
 }
@@ -296,11 +297,11 @@ pub fn relative(ago_ms: i64) -> String {
     let s = ago_ms / 1000;
     match s {
         ..=44 => "just now".to_owned(),
-        45..=3_599 => format!("{} min ago", (s + 30) / 60),
-        3_600..=86_399 => format!("{} h ago", (s + 1_800) / 3_600),
+        45..=3_599 => decimal((s + 30) / 60) + " min ago",
+        3_600..=86_399 => decimal((s + 1_800) / 3_600) + " h ago",
         _ => {
             let days = (s + 43_200) / 86_400;
-            format!("{days} {} ago", if days == 1 { "day" } else { "days" })
+            decimal(days) + if days == 1 { " day ago" } else { " days ago" }
         }
     }
 }
@@ -349,7 +350,7 @@ fn problem_text(h: &mut Html, p: &Problem, retry: Option<u32>) {
     }
     if let Some(secs) = retry {
         h.raw(" Retrying in ");
-        h.raw(&secs.to_string());
+        h.raw(&decimal(secs.into()));
         h.raw(" s.");
     }
 }
