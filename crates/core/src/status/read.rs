@@ -82,7 +82,13 @@ impl<V: JsonValue> Object<'_, V> {
     }
 
     fn list<T>(&self, name: &'static str, item: impl Fn(&V) -> Result<T>) -> Result<Vec<T>> {
-        self.get(name)?.elements().ok_or(ReadError(name))?.iter().map(item).collect()
+        // A plain loop: `collect` into a `Result` costs the widget an iterator adapter per type.
+        let elements = self.get(name)?.elements().ok_or(ReadError(name))?;
+        let mut items = Vec::with_capacity(elements.len());
+        for element in &elements {
+            items.push(item(element)?);
+        }
+        Ok(items)
     }
 
     fn named<T>(&self, name: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
