@@ -5,7 +5,8 @@
 //! `done` callback, and the next poll is a `setTimeout` of its `tick` callback. Both callbacks
 //! live as long as the widget and hold only a `Weak` to it, so dropping the [`Live`] handle frees
 //! it at once: its timer is cleared, its request aborted (an aborted request never calls back),
-//! its callbacks freed. (wasm-bindgen-futures' executor measured about 2 KB gzip of the widget.)
+//! its callbacks freed. (Against wasm-bindgen-futures, JsFuture and web-sys' request types, this
+//! measured 4 KB gzip smaller.)
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
