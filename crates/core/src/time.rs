@@ -36,10 +36,11 @@ impl Timestamp {
             out.push('-');
         }
         push_decimal(&mut out, y.unsigned_abs(), if y < 0 { 3 } else { 4 });
-        let fields = [(b'-', u64::from(m), 2), (b'-', u64::from(d), 2), (b'T', (sod / 3600) as u64, 2)];
-        let rest = [(b':', (sod % 3600 / 60) as u64, 2), (b':', (sod % 60) as u64, 2), (b'.', ms as u64, 3)];
-        for (sep, n, width) in fields.into_iter().chain(rest) {
-            out.push(char::from(sep));
+        let (h, min, s) = ((sod / 3600) as u64, (sod % 3600 / 60) as u64, (sod % 60) as u64);
+        let fields =
+            [('-', m.into(), 2), ('-', d.into(), 2), ('T', h, 2), (':', min, 2), (':', s, 2), ('.', ms as u64, 3)];
+        for (sep, n, width) in fields {
+            out.push(sep);
             push_decimal(&mut out, n, width);
         }
         out.push('Z');
