@@ -141,7 +141,7 @@ impl RefSyncStatus {
             [(&self.ahead_refs, " ahead"), (&self.diverged_refs, " diverged"), (&self.orphaned_refs, " orphaned")];
         for (list, word) in lists.into_iter().filter(|(list, _)| !list.is_empty()) {
             counts.push_str(if counts.is_empty() { "fork: " } else { ", " });
-            counts.push_str(&list.len().to_string());
+            crate::text::push_decimal(&mut counts, list.len() as u64, 1);
             counts.push_str(word);
         }
         match (self.available, self.enabled) {

@@ -53,6 +53,7 @@ pub mod ssh;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod text;
 pub mod time;
 pub mod urls;
 pub mod webhooks;

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::text::push_decimal;
+
 /// A point in time, in milliseconds since 1970-01-01T00:00:00Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(transparent)]
@@ -28,7 +30,21 @@ impl Timestamp {
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
+        // Pushed field by field, as `{y:04}-{m:02}-…` would write it: `format!` costs the widget bytes.
+        let mut out = String::with_capacity(24);
+        if y < 0 {
+            out.push('-');
+        }
+        push_decimal(&mut out, y.unsigned_abs(), if y < 0 { 3 } else { 4 });
+        let (h, min, s) = ((sod / 3600) as u64, (sod % 3600 / 60) as u64, (sod % 60) as u64);
+        let fields =
+            [('-', m.into(), 2), ('-', d.into(), 2), ('T', h, 2), (':', min, 2), (':', s, 2), ('.', ms as u64, 3)];
+        for (sep, n, width) in fields {
+            out.push(sep);
+            push_decimal(&mut out, n, width);
+        }
+        out.push('Z');
+        out
     }
 
     /// Reads an ISO-8601 instant: `YYYY-MM-DDTHH:MM:SS`, optional fraction (milliseconds are

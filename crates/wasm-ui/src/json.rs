@@ -1,7 +1,7 @@
 //! Status JSON, parsed by the browser (`JSON.parse`) and read into the core's type through
 //! [`JsonValue`]: no JSON parser or serde in the widget's wasm.
 
-use mirrorfarm_core::status::{JsonValue, RepositoryStatus};
+use mirrorfarm_core::status::{JsonValue, ReadError, RepositoryStatus};
 use wasm_bindgen::{JsCast, JsValue};
 
 /// A value `JSON.parse` made.
@@ -37,5 +37,5 @@ impl JsonValue for Parsed {
 /// Reads a `GET …/status` body.
 pub fn parse_status(body: &str) -> Result<RepositoryStatus, String> {
     let value = js_sys::JSON::parse(body).map_err(|_| "the answer was not JSON".to_owned())?;
-    RepositoryStatus::read(&Parsed(value)).map_err(|e| e.to_string())
+    RepositoryStatus::read(&Parsed(value)).map_err(ReadError::message)
 }

@@ -8,7 +8,7 @@
 //!
 //! Two ways in:
 //! - `<mirrorfarm-status api="https://…" repo="42" token="mfp_…" refresh="30">`, a custom element
-//!   (call [`define`] once; the loader `mirrorfarm-status.js` does);
+//!   that the loader `mirrorfarm-status.js` registers (it calls [`mount`] for each element);
 //! - [`mount`]`(element, {api, repo, token, refresh})`, which returns a handle whose `free()`
 //!   stops it.
 //!
@@ -19,6 +19,7 @@ pub mod json;
 pub mod live;
 pub mod view;
 
+use mirrorfarm_core::text::decimal;
 use wasm_bindgen::prelude::*;
 use web_sys::Element;
 
@@ -52,13 +53,13 @@ pub fn mount(element: Element, options: &JsValue) -> Result<StatusWidget, JsErro
         js_sys::Reflect::get(options, &JsValue::from_str(name))
             .ok()
             // A number (`repo: 42`) is read as a whole number: float formatting would cost kilobytes.
-            .and_then(|v| v.as_string().or_else(|| v.as_f64().map(|n| (n as i64).to_string())))
+            .and_then(|v| v.as_string().or_else(|| v.as_f64().map(|n| decimal(n as i64))))
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     };
     let repo = get("repo").unwrap_or_default();
     let settings = settings(get("api").as_deref(), &repo, get("token"), get("refresh").as_deref())
-        .map_err(|e| JsError::new(&format!("mirrorfarm-status: {e}")))?;
+        .map_err(|e| JsError::new(&("mirrorfarm-status: ".to_owned() + e)))?;
     Ok(StatusWidget { _live: Live::start(element, settings) })
 }
 
@@ -80,54 +81,10 @@ fn settings(
     };
     let base = api.unwrap_or_default().trim_end_matches('/');
     Ok(Settings {
-        url: format!("{base}/rest/mirrorfarm/1.0/repos/{repo}/status"),
+        url: [base, "/rest/mirrorfarm/1.0/repos/", repo, "/status"].concat(),
         token,
         refresh_ms: refresh_secs.saturating_mul(1000),
     })
-}
-
-#[wasm_bindgen(inline_js = r#"
-export function defineElement(mount) {
-  if (customElements.get("mirrorfarm-status")) return;
-  customElements.define("mirrorfarm-status", class extends HTMLElement {
-    static get observedAttributes() { return ["api", "repo", "token", "refresh"]; }
-    connectedCallback() { this.restart(); }
-    disconnectedCallback() { this.stop(); }
-    attributeChangedCallback() { if (this.isConnected) this.restart(); }
-    stop() { if (this.widget) { this.widget.free(); this.widget = undefined; } }
-    restart() {
-      this.stop();
-      if (!this.view) {
-        const root = this.shadowRoot || this.attachShadow({ mode: "open" });
-        this.view = document.createElement("div");
-        root.replaceChildren(this.view);
-      }
-      const a = (n) => this.getAttribute(n) ?? undefined;
-      try {
-        this.widget = mount(this.view, { api: a("api"), repo: a("repo"), token: a("token"), refresh: a("refresh") });
-      } catch (e) {
-        this.view.textContent = String(e.message || e);
-        this.view.setAttribute("role", "alert");
-      }
-    }
-  });
-}
-"#)]
-extern "C" {
-    #[wasm_bindgen(js_name = defineElement)]
-    fn define_element(mount: &js_sys::Function);
-}
-
-/// Registers the `<mirrorfarm-status>` custom element (once; later calls do nothing). Its
-/// attributes mirror [`mount`]'s options; it renders into its own shadow root, and stops
-/// polling when it leaves the DOM.
-#[wasm_bindgen]
-pub fn define() {
-    let mount =
-        Closure::<dyn Fn(Element, JsValue) -> Result<StatusWidget, JsError>>::new(|el, opts: JsValue| mount(el, &opts));
-    define_element(mount.as_ref().unchecked_ref());
-    // The element class calls `mount` for as long as the page lives: this one closure is meant to outlive us.
-    mount.forget();
 }
 
 #[cfg(test)]

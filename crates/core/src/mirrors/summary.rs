@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::UpdateStatus;
+use crate::text::push_decimal;
 
 /// Counts of mirror states and the verdict they add up to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,16 +88,26 @@ impl StatusSummary {
 
     /// The verdict in words.
     pub fn headline(&self) -> String {
-        let noun = |n: usize| if n == 1 { "mirror" } else { "mirrors" };
         let Self { total, failing, syncing, never_run, .. } = *self;
-        match self.verdict() {
-            Verdict::Empty => "No mirrors".to_owned(),
-            Verdict::Failing => format!("{failing} of {total} {} failing", noun(total)),
-            Verdict::Stale => "Stale: no farm node is working on these mirrors".to_owned(),
-            Verdict::Syncing => format!("{syncing} {} syncing", noun(syncing)),
-            Verdict::Pending => format!("{never_run} {} not synced yet", noun(never_run)),
-            Verdict::InSync => format!("All {total} {} in sync", noun(total)),
-        }
+        // "[lead]N mirror(s)[tail]", pushed piece by piece: `format!` costs the widget bytes.
+        let (lead, n, tail) = match self.verdict() {
+            Verdict::Empty => return "No mirrors".to_owned(),
+            Verdict::Stale => return "Stale: no farm node is working on these mirrors".to_owned(),
+            Verdict::Failing => {
+                let mut lead = String::new();
+                push_decimal(&mut lead, failing as u64, 1);
+                lead.push_str(" of ");
+                (lead, total, " failing")
+            }
+            Verdict::Syncing => (String::new(), syncing, " syncing"),
+            Verdict::Pending => (String::new(), never_run, " not synced yet"),
+            Verdict::InSync => ("All ".to_owned(), total, " in sync"),
+        };
+        let mut text = lead;
+        push_decimal(&mut text, n as u64, 1);
+        text.push_str(if n == 1 { " mirror" } else { " mirrors" });
+        text.push_str(tail);
+        text
     }
 }
 

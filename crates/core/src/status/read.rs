@@ -26,9 +26,26 @@ pub trait JsonValue: Sized {
 }
 
 /// A field that is missing or has the wrong type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the status has no valid `{0}`")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadError(pub &'static str);
+
+impl ReadError {
+    /// The error in words, without `core::fmt` (the widget shows it).
+    pub fn message(self) -> String {
+        let mut text = "the status has no valid `".to_owned();
+        text.push_str(self.0);
+        text.push('`');
+        text
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for ReadError {}
 
 type Result<T> = std::result::Result<T, ReadError>;
 
@@ -65,7 +82,13 @@ impl<V: JsonValue> Object<'_, V> {
     }
 
     fn list<T>(&self, name: &'static str, item: impl Fn(&V) -> Result<T>) -> Result<Vec<T>> {
-        self.get(name)?.elements().ok_or(ReadError(name))?.iter().map(item).collect()
+        // A plain loop: `collect` into a `Result` costs the widget an iterator adapter per type.
+        let elements = self.get(name)?.elements().ok_or(ReadError(name))?;
+        let mut items = Vec::with_capacity(elements.len());
+        for element in &elements {
+            items.push(item(element)?);
+        }
+        Ok(items)
     }
 
     fn named<T>(&self, name: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
