@@ -10,9 +10,15 @@
 //    server; each must succeed with the upstream's content.
 //
 // Expected statuses: 200, 201 and 204 (a lease with nothing to do). Rate limits stay off (the
-// default), so a 429 is unexpected like every other non-2xx answer. Note that `wrangler dev`
-// retries a GET by itself when the Worker restarts mid-request; a POST is answered 503 ("Your
-// worker restarted mid-request"), which is what this load has seen at 200 connections.
+// default), so a 429 is unexpected like every other non-2xx answer.
+//
+// At 200 connections some POSTs have been answered 503 "Your worker restarted mid-request"
+// although nothing restarted: `wrangler dev`'s proxy (a second workerd) forwards each request over
+// pooled keep-alive connections whose 5 s idle limit equals the runtime's own, so a request can be
+// written into a connection the runtime is closing and never reach the Worker
+// (scripts/lib/proxy_race.mjs reproduces it, and explains it with the sources). LOAD_DIRECT=1 sends
+// the load to the runtime's own socket instead (`startWorker({direct: true})`); that path has
+// shown ECONNRESETs of its own under this mix, not yet explained, so it is not the default.
 //
 // `npm run load` runs it at 200 connections for 60 s and 100 clones (LOAD_SECONDS,
 // LOAD_CONNECTIONS, LOAD_CLONES override); `tests/e2e/load.test.mjs` runs a shorter one in
@@ -113,9 +119,11 @@ async function apiLoad({ worker, seconds, connections, log }) {
     counted("POST jobs/lease", lease),
   ];
   log(`# API load: ${connections} connections for ${seconds} s against ${worker.url} (workerd, local D1)`);
+  const connectionErrors = {};
   const result = await new Promise((resolve, reject) => {
     const instance = autocannon({ url: worker.url, connections, duration: seconds, requests, timeout: 30 }, (err, r) => (err ? reject(err) : resolve(r)));
     instance.on("error", reject);
+    instance.on("reqError", (e) => (connectionErrors[e.code ?? e.message] = (connectionErrors[e.code ?? e.message] ?? 0) + 1));
   });
   const byStatus = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([s, v]) => [s, v.count]));
   const unexpected = Object.entries(byStatus).filter(([s]) => !EXPECTED.has(Number(s)));
@@ -132,7 +140,7 @@ async function apiLoad({ worker, seconds, connections, log }) {
     failedByRoute,
   };
   log(`# API load: ${figures.requests} requests, ${figures.rps.toFixed(0)} req/s, latency p50 ${figures.p50} ms, p99 ${figures.p99} ms, max ${figures.max} ms`);
-  log(`# API load: by status ${JSON.stringify(byStatus)}; connection errors ${figures.errors}, timeouts ${figures.timeouts}; unexpected: ${unexpected.length ? JSON.stringify(Object.fromEntries(unexpected)) : "none"}`);
+  log(`# API load: by status ${JSON.stringify(byStatus)}; connection errors ${figures.errors} ${JSON.stringify(connectionErrors)}, timeouts ${figures.timeouts}; unexpected: ${unexpected.length ? JSON.stringify(Object.fromEntries(unexpected)) : "none"}`);
   if (Object.keys(failedByRoute).length) log(`# API load: non-2xx by route ${JSON.stringify(failedByRoute)}`);
 
   // Every acknowledged write, read back one by one (20 at a time).
@@ -225,12 +233,13 @@ async function cloneLoad({ worker, clones, dir, log }) {
 /** Starts a Worker, runs both parts, stops everything; returns `{api, clones}`. */
 export async function runLoad({ seconds = 60, connections = 200, clones = 100, log = console.log } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-load-"));
-  const worker = await startWorker({ allowedHosts: "127.0.0.1", retryBaseMs: 200 });
+  const worker = await startWorker({ allowedHosts: "127.0.0.1", retryBaseMs: 200, direct: process.env.LOAD_DIRECT === "1" });
   try {
     const api = await apiLoad({ worker, seconds, connections, log });
     const cloned = await cloneLoad({ worker, clones, dir, log });
-    // What workerd itself logged as failing (answers of 500 and up, D1 trouble), for the record.
-    const workerErrors = worker.logs().split("\n").filter((l) => /^\[wrangler:\w+\] \w+ \S+ 5\d\d |SQLITE_BUSY|database is locked|D1_ERROR/.test(l));
+    // What the Worker itself logged as failing (its request lines of 500 and up, D1 trouble), for
+    // the record.
+    const workerErrors = worker.logs().split("\n").filter((l) => /^\w+ \S+ -> 5\d\d$|^\[wrangler:\w+\] \w+ \S+ 5\d\d |SQLITE_BUSY|database is locked|D1_ERROR/.test(l));
     if (workerErrors.length) log(`# worker log: ${workerErrors.length} error lines, e.g. ${workerErrors.slice(0, 3).join(" | ")}`);
     return { api, clones: cloned, workerErrors };
   } finally {

@@ -1,7 +1,7 @@
 // Starts the built Worker under `wrangler dev` (workerd) with a fresh local D1 in a temp dir,
 // migrated and with a known admin token, and stops it when the test ends.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
@@ -24,8 +24,11 @@ export function freePort() {
   });
 }
 
-/** A running Worker: `url`, `adminToken`, `stateDir`, `logs()` and `stop()`. */
-export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000, corsOrigins = "", syncWaitMs = 20000, seedSql, licensePublicKey = "" } = {}) {
+/** A running Worker: `url`, `adminToken`, `stateDir`, `logs()` and `stop()`.
+ *
+ * `direct`: `url` is the workerd runtime's own socket rather than `wrangler dev`'s port (see
+ * `runtimeUrl`); `proxyUrl` is that port either way. */
+export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000, corsOrigins = "", syncWaitMs = 20000, seedSql, licensePublicKey = "", direct = false } = {}) {
   const stateDir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-e2e-"));
   migrate({ persistTo: stateDir });
   const adminToken = bootstrapAdmin({ persistTo: stateDir, token: `mfp_e2e_${randomBytes(16).toString("hex")}` });
@@ -43,10 +46,21 @@ export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, poll
       if (attempt >= 3 || !/Address already in use/.test(String(e.message))) throw e;
     }
   }
-  const { child, url, port } = started;
+  const { child, url: proxyUrl, port } = started;
   const output = () => started.output();
+  let url = proxyUrl;
+  if (direct) {
+    try {
+      url = await runtimeUrl(child.pid, port);
+    } catch (e) {
+      child.kill("SIGTERM");
+      rmSync(stateDir, { recursive: true, force: true });
+      throw e;
+    }
+  }
   return {
     url,
+    proxyUrl,
     adminToken,
     stateDir,
     sealKey,
@@ -103,6 +117,83 @@ async function launch({ stateDir, sealKey, allowedHosts, retryBaseMs, pollInterv
     await new Promise((r) => setTimeout(r, 250));
   }
   return { child, url, port, output: () => output };
+}
+
+/** The pids of `pid`'s descendants (Linux /proc). */
+function descendants(pid) {
+  const children = new Map();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      // pid (comm) state ppid …: the name may hold spaces and parentheses.
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(entry));
+    } catch {}
+  }
+  const out = [];
+  for (let queue = [pid]; queue.length; ) for (const c of children.get(queue.shift()) ?? []) out.push(c), queue.push(c);
+  return out;
+}
+
+/** The TCP ports process `pid` listens on (Linux /proc: its socket inodes, found in net/tcp). */
+function listeningPorts(pid) {
+  const inodes = new Set();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]);
+    } catch {}
+  }
+  const ports = [];
+  for (const table of ["tcp", "tcp6"]) {
+    let text = "";
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, "utf8");
+    } catch {}
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is ADDR:PORT in hex; state 0A is LISTEN; field 9 is the inode.
+      if (f.length > 9 && f[3] === "0A" && inodes.has(f[9])) ports.push(parseInt(f[1].split(":").pop(), 16));
+    }
+  }
+  return ports;
+}
+
+/** The address of the workerd runtime that runs the Worker under `wrangler dev` (pid `wranglerPid`,
+ * serving on `publicPort`), so that clients reach the Worker the way they do in production.
+ *
+ * `wrangler dev` runs two workerd processes: its ProxyWorker owns the public port and forwards each
+ * request with `fetch()` to the runtime's entry socket (wrangler's
+ * templates/startDevWorker/ProxyWorker.ts, `processQueue`), over a pool of keep-alive connections
+ * kept by kj's HTTP client. That client drops an idle connection after 5 s
+ * (`HttpClientSettings::idleTimeout`) and the runtime's kj HTTP server closes one after 5 s
+ * (`HttpServerSettings::pipelineTimeout`): a request the proxy writes into a connection the runtime
+ * is closing is lost before it reaches the Worker ("Network connection lost."), and the proxy
+ * answers a POST with 503 "Your worker restarted mid-request" although nothing restarted (it
+ * compares the request's whole URL with the runtime's bare origin to tell a restart). Under bursts
+ * of concurrent requests a fraction of them land on such connections (scripts/lib/proxy_race.mjs).
+ * Production has no such hop. The runtime is the other workerd process under `wrangler dev`: the
+ * one of its ports that answers the Worker's health check. */
+async function runtimeUrl(wranglerPid, publicPort) {
+  const runtimes = descendants(wranglerPid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0].endsWith("/workerd");
+    } catch {
+      return false;
+    }
+  });
+  const candidates = runtimes.map(listeningPorts).filter((ports) => !ports.includes(publicPort)).flat();
+  for (const port of candidates) {
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      const r = await fetch(`${url}/rest/mirrorfarm/1.0/health`, { signal: AbortSignal.timeout(5000) });
+      const body = await r.text();
+      if (r.status === 200 && body.includes('"status":"ok"')) return url;
+    } catch {}
+  }
+  throw new Error(`no workerd runtime under wrangler dev (pid ${wranglerPid}) answers the health check on ports ${JSON.stringify(candidates)}`);
 }
 
 /** The D1 round trips a response's `Server-Timing` header reports (throws if it has none). */
