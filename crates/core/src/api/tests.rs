@@ -1878,6 +1878,21 @@ mod audit {
         r.body
     }
 
+    /// An anonymous `POST /x` event of `category` and `action`, with nothing else in it.
+    fn bare_record(category: &str, action: &str) -> crate::store::AuditRecord {
+        crate::store::AuditRecord {
+            at: Timestamp(5),
+            actor: crate::audit::Actor::Anonymous,
+            source: None,
+            category: category.into(),
+            action: action.into(),
+            method: "POST".into(),
+            path: "/x".into(),
+            objects: Vec::new(),
+            changed: Vec::new(),
+        }
+    }
+
     fn attribute(event: &Value, name: &str) -> Option<String> {
         event["extraAttributes"]
             .as_array()?
@@ -1921,17 +1936,7 @@ mod audit {
     #[test]
     fn an_armed_event_rides_in_the_first_writing_batch_only() {
         let w = World::new();
-        let record = crate::store::AuditRecord {
-            at: Timestamp(5),
-            actor: crate::audit::Actor::Anonymous,
-            source: None,
-            category: "Projects".into(),
-            action: "Test".into(),
-            method: "POST".into(),
-            path: "/x".into(),
-            objects: Vec::new(),
-            changed: Vec::new(),
-        };
+        let record = bare_record("Projects", "Test");
         w.store.arm_audit(&record).expect("arm");
         let before = w.db().round_trips.get();
         block_on(w.store.instance_settings()).expect("a read");
@@ -1949,17 +1954,7 @@ mod audit {
     #[test]
     fn a_provisional_event_goes_in_as_a_failure_until_confirmed() {
         let w = World::new();
-        let record = crate::store::AuditRecord {
-            at: Timestamp(5),
-            actor: crate::audit::Actor::Anonymous,
-            source: None,
-            category: "Forks".into(),
-            action: "SetForkSync".into(),
-            method: "POST".into(),
-            path: "/x".into(),
-            objects: Vec::new(),
-            changed: Vec::new(),
-        };
+        let record = bare_record("Forks", "SetForkSync");
         let event = "SELECT outcome || ' ' || IFNULL(status, '-') FROM audit_events";
         // Made provisional before the write it rides in; a read does not carry it.
         w.store.arm_audit(&record).expect("arm");
