@@ -125,6 +125,10 @@ pub struct LeasedJob {
     /// The export or import to run, for migration jobs (see [`crate::migration::archive`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<crate::migration::archive::LeasedMigration>,
+    /// For a poll of an upstream that publishes no content hashes: every farm repository whose
+    /// refs the node lists upstream (see [`crate::farm::RefPollTarget`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_poll: Option<Vec<crate::farm::RefPollTarget>>,
 }
 
 /// The fork part of a leased fork sync: where the fork's refs live, the origin whose copy the
@@ -523,6 +527,9 @@ pub struct JobReport {
     /// so its repositories are polled by their refs from now on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hashes_unpublished: bool,
+    /// For ref polls that listed every repository leased: each one's refs fingerprint upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polled_refs: Option<Vec<crate::farm::PolledRefs>>,
     /// For an SSH-key mirror's first push: the target's host key the node accepted, as a
     /// `known_hosts` line, for the edge to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -552,6 +559,7 @@ impl JobReport {
             discovered: None,
             content_hashes: None,
             hashes_unpublished: false,
+            polled_refs: None,
             learned_host_key: None,
             next: None,
         }

@@ -190,14 +190,16 @@ pub(crate) fn handle(
     };
     info!(worker, job = job.id, attempt = job.attempt, target = %target, "leased");
     let lost = AtomicBool::new(false);
-    let finished = AtomicBool::new(false);
+    // Dropped when the job's work ends, which wakes the renewing thread at once: the job's
+    // report waits for that thread, so a coarser wake would add to every job.
+    let (working, finished) = std::sync::mpsc::channel::<()>();
     let outcome = thread::scope(|scope| {
         // Keep the lease alive at a third of its length while git works.
-        scope.spawn(|| {
+        let lost = &lost;
+        scope.spawn(move || {
             let every = Duration::from_secs((settings.lease_seconds / 3).max(1));
             loop {
-                sleep_unless(&finished, every);
-                if finished.load(Ordering::SeqCst) {
+                if finished.recv_timeout(every) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
                     return;
                 }
                 match edge.renew(job, settings.lease_seconds) {
@@ -223,7 +225,7 @@ pub(crate) fn handle(
                 Err(e) => Ok(Finished::error(e.to_string())),
             },
         };
-        finished.store(true, Ordering::SeqCst);
+        drop(working);
         outcome
     });
     match outcome {
@@ -296,6 +298,8 @@ pub(crate) struct Finished {
     content_hashes: Option<Vec<ListedHash>>,
     /// …or that the upstream publishes none.
     hashes_unpublished: bool,
+    /// For ref polls: each repository's fingerprint upstream.
+    polled_refs: Option<Vec<mirrorfarm_core::farm::PolledRefs>>,
     /// For mails: the SMTP server's reply.
     reply: Option<String>,
     /// For an SSH-key mirror's first push: the host key accepted (a `known_hosts` line).
@@ -312,6 +316,7 @@ impl Finished {
             discovered: None,
             content_hashes: None,
             hashes_unpublished: false,
+            polled_refs: None,
             reply: None,
             learned_host_key: None,
         }
@@ -362,6 +367,16 @@ fn execute(
             }
             Err(e) => Finished::error(e.to_string()),
         });
+    }
+    if let (Some(targets), JobKind::UpstreamPoll) = (&job.ref_poll, job.kind) {
+        return match discovery::poll_refs(targets, settings.concurrency, cancelled) {
+            Ok(polled) => {
+                let listed = polled.iter().filter(|p| p.fingerprint.is_some()).count();
+                info!(job = job.id, repositories = polled.len(), listed, "listed the upstream's refs");
+                Ok(Finished { polled_refs: Some(polled), ..Finished::of(UpdateOutcome::Pushed, None) })
+            }
+            Err(_) => Err(PushError::Cancelled),
+        };
     }
     if let (Some(leased), JobKind::UpstreamPoll) = (&job.discovery, job.kind) {
         return match discovery::list_content_hashes(leased, cancelled) {
@@ -554,6 +569,7 @@ fn report(
     report.discovered.clone_from(&finished.discovered);
     report.content_hashes.clone_from(&finished.content_hashes);
     report.hashes_unpublished = finished.hashes_unpublished;
+    report.polled_refs.clone_from(&finished.polled_refs);
     report.learned_host_key.clone_from(&finished.learned_host_key);
     if let Some(reply) = &finished.reply {
         report.message.clone_from(reply);

@@ -5,9 +5,13 @@
 //! Each kind is a pair of pure readers (one page of projects, one page of repositories) and the
 //! paging its API uses; the readers are unit-tested on the APIs' own JSON.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mirrorfarm_core::farm::{DiscoveredRepository, LeasedDiscovery, ListedHash, UpstreamType};
+use mirrorfarm_core::farm::{
+    DiscoveredRepository, LeasedDiscovery, ListedHash, PolledRefs, RefPollTarget, UpstreamType,
+};
 use mirrorfarm_core::urls::scrub_text;
 use serde_json::Value;
 
@@ -31,6 +35,56 @@ pub(crate) enum DiscoveryError {
     /// The node is stopping.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// A poll of an upstream that publishes no content hashes: each leased repository's refs listed
+/// upstream (`git ls-remote`), `concurrency` at a time, with the fingerprint a pull would record
+/// (the edge pulls only those that moved). One that cannot be listed is reported without a
+/// fingerprint: the edge pulls it, and that pull records why. `Err(Cancelled)` if the node
+/// stops meanwhile (checked by the calling thread, which lists too, between repositories).
+pub(crate) fn poll_refs(
+    targets: &[RefPollTarget],
+    concurrency: usize,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<PolledRefs>, DiscoveryError> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let found: Mutex<Vec<PolledRefs>> = Mutex::new(Vec::with_capacity(targets.len()));
+    let take = || if stop.load(Ordering::SeqCst) { None } else { targets.get(next.fetch_add(1, Ordering::SeqCst)) };
+    let keep = |polled| found.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(polled);
+    std::thread::scope(|scope| {
+        for _ in 1..concurrency.clamp(1, targets.len().max(1)) {
+            scope.spawn(|| {
+                while let Some(target) = take() {
+                    keep(poll_one(target));
+                }
+            });
+        }
+        // This thread lists too, and is the one that sees the node stopping.
+        loop {
+            if cancelled() {
+                stop.store(true, Ordering::SeqCst);
+                break;
+            }
+            let Some(target) = take() else { break };
+            keep(poll_one(target));
+        }
+    });
+    if stop.load(Ordering::SeqCst) {
+        return Err(DiscoveryError::Cancelled);
+    }
+    Ok(found.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+/// One repository's refs upstream, fingerprinted; none if they could not be listed.
+fn poll_one(target: &RefPollTarget) -> PolledRefs {
+    let fingerprint = crate::git::Remote::parse(&target.url)
+        .and_then(|remote| crate::git::Git::detached().remote_refs(&remote))
+        .map(|refs| crate::records::fingerprint(&refs));
+    if let Err(e) = &fingerprint {
+        tracing::warn!(repository = target.repository_id, error = %e, "could not list the upstream's refs");
+    }
+    PolledRefs { repository_id: target.repository_id, fingerprint: fingerprint.ok() }
 }
 
 /// A project on the upstream.
@@ -72,8 +126,8 @@ const HASH_PAGE: u64 = 1000;
 /// Lists the content hash every repository of a Bitbucket (or mirrorfarm) upstream publishes
 /// (`GET /rest/mirroring/latest/repos`, all pages of `page` items): one listing polls the whole
 /// farm, and the edge queues pulls of the repositories whose hash moved. A server that does not
-/// publish them answers 404 (`DiscoveryError::Status`), and the edge polls its repositories one by
-/// one instead. Pages are as large as Bitbucket allows (1000; a server that caps them lower says
+/// publish them answers 404 (`DiscoveryError::Status`), and the edge polls it by its repositories'
+/// refs instead ([`poll_refs`]). Pages are as large as Bitbucket allows (1000; a server that caps them lower says
 /// where the next page starts).
 pub(crate) fn list_content_hashes(
     leased: &LeasedDiscovery,
@@ -346,6 +400,48 @@ mod gitea {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A repository at `dir` with `commits` empty commits on main (none: no refs at all).
+    fn repository(dir: &std::path::Path, commits: usize) {
+        std::fs::create_dir_all(dir).expect("dir");
+        crate::testing::git(dir, &["init", "-q", "-b", "main"]);
+        for i in 0..commits {
+            crate::testing::git(dir, &["commit", "-q", "--allow-empty", "-m", &format!("commit {i}")]);
+        }
+    }
+
+    #[test]
+    fn a_ref_poll_fingerprints_every_repository_as_a_pull_would_and_marks_the_unlisted() {
+        let root = std::env::temp_dir().join(format!("mf-ref-poll-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (one, two) = (root.join("one"), root.join("two"));
+        repository(&one, 1);
+        repository(&two, 2);
+        let target =
+            |id: i64, path: &std::path::Path| RefPollTarget { repository_id: id, url: path.display().to_string() };
+        let targets = [target(1, &one), target(2, &two), target(3, &root.join("missing"))];
+        let mut polled = poll_refs(&targets, 2, &|| false).expect("not cancelled");
+        polled.sort_by_key(|p| p.repository_id);
+        let pulled = |path: &std::path::Path| {
+            let refs = crate::git::Git::detached()
+                .remote_refs(&crate::git::Remote::parse(&path.display().to_string()).expect("url"));
+            Some(crate::records::fingerprint(&refs.expect("listed")))
+        };
+        assert_eq!(
+            polled,
+            [
+                PolledRefs { repository_id: 1, fingerprint: pulled(&one) },
+                PolledRefs { repository_id: 2, fingerprint: pulled(&two) },
+                PolledRefs { repository_id: 3, fingerprint: None },
+            ]
+        );
+        assert_ne!(polled[0].fingerprint, polled[1].fingerprint);
+        assert!(
+            matches!(poll_refs(&targets, 2, &|| true), Err(DiscoveryError::Cancelled)),
+            "a stopping node lists nothing"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     fn project(id: &str, key: &str) -> UpstreamProject {
         UpstreamProject { id: id.into(), handle: key.into(), key: key.into(), name: format!("{key} name") }

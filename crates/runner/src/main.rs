@@ -25,6 +25,8 @@ mod records;
 mod serve;
 mod ssh;
 mod ssh_push;
+#[cfg(test)]
+mod testing;
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;

@@ -85,6 +85,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             last_discovery: None,
             publishes_hashes: None,
             hashes_listed_at: None,
+            refs_listed_at: None,
             created_at: self.now,
         };
         let stored = self.store.insert_upstream(&upstream).await?;

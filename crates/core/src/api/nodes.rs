@@ -4,10 +4,12 @@
 //! the job goes back (expiry runs on the cron and before every lease). Results are idempotent:
 //! a result is keyed by its lease, so reporting it twice changes nothing.
 
+use std::collections::HashMap;
+
 use super::triggers::pull_enabled;
 use super::{ApiError, ApiResponse, Call, Result, Service};
 use crate::admin::RateLimiter;
-use crate::farm::{DiscoveredRepository, LeasedDiscovery, ListedHash};
+use crate::farm::{DiscoveredRepository, LeasedDiscovery, ListedHash, PolledRefs, RefPollTarget};
 use crate::forks::RefSyncState;
 use crate::identity::token_lookup_key;
 use crate::mirrors::{NextStep, PullMirror, RemoteMirror, UpdateOutcome, UpdateState};
@@ -26,8 +28,8 @@ use crate::registry::Repository;
 use crate::store::Blobs;
 use crate::store::port::Database;
 use crate::store::{
-    Crypto, DiscoveryOutcome, DiscoveryWrite, ForkOutcome, HashPollOutcome, JobContext, NoticeWrite, Reported,
-    SavedMirror, SyncRecord,
+    Crypto, DiscoveryOutcome, DiscoveryWrite, ForkOutcome, JobContext, NoticeWrite, Reported, SavedMirror, SyncRecord,
+    UpstreamPollOutcome,
 };
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, StoredUrl};
@@ -51,12 +53,22 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     /// A URL with its sealed credentials put back, for a node.
     pub(super) async fn unsealed(&self, url: &StoredUrl) -> Result<String> {
+        self.unsealed_once(url, &mut HashMap::new()).await
+    }
+
+    /// [`Self::unsealed`], with each distinct sealed credential unsealed once across calls
+    /// sharing `opened` (a farm's repositories share theirs).
+    async fn unsealed_once(&self, url: &StoredUrl, opened: &mut HashMap<String, String>) -> Result<String> {
         let parsed =
             GitUrl::parse(&url.plain).map_err(|e| ApiError::Internal(format!("stored url unreadable: {e}")))?;
-        Ok(match &url.sealed_userinfo {
-            Some(sealed) => parsed.with_userinfo(Some(&self.crypto.unseal(sealed).await?)),
-            None => parsed.without_credentials(),
-        })
+        let Some(sealed) = &url.sealed_userinfo else { return Ok(parsed.without_credentials()) };
+        if let Some(open) = opened.get(sealed) {
+            return Ok(parsed.with_userinfo(Some(open)));
+        }
+        let open = self.crypto.unseal(sealed).await?;
+        let url = parsed.with_userinfo(Some(&open));
+        opened.insert(sealed.clone(), open);
+        Ok(url)
     }
 
     /// A lease length a node asked for, in the queue's bounds.
@@ -451,8 +463,10 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         })
     }
 
-    /// A leased discovery as the node gets it: the upstream server, its token and its
-    /// settings; `None` if the server was removed meanwhile.
+    /// A leased discovery or upstream poll as the node gets it: the upstream server, its token
+    /// and its settings, and for a poll of an upstream that publishes no content hashes, the
+    /// farm repositories whose refs the node lists (one more round trip); `None` if the server
+    /// was removed meanwhile.
     async fn leased_discovery_job(
         &self,
         job: &Job,
@@ -465,7 +479,15 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             Some(sealed) => Some(self.crypto.unseal(sealed).await?),
             None => None,
         };
+        let ref_poll = match job.kind {
+            JobKind::UpstreamPoll => match self.store.ref_poll_targets(&upstream.id).await? {
+                Some(targets) => Some(self.ref_poll_targets(targets).await?),
+                None => None,
+            },
+            _ => None,
+        };
         Ok(Some(LeasedJob {
+            ref_poll,
             discovery: Some(LeasedDiscovery {
                 upstream_id: upstream.id.clone(),
                 kind: upstream.kind,
@@ -476,6 +498,16 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             }),
             ..lease_of(job, lease_id, deadline)
         }))
+    }
+
+    /// A ref poll's repositories as the node gets them, with their upstream credentials.
+    async fn ref_poll_targets(&self, targets: Vec<(i64, StoredUrl)>) -> Result<Vec<RefPollTarget>> {
+        let mut opened = HashMap::new();
+        let mut out = Vec::with_capacity(targets.len());
+        for (repository_id, url) in targets {
+            out.push(RefPollTarget { repository_id, url: self.unsealed_once(&url, &mut opened).await? });
+        }
+        Ok(out)
     }
 
     /// A leased fork sync as the node gets it; `None` if there is nothing to do (the fork, its
@@ -714,14 +746,28 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         // A hash poll's listing (well-formed entries only), or the upstream's refusal to publish one.
         let listed_hashes: Vec<ListedHash> =
             report.content_hashes.iter().flatten().filter(|h| h.is_well_formed()).cloned().collect();
-        let hash_poll = match context.upstream.as_ref().filter(|_| job.kind == JobKind::UpstreamPoll) {
+        // A ref poll's listing: well-formed fingerprints (or none: not listed, so pulled).
+        let polled_refs: Vec<PolledRefs> = report
+            .polled_refs
+            .iter()
+            .flatten()
+            .map(|p| PolledRefs {
+                repository_id: p.repository_id,
+                fingerprint: p.fingerprint.clone().filter(|f| is_sha256_hex(f)),
+            })
+            .collect();
+        let upstream_poll = match context.upstream.as_ref().filter(|_| job.kind == JobKind::UpstreamPoll) {
             Some(u) if report.outcome == Outcome::Pushed && report.content_hashes.is_some() => {
-                Some(HashPollOutcome::Listed(&u.id, &listed_hashes))
+                Some(UpstreamPollOutcome::HashesListed(&u.id, &listed_hashes))
             }
-            Some(u) if report.hashes_unpublished => Some(HashPollOutcome::Unpublished(&u.id)),
+            Some(u) if report.outcome == Outcome::Pushed && report.polled_refs.is_some() => {
+                Some(UpstreamPollOutcome::RefsListed(&u.id, &polled_refs))
+            }
+            Some(u) if report.hashes_unpublished => Some(UpstreamPollOutcome::HashesUnpublished(&u.id)),
             _ => None,
         };
-        let hashes_listed = matches!(hash_poll, Some(HashPollOutcome::Listed(..)));
+        let upstream_listed =
+            matches!(upstream_poll, Some(UpstreamPollOutcome::HashesListed(..) | UpstreamPollOutcome::RefsListed(..)));
         let notice = self.report_notice(&job, &context, &report, &message).await?;
         let notice_write =
             notice.as_ref().map(|(target, watch, mail)| NoticeWrite { target, watch, mail: mail.as_deref() });
@@ -731,7 +777,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             fork,
             sync_record,
             discovery,
-            hash_poll,
+            upstream_poll,
             notice: notice_write,
         };
         let after = self
@@ -745,13 +791,13 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             self.signals.notify(Topic::Results).await;
         }
         // Nodes waiting for work look again if this result queued any: a retry, a pull that found
-        // new content (pushes and fork syncs follow), a discovery (first syncs), a hash poll (the
+        // new content (pushes and fork syncs follow), a discovery (first syncs), an upstream poll (the
         // pulls of what moved). An unchanged poll queues nothing and wakes nobody.
         let queued_more = job.state == JobState::Queued
             || notice.as_ref().is_some_and(|(_, _, mail)| mail.is_some())
             || (pulled && report.fingerprint.is_some())
             || matches!(reported_discovery, Some(true))
-            || hashes_listed;
+            || upstream_listed;
         if queued_more {
             self.mark_queued();
         }
@@ -856,6 +902,7 @@ pub(super) fn lease_of(job: &Job, lease_id: &str, deadline: i64) -> LeasedJob {
         mesh_move: None,
         support_zip: None,
         migration: None,
+        ref_poll: None,
     }
 }
 

@@ -11,10 +11,10 @@ use crate::test_support::{FakeCrypto, block_on};
 
 mod access;
 mod faults;
-mod hash_polls;
 mod limits;
 mod migration;
 mod ssh;
+mod upstream_polls;
 
 const ADMIN_TOKEN: &str = "mfp_admin_token_0123456789";
 

@@ -110,8 +110,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         // Discovery runs again now and then, to see repositories created or deleted upstream.
         let listed_before = self.now.plus_millis(-crate::farm::DISCOVERY_INTERVAL_MS);
         due += self.store.queue_due_discoveries(listed_before, self.now).await?;
-        // Upstreams that publish content hashes: one listing each instead of a poll per repository.
-        due += self.store.queue_due_hash_polls(before, self.now).await?;
+        // Farm upstreams: one poll each (by content hash, or by refs) instead of one per repository.
+        due += self.store.queue_due_upstream_polls(before, self.now).await?;
         if due > 0 {
             self.signals.notify(crate::queue::Topic::Queue).await;
         }

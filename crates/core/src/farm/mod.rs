@@ -91,6 +91,8 @@ pub struct UpstreamServer {
     pub publishes_hashes: Option<bool>,
     /// The latest complete listing of its content hashes.
     pub hashes_listed_at: Option<Timestamp>,
+    /// The latest complete listing of its farm repositories' refs (when it publishes no hashes).
+    pub refs_listed_at: Option<Timestamp>,
     /// When it was added.
     pub created_at: Timestamp,
 }

@@ -33,6 +33,10 @@ pub struct UpstreamServerDto {
     /// The latest complete listing of its content hashes (ours; epoch ms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashes_listed_at: Option<i64>,
+    /// The latest complete poll of its farm repositories' refs, one job for them all, when it
+    /// publishes no content hashes (ours; epoch ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refs_listed_at: Option<i64>,
 }
 
 impl From<&UpstreamServer> for UpstreamServerDto {
@@ -46,6 +50,7 @@ impl From<&UpstreamServer> for UpstreamServerDto {
             state_reason: u.state_reason.clone(),
             publishes_content_hashes: u.publishes_hashes,
             hashes_listed_at: u.hashes_listed_at.map(|t| t.millis()),
+            refs_listed_at: u.refs_listed_at.map(|t| t.millis()),
         }
     }
 }
@@ -294,6 +299,39 @@ impl ListedHash {
             && self.content_hash.len() <= 128
             && self.content_hash.bytes().all(hex)
     }
+}
+
+/// One farm repository a ref poll lists: an upstream that publishes no content hashes is polled
+/// by one job, whose node lists each repository's refs (`git ls-remote`) with its bounded
+/// concurrency instead of leasing a pull per repository.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RefPollTarget {
+    /// The local repository.
+    pub repository_id: i64,
+    /// Its upstream URL, with credentials (only authenticated nodes receive this).
+    pub url: String,
+}
+
+/// Debug shows no URL (it carries credentials).
+impl std::fmt::Debug for RefPollTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefPollTarget").field("repository_id", &self.repository_id).finish_non_exhaustive()
+    }
+}
+
+/// What a node found listing one repository's refs upstream, as it reports a ref poll.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PolledRefs {
+    /// The local repository.
+    pub repository_id: i64,
+    /// SHA-256 of its upstream's ref listing (`sync::ref_listing`), as a pull reports it; absent
+    /// when the listing failed (the repository is then pulled, which records why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// The discovery part of a leased job: which server to list, how, and what is selected.

@@ -11,6 +11,7 @@ use crate::farm::{
 use crate::queue::JobReason;
 use crate::registry::Repository;
 use crate::time::Timestamp;
+use crate::urls::StoredUrl;
 
 row! {
     struct UpstreamRow {
@@ -26,6 +27,7 @@ row! {
         last_discovery: Option<i64>,
         publishes_hashes: Option<i64>,
         hashes_listed_at: Option<i64>,
+        refs_listed_at: Option<i64>,
         created_at: i64,
     }
 }
@@ -34,7 +36,7 @@ row! {
 pub(super) const UPSTREAM_SELECT: &str = "SELECT u.id, u.type AS type_, u.base_url, u.api_base_url, u.token_sealed, u.state, \
      u.state_reason, u.mode, (SELECT json_group_array(project_id) FROM (SELECT project_id FROM upstream_projects \
        WHERE upstream_id = u.id ORDER BY project_id)) AS project_ids, u.last_discovery, u.publishes_hashes, \
-     u.hashes_listed_at, u.created_at FROM upstream_servers u";
+     u.hashes_listed_at, u.refs_listed_at, u.created_at FROM upstream_servers u";
 
 impl UpstreamRow {
     fn into_server(self) -> StoreResult<UpstreamServer> {
@@ -52,6 +54,7 @@ impl UpstreamRow {
             last_discovery: self.last_discovery.map(Timestamp),
             publishes_hashes: self.publishes_hashes.map(|p| p != 0),
             hashes_listed_at: self.hashes_listed_at.map(Timestamp),
+            refs_listed_at: self.refs_listed_at.map(Timestamp),
             created_at: Timestamp(self.created_at),
         })
     }
@@ -128,8 +131,14 @@ fn read_farm(outcome: Outcome) -> StoreResult<Vec<FarmRepository>> {
 
 /// The upstream servers (`u`) polled by their published content hashes, with one paged listing:
 /// Bitbucket's REST publishes them (and mirrorfarm serves the same); GitLab and Gitea do not,
-/// and one whose listing was refused (`publishes_hashes = 0`) is polled repository by repository.
+/// and one whose listing was refused (`publishes_hashes = 0`) is polled by its repositories'
+/// refs, listed by the node (see [`ref_listing_statements`]).
 pub(super) const POLLED_BY_HASH: &str = "u.type = 'bitbucket' AND IFNULL(u.publishes_hashes, 1) = 1";
+
+/// The repositories (`r`) an upstream's poll may pull (`WHERE …`, continued with `AND`): not
+/// archived, with an upstream, and their pull mirror on (or implicit).
+const POLLABLE: &str = "LEFT JOIN pull_mirrors p ON p.repository_id = r.id \
+     WHERE r.archived = 0 AND r.upstream_url IS NOT NULL AND IFNULL(p.enabled, 1) = 1";
 
 /// Most listed hashes one statement of a hash poll's report binds (one JSON value): 2,000 ids
 /// and hashes stay far below D1's 2 MB per value.
@@ -607,16 +616,18 @@ impl<D: Database> Store<D> {
         Ok(out.changes)
     }
 
-    /// The cron: queues a hash poll of every upstream polled by hash (see [`POLLED_BY_HASH`])
-    /// that was listed at least once and whose hashes were not listed since `before`, unless one
-    /// is running. Returns how many.
-    pub async fn queue_due_hash_polls(&self, before: Timestamp, now: Timestamp) -> StoreResult<u64> {
+    /// The cron: queues a poll of every upstream that was listed at least once and was not
+    /// polled since `before`, unless one is running: by its published content hashes when it
+    /// publishes them (see [`POLLED_BY_HASH`]), else by its farm repositories' refs, each listed
+    /// by the node. Either way one job polls all its farm repositories. Returns how many.
+    pub async fn queue_due_upstream_polls(&self, before: Timestamp, now: Timestamp) -> StoreResult<u64> {
         let out = self
             .one(sql!(
                 format!(
                     "INSERT OR IGNORE INTO jobs (kind, upstream_id, reason, enqueued_at) \
                      SELECT 'UPSTREAM_POLL', u.id, 'POLL', ?2 FROM upstream_servers u \
-                     WHERE {POLLED_BY_HASH} AND u.last_discovery IS NOT NULL AND IFNULL(u.hashes_listed_at, 0) < ?1 \
+                     WHERE u.last_discovery IS NOT NULL \
+                     AND IFNULL(CASE WHEN {POLLED_BY_HASH} THEN u.hashes_listed_at ELSE u.refs_listed_at END, 0) < ?1 \
                      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.upstream_id = u.id AND j.kind = 'UPSTREAM_POLL' \
                        AND j.state = 'LEASED')"
                 ),
@@ -625,6 +636,56 @@ impl<D: Database> Store<D> {
             ))
             .await?;
         Ok(out.changes)
+    }
+
+    /// What a poll of upstream `upstream_id` lists when it publishes no content hashes: its
+    /// farm repositories that a poll may pull (not archived, pull mirror on), each with its
+    /// stored upstream URL, in one round trip. `None` when it is polled by its hashes (see
+    /// [`POLLED_BY_HASH`]), or is gone.
+    pub async fn ref_poll_targets(&self, upstream_id: &str) -> StoreResult<Option<Vec<(i64, StoredUrl)>>> {
+        row! {
+            struct ByHash {
+                by_hash: i64,
+            }
+        }
+        row! {
+            struct Target {
+                id: i64,
+                upstream_url: String,
+                upstream_url_masked: Option<String>,
+                upstream_userinfo_sealed: Option<String>,
+            }
+        }
+        let mut out = self
+            .batch(vec![
+                sql!(
+                    format!("SELECT {POLLED_BY_HASH} AS by_hash FROM upstream_servers u WHERE u.id = ?1"),
+                    upstream_id
+                ),
+                sql!(
+                    format!(
+                        "SELECT r.id, r.upstream_url, r.upstream_url_masked, r.upstream_userinfo_sealed \
+                         FROM farm_repositories f JOIN repositories r ON r.id = f.repository_id {POLLABLE} \
+                         AND f.upstream_id = ?1 ORDER BY r.id"
+                    ),
+                    upstream_id
+                ),
+            ])
+            .await?;
+        if nth(&mut out, 0)?.first::<ByHash>()?.is_none_or(|u| u.by_hash != 0) {
+            return Ok(None);
+        }
+        let targets = nth(&mut out, 1)?.read::<Target>()?;
+        Ok(Some(
+            targets
+                .into_iter()
+                .map(|t| {
+                    let masked = t.upstream_url_masked.unwrap_or_else(|| t.upstream_url.clone());
+                    let url = StoredUrl { plain: t.upstream_url, masked, sealed_userinfo: t.upstream_userinfo_sealed };
+                    (t.id, url)
+                })
+                .collect(),
+        ))
     }
 
     /// Every repository's content hash, for `ids` (those without one are absent).
@@ -675,8 +736,7 @@ pub(super) fn hash_listing_statements(
             format!(
                 "WITH {listing} INSERT OR IGNORE INTO jobs (kind, repository_id, reason, enqueued_at) \
                  SELECT 'PULL_MIRROR', r.id, 'POLL', ?5 FROM l CROSS JOIN farm_repositories f ON {moved} \
-                 JOIN repositories r ON r.id = f.repository_id LEFT JOIN pull_mirrors p ON p.repository_id = r.id \
-                 WHERE r.archived = 0 AND r.upstream_url IS NOT NULL AND IFNULL(p.enabled, 1) = 1 AND {held}"
+                 JOIN repositories r ON r.id = f.repository_id {POLLABLE} AND {held}"
             ),
             upstream_id,
             job,
@@ -697,6 +757,51 @@ pub(super) fn hash_listing_statements(
     }
     out.push(sql!(
         format!("UPDATE upstream_servers SET publishes_hashes = 1, hashes_listed_at = ?4 WHERE id = ?1 AND {held}"),
+        upstream_id,
+        job,
+        lease,
+        now.millis()
+    ));
+    out
+}
+
+/// What a ref poll's complete listing writes, under the lease `guard` (job, lease): a pull
+/// (reason POLL: the node compares the refs again before fetching, as they may have moved back)
+/// of every listed farm repository of `upstream_id` whose fingerprint differs from the one its
+/// last pull recorded, or that could not be listed (no fingerprint: the pull records why); and
+/// the upstream marked as listed `now`. Repositories the poll may not pull are skipped.
+pub(super) fn ref_listing_statements(
+    upstream_id: &str,
+    polled: &[crate::farm::PolledRefs],
+    now: Timestamp,
+    (job, lease): (i64, &str),
+) -> Vec<Statement> {
+    let held = super::mirrors::lease_held(2, 3);
+    // As in `hash_listing_statements`, the listing drives the join, one index look-up per entry.
+    let listing = "l(id, fingerprint) AS MATERIALIZED (SELECT json_extract(value, '$[0]'), \
+                   json_extract(value, '$[1]') FROM json_each(?4))";
+    let mut out = Vec::new();
+    for chunk in polled.chunks(HASHES_PER_STATEMENT) {
+        let pairs: Vec<(i64, Option<&str>)> =
+            chunk.iter().map(|p| (p.repository_id, p.fingerprint.as_deref())).collect();
+        let list = serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into());
+        out.push(sql!(
+            format!(
+                "WITH {listing} INSERT OR IGNORE INTO jobs (kind, repository_id, reason, enqueued_at) \
+                 SELECT 'PULL_MIRROR', r.id, 'POLL', ?5 FROM l CROSS JOIN farm_repositories f \
+                 ON f.repository_id = l.id AND f.upstream_id = ?1 JOIN repositories r ON r.id = f.repository_id \
+                 LEFT JOIN repository_triggers t ON t.repository_id = r.id {POLLABLE} \
+                 AND (l.fingerprint IS NULL OR t.upstream_fingerprint IS NOT l.fingerprint) AND {held}"
+            ),
+            upstream_id,
+            job,
+            lease,
+            list.as_str(),
+            now.millis()
+        ));
+    }
+    out.push(sql!(
+        format!("UPDATE upstream_servers SET refs_listed_at = ?4 WHERE id = ?1 AND {held}"),
         upstream_id,
         job,
         lease,

@@ -124,8 +124,8 @@ pub struct Reported<'a> {
     pub sync_record: Option<SyncRecord<'a>>,
     /// For discoveries: what the listing changes, or why it failed.
     pub discovery: Option<DiscoveryOutcome<'a>>,
-    /// For hash polls: the upstream's listed content hashes, or that it publishes none.
-    pub hash_poll: Option<HashPollOutcome<'a>>,
+    /// For upstream polls: the listed content hashes or refs, or that it publishes no hashes.
+    pub upstream_poll: Option<UpstreamPollOutcome<'a>>,
     /// What notifications make of it: the watch saved, and a mail queued if one is due.
     pub notice: Option<super::NoticeWrite<'a>>,
 }
@@ -133,7 +133,7 @@ pub struct Reported<'a> {
 impl<'a> Reported<'a> {
     /// A report of how a try ended and nothing else.
     pub fn outcome_only(outcome: &'a str, message: &'a str) -> Self {
-        Self { outcome, message, fork: None, sync_record: None, discovery: None, hash_poll: None, notice: None }
+        Self { outcome, message, fork: None, sync_record: None, discovery: None, upstream_poll: None, notice: None }
     }
 }
 
@@ -150,13 +150,15 @@ pub struct SyncRecord<'a> {
     pub content_hash: Option<&'a str>,
 }
 
-/// What a hash poll found.
+/// What an upstream's poll found.
 #[derive(Debug)]
-pub enum HashPollOutcome<'a> {
+pub enum UpstreamPollOutcome<'a> {
     /// The node listed every repository's content hash: (upstream id, the listing).
-    Listed(&'a str, &'a [crate::farm::ListedHash]),
+    HashesListed(&'a str, &'a [crate::farm::ListedHash]),
+    /// The node listed the refs of every farm repository leased: (upstream id, what it found).
+    RefsListed(&'a str, &'a [crate::farm::PolledRefs]),
     /// The upstream publishes none (its listing answered 404): its upstream id.
-    Unpublished(&'a str),
+    HashesUnpublished(&'a str),
 }
 
 /// A discovery's outcome.
@@ -577,11 +579,14 @@ impl<D: Database> Store<D> {
                 }
                 None => {}
             }
-            match r.hash_poll {
-                Some(HashPollOutcome::Listed(id, listed)) => {
+            match r.upstream_poll {
+                Some(UpstreamPollOutcome::HashesListed(id, listed)) => {
                     batch.extend(super::farm::hash_listing_statements(id, listed, now, guard));
                 }
-                Some(HashPollOutcome::Unpublished(id)) => {
+                Some(UpstreamPollOutcome::RefsListed(id, polled)) => {
+                    batch.extend(super::farm::ref_listing_statements(id, polled, now, guard));
+                }
+                Some(UpstreamPollOutcome::HashesUnpublished(id)) => {
                     batch.push(super::farm::hashes_unpublished_statement(id, guard))
                 }
                 None => {}

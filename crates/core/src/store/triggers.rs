@@ -104,18 +104,14 @@ impl<D: Database> Store<D> {
     /// mirror not polled since `before`, at most `limit`, and marks them polled, in one batch
     /// of a fixed number of statements. Returns how many were due.
     pub async fn queue_due_polls(&self, before: Timestamp, now: Timestamp, limit: i64) -> StoreResult<u64> {
-        // Farm repositories of an upstream that publishes content hashes are left to its hash
-        // poll (see `queue_due_hash_polls`).
-        let due = format!(
-            "SELECT r.id FROM repositories r \
+        // Farm repositories are left to their upstream's poll, one job for them all (see
+        // `queue_due_upstream_polls`).
+        let due = "SELECT r.id FROM repositories r \
              LEFT JOIN pull_mirrors p ON p.repository_id = r.id \
              LEFT JOIN repository_triggers t ON t.repository_id = r.id \
              WHERE r.upstream_url IS NOT NULL AND r.archived = 0 AND IFNULL(p.enabled, 1) = 1 \
              AND (t.last_polled_at IS NULL OR t.last_polled_at < ?1) \
-             AND NOT EXISTS (SELECT 1 FROM farm_repositories f JOIN upstream_servers u ON u.id = f.upstream_id \
-               WHERE f.repository_id = r.id AND {polled_by_hash}) ORDER BY r.id LIMIT ?2",
-            polled_by_hash = super::farm::POLLED_BY_HASH
-        );
+             AND NOT EXISTS (SELECT 1 FROM farm_repositories f WHERE f.repository_id = r.id) ORDER BY r.id LIMIT ?2";
         // The jobs go in first: they do not change which repositories are due, so the second
         // statement marks exactly those polled.
         let mut out = self

@@ -1,5 +1,5 @@
 //! Inputs at the sizes a real farm meets, through the service on real SQLite: 7,000 discovered
-//! repositories (and a hash poll of them), a fork sync of 10,000 refs, and 1,000 users in a group, a grant and a filter.
+//! repositories (and a hash poll and a ref poll of them), a fork sync of 10,000 refs, and 1,000 users in a group, a grant and a filter.
 //! The SQLite port checks every statement against D1's limits (`store::limits`) and fails the
 //! test on the first breach, so passing means none of these statements would be refused by D1.
 
@@ -63,6 +63,32 @@ fn seven_thousand_discovered_repositories_are_stored_within_d1s_limits() {
     assert_eq!(done.status, 200, "{}", done.raw);
     assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs WHERE kind = 'PULL_MIRROR' AND state = 'QUEUED'"), 7_000);
     assert_eq!(w.db().count("SELECT COUNT(*) FROM farm_repositories WHERE pending_content_hash IS NOT NULL"), 6_999);
+
+    // Once it publishes no hashes, a ref poll of the 7,000: one lease lists them all, and one
+    // report queues the pulls of those whose fingerprint moved (every other one here).
+    w.db().execute(
+        "DELETE FROM jobs; UPDATE upstream_servers SET publishes_hashes = 0; \
+         INSERT INTO repository_triggers (repository_id, upstream_fingerprint) SELECT id, printf('%064x', id) \
+         FROM repositories WHERE true ON CONFLICT (repository_id) DO UPDATE SET upstream_fingerprint = excluded.upstream_fingerprint",
+    );
+    let later = Service::new(&w.store, &w.crypto, &w.config, Timestamp(1_578_331_922_823 + 500_000));
+    assert_eq!(block_on(later.schedule_polls()).expect("cron"), 1, "one ref poll, no poll per repository");
+    let poll = lease(&w, &token);
+    let targets = poll.body["refPoll"].as_array().map_or(0, Vec::len);
+    assert_eq!((poll.body["kind"].as_str(), targets), (Some("UPSTREAM_POLL"), 7_000));
+    let ids: Vec<i64> =
+        poll.body["refPoll"].as_array().into_iter().flatten().filter_map(|t| t["repositoryId"].as_i64()).collect();
+    let polled: Vec<Value> = ids
+        .iter()
+        .map(
+            |&id| json!({"repositoryId": id, "fingerprint": format!("{:064x}", if id % 2 == 0 { id } else { id + 1 })}),
+        )
+        .collect();
+    let body = json!({"outcome": "pushed", "polledRefs": polled});
+    assert!(body.to_string().len() <= crate::api::routes::MAX_REPORT_BYTES, "{} bytes", body.to_string().len());
+    let done = report(&w, &token, &poll.body, body);
+    assert_eq!(done.status, 200, "{}", done.raw);
+    assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs WHERE kind = 'PULL_MIRROR' AND state = 'QUEUED'"), 3_500);
 }
 
 #[test]

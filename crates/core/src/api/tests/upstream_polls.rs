@@ -1,6 +1,7 @@
-//! Polls by content hash: an upstream that publishes its repositories' content hashes is polled
-//! with one listing, and only the farm repositories whose hash moved are pulled. Through the
-//! service, on real SQLite.
+//! Upstream polls: an upstream that publishes its repositories' content hashes is polled with one
+//! listing, and only the farm repositories whose hash moved are pulled; one that publishes none
+//! is polled by one job too, whose node lists every repository's refs, and only those whose
+//! fingerprint moved are pulled. Through the service, on real SQLite.
 
 use super::*;
 
@@ -149,20 +150,67 @@ fn one_listing_polls_the_farm_and_only_moved_hashes_are_pulled() {
 }
 
 #[test]
-fn an_upstream_that_publishes_no_hashes_is_polled_repository_by_repository() {
+fn an_upstream_that_publishes_no_hashes_is_polled_by_one_listing_of_refs() {
     let f = farm();
     assert_eq!(cron(&f, 61), 1);
     let poll = lease(&f).body;
     assert_eq!(poll["kind"], "UPSTREAM_POLL");
+    assert!(poll.get("refPoll").is_none(), "a hash poll lists no refs: {poll}");
     let body = json!({"outcome": "error", "message": "the upstream answered 404 to /rest/mirroring/latest/repos",
         "hashesUnpublished": true});
     report(&f, &poll, body);
     let server = f.w.as_admin("GET", &format!("{UP}/{}", f.upstream), None);
     assert_eq!(server.body["publishesContentHashes"], false, "{}", server.raw);
     assert!(queued(&f).is_empty(), "a refused listing is not tried again by itself");
-    // From the next run on, each repository is polled by its refs; no hash poll is queued.
-    assert_eq!(cron(&f, 122), 3);
-    assert_eq!(queued(&f), ["PULL_MIRROR POLL repo-10", "PULL_MIRROR POLL repo-11", "PULL_MIRROR POLL repo-12"]);
+
+    // From the next run on, one job polls every farm repository by its refs, and no pull per
+    // repository is queued.
+    assert_eq!(cron(&f, 122), 1);
+    assert_eq!(queued(&f), ["UPSTREAM_POLL POLL upstream"]);
+    // Switched off or archived repositories are not listed.
+    f.w.db().execute("UPDATE repositories SET archived = 1 WHERE slug = 'repo-12'");
+    let poll = lease(&f).body;
+    assert_eq!(poll["kind"], "UPSTREAM_POLL", "{poll}");
+    let targets = poll["refPoll"].as_array().expect("the repositories to list");
+    let id_of = |slug: &str| f.w.db().count(&format!("SELECT id FROM repositories WHERE slug = '{slug}'"));
+    let listed: Vec<(i64, &str)> = targets
+        .iter()
+        .map(|t| (t["repositoryId"].as_i64().unwrap_or_default(), t["url"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (id_of("repo-10"), "https://x-token-auth:up-s3cret-token@bb.example/scm/p1/repo-10.git"),
+            (id_of("repo-11"), "https://x-token-auth:up-s3cret-token@bb.example/scm/p1/repo-11.git")
+        ],
+        "each with the farm's credentials"
+    );
+    assert_eq!(cron(&f, 123), 0, "no second poll while one runs");
+
+    // 10 is where its last pull left it; 11 moved; a repository of no farm, or not listed, is
+    // ignored; one the node could not list (no fingerprint) is pulled, which records why.
+    f.w.db().execute("UPDATE repositories SET archived = 0 WHERE slug = 'repo-12'");
+    let body = json!({"outcome": "pushed", "polledRefs": [
+        {"repositoryId": id_of("repo-10"), "fingerprint": hash('f')},
+        {"repositoryId": id_of("repo-11"), "fingerprint": hash('2')},
+        {"repositoryId": 9999, "fingerprint": hash('3')}
+    ]});
+    report(&f, &poll, body);
+    assert_eq!(queued(&f), ["PULL_MIRROR POLL repo-11"]);
+    let server = f.w.as_admin("GET", &format!("{UP}/{}", f.upstream), None);
+    assert_eq!(server.body["refsListedAt"].as_i64(), Some(T0), "{}", server.raw);
+    let pull = lease(&f).body;
+    report(&f, &pull, json!({"outcome": "pushed", "fingerprint": hash('2')}));
+
+    assert_eq!(cron(&f, 183), 1);
+    let poll = lease(&f).body;
+    let body = json!({"outcome": "pushed", "polledRefs": [
+        {"repositoryId": id_of("repo-10"), "fingerprint": hash('f')},
+        {"repositoryId": id_of("repo-11"), "fingerprint": hash('2')},
+        {"repositoryId": id_of("repo-12")}
+    ]});
+    report(&f, &poll, body);
+    assert_eq!(queued(&f), ["PULL_MIRROR POLL repo-12"], "11 is current now; 12 could not be listed");
 }
 
 #[test]
