@@ -651,6 +651,18 @@ fn the_farm(tally: &mut Tally) {
     let repo = format!("/rest/mirroring/latest/upstreamServers/{}/repos/10/synchronization", id_text(&up, "id"));
     s.step(As::Admin, "POST", &repo, None, 202);
     s.step(As::Admin, "POST", &format!("{repo}?recreate=true"), None, 202);
+    // A poll by refs of an upstream that publishes no content hashes: its report queues the pull
+    // of the repository whose fingerprint moved.
+    w.db().execute("DELETE FROM jobs; UPDATE upstream_servers SET publishes_hashes = 0");
+    let later = Service::new(&w.store, &w.crypto, &w.config, Timestamp(1_578_331_922_823 + 400_000));
+    assert_eq!(block_on(later.schedule_polls()).expect("cron"), 1);
+    let job = s.unswept(n, "POST", &format!("{NODE}/jobs/lease"), Some(json!({"leaseSeconds": 60})), 200);
+    let polled = field(&job, "refPoll").as_array().map(|t| t.len());
+    assert_eq!((field(&job, "kind").as_str(), polled), (Some("UPSTREAM_POLL"), Some(1)), "{}", job.raw);
+    let moved = json!([{"repositoryId": field(&job, "refPoll")[0]["repositoryId"], "fingerprint": "ab".repeat(32)}]);
+    let report = json!({"leaseId": field(&job, "leaseId"), "outcome": "pushed", "polledRefs": moved});
+    s.step(n, "POST", &format!("{NODE}/jobs/{}/result", field(&job, "id")), Some(report), 200);
+    assert_eq!(w.db().count("SELECT COUNT(*) FROM jobs WHERE kind = 'PULL_MIRROR' AND state = 'QUEUED'"), 1);
     s.into_tally(tally);
 }
 
