@@ -121,7 +121,8 @@ try {
   execFileSync("git", ["clone", "-q", "--bare", seed, served("origin.git")], { env: gitEnv });
   execFileSync("git", ["clone", "-q", "--bare", seed, served("fork.git")], { env: gitEnv });
   const origin = (await as("POST", "/rest/api/1.0/projects/BS/repos", { name: "big", upstreamUrl: gitServer.url("origin.git") })).body;
-  const fork = await as("POST", "/rest/api/1.0/projects/BS/repos/big", { name: "big-fork", url: gitServer.url("fork.git") });
+  // In project BS: without a project a fork goes to the caller's personal project.
+  const fork = await as("POST", "/rest/api/1.0/projects/BS/repos/big", { name: "big-fork", project: { key: "BS" }, url: gitServer.url("fork.git") });
   if (fork.status !== 201) throw new Error(fork.text);
   const enable = await as("POST", "/rest/sync/1.0/projects/BS/repos/big-fork", { enabled: true });
   if (enable.status !== 200) throw new Error(`enable answered ${enable.status}: ${enable.text}\n${runnerLog}`);
