@@ -125,12 +125,17 @@ impl Git {
             cmd.env("GIT_SSH_COMMAND", command);
         }
         if let Some(remote) = remote.filter(|r| r.username.is_some() || r.password.is_some()) {
-            cmd.env("GIT_CONFIG_COUNT", "1")
+            cmd.env("GIT_CONFIG_COUNT", "2")
                 .env("GIT_CONFIG_KEY_0", "credential.helper")
                 .env(
                     "GIT_CONFIG_VALUE_0",
                     "!f() { test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' \"$MF_GIT_USERNAME\" \"$MF_GIT_PASSWORD\"; }; f",
                 )
+                // Send them with the first request (git ≥ 2.46; older git ignores the key):
+                // otherwise every git command spends a round trip on a 401 first, about 15 ms
+                // of each fetch and push on a local network, more across one.
+                .env("GIT_CONFIG_KEY_1", "http.proactiveAuth")
+                .env("GIT_CONFIG_VALUE_1", "basic")
                 .env("MF_GIT_USERNAME", remote.username.as_deref().unwrap_or_default())
                 .env("MF_GIT_PASSWORD", remote.password.as_deref().unwrap_or_default());
         }
@@ -226,6 +231,23 @@ impl Git {
     /// Fetches refs (names or wildcards like `refs/heads/*`) from `upstream` straight into the
     /// same names here, forced, in one transaction; returns the refs it changed, as git reports them.
     pub(crate) fn fetch_into_place(&self, upstream: &Remote, names: &[&str]) -> Result<Refs, GitError> {
+        let changed = self.fetch_porcelain(upstream, names, false)?;
+        Ok(changed.into_iter().filter_map(|(name, new)| Some((name, new?))).collect())
+    }
+
+    /// Makes this copy's branches and tags exactly upstream's in one `git fetch` (forced,
+    /// pruning, one transaction), without listing upstream first; returns each ref that changed
+    /// with its new tip, `None` where it was deleted.
+    pub(crate) fn fetch_all_into_place(&self, upstream: &Remote) -> Result<Vec<(String, Option<ObjectId>)>, GitError> {
+        self.fetch_porcelain(upstream, &["refs/heads/*", "refs/tags/*"], true)
+    }
+
+    fn fetch_porcelain(
+        &self,
+        upstream: &Remote,
+        names: &[&str],
+        prune: bool,
+    ) -> Result<Vec<(String, Option<ObjectId>)>, GitError> {
         let specs: Vec<String> = names.iter().map(|n| format!("+{n}:{n}")).collect();
         let mut args = vec![
             "fetch",
@@ -236,20 +258,24 @@ impl Git {
             "--no-write-fetch-head",
             // Not --quiet: it silences --porcelain too.
             "--no-progress",
-            upstream.url.as_str(),
         ];
+        if prune {
+            args.push("--prune");
+        }
+        args.push(upstream.url.as_str());
         args.extend(specs.iter().map(String::as_str));
         let out = self.run(Some(upstream), &args)?;
-        // `<flag> <old> <new> <ref>` per ref; `!` would be a rejection, and --atomic fails then.
+        // `<flag> <old> <new> <ref>` per ref (new all zeros: pruned); `!` would be a rejection,
+        // and --atomic fails then.
         let text = String::from_utf8_lossy(&out.stdout);
-        let mut changed = Refs::new();
+        let mut changed = Vec::new();
         for line in text.lines().filter(|l| !l.is_empty()) {
             let mut fields = line[1..].split_whitespace();
             let (Some(_old), Some(new), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
                 return Err(GitError::Listing(line.to_owned()));
             };
             let oid = ObjectId::from_hex(new.as_bytes()).map_err(|_| GitError::Listing(line.to_owned()))?;
-            changed.insert(name.to_owned(), oid);
+            changed.push((name.to_owned(), (!oid.is_null()).then_some(oid)));
         }
         Ok(changed)
     }
