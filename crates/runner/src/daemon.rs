@@ -423,8 +423,8 @@ fn execute(
             }
         }
         // Refs upstream rewrote that the rules keep fail the update.
-        let pulled =
-            push::pull(&local, &upstream, pull_rules, &repository.default_branch, &repository.protected_branches)?;
+        let pull = if job.reason == JobReason::Webhook { push::pull_announced } else { push::pull };
+        let pulled = pull(&local, &upstream, pull_rules, &repository.default_branch, &repository.protected_branches)?;
         let outcome = pulled.plan.pull_divergence_error().map_or(UpdateOutcome::Pushed, UpdateOutcome::Diverged);
         hooks.post(&pulled.plan.updates);
         let content_hash = Some(content_hash(&pulled.refs));

@@ -143,6 +143,44 @@ pub(crate) fn pull(
     Ok(Pulled { plan, refs, fingerprint: upstream_fingerprint })
 }
 
+/// A pull of changes upstream announced (a push webhook): when the copy follows upstream
+/// exactly and its last pull is on record, one `git fetch --prune` of every branch and tag does
+/// it. Listing upstream first, as [`pull`] does, would only confirm what the webhook said, at the
+/// cost of a round trip to upstream; the fetch's own report says what moved. Any other copy is
+/// pulled by [`pull`].
+pub(crate) fn pull_announced(
+    local: &Git,
+    upstream: &Remote,
+    pull_rules: &LeasedPull,
+    default_branch: &str,
+    protected: &[String],
+) -> Result<Pulled, PushError> {
+    let record = PulledRecord::of(local);
+    let recorded = match record.load() {
+        Some(recorded) if *pull_rules == exact_pull() && local.exists() => recorded,
+        _ => return pull(local, upstream, pull_rules, default_branch, protected),
+    };
+    let rules = pull_rules_for(pull_rules, default_branch, protected)?;
+    record.forget()?;
+    let mut refs = recorded.clone();
+    for (name, new) in local.fetch_all_into_place(upstream)? {
+        match new {
+            Some(oid) => refs.insert(name, oid),
+            None => refs.remove(&name),
+        };
+    }
+    record.save(&refs)?;
+    // Everything differing is taken (the rules overwrite), so the plan needs no ancestry.
+    let plan = plan_push(&refs, &recorded, &rules, &mut local.clone())?;
+    info!(
+        upstream = upstream.masked(),
+        updated = plan.updates.len(),
+        unchanged = plan.unchanged,
+        "pulled as announced"
+    );
+    Ok(Pulled { plan, fingerprint: fingerprint(&refs), refs })
+}
+
 /// An overwriting pull: the plan needs no ancestry (every difference is taken), so it is made from
 /// the listing, the moved refs are fetched straight into place, then deletions applied.
 /// `refs` becomes the copy's refs afterwards, as the fetch reports them.
@@ -474,4 +512,68 @@ pub(crate) fn push_through_namespace(
 /// A ref creation in the local staging namespace.
 fn stage(name: &str, oid: gix_hash::ObjectId) -> RefUpdate {
     RefUpdate { name: name.to_owned(), old: None, new: Some(oid), action: RefAction::Create, rule: "staged for push" }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::testing::git;
+
+    fn tip(dir: &Path, name: &str) -> gix_hash::ObjectId {
+        let out = std::process::Command::new("git").arg("-C").arg(dir).args(["rev-parse", name]).output().expect("git");
+        gix_hash::ObjectId::from_hex(String::from_utf8_lossy(&out.stdout).trim().as_bytes()).expect("an oid")
+    }
+
+    #[test]
+    fn an_announced_pull_fetches_once_and_leaves_the_copy_as_upstream_lists_it() {
+        let root = std::env::temp_dir().join(format!("mirrorfarm-announced-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("scratch");
+        let up = root.join("up");
+        git(&root, &["init", "-q", "-b", "main", "up"]);
+        git(&up, &["commit", "-q", "--allow-empty", "-m", "one"]);
+        git(&up, &["branch", "gone"]);
+        git(&up, &["branch", "stays"]);
+        git(&up, &["tag", "v1"]);
+        let upstream = Remote::parse(up.to_str().expect("utf8")).expect("a path");
+        let local = Git::in_dir(root.join("copy.git"));
+        // The first pull clones and records; without a record the announced pull is a full one.
+        let first = pull_announced(&local, &upstream, &exact_pull(), "main", &[]).expect("clones");
+        assert_eq!(first.refs.len(), 4);
+
+        // Upstream moves main, deletes a branch, adds a tag and an annotated one.
+        git(&up, &["commit", "-q", "--allow-empty", "-m", "two"]);
+        git(&up, &["branch", "-D", "gone"]);
+        git(&up, &["tag", "v2"]);
+        git(&up, &["tag", "-a", "-m", "annotated", "v3"]);
+        let pulled = pull_announced(&local, &upstream, &exact_pull(), "main", &[]).expect("pulls");
+
+        let listed = Git::detached().remote_refs(&upstream).expect("lists");
+        assert_eq!(pulled.refs, listed, "the copy is what upstream lists");
+        assert_eq!(local.local_refs().expect("reads"), listed, "and so are its refs on disk");
+        assert_eq!(pulled.fingerprint, fingerprint(&listed), "the fingerprint a poll compares with");
+        let mut moved: Vec<(&str, Option<gix_hash::ObjectId>)> =
+            pulled.plan.updates.iter().map(|u| (u.name.as_str(), u.new)).collect();
+        moved.sort();
+        assert_eq!(
+            moved,
+            vec![
+                ("refs/heads/gone", None),
+                ("refs/heads/main", Some(tip(&up, "main"))),
+                ("refs/tags/v2", Some(tip(&up, "v2"))),
+                ("refs/tags/v3", Some(tip(&up, "refs/tags/v3"))),
+            ]
+        );
+        assert_eq!(pulled.plan.unchanged, 2, "stays and v1");
+        // The record matches, so a push that follows trusts the copy without listing upstream.
+        assert!(trusted_copy(&local, &pulled.fingerprint).is_some());
+
+        // Nothing new: the fetch reports nothing and the copy stays.
+        let again = pull_announced(&local, &upstream, &exact_pull(), "main", &[]).expect("pulls");
+        assert!(again.plan.updates.is_empty());
+        assert_eq!(again.refs, listed);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
