@@ -9,3 +9,12 @@ WASM_BINDGEN_VERSION=0.2.130
 WORKER_BUILD_VERSION=0.8.7
 # Each step says when it began (and how long the script has run), so a log shows where the time goes.
 step() { printf '\033[1m==> %s\033[0m  [%s, +%ss]\n' "$*" "$(date +%T)" "$SECONDS" >&2; }
+# Shrinks a wasm file in place with wasm-opt -Oz (from the npm binaryen package: worker-build's own
+# download is not reachable here), stripping debug info and producers.
+shrink() { # wasm file, extra wasm-opt flags...
+  local wasm=$1; shift
+  wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-reference-types --enable-mutable-globals --enable-exception-handling \
+    --strip-debug --strip-producers "$@" "$wasm" -o "$wasm.opt"
+  mv "$wasm.opt" "$wasm"
+}
