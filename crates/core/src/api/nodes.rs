@@ -311,7 +311,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// A node asks for work, waiting up to `waitSeconds` (at most [`MAX_LEASE_WAIT_MS`]) for a
     /// job to become due: it is answered the moment one is queued (see [`Signals`]). Each look is
     /// one round trip when nothing is due (contact, expired leases and the lease in one batch);
-    /// a leased job costs two more: its context, and the mirror marked started.
+    /// the same trip reads a leased job's context, and one more marks its mirror started.
     pub(super) async fn lease_job(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let asked: LeaseRequest = call.json()?;
         let wait_ms = i64::try_from(asked.wait_seconds.unwrap_or(0)).unwrap_or(i64::MAX).saturating_mul(1000);
@@ -376,7 +376,10 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 }
                 continue;
             };
-            let context = self.store.job_context_of(job.id, Some(job.kind)).await?;
+            let context = match poll.context {
+                Some(context) => context,
+                None => self.store.job_context_of(job.id, Some(job.kind)).await?,
+            };
             // Discoveries and fork syncs are not a mirror's update: their leases carry their own part.
             let own = match job.kind {
                 // A hash poll lists the same server with the same token as a discovery.

@@ -819,8 +819,11 @@ pub(super) fn hashes_unpublished_statement(upstream_id: &str, (job, lease): (i64
 
 /// The farm entries of the upstream `upstream` (SQL for its id), for discovery to compare a
 /// listing with; `?1` is bound to `param`.
-pub(super) fn farm_entries_statement(upstream: &str, param: i64) -> Statement {
-    sql!(format!("SELECT repository_id, external_repo_id FROM farm_repositories WHERE upstream_id = {upstream}"), param)
+pub(super) fn farm_entries_statement(upstream: &str, param: impl Into<super::port::Value>) -> Statement {
+    sql!(
+        format!("SELECT repository_id, external_repo_id FROM farm_repositories WHERE upstream_id = {upstream}"),
+        param.into()
+    )
 }
 
 row! {

@@ -67,8 +67,9 @@ pub(super) fn read_configs(outcome: super::port::Outcome) -> StoreResult<Vec<Hoo
         .collect())
 }
 
-/// The scripts attached to the repository `repository` (SQL) or to its project.
-pub(super) fn attached_to(repository: &str, job_id: i64) -> Statement {
+/// The scripts attached to the repository `repository` (SQL, whose `?1` is bound to `param`) or
+/// to its project.
+pub(super) fn attached_to(repository: &str, param: impl Into<super::port::Value>) -> Statement {
     sql!(
         format!(
             "SELECT {}, c.scope_type AS scope_type, c.scope_id AS scope_id, c.trigger_ids AS trigger_ids \
@@ -77,7 +78,7 @@ pub(super) fn attached_to(repository: &str, job_id: i64) -> Statement {
                 OR (c.scope_type = 'PROJECT' AND c.scope_id = (SELECT project_id FROM repositories WHERE id = {repository}))",
             script_columns("s")
         ),
-        job_id
+        param.into()
     )
 }
 

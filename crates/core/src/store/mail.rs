@@ -28,10 +28,14 @@ pub mod target {
     pub const LICENSE_USERS: &str = "license:users";
 }
 
-/// The same targets in SQL, for the job `?1` (see [`target`]).
-pub(super) const JOB_TARGET_SQL: &str = "(SELECT CASE kind WHEN 'PUSH_MIRROR' THEN 'push:' || remote_mirror_id \
-     WHEN 'PULL_MIRROR' THEN 'pull:' || repository_id WHEN 'FORK_SYNC' THEN 'fork:' || repository_id END \
-     FROM jobs WHERE id = ?1)";
+/// The same targets in SQL, for the job whose id is `job` (SQL; see [`target`]).
+pub(super) fn job_target_sql(job: &str) -> String {
+    format!(
+        "(SELECT CASE kind WHEN 'PUSH_MIRROR' THEN 'push:' || remote_mirror_id \
+         WHEN 'PULL_MIRROR' THEN 'pull:' || repository_id WHEN 'FORK_SYNC' THEN 'fork:' || repository_id END \
+         FROM jobs WHERE id = {job})"
+    )
+}
 
 row! {
     pub(super) struct WatchRow {

@@ -2,7 +2,7 @@
 //! leases per target, pushes after their repository's pull, and bounded history.
 
 use super::mirrors::{save_pull_update, save_push_update};
-use super::port::{Database, Outcome, Statement, row, sql};
+use super::port::{Database, Outcome, Statement, Value, row, sql};
 use super::{SavedMirror, Store, StoreResult, corrupt, nth, split_page};
 use crate::queue::{
     Job, JobCompletion, JobKind, JobReason, JobState, KEPT_FINISHED_PER_TARGET, KEPT_HISTORY_MS, NewJob, PRUNE_BATCH,
@@ -224,6 +224,8 @@ pub struct Poll {
     /// When the next job becomes due without anyone queueing it (a retry's `not_before`, or a
     /// lease's deadline), if any: a waiting node looks again then.
     pub next_due: Option<i64>,
+    /// The leased job's context (see [`Store::job_context_of`]), read in the same round trip.
+    pub context: Option<JobContext>,
 }
 
 /// Leases the oldest due queued job (of `repository` only, if given) whose target no other
@@ -308,109 +310,136 @@ fn expired_statement(now: Timestamp, limit: i64) -> Statement {
     )
 }
 
+/// The id of the job leased under the lease id `?1` (the poll that leases it reads its context
+/// in the same batch). Leased jobs are few, and `jobs_by_lease_deadline` finds them.
+const LEASED_JOB_SQL: &str = "(SELECT id FROM jobs WHERE state = 'LEASED' AND lease_id = ?1)";
+
+/// Which parts of [`context_statements`] a job of `kind` uses (`None`: all).
+fn context_parts(kind: Option<JobKind>) -> [bool; 14] {
+    use JobKind as K;
+    let wants = |kinds: &[JobKind]| kind.is_none_or(|k| kinds.contains(&k));
+    [
+        true,
+        wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
+        wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
+        wants(&[K::PushMirror]),
+        wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
+        wants(&[K::ForkSync]),
+        wants(&[K::ForkSync]),
+        wants(&[K::ForkSync]),
+        wants(&[K::ForkSync]),
+        wants(&[K::Discover, K::UpstreamPoll]),
+        wants(&[K::Discover]),
+        wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
+        wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
+        wants(&[K::PullMirror, K::PushMirror]),
+    ]
+}
+
+/// The statements that read a job's context, the job named by `job` (SQL for its id, whose `?1`
+/// is bound to `param`), in the order [`read_context`] reads them.
+fn context_statements(job: &str, param: &Value) -> Vec<Statement> {
+    let of_job = |column: &str| format!("(SELECT {column} FROM jobs WHERE id = {job})");
+    let origin = format!("(SELECT origin_id FROM repositories WHERE id = {})", of_job("repository_id"));
+    let fingerprint_of = |repo: &str| {
+        sql!(
+            format!("SELECT upstream_fingerprint FROM repository_triggers WHERE repository_id = {repo}"),
+            param.clone()
+        )
+    };
+    vec![
+        sql!(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = {job}"), param.clone()),
+        sql!(format!("{} WHERE r.id = {}", super::registry::REPO_SELECT, of_job("repository_id")), param.clone()),
+        sql!(format!("SELECT * FROM pull_mirrors WHERE repository_id = {}", of_job("repository_id")), param.clone()),
+        sql!(format!("SELECT * FROM remote_mirrors WHERE id = {}", of_job("remote_mirror_id")), param.clone()),
+        fingerprint_of(&of_job("repository_id")),
+        sql!(
+            format!("{} WHERE f.repository_id = {}", super::forks::FORK_SELECT, of_job("repository_id")),
+            param.clone()
+        ),
+        sql!(format!("{} WHERE r.id = {origin}", super::registry::REPO_SELECT), param.clone()),
+        sql!(format!("SELECT * FROM pull_mirrors WHERE repository_id = {origin}"), param.clone()),
+        fingerprint_of(&origin),
+        sql!(format!("{} WHERE u.id = {}", super::farm::UPSTREAM_SELECT, of_job("upstream_id")), param.clone()),
+        super::farm::farm_entries_statement(&of_job("upstream_id"), param.clone()),
+        sql!(
+            format!(
+                "SELECT failures, alerted, sent FROM notification_state WHERE target = {}",
+                super::mail::job_target_sql(job)
+            ),
+            param.clone()
+        ),
+        super::hooks::attached_to(&of_job("repository_id"), param.clone()),
+        sql!(
+            format!(
+                "SELECT name FROM protected_branches WHERE repository_id = {} ORDER BY name",
+                of_job("repository_id")
+            ),
+            param.clone()
+        ),
+    ]
+}
+
+/// What a part of a context that was not read stands as: no rows.
+fn unread() -> Outcome {
+    Outcome { rows: "[]".into(), changes: 0 }
+}
+
+/// A job's context from the outcomes of [`context_statements`] (a part not read: [`unread`]).
+fn read_context(mut out: Vec<Outcome>) -> StoreResult<JobContext> {
+    row! {
+        struct Fingerprint {
+            upstream_fingerprint: Option<String>,
+        }
+    }
+    let job = read_jobs(nth(&mut out, 0)?)?.pop();
+    let recreate = job
+        .as_ref()
+        .and_then(|j| j.payload.as_deref())
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .is_some_and(|p| p.get("recreate") == Some(&serde_json::Value::Bool(true)));
+    Ok(JobContext {
+        recreate: recreate && job.as_ref().is_some_and(|j| j.kind == JobKind::PullMirror),
+        job,
+        repository: nth(&mut out, 1)?.first::<super::registry::RepoRow>()?.map(Into::into),
+        pull: super::mirrors::read_pull(nth(&mut out, 2)?)?,
+        remote_mirror: super::mirrors::read_mirrors(nth(&mut out, 3)?)?.pop(),
+        upstream_fingerprint: nth(&mut out, 4)?.first::<Fingerprint>()?.and_then(|f| f.upstream_fingerprint),
+        fork: super::forks::read_fork(nth(&mut out, 5)?)?,
+        origin: nth(&mut out, 6)?.first::<super::registry::RepoRow>()?.map(Into::into),
+        origin_pull: super::mirrors::read_pull(nth(&mut out, 7)?)?,
+        origin_fingerprint: nth(&mut out, 8)?.first::<Fingerprint>()?.and_then(|f| f.upstream_fingerprint),
+        upstream: super::farm::read_upstreams(nth(&mut out, 9)?)?.pop(),
+        farm_entries: super::farm::read_farm_entries(nth(&mut out, 10)?)?,
+        watch: super::mail::read_watch(nth(&mut out, 11)?)?,
+        hooks: super::hooks::read_configs(nth(&mut out, 12)?)?,
+        protected_branches: super::protected::read_names(nth(&mut out, 13)?)?,
+    })
+}
+
 impl<D: Database> Store<D> {
     /// A job's context (see [`JobContext`]) in one round trip.
     pub async fn job_context(&self, job_id: i64) -> StoreResult<JobContext> {
         self.job_context_of(job_id, None).await
     }
 
-    /// A job's context when its kind is known (a lease just returned it): only the parts that
-    /// kind uses are read, in one round trip (a pull's lease reads 4 statements, not 11).
+    /// A job's context when its kind is known: only the parts that kind uses are read, in one
+    /// round trip (a pull reads 4 statements, not 14).
     pub async fn job_context_of(&self, job_id: i64, kind: Option<JobKind>) -> StoreResult<JobContext> {
-        use JobKind as K;
-        let wants = |kinds: &[JobKind]| kind.is_none_or(|k| kinds.contains(&k));
-        let parts = [
-            true,
-            wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
-            wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
-            wants(&[K::PushMirror]),
-            wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
-            wants(&[K::ForkSync]),
-            wants(&[K::ForkSync]),
-            wants(&[K::ForkSync]),
-            wants(&[K::ForkSync]),
-            wants(&[K::Discover, K::UpstreamPoll]),
-            wants(&[K::Discover]),
-            wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
-            wants(&[K::PullMirror, K::PushMirror, K::ForkSync]),
-            wants(&[K::PullMirror, K::PushMirror]),
-        ];
-        let of_job = |column: &str| format!("(SELECT {column} FROM jobs WHERE id = ?1)");
-        let origin = format!("(SELECT origin_id FROM repositories WHERE id = {})", of_job("repository_id"));
-        let fingerprint_of = |repo: &str| {
-            sql!(format!("SELECT upstream_fingerprint FROM repository_triggers WHERE repository_id = {repo}"), job_id)
-        };
-        let statements = vec![
-            sql!(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), job_id),
-            sql!(format!("{} WHERE r.id = {}", super::registry::REPO_SELECT, of_job("repository_id")), job_id),
-            sql!(format!("SELECT * FROM pull_mirrors WHERE repository_id = {}", of_job("repository_id")), job_id),
-            sql!(format!("SELECT * FROM remote_mirrors WHERE id = {}", of_job("remote_mirror_id")), job_id),
-            fingerprint_of(&of_job("repository_id")),
-            sql!(format!("{} WHERE f.repository_id = {}", super::forks::FORK_SELECT, of_job("repository_id")), job_id),
-            sql!(format!("{} WHERE r.id = {origin}", super::registry::REPO_SELECT), job_id),
-            sql!(format!("SELECT * FROM pull_mirrors WHERE repository_id = {origin}"), job_id),
-            fingerprint_of(&origin),
-            sql!(format!("{} WHERE u.id = {}", super::farm::UPSTREAM_SELECT, of_job("upstream_id")), job_id),
-            super::farm::farm_entries_statement(&of_job("upstream_id"), job_id),
-            sql!(
-                format!(
-                    "SELECT failures, alerted, sent FROM notification_state WHERE target = {}",
-                    super::mail::JOB_TARGET_SQL
-                ),
-                job_id
-            ),
-            super::hooks::attached_to(&of_job("repository_id"), job_id),
-            sql!(
-                format!(
-                    "SELECT name FROM protected_branches WHERE repository_id = {} ORDER BY name",
-                    of_job("repository_id")
-                ),
-                job_id
-            ),
-        ];
+        let parts = context_parts(kind);
+        let statements = context_statements("?1", &Value::Integer(job_id));
         let wanted: Vec<Statement> = statements.into_iter().zip(parts).filter(|(_, p)| *p).map(|(s, _)| s).collect();
-        let read = self.batch(wanted).await?;
+        let mut read = self.batch(wanted).await?.into_iter();
         // Back in place: a part not read is empty.
-        let mut read = read.into_iter();
-        let mut out: Vec<Outcome> = parts
-            .iter()
-            .map(|p| if *p { read.next().unwrap_or_default() } else { Outcome { rows: "[]".into(), changes: 0 } })
-            .collect();
-        row! {
-            struct Fingerprint {
-                upstream_fingerprint: Option<String>,
-            }
-        }
-        let job = read_jobs(nth(&mut out, 0)?)?.pop();
-        let recreate = job
-            .as_ref()
-            .and_then(|j| j.payload.as_deref())
-            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-            .is_some_and(|p| p.get("recreate") == Some(&serde_json::Value::Bool(true)));
-        Ok(JobContext {
-            recreate: recreate && job.as_ref().is_some_and(|j| j.kind == JobKind::PullMirror),
-            job,
-            repository: nth(&mut out, 1)?.first::<super::registry::RepoRow>()?.map(Into::into),
-            pull: super::mirrors::read_pull(nth(&mut out, 2)?)?,
-            remote_mirror: super::mirrors::read_mirrors(nth(&mut out, 3)?)?.pop(),
-            upstream_fingerprint: nth(&mut out, 4)?.first::<Fingerprint>()?.and_then(|f| f.upstream_fingerprint),
-            fork: super::forks::read_fork(nth(&mut out, 5)?)?,
-            origin: nth(&mut out, 6)?.first::<super::registry::RepoRow>()?.map(Into::into),
-            origin_pull: super::mirrors::read_pull(nth(&mut out, 7)?)?,
-            origin_fingerprint: nth(&mut out, 8)?.first::<Fingerprint>()?.and_then(|f| f.upstream_fingerprint),
-            upstream: super::farm::read_upstreams(nth(&mut out, 9)?)?.pop(),
-            farm_entries: super::farm::read_farm_entries(nth(&mut out, 10)?)?,
-            watch: super::mail::read_watch(nth(&mut out, 11)?)?,
-            hooks: super::hooks::read_configs(nth(&mut out, 12)?)?,
-            protected_branches: super::protected::read_names(nth(&mut out, 13)?)?,
-        })
+        let out = parts.iter().map(|p| if *p { read.next().unwrap_or_default() } else { unread() }).collect();
+        read_context(out)
     }
 
     /// A node's poll for work, in one round trip: records its contact (unless recorded since
     /// `contact_since`), marks the nodes of leases past their deadline (see `lapse_statement`),
-    /// finds those leases (at most `expired_limit`) and leases the next due job (see
-    /// `lease_statement`).
-    #[allow(clippy::too_many_arguments)] // One batch of five statements and their parameters.
+    /// finds those leases (at most `expired_limit`), leases the next due job (see
+    /// `lease_statement`) and reads that job's context (see [`context_statements`]).
+    #[allow(clippy::too_many_arguments)] // One batch of statements and their parameters.
     pub async fn poll_for_job(
         &self,
         node_id: i64,
@@ -422,28 +451,42 @@ impl<D: Database> Store<D> {
         expired_limit: i64,
     ) -> StoreResult<Poll> {
         let mut out = self
-            .batch(vec![
-                super::nodes::touch_statement(node_id, now, contact_since),
-                lapse_statement(now),
-                expired_statement(now, expired_limit),
-                lease_statement(node_id, lease_id, now, deadline, repository),
-                sql!(
-                    "SELECT MIN(t) AS t FROM (SELECT MIN(not_before) AS t FROM jobs WHERE state = 'QUEUED' \
+            .batch(
+                vec![
+                    super::nodes::touch_statement(node_id, now, contact_since),
+                    lapse_statement(now),
+                    expired_statement(now, expired_limit),
+                    lease_statement(node_id, lease_id, now, deadline, repository),
+                    sql!(
+                        "SELECT MIN(t) AS t FROM (SELECT MIN(not_before) AS t FROM jobs WHERE state = 'QUEUED' \
                      AND not_before > ?1 UNION ALL SELECT MIN(lease_deadline) FROM jobs WHERE state = 'LEASED')",
-                    now.millis()
-                ),
-            ])
+                        now.millis()
+                    ),
+                ]
+                .into_iter()
+                // The leased job's context, every part (its kind is not known yet), in the same trip.
+                .chain(context_statements(LEASED_JOB_SQL, &Value::from(lease_id)))
+                .collect(),
+            )
             .await?;
         row! {
             struct NextDue {
                 t: Option<i64>,
             }
         }
-        Ok(Poll {
-            expired: read_jobs(nth(&mut out, 2)?)?,
-            leased: read_jobs(nth(&mut out, 3)?)?.pop(),
-            next_due: nth(&mut out, 4)?.first::<NextDue>()?.and_then(|r| r.t),
-        })
+        let expired = read_jobs(nth(&mut out, 2)?)?;
+        let leased = read_jobs(nth(&mut out, 3)?)?.pop();
+        let next_due = nth(&mut out, 4)?.first::<NextDue>()?.and_then(|r| r.t);
+        // The parts its kind does not use are dropped, so the context is what `job_context_of` reads.
+        let context = match &leased {
+            Some(job) => {
+                let parts = context_parts(Some(job.kind));
+                let read = out.into_iter().skip(5).zip(parts);
+                Some(read_context(read.map(|(o, p)| if p { o } else { unread() }).collect())?)
+            }
+            None => None,
+        };
+        Ok(Poll { expired, leased, next_due, context })
     }
 
     /// Queues a job unless one for the same target is already waiting (it then absorbs this one).

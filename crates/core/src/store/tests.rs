@@ -124,6 +124,11 @@ async fn pull_reported(store: &Store<SqliteDatabase>, repo: i64, fingerprint: &s
     let (now, deadline) = (Timestamp(10), Timestamp(100_000));
     let poll = store.poll_for_job(1, lease_id, now, deadline, Some(repo), now, 10).await.expect("poll");
     let job = poll.leased.expect("the pull is leased");
+    // Its context came in the same round trip, the same as read apart.
+    let context = poll.context.expect("read with the lease");
+    let apart = store.job_context_of(job.id, Some(job.kind)).await.expect("context");
+    assert_eq!(format!("{context:?}"), format!("{apart:?}"));
+    assert_eq!(context.repository.map(|r| r.id), Some(repo));
     let done = crate::queue::JobCompletion::Done;
     let after = store
         .finish_job(
