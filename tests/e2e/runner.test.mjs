@@ -7,7 +7,7 @@ import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { startWorker, client, ROOT, OUTPUT } from "../support/worker.mjs";
+import { startWorker, client, roundTrips, ROOT, OUTPUT } from "../support/worker.mjs";
 import { startGitServer } from "../support/git_http.mjs";
 import { git, gitEnv, refs } from "../support/git.mjs";
 
@@ -234,6 +234,8 @@ test("a signed push webhook syncs the mirrors; a forged one is refused", async (
   assert.equal((await deliver(sign("not-the-secret"))).status, 401);
   const ok = await deliver(sign(hook.body.secret));
   assert.equal(ok.status, 202);
+  // The repository with its webhook secret, then the syncs queued: two D1 round trips.
+  assert.equal(roundTrips(ok), 2);
   assert.ok((await ok.json()).queued >= 2, "a pull and the push mirrors");
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline && git(served("target.git"), "rev-parse", "refs/heads/main") !== head) await new Promise((r) => setTimeout(r, 200));

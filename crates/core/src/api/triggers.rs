@@ -53,8 +53,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     /// `POST …/repos/{id}/webhook`: a delivery from GitHub, GitLab, Gitea or Bitbucket. It is
     /// authenticated by its signature or token, not by a user; a push queues the repository's syncs.
     pub(super) async fn receive_webhook(&self, call: &Call<'_>) -> Result<ApiResponse> {
-        let repo = self.store.repository_by_id(Self::repository_id(call)?).await?.ok_or_else(no_repository)?;
-        let triggers = self.store.triggers(repo.id).await?;
+        let (repo, triggers) = self.store.repository_and_triggers(Self::repository_id(call)?).await?;
+        let repo = repo.ok_or_else(no_repository)?;
         let sealed = triggers
             .webhook_secret_sealed
             .ok_or_else(|| ApiError::not_found("Webhook", "No webhook is configured for this repository."))?;

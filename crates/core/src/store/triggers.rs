@@ -81,18 +81,37 @@ pub(super) fn fingerprint_statements(
     ]
 }
 
+fn triggers_statement(repository_id: i64) -> Statement {
+    sql!("SELECT * FROM repository_triggers WHERE repository_id = ?1", repository_id)
+}
+
+/// A repository's triggers from its row (none: nothing set yet).
+fn read_triggers(repository_id: i64, row: Option<TriggersRow>) -> RepositoryTriggers {
+    row.map_or(RepositoryTriggers { repository_id, ..RepositoryTriggers::default() }, |r| RepositoryTriggers {
+        repository_id: r.repository_id,
+        webhook_secret_sealed: r.webhook_secret_sealed,
+        upstream_fingerprint: r.upstream_fingerprint,
+        last_polled_at: r.last_polled_at.map(Timestamp),
+    })
+}
+
 impl<D: Database> Store<D> {
     /// A repository's triggers (webhook secret, last upstream fingerprint, last poll).
     pub async fn triggers(&self, repository_id: i64) -> StoreResult<RepositoryTriggers> {
-        let row = self
-            .row::<TriggersRow>(sql!("SELECT * FROM repository_triggers WHERE repository_id = ?1", repository_id))
-            .await?;
-        Ok(row.map_or(RepositoryTriggers { repository_id, ..RepositoryTriggers::default() }, |r| RepositoryTriggers {
-            repository_id: r.repository_id,
-            webhook_secret_sealed: r.webhook_secret_sealed,
-            upstream_fingerprint: r.upstream_fingerprint,
-            last_polled_at: r.last_polled_at.map(Timestamp),
-        }))
+        let row = self.row::<TriggersRow>(triggers_statement(repository_id)).await?;
+        Ok(read_triggers(repository_id, row))
+    }
+
+    /// A repository (`None`: there is none) and its triggers, in one round trip: what a webhook
+    /// delivery checks before it queues anything.
+    pub async fn repository_and_triggers(
+        &self,
+        repository_id: i64,
+    ) -> StoreResult<(Option<crate::registry::Repository>, RepositoryTriggers)> {
+        let select = super::registry::RepositoryKey::Id(repository_id).select();
+        let mut out = self.batch(vec![select, triggers_statement(repository_id)]).await?;
+        let repository = nth(&mut out, 0)?.first::<super::registry::RepoRow>()?.map(Into::into);
+        Ok((repository, read_triggers(repository_id, nth(&mut out, 1)?.first::<TriggersRow>()?)))
     }
 
     /// Sets (or, `None`, removes) a repository's sealed webhook secret.
