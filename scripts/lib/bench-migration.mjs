@@ -73,11 +73,12 @@ template(tpl);
 const hash = contentHash(tpl);
 // A's repositories, their hashes, and A's node's current copies of them (`repos/<id>.git`).
 const seedSql = `
-  INSERT INTO projects (id, key, name, public, created_at) VALUES (1, 'MB', 'Migration bench', 0, 0);
+  -- No fixed id: the administrator's personal project may already hold one.
+  INSERT INTO projects (key, name, public, created_at) VALUES ('MB', 'Migration bench', 0, 0);
   WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ${REPOS})
     INSERT INTO repositories (id, project_id, slug, name, default_branch, public, forkable, upstream_url, upstream_url_masked,
       hierarchy_id, created_at)
-    SELECT i + 1, 1, printf('repo-%04d', i), printf('repo-%04d', i), 'main', 0, 1, printf('git://127.0.0.1:9/repo-%04d.git', i),
+    SELECT i + 1, (SELECT id FROM projects WHERE key = 'MB'), printf('repo-%04d', i), printf('repo-%04d', i), 'main', 0, 1, printf('git://127.0.0.1:9/repo-%04d.git', i),
       printf('git://127.0.0.1:9/repo-%04d.git', i), lower(hex(randomblob(10))), 0 FROM n;
   INSERT INTO repository_hashes (repository_id, content, computed_at) SELECT id, '${hash}', 0 FROM repositories;
 `;
