@@ -88,6 +88,12 @@ async fn accept(listener: std::net::TcpListener, server: Arc<Server>) {
     };
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
+        // Answers go out in several small writes (the head, then each chunk of git's output):
+        // with Nagle's algorithm on, each write after the first waited for the client's delayed
+        // ACK, about 40 ms per request of a clone.
+        if let Err(e) = stream.set_nodelay(true) {
+            warn!(error = %e, "could not turn Nagle's algorithm off");
+        }
         let server = server.clone();
         tokio::task::spawn(async move {
             let service = hyper::service::service_fn(move |req| {

@@ -88,6 +88,8 @@ pub(crate) fn spawn(addr: &str, edge: EdgeClient, data_dir: PathBuf) -> Result<s
         auth_rejection_time: std::time::Duration::from_millis(300),
         auth_rejection_time_initial: Some(std::time::Duration::ZERO),
         inactivity_timeout: Some(std::time::Duration::from_secs(600)),
+        // As the HTTP clone server: no Nagle delay between a pack's small writes.
+        nodelay: true,
         ..Default::default()
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
