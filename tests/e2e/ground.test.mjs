@@ -72,7 +72,7 @@ test("every response reports its D1 round trips, within its route class's bound"
   assert.match(bad.headers.get("server-timing"), /audit;desc="own write"/);
 });
 
-test("the node protocol's round trips: an empty poll is one, a lease two, a report two", async () => {
+test("the node protocol's round trips: an empty poll is one, a lease two, a report two, a report with the next lease three", async () => {
   const trips = {};
   const measure = async (what, r, most) => {
     assert.ok(r.status < 300, `${what}: ${r.status} ${r.text}`);
@@ -96,6 +96,19 @@ test("the node protocol's round trips: an empty poll is one, a lease two, a repo
   const done = await measure("report", await asNode("POST", `${API}/jobs/${job.body.id}/result`, { ...lease, outcome: "pushed", fingerprint: "fp-trips" }), 2);
   assert.equal(done.body.job.state, "DONE");
   await measure("repeated report", await asNode("POST", `${API}/jobs/${job.body.id}/result`, { ...lease, outcome: "pushed" }), 1);
+  // The pull's report queued the push mirror; another sync queues a pull, which goes first. Its
+  // report asks for the next job: the result and the next lease share one batch, and the push
+  // leased with it is marked started: three in all (were four).
+  await call("POST", `${API}/repos/${repoId}/sync`, { token: admin });
+  const pull = await asNode("POST", `${API}/jobs/lease`, { leaseSeconds: 60 });
+  assert.equal(pull.body.remoteMirror ?? null, null, "the pull first");
+  const chained = await measure(
+    "report with the next lease",
+    await asNode("POST", `${API}/jobs/${pull.body.id}/result`, { leaseId: pull.body.leaseId, outcome: "pushed", fingerprint: "fp-trips", next: { leaseSeconds: 60 } }),
+    3,
+  );
+  assert.ok(chained.body.next?.remoteMirror, "the push mirror's job came with the result");
+  await asNode("POST", `${API}/jobs/${chained.body.next.id}/result`, { leaseId: chained.body.next.leaseId, outcome: "pushed" });
   console.log(`node protocol round trips: ${Object.entries(trips).map(([k, v]) => `${k} ${v}`).join("; ")}`);
 });
 

@@ -28,8 +28,8 @@ use crate::registry::Repository;
 use crate::store::Blobs;
 use crate::store::port::Database;
 use crate::store::{
-    Crypto, DiscoveryOutcome, DiscoveryWrite, ForkOutcome, JobContext, NoticeWrite, Reported, SavedMirror, SyncRecord,
-    UpstreamPollOutcome,
+    Crypto, DiscoveryOutcome, DiscoveryWrite, ForkOutcome, JobContext, NoticeWrite, Poll, PollAsked, Reported,
+    SavedMirror, SyncRecord, UpstreamPollOutcome,
 };
 use crate::time::Timestamp;
 use crate::urls::{GitUrl, StoredUrl};
@@ -244,7 +244,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             let outcome = UpdateOutcome::Error(LEASE_EXPIRED.into());
             let (completion, tracked) = self.conclude(job, Self::tracked(&context, self.now), &outcome);
             let saved = tracked.as_ref().map(Tracked::saved);
-            self.store.finish_job(job.id, lease_id, completion, None, self.now, saved, None).await?;
+            self.store.finish_job(job.id, lease_id, completion, None, self.now, saved, None, None).await?;
             // Back in the queue (or closed for a waiting twin): nodes waiting for work look again.
             self.mark_queued();
         }
@@ -355,19 +355,44 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
 
     /// One look for work (see [`Self::lease_job`]), and when a job next becomes due by itself.
     async fn lease_once(&self, call: &Call<'_>, asked: &LeaseRequest) -> Result<(Option<LeasedJob>, Option<i64>)> {
+        self.lease_after(call, asked, None).await
+    }
+
+    /// What a poll for `asked` sends, under a new lease id.
+    fn poll_asked<'l>(&self, call: &Call<'_>, asked: &LeaseRequest, lease_id: &'l str) -> Result<PollAsked<'l>> {
+        Ok(PollAsked {
+            node_id: Self::node(call)?.id,
+            lease_id,
+            now: self.now,
+            deadline: self.now.plus_millis(Self::lease_ms(asked.lease_seconds)),
+            // `sync <repo>` on a node works through one repository's jobs only.
+            repository: asked.repository_id,
+            contact_since: self.now.plus_millis(-CONTACT_WRITE_INTERVAL_MS),
+            expired_limit: EXPIRE_BATCH,
+        })
+    }
+
+    /// [`Self::lease_once`], whose first poll may already have been made (with a report: its
+    /// lease id and what it found).
+    async fn lease_after(
+        &self,
+        call: &Call<'_>,
+        asked: &LeaseRequest,
+        mut polled: Option<(String, Poll)>,
+    ) -> Result<(Option<LeasedJob>, Option<i64>)> {
         let node = Self::node(call)?;
-        let lease_ms = Self::lease_ms(asked.lease_seconds);
-        // `sync <repo>` on a node works through one repository's jobs only.
-        let repository = asked.repository_id;
-        let contact_since = self.now.plus_millis(-CONTACT_WRITE_INTERVAL_MS);
         // A job whose repository or mirror vanished (or was disabled) is closed and the next one tried.
         for _ in 0..8 {
-            let lease_id = self.random_hex(16)?;
-            let deadline = self.now.plus_millis(lease_ms);
-            let poll = self
-                .store
-                .poll_for_job(node.id, &lease_id, self.now, deadline, repository, contact_since, EXPIRE_BATCH)
-                .await?;
+            let (lease_id, poll) = match polled.take() {
+                Some(first) => first,
+                None => {
+                    let lease_id = self.random_hex(16)?;
+                    let poll = self.store.poll_for_job_asked(&self.poll_asked(call, asked, &lease_id)?).await?;
+                    (lease_id, poll)
+                }
+            };
+            let lease_id = lease_id.as_str();
+            let deadline = self.poll_asked(call, asked, lease_id)?.deadline;
             // Expired leases go back to the queue; if nothing else was due, the next try may lease one.
             self.return_expired(&poll.expired).await?;
             let Some(job) = poll.leased else {
@@ -384,55 +409,57 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             let own = match job.kind {
                 // A hash poll lists the same server with the same token as a discovery.
                 JobKind::Discover | JobKind::UpstreamPoll => {
-                    Some(self.leased_discovery_job(&job, &lease_id, deadline.millis(), &context).await?)
+                    Some(self.leased_discovery_job(&job, lease_id, deadline.millis(), &context).await?)
                 }
-                JobKind::ForkSync => Some(self.leased_fork_job(&job, &lease_id, deadline.millis(), &context).await?),
+                JobKind::ForkSync => Some(self.leased_fork_job(&job, lease_id, deadline.millis(), &context).await?),
                 JobKind::SendMail => {
-                    match self.leased_mail_job(call, &job, lease_of(&job, &lease_id, deadline.millis())).await? {
+                    match self.leased_mail_job(call, &job, lease_of(&job, lease_id, deadline.millis())).await? {
                         Ok(body) => Some(Some(body)),
                         Err(why) => {
                             // It cannot be sent at all: closed as failed, saying why.
                             let reported = Reported::outcome_only(Outcome::Error.as_str(), &why);
                             let completion = JobCompletion::Failed;
                             self.store
-                                .finish_job(job.id, &lease_id, completion, Some(reported), self.now, None, None)
+                                .finish_job(job.id, lease_id, completion, Some(reported), self.now, None, None, None)
                                 .await?;
                             continue;
                         }
                     }
                 }
                 JobKind::MigrationExport | JobKind::MigrationImport => {
-                    Some(self.leased_migration_job(call, &job, lease_of(&job, &lease_id, deadline.millis())).await?)
+                    Some(self.leased_migration_job(call, &job, lease_of(&job, lease_id, deadline.millis())).await?)
                 }
                 JobKind::PullMirror | JobKind::PushMirror => None,
-                JobKind::MeshMove => Some(self.leased_move_job(&job, &lease_id, deadline.millis(), node).await?),
+                JobKind::MeshMove => Some(self.leased_move_job(&job, lease_id, deadline.millis(), node).await?),
                 JobKind::SupportZip => Some(Some(LeasedJob {
                     support_zip: Some(crate::mesh::LeasedSupportZip {
                         id: job.payload.as_deref().and_then(|p| p.parse().ok()).unwrap_or_default(),
                     }),
-                    ..lease_of(&job, &lease_id, deadline.millis())
+                    ..lease_of(&job, lease_id, deadline.millis())
                 })),
             };
             match own {
                 Some(Some(body)) => return Ok((Some(body), None)),
                 Some(None) => {
-                    self.store.finish_job(job.id, &lease_id, JobCompletion::Done, None, self.now, None, None).await?;
+                    self.store
+                        .finish_job(job.id, lease_id, JobCompletion::Done, None, self.now, None, None, None)
+                        .await?;
                     continue;
                 }
                 None => {}
             }
             let tracked = Self::tracked(&context, self.now).filter(Tracked::enabled);
             let (Some(repo), Some(mut tracked)) = (context.repository.clone(), tracked) else {
-                self.store.finish_job(job.id, &lease_id, JobCompletion::Done, None, self.now, None, None).await?;
+                self.store.finish_job(job.id, lease_id, JobCompletion::Done, None, self.now, None, None, None).await?;
                 continue;
             };
             // A poll may find nothing to do, so it does not mark the mirror started.
             if job.reason != JobReason::Poll {
                 tracked.update().begin(self.now);
                 tracked.touch(self.now);
-                self.store.record_update(tracked.saved(), Some((job.id, &lease_id))).await?;
+                self.store.record_update(tracked.saved(), Some((job.id, lease_id))).await?;
             }
-            let body = self.leased_job(&job, &lease_id, deadline.millis(), &repo, &context, &tracked).await?;
+            let body = self.leased_job(&job, lease_id, deadline.millis(), &repo, &context, &tracked).await?;
             return Ok((Some(body), None));
         }
         Ok((None, None))
@@ -677,7 +704,9 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
     }
 
     /// A node reports a try: two round trips (the job's context; the outcome recorded, with the
-    /// upstream's fingerprint for pulls, in one batch that also answers the job's new state).
+    /// upstream's fingerprint for pulls, in one batch that also answers the job's new state). A
+    /// report that asks for the next job (`next`) looks for it in that same batch, so a busy
+    /// node's result and next lease cost three (the third marks the next mirror started).
     pub(super) async fn report_result(&self, call: &Call<'_>) -> Result<ApiResponse> {
         let report: JobReport = call.json()?;
         let (job, context) = self.leased(call, &report.lease_id).await?;
@@ -783,9 +812,25 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             upstream_poll,
             notice: notice_write,
         };
-        let after = self
+        // A node that asks for its next job with its result saves a request per job, and the
+        // first look for that job goes in the result's own batch.
+        let next_lease_id = report.next.as_ref().map(|_| self.random_hex(16)).transpose()?;
+        let next = match (&report.next, &next_lease_id) {
+            (Some(asked), Some(lease_id)) => Some(self.poll_asked(call, asked, lease_id)?),
+            _ => None,
+        };
+        let (after, polled) = self
             .store
-            .finish_job(job.id, &report.lease_id, completion, Some(reported), self.now, saved, fingerprint)
+            .finish_job(
+                job.id,
+                &report.lease_id,
+                completion,
+                Some(reported),
+                self.now,
+                saved,
+                fingerprint,
+                next.as_ref(),
+            )
             .await?;
         let (job, removed_repositories) = after.ok_or_else(lease_lost)?;
         self.learn_host_key(&job, &context, report.learned_host_key.as_deref()).await?;
@@ -805,17 +850,9 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             self.mark_queued();
         }
         let update_status = tracked.map(|mut t| t.update().status);
-        // A node that asks for its next job with its result saves a request per job.
-        let next = match &report.next {
-            Some(asked) => {
-                let look = self.at(self.clock());
-                let leased = look.lease_once(call, asked).await?.0;
-                if look.queued.get() {
-                    self.mark_queued();
-                }
-                leased
-            }
-            None => None,
+        let next = match (&report.next, next_lease_id.zip(polled)) {
+            (Some(asked), first) => self.lease_after(call, asked, first).await?.0,
+            (None, _) => None,
         };
         Ok(ApiResponse::json(200, &ResultRecorded { job, update_status, removed_repositories, next }))
     }
@@ -878,8 +915,9 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         let saved = tracked.as_ref().map(Tracked::saved);
         let after = self
             .store
-            .finish_job(job.id, &asked.lease_id, JobCompletion::Released, None, self.now, saved, None)
-            .await?;
+            .finish_job(job.id, &asked.lease_id, JobCompletion::Released, None, self.now, saved, None, None)
+            .await?
+            .0;
         after.ok_or_else(lease_lost)?;
         self.mark_queued();
         Ok(ApiResponse::empty(204))

@@ -48,7 +48,7 @@ pub(crate) use migration::{ExportRow, ProjectGrantRow};
 pub use migration::{ImportWrite, MigrationUpdate};
 pub use mirrors::{STATUS_MIRRORS, StatusSnapshot};
 use port::{Database, DatabaseError, Outcome, Statement};
-pub use queue::{DiscoveryOutcome, JobContext, Poll, Reported, SyncRecord, UpstreamPollOutcome};
+pub use queue::{DiscoveryOutcome, JobContext, Poll, PollAsked, Reported, SyncRecord, UpstreamPollOutcome};
 pub use registry::{RepositoryFilter, RepositoryKey, Viewer};
 
 use crate::identity::Level;

@@ -243,18 +243,25 @@ pub struct Poll {
 /// word from it since (`lease_lapsed_at` later than its `last_seen`, see [`lapse_statement`]) does
 /// not count: it crashed mid-job, so its copies' work goes to the others at once instead of
 /// waiting out the live window; its next contact restores the rule.
+///
+/// With `after` (a job and the lease a report just ended), nothing is leased unless that report
+/// took effect: the node whose report was refused (its lease lost) gets no job it never hears of.
 fn lease_statement(
     node_id: i64,
     lease_id: &str,
     now: Timestamp,
     deadline: Timestamp,
     repository: Option<i64>,
+    after: Option<(i64, &str)>,
 ) -> Statement {
+    let (after_job, after_lease) = after.map_or((None, None), |(job, lease)| (Some(job), Some(lease)));
     sql!(
         format!(
             "UPDATE jobs SET state = 'LEASED', attempt = attempt + 1, lease_owner = ?1, lease_id = ?2, \
              lease_deadline = ?3 \
-             WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
+             WHERE (?6 IS NULL OR EXISTS (SELECT 1 FROM jobs f WHERE f.id = ?6 AND f.lease_id = ?7 \
+               AND f.state != 'LEASED')) \
+             AND id = (SELECT j.id FROM jobs j WHERE j.state = 'QUEUED' AND IFNULL(j.not_before, 0) <= ?4 \
                AND (?5 IS NULL OR j.repository_id = ?5) \
                AND (j.node_id IS NULL OR j.node_id = ?1) \
                AND EXISTS (SELECT 1 FROM farm_nodes me WHERE me.id = ?1 \
@@ -280,7 +287,9 @@ fn lease_statement(
         lease_id,
         deadline.millis(),
         now.millis(),
-        repository
+        repository,
+        after_job,
+        after_lease
     )
 }
 
@@ -308,6 +317,81 @@ fn expired_statement(now: Timestamp, limit: i64) -> Statement {
         now.millis(),
         limit
     )
+}
+
+/// What a node's poll asks for (see [`Store::poll_for_job`]).
+pub struct PollAsked<'a> {
+    /// The node polling.
+    pub node_id: i64,
+    /// The lease id a job leased now gets.
+    pub lease_id: &'a str,
+    /// The time now.
+    pub now: Timestamp,
+    /// When the lease ends unless renewed.
+    pub deadline: Timestamp,
+    /// Only this repository's jobs (`sync <repo>` on a node).
+    pub repository: Option<i64>,
+    /// The node's contact is recorded unless it was recorded since.
+    pub contact_since: Timestamp,
+    /// At most this many expired leases are returned.
+    pub expired_limit: i64,
+}
+
+/// A poll's statements (see [`Store::poll_for_job`]); `after` as in [`lease_statement`].
+fn poll_statements(asked: &PollAsked<'_>, after: Option<(i64, &str)>) -> Vec<Statement> {
+    let now = asked.now;
+    let mut statements = vec![
+        super::nodes::touch_statement(asked.node_id, now, asked.contact_since),
+        lapse_statement(now),
+        expired_statement(now, asked.expired_limit),
+        lease_statement(asked.node_id, asked.lease_id, now, asked.deadline, asked.repository, after),
+        sql!(
+            "SELECT MIN(t) AS t FROM (SELECT MIN(not_before) AS t FROM jobs WHERE state = 'QUEUED' \
+             AND not_before > ?1 UNION ALL SELECT MIN(lease_deadline) FROM jobs WHERE state = 'LEASED')",
+            now.millis()
+        ),
+    ];
+    // The leased job's context, every part (its kind is not known yet), in the same trip.
+    statements.extend(context_statements(LEASED_JOB_SQL, &Value::from(asked.lease_id)));
+    statements
+}
+
+/// A poll from the outcomes of [`poll_statements`].
+fn read_poll(mut out: Vec<Outcome>) -> StoreResult<Poll> {
+    row! {
+        struct NextDue {
+            t: Option<i64>,
+        }
+    }
+    let expired = read_jobs(nth(&mut out, 2)?)?;
+    let leased = read_jobs(nth(&mut out, 3)?)?.pop();
+    let next_due = nth(&mut out, 4)?.first::<NextDue>()?.and_then(|r| r.t);
+    // The parts its kind does not use are dropped, so the context is what `job_context_of` reads.
+    let context = match &leased {
+        Some(job) => {
+            let parts = context_parts(Some(job.kind));
+            let read = out.into_iter().skip(5).zip(parts);
+            Some(read_context(read.map(|(o, p)| if p { o } else { unread() }).collect())?)
+        }
+        None => None,
+    };
+    Ok(Poll { expired, leased, next_due, context })
+}
+
+/// The job after a report, and the repositories a discovery removed; `None` if the lease was
+/// not held (nothing was written).
+fn read_finished(
+    mut out: Vec<Outcome>,
+    removed_at: Option<usize>,
+    first_job_statement: usize,
+) -> StoreResult<Option<(Job, Vec<i64>)>> {
+    let after = read_jobs(out.pop().unwrap_or_default())?.pop();
+    let removed = match removed_at {
+        Some(i) => nth(&mut out, i)?.read::<IdRow>()?.into_iter().map(|r| r.id).collect(),
+        None => Vec::new(),
+    };
+    let held = out.get(first_job_statement..).unwrap_or_default().iter().map(|o| o.changes).sum::<u64>() > 0;
+    Ok(after.filter(|_| held).map(|job| (job, removed)))
 }
 
 /// The id of the job leased under the lease id `?1` (the poll that leases it reads its context
@@ -450,43 +534,13 @@ impl<D: Database> Store<D> {
         contact_since: Timestamp,
         expired_limit: i64,
     ) -> StoreResult<Poll> {
-        let mut out = self
-            .batch(
-                vec![
-                    super::nodes::touch_statement(node_id, now, contact_since),
-                    lapse_statement(now),
-                    expired_statement(now, expired_limit),
-                    lease_statement(node_id, lease_id, now, deadline, repository),
-                    sql!(
-                        "SELECT MIN(t) AS t FROM (SELECT MIN(not_before) AS t FROM jobs WHERE state = 'QUEUED' \
-                     AND not_before > ?1 UNION ALL SELECT MIN(lease_deadline) FROM jobs WHERE state = 'LEASED')",
-                        now.millis()
-                    ),
-                ]
-                .into_iter()
-                // The leased job's context, every part (its kind is not known yet), in the same trip.
-                .chain(context_statements(LEASED_JOB_SQL, &Value::from(lease_id)))
-                .collect(),
-            )
-            .await?;
-        row! {
-            struct NextDue {
-                t: Option<i64>,
-            }
-        }
-        let expired = read_jobs(nth(&mut out, 2)?)?;
-        let leased = read_jobs(nth(&mut out, 3)?)?.pop();
-        let next_due = nth(&mut out, 4)?.first::<NextDue>()?.and_then(|r| r.t);
-        // The parts its kind does not use are dropped, so the context is what `job_context_of` reads.
-        let context = match &leased {
-            Some(job) => {
-                let parts = context_parts(Some(job.kind));
-                let read = out.into_iter().skip(5).zip(parts);
-                Some(read_context(read.map(|(o, p)| if p { o } else { unread() }).collect())?)
-            }
-            None => None,
-        };
-        Ok(Poll { expired, leased, next_due, context })
+        let asked = PollAsked { node_id, lease_id, now, deadline, repository, contact_since, expired_limit };
+        self.poll_for_job_asked(&asked).await
+    }
+
+    /// [`Store::poll_for_job`], asked with a [`PollAsked`].
+    pub async fn poll_for_job_asked(&self, asked: &PollAsked<'_>) -> StoreResult<Poll> {
+        read_poll(self.batch(poll_statements(asked, None)).await?)
     }
 
     /// Queues a job unless one for the same target is already waiting (it then absorbs this one).
@@ -572,6 +626,10 @@ impl<D: Database> Store<D> {
     /// to the queue while another waits for the same target is closed instead: the waiting one
     /// does the work. A pull that reports the upstream's `fingerprint` has it recorded in the
     /// same batch, and the push mirrors queued if it changed.
+    ///
+    /// With `next` (a busy node's report that asks for its next job), the node's poll (see
+    /// [`Store::poll_for_job`]) goes in the same batch and is answered too; it leases nothing
+    /// unless the report took effect.
     #[allow(clippy::too_many_arguments)] // One batch: each argument is one part of it.
     pub async fn finish_job(
         &self,
@@ -582,7 +640,8 @@ impl<D: Database> Store<D> {
         now: Timestamp,
         mirror: Option<SavedMirror<'_>>,
         fingerprint: Option<(i64, &str)>,
-    ) -> StoreResult<Option<(Job, Vec<i64>)>> {
+        next: Option<&PollAsked<'_>>,
+    ) -> StoreResult<(Option<(Job, Vec<i64>)>, Option<Poll>)> {
         let held = "id = ?1 AND lease_id = ?2 AND state = 'LEASED'";
         let kept_lease = if reported.is_some() { "lease_id" } else { "NULL" };
         let reported_outcome = reported.as_ref().map(|r| (r.outcome, r.message));
@@ -682,13 +741,14 @@ impl<D: Database> Store<D> {
             JobCompletion::Released => batch.extend([requeue(now.millis(), -1), close("DONE")]),
         }
         batch.push(sql!(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), job_id));
+        let finished = batch.len();
+        if let Some(next) = next {
+            batch.extend(poll_statements(next, Some((job_id, lease_id))));
+        }
         let mut out = self.batch(batch).await?;
-        let after = read_jobs(out.pop().unwrap_or_default())?.pop();
-        let removed = match removed_at {
-            Some(i) => nth(&mut out, i)?.read::<IdRow>()?.into_iter().map(|r| r.id).collect(),
-            None => Vec::new(),
-        };
-        Ok(after.filter(|_| out[first_job_stmt..].iter().map(|o| o.changes).sum::<u64>() > 0).map(|job| (job, removed)))
+        let polled = out.split_off(finished.min(out.len()));
+        let poll = next.map(|_| read_poll(polled)).transpose()?;
+        Ok((read_finished(out, removed_at, first_job_stmt)?, poll))
     }
 
     /// Leased jobs whose deadline has passed, oldest first, at most `limit`; their nodes are

@@ -139,9 +139,92 @@ async fn pull_reported(store: &Store<SqliteDatabase>, repo: i64, fingerprint: &s
             now,
             None,
             Some((repo, fingerprint)),
+            None,
         )
         .await;
-    assert_eq!(after.expect("finish").expect("lease held").0.state, crate::queue::JobState::Done);
+    assert_eq!(after.expect("finish").0.expect("lease held").0.state, crate::queue::JobState::Done);
+}
+
+#[test]
+fn a_report_and_the_next_lease_share_one_batch_and_a_refused_report_leases_nothing() {
+    let (store, repo) = store_with_repository();
+    block_on(async {
+        store.insert_remote_mirror(&mirror(repo), None).await.expect("mirror");
+        let pull = crate::queue::NewJob {
+            kind: crate::queue::JobKind::PullMirror,
+            repository_id: repo,
+            remote_mirror_id: None,
+            reason: crate::queue::JobReason::Webhook,
+            enqueued_at: Timestamp(1),
+        };
+        store.enqueue(&pull).await.expect("enqueue");
+        store
+            .database()
+            .execute("INSERT INTO farm_nodes (id, name, lookup, hash, created_at) VALUES (1, 'n', 'l', 'h', 0)");
+        let (now, deadline) = (Timestamp(10), Timestamp(100_000));
+        let leased = store.poll_for_job(1, "lease-1", now, deadline, None, now, 10).await.expect("poll");
+        let job = leased.leased.expect("the pull");
+        let next = PollAsked {
+            node_id: 1,
+            lease_id: "lease-2",
+            now,
+            deadline,
+            repository: None,
+            contact_since: now,
+            expired_limit: 10,
+        };
+        // Another repository's pull waits, due: a poll would lease it.
+        let project = store.database().count("SELECT project_id FROM repositories WHERE id = 1");
+        let other = store
+            .insert_repository(&NewRepository {
+                project_id: project,
+                slug: "other".into(),
+                name: "other".into(),
+                description: None,
+                default_branch: "main".into(),
+                public: false,
+                forkable: true,
+                upstream: None,
+                hierarchy_id: "h2".into(),
+                origin_id: None,
+                created_at: Timestamp(1),
+            })
+            .await
+            .expect("repository");
+        store.enqueue(&crate::queue::NewJob { repository_id: other.id, ..pull.clone() }).await.expect("enqueue");
+        // A refused report (not this job's lease) writes nothing and leases nothing.
+        let reported = || Some(Reported::outcome_only("pushed", ""));
+        let done = crate::queue::JobCompletion::Done;
+        let (after, poll) = store
+            .finish_job(job.id, "lease-x", done, reported(), now, None, Some((repo, "fp1")), Some(&next))
+            .await
+            .expect("batch");
+        assert!(after.is_none() && poll.expect("polled").leased.is_none());
+        assert_eq!(store.database().count("SELECT COUNT(*) FROM jobs WHERE state = 'LEASED'"), 1);
+        // The pull's report queues the push (a new fingerprint), which the same batch leases.
+        let (after, poll) = store
+            .finish_job(job.id, "lease-1", done, reported(), now, None, Some((repo, "fp1")), Some(&next))
+            .await
+            .expect("batch");
+        assert_eq!(after.expect("held").0.state, crate::queue::JobState::Done);
+        let poll = poll.expect("polled");
+        // The oldest due job: the other repository's pull, then (next report) the push it queued.
+        let first = poll.leased.expect("the next job");
+        assert_eq!((first.kind, first.repository_id), (crate::queue::JobKind::PullMirror, Some(other.id)));
+        assert!(poll.context.expect("with its context").repository.is_some_and(|r| r.id == other.id));
+        let next = PollAsked { lease_id: "lease-3", ..next };
+        let (after, poll) =
+            store.finish_job(first.id, "lease-2", done, reported(), now, None, None, Some(&next)).await.expect("batch");
+        assert!(after.is_some());
+        let poll = poll.expect("polled");
+        let push = poll.leased.expect("the push mirror's job, queued by the first report");
+        assert_eq!(push.kind, crate::queue::JobKind::PushMirror);
+        assert!(poll.context.expect("with its context").remote_mirror.is_some());
+        assert_eq!(
+            store.database().count("SELECT COUNT(*) FROM jobs WHERE state = 'LEASED' AND lease_id = 'lease-3'"),
+            1
+        );
+    });
 }
 
 #[test]
