@@ -358,13 +358,18 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         self.lease_after(call, asked, None).await
     }
 
+    /// When a lease made now for `asked` ends unless renewed.
+    fn lease_deadline(&self, asked: &LeaseRequest) -> Timestamp {
+        self.now.plus_millis(Self::lease_ms(asked.lease_seconds))
+    }
+
     /// What a poll for `asked` sends, under a new lease id.
     fn poll_asked<'l>(&self, call: &Call<'_>, asked: &LeaseRequest, lease_id: &'l str) -> Result<PollAsked<'l>> {
         Ok(PollAsked {
             node_id: Self::node(call)?.id,
             lease_id,
             now: self.now,
-            deadline: self.now.plus_millis(Self::lease_ms(asked.lease_seconds)),
+            deadline: self.lease_deadline(asked),
             // `sync <repo>` on a node works through one repository's jobs only.
             repository: asked.repository_id,
             contact_since: self.now.plus_millis(-CONTACT_WRITE_INTERVAL_MS),
@@ -392,7 +397,7 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
                 }
             };
             let lease_id = lease_id.as_str();
-            let deadline = self.poll_asked(call, asked, lease_id)?.deadline;
+            let deadline = self.lease_deadline(asked);
             // Expired leases go back to the queue; if nothing else was due, the next try may lease one.
             self.return_expired(&poll.expired).await?;
             let Some(job) = poll.leased else {
