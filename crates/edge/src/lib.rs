@@ -13,7 +13,7 @@ mod webcrypto;
 
 use std::rc::Rc;
 
-use mirrorfarm_core::admin::LogLevel;
+use mirrorfarm_core::admin::{LogLevel, LogLevels};
 use mirrorfarm_core::api::{
     ApiRequest, ApiResponse, CallerCache, Config, CorsOrigins, Method, Service, split_request_url,
 };
@@ -132,8 +132,40 @@ pub(crate) fn now() -> Timestamp {
     Timestamp(js_sys::Date::now() as i64)
 }
 
+/// One request's line in the log, written by [`RequestLine::write`] at the levels in force.
+struct RequestLine {
+    method: String,
+    /// Paths never carry secrets (tokens travel in headers); queries are not logged.
+    path: String,
+    status: u16,
+    /// The request's D1 round trips (`Server-Timing`).
+    timing: String,
+}
+
+impl RequestLine {
+    fn write(&self, levels: &LogLevels) {
+        let Self { method, path, status, timing } = self;
+        if levels.enabled(REQUEST_LOGGER, LogLevel::Info) {
+            console_log!("{method} {path} -> {status}");
+        }
+        if levels.enabled(REQUEST_LOGGER, LogLevel::Debug) {
+            console_log!("DEBUG {method} {path}: {timing}");
+        }
+    }
+}
+
+/// The log levels in force, read from D1 through the isolate's memory (the defaults if they
+/// cannot be read).
+async fn read_log_levels(env: &Env) -> LogLevels {
+    let (Ok(config), Ok(db)) = (config(env), env.d1(DB_BINDING)) else { return LogLevels::default() };
+    let store = Store::new(d1::D1::new(db));
+    let crypto = webcrypto::WebCrypto::new(setting(env, "MIRRORFARM_SEAL_KEY"));
+    let callers = CALLERS.with(Rc::clone);
+    Service::new(&store, &crypto, &config, now()).with_caller_cache(&callers).log_levels().await
+}
+
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let api_req = api_request(&mut req).await?;
     let config = match config(&env) {
         Ok(config) => config,
@@ -157,14 +189,18 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let transfer = response.transfer.take();
     let spent = store.database().spent();
     response.headers.push(("Server-Timing".into(), server_timing(spent)));
-    // The levels an administrator set (logs/…), usually remembered by the isolate.
-    let levels = service.log_levels().await;
-    // Paths never carry secrets (tokens travel in headers); queries are not logged.
-    if levels.enabled(REQUEST_LOGGER, LogLevel::Info) {
-        console_log!("{} {} -> {}", req.inner().method(), api_req.path, response.status);
-    }
-    if levels.enabled(REQUEST_LOGGER, LogLevel::Debug) {
-        console_log!("DEBUG {} {}: {}", req.inner().method(), api_req.path, server_timing(spent));
+    let line = RequestLine {
+        method: req.inner().method().to_string(),
+        path: api_req.path.clone(),
+        status: response.status,
+        timing: server_timing(spent),
+    };
+    // The levels an administrator set (logs/…), usually remembered by the isolate. When they
+    // are not, reading them is a D1 round trip: it is made after the answer has gone, so no
+    // request (a new isolate's first above all) waits on its own log line.
+    match service.known_log_levels() {
+        Some(levels) => line.write(&levels),
+        None => ctx.wait_until(async move { line.write(&read_log_levels(&env).await) }),
     }
     // Internal errors are logged at every level (ERROR is the most severe there is).
     if let Some(detail) = &response.diagnostic {

@@ -1648,6 +1648,23 @@ mod admin {
         assert_eq!(beat.body["logFilter"], "info,mirrorfarm_runner::serve=debug");
         assert_eq!(beat.body["name"], "n1");
     }
+
+    #[test]
+    fn log_levels_are_known_without_a_round_trip_once_read_and_while_the_isolate_remembers_them() {
+        let w = World::new();
+        assert_eq!(w.as_admin("PUT", "/rest/api/latest/logs/logger/mirrorfarm.edge.requests/debug", None).status, 204);
+        let isolate = CallerCache::new();
+        let at = Timestamp(1_000_000);
+        let service = |now| Service::new(&w.store, &w.crypto, &w.config, now).with_caller_cache(&isolate);
+        let first = service(at);
+        assert_eq!(first.known_log_levels(), None, "a new isolate knows no levels");
+        let read = block_on(first.log_levels());
+        assert_eq!(read.loggers.get("mirrorfarm.edge.requests"), Some(&crate::admin::LogLevel::Debug));
+        assert_eq!(first.known_log_levels().as_ref(), Some(&read));
+        // The isolate's next request knows them from its memory, until that is too old.
+        assert_eq!(service(at.plus_millis(callers::CALLER_TTL_MS - 1)).known_log_levels(), Some(read));
+        assert_eq!(service(at.plus_millis(callers::CALLER_TTL_MS)).known_log_levels(), None);
+    }
 }
 
 mod mail {
