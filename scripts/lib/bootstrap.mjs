@@ -50,13 +50,16 @@ export function bootstrapAdmin({ persistTo, token, remote, config } = {}) {
   if (secret.length < 20 || !/^[\x21-\x7e]+$/.test(secret)) {
     throw new Error("MIRRORFARM_BOOTSTRAP_TOKEN must be at least 20 printable characters without spaces");
   }
-  const now = Date.now();
-  d1(
-    `INSERT INTO users (name, slug, display_name, role, created_at) VALUES ('admin', 'admin', 'Administrator', 'SYS_ADMIN', ${now});` +
-      adminTokenInsert(secret, "bootstrap", null, now),
-    { persistTo, remote, config },
-  );
+  d1(adminInsert(secret, Date.now()), { persistTo, remote, config });
   return secret;
+}
+
+/** SQL creating user `admin` (SYS_ADMIN) with the access token `secret`, made at `now`. */
+export function adminInsert(secret, now) {
+  return (
+    `INSERT INTO users (name, slug, display_name, role, created_at) VALUES ('admin', 'admin', 'Administrator', 'SYS_ADMIN', ${now});` +
+    adminTokenInsert(secret, "bootstrap", null, now)
+  );
 }
 
 /**

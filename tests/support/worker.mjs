@@ -1,13 +1,13 @@
 // Starts the built Worker under `wrangler dev` (workerd) with a fresh local D1 in a temp dir,
 // migrated and with a known admin token, and stops it when the test ends.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, rmSync, mkdirSync, renameSync, writeFileSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createServer } from "node:net";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { bootstrapAdmin, d1, migrate } from "../../scripts/lib/bootstrap.mjs";
+import { adminInsert, d1, migrate } from "../../scripts/lib/bootstrap.mjs";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const OUTPUT = path.join(ROOT, "test-output");
@@ -24,16 +24,42 @@ export function freePort() {
   });
 }
 
+/**
+ * A state directory whose local D1 has every migration applied by `wrangler d1 migrations apply`,
+ * made once for each set of migrations (and wrangler.toml and wrangler version) and copied for
+ * each Worker: wrangler takes about 6 s of CPU to apply them, a copy a few milliseconds. Test
+ * files running side by side may both make it; the first rename wins.
+ */
+function migratedState() {
+  const hash = createHash("sha256");
+  hash.update(readFileSync(path.join(ROOT, "node_modules/wrangler/package.json")));
+  hash.update(readFileSync(path.join(ROOT, "wrangler.toml")));
+  const migrations = path.join(ROOT, "migrations");
+  for (const name of readdirSync(migrations).sort()) hash.update(name).update(readFileSync(path.join(migrations, name)));
+  const dir = path.join(tmpdir(), `mirrorfarm-migrated-${hash.digest("hex").slice(0, 16)}`);
+  if (existsSync(dir)) return dir;
+  const building = mkdtempSync(`${dir}.building-`);
+  migrate({ persistTo: building });
+  try {
+    renameSync(building, dir);
+  } catch (e) {
+    rmSync(building, { recursive: true, force: true });
+    if (!existsSync(dir)) throw e;
+  }
+  return dir;
+}
+
 /** A running Worker: `url`, `adminToken`, `stateDir`, `logs()` and `stop()`.
  *
  * `direct`: `url` is the workerd runtime's own socket rather than `wrangler dev`'s port (see
  * `runtimeUrl`); `proxyUrl` is that port either way. */
 export async function startWorker({ allowedHosts = "", retryBaseMs = 30000, pollIntervalMs = 300000, corsOrigins = "", syncWaitMs = 20000, seedSql, licensePublicKey = "", direct = false } = {}) {
   const stateDir = mkdtempSync(path.join(tmpdir(), "mirrorfarm-e2e-"));
-  migrate({ persistTo: stateDir });
-  const adminToken = bootstrapAdmin({ persistTo: stateDir, token: `mfp_e2e_${randomBytes(16).toString("hex")}` });
-  // Bulk fixtures go straight into the database before the Worker holds it.
-  if (seedSql) d1(seedSql, { persistTo: stateDir });
+  cpSync(migratedState(), stateDir, { recursive: true });
+  const adminToken = `mfp_e2e_${randomBytes(16).toString("hex")}`;
+  // The database is new (no users): its administrator, and bulk fixtures, go straight into it
+  // before the Worker holds it, in one call.
+  d1(adminInsert(adminToken, Date.now()) + (seedSql ?? ""), { persistTo: stateDir });
   const sealKey = randomBytes(32).toString("hex");
   // A free port can be taken between being found and being bound (another Worker's runtime binds
   // ports of its own): then it starts again on others.
