@@ -289,8 +289,12 @@ test("draining node 3 moves its copies away, and it then leases nothing", async 
 });
 
 test("a support zip downloads, opens, and holds no secret", async () => {
+  // The request waits for the node to build and upload it; the node's result wakes it, long
+  // before its wait (20 s) would run out.
+  let started = Date.now();
   const r = await fetch(`${worker.url}${MESH}/support-zips/${nodes["node-2"].id}`, { headers: { "PRIVATE-TOKEN": admin } });
   assert.equal(r.status, 200, await r.clone().text());
+  assert.ok(Date.now() - started < 10_000, `the support zip took ${Date.now() - started} ms: its result did not wake the request`);
   assert.equal(r.headers.get("content-type"), "application/octet-stream");
   const zipPath = path.join(dir, "node-2-support.zip");
   writeFileSync(zipPath, Buffer.from(await r.arrayBuffer()));
@@ -314,8 +318,10 @@ print(json.dumps({n: z.read(n).decode("utf-8", "replace") for n in z.namelist()}
     assert.ok(!/mfg1\.[0-9a-f]{8}/.test(text), `${name} holds a fetch grant`);
   }
   // All nodes at once: a zip of each reachable node's zip (node 3 is offline).
+  started = Date.now();
   const all = await fetch(`${worker.url}${MESH}/support-zips`, { headers: { "PRIVATE-TOKEN": admin } });
   assert.equal(all.status, 200);
+  assert.ok(Date.now() - started < 10_000, `the zip of every node took ${Date.now() - started} ms`);
   const allPath = path.join(dir, "all-support.zip");
   writeFileSync(allPath, Buffer.from(await all.arrayBuffer()));
   const names = execFileSync("python3", ["-c", "import sys, zipfile; print('\\n'.join(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))", allPath])

@@ -295,6 +295,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
         loop {
             let seen = self.signals.generation(Topic::Results).await;
             let job = self.store.job(id).await?.ok_or_else(|| ApiError::Internal(format!("job {id} vanished")))?;
+            // Only the results of awaited kinds wake this request.
+            debug_assert!(job.kind.is_awaited(), "a request waits for a {:?} job, whose result wakes nobody", job.kind);
             if matches!(job.state, JobState::Done | JobState::Failed) {
                 return Ok(job);
             }

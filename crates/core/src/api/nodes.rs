@@ -839,8 +839,8 @@ impl<D: Database, C: Crypto, S: Signals, L: RateLimiter, B: Blobs> Service<'_, D
             .await?;
         let (job, removed_repositories) = after.ok_or_else(lease_lost)?;
         self.learn_host_key(&job, &context, report.learned_host_key.as_deref()).await?;
-        // Requests wait for fork syncs and test mails (`wait_for_job`): they read this one now.
-        if matches!(job.kind, JobKind::ForkSync | JobKind::SendMail) {
+        // Requests wait for some kinds of job (`wait_for_job`): they read this one now.
+        if job.kind.is_awaited() {
             self.signals.notify(Topic::Results).await;
         }
         // Nodes waiting for work look again if this result queued any: a retry, a pull that found

@@ -36,6 +36,15 @@ pub enum JobKind {
     SupportZip,
 }
 
+impl JobKind {
+    /// Whether requests wait for jobs of this kind to end (`wait_for_job`: a fork sync or a
+    /// MERGE asked for, a test mail, a support zip): their results wake the waiting requests, which
+    /// otherwise answer only when their wait runs out.
+    pub fn is_awaited(self) -> bool {
+        matches!(self, Self::ForkSync | Self::SendMail | Self::SupportZip)
+    }
+}
+
 /// Why a job was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
