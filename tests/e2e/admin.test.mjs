@@ -366,8 +366,8 @@ test("log levels: read and set in any case, the edge's request log obeys them, a
   // Its DEBUG line is written just after it, and can reach the log a moment later.
   await until("the DEBUG line", () => /DEBUG GET \/rest\/api\/1\.0\/projects\/ADM\/repos\/app:/.test(worker.logs()));
   assert.match(worker.logs(), /DEBUG GET \/rest\/api\/1\.0\/projects\/ADM\/repos\/app: d1;desc="\d+ round trips?"/);
-  // A line whose levels the isolate had to read is written after the answer: still none for the
-  // requests made at WARN, now that a later request's lines are in.
+  // Still no line for the requests made at WARN, now that later lines are in (a signed-in
+  // request's line is written at once; one whose levels the isolate had to read, just after).
   assert.doesNotMatch(worker.logs(), /GET \/rest\/api\/1\.0\/projects\/ADM -> 200/);
 
   // A node: quiet at INFO, DEBUG lines only once an administrator asks for them.

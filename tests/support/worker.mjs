@@ -37,14 +37,23 @@ function migratedState() {
   const migrations = path.join(ROOT, "migrations");
   for (const name of readdirSync(migrations).sort()) hash.update(name).update(readFileSync(path.join(migrations, name)));
   const dir = path.join(tmpdir(), `mirrorfarm-migrated-${hash.digest("hex").slice(0, 16)}`);
-  if (existsSync(dir)) return dir;
+  // A marker written last: a directory a temp cleaner half emptied is never taken for a template.
+  const marker = (d) => path.join(d, "migrated");
+  if (existsSync(marker(dir))) return dir;
+  rmSync(dir, { recursive: true, force: true });
   const building = mkdtempSync(`${dir}.building-`);
-  migrate({ persistTo: building });
+  try {
+    migrate({ persistTo: building });
+    writeFileSync(marker(building), "");
+  } catch (e) {
+    rmSync(building, { recursive: true, force: true });
+    throw e;
+  }
   try {
     renameSync(building, dir);
   } catch (e) {
     rmSync(building, { recursive: true, force: true });
-    if (!existsSync(dir)) throw e;
+    if (!existsSync(marker(dir))) throw e;
   }
   return dir;
 }
